@@ -1,0 +1,20 @@
+//! Compiles `proto/servicemock/v1/servicemock.proto` without a system `protoc`:
+//! protox parses it in pure Rust, tonic-prost-build generates the messages,
+//! client and server, and the encoded descriptor set is written for reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/servicemock/v1/servicemock.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let fds = protox::compile([proto], ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("servicemock_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Who this copy of servicemock is, and what it allows a request to do.
+//!
+//! Both are plain values built once at start (from flags and environment in
+//! `main`, or directly by tests and the mesh) and shared read-only.
+
+use std::time::Duration;
+
+use crate::plan::Limits;
+
+/// The identity a service reports in every answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The name it is deployed under, e.g. `service2`.
+    pub service: String,
+    /// Its version, e.g. `v1`; what traffic-split experiments count.
+    pub version: String,
+    /// Host or pod name.
+    pub host: String,
+    /// Kubernetes namespace, when known.
+    pub namespace: String,
+    /// Pod IP, when known.
+    pub pod_ip: String,
+}
+
+impl Identity {
+    /// An identity with the given name and version on this host.
+    pub fn named(service: &str, version: &str) -> Identity {
+        Identity {
+            service: service.to_owned(),
+            version: version.to_owned(),
+            host: local_host_name(),
+            ..Identity::default()
+        }
+    }
+}
+
+/// What one request may ask of this service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Bounds on paths and plans.
+    pub limits: Limits,
+    /// Most services a request may pass through before this one refuses it
+    /// with 508 Loop Detected.
+    pub max_depth: u32,
+    /// Longest any single hop may take.
+    pub hop_timeout: Duration,
+    /// Longest a whole request may take here, hops included; shrinks as the
+    /// request travels down the tree.
+    pub request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            max_depth: 32,
+            hop_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The machine's host name (the pod name in Kubernetes).
+pub fn local_host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Parses a duration written as a number and a unit: `250ms`, `1.5s`, `2m`,
+/// `100us`, `1h`. A bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration (write e.g. 250ms, 1.5s, 2m)"))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit \"{other}\" in \"{text}\" (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("\"{text}\" is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("150us"), Ok(Duration::from_micros(150)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

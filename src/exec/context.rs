@@ -1,0 +1,219 @@
+//! What travels with a request from one service to the next, whatever the
+//! protocol: the hop depth (loop protection), the time left (deadline), the
+//! request id, and the trace headers that tie a cascade together.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// How many services the request has passed through before this one.
+pub const DEPTH_HEADER: &str = "x-servicemock-depth";
+/// Milliseconds left for the whole request, set on HTTP hops (gRPC hops use
+/// the standard `grpc-timeout`).
+pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";
+/// The request id that every level of the report shows.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Headers passed on from each inbound request to every outbound hop, unless
+/// configured otherwise: the request id and the trace context of every
+/// tracer Istio and Envoy know.
+pub const DEFAULT_PROPAGATED: &[&str] = &[
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "x-ot-span-context",
+    "x-cloud-trace-context",
+    "grpc-trace-bin",
+];
+
+/// Why an inbound request's own metadata was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("header {name}: \"{value}\" is not a number")]
+    BadNumber { name: &'static str, value: String },
+    #[error("header grpc-timeout: \"{0}\" is not a gRPC timeout (like 250m or 2S)")]
+    BadGrpcTimeout(String),
+}
+
+/// The per-request state every hop of one request shares.
+#[derive(Debug, Clone)]
+pub struct HopContext {
+    /// When this service received the request; hop start times count from it.
+    pub started: Instant,
+    /// How many services the request passed through before this one.
+    pub depth: u32,
+    /// When the whole request must be answered.
+    pub deadline: Instant,
+    /// Headers every outbound hop carries (propagated ones and the request id).
+    pub outbound: HeaderMap,
+}
+
+/// Reads the depth counter of an inbound request (0 when absent).
+pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
+    match headers.get(DEPTH_HEADER) {
+        None => Ok(0),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| ContextError::BadNumber {
+                name: DEPTH_HEADER,
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            }),
+    }
+}
+
+/// The time an inbound request allows: the smaller of this service's own
+/// limit and what the caller said is left (`x-servicemock-timeout-ms` or
+/// `grpc-timeout`).
+pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Duration, ContextError> {
+    let mut budget = own_limit;
+    if let Some(v) = headers.get(TIMEOUT_HEADER) {
+        let ms: u64 = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| ContextError::BadNumber {
+                name: TIMEOUT_HEADER,
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })?;
+        budget = budget.min(Duration::from_millis(ms));
+    }
+    if let Some(v) = headers.get("grpc-timeout") {
+        let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        budget = budget.min(parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?);
+    }
+    Ok(budget)
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H M S m u n).
+pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The headers an inbound request passes on: those named in `propagate`
+/// that it carries, plus its request id (made up here if it had none).
+/// Returns them and the request id.
+pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (HeaderMap, String) {
+    let mut out = HeaderMap::with_capacity(propagate.len() + 1);
+    for name in propagate {
+        for value in inbound.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let request_id = match inbound
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+    {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = new_request_id();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                out.insert(REQUEST_ID_HEADER, v);
+            }
+            id
+        }
+    };
+    (out, request_id)
+}
+
+/// A random request id in the UUID v4 text form Envoy uses.
+pub fn new_request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]]),
+    )
+}
+
+/// The default propagation list as header names.
+pub fn default_propagated() -> Vec<HeaderName> {
+    DEFAULT_PROPAGATED
+        .iter()
+        .map(|n| HeaderName::from_static(n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("123456789m"), None);
+    }
+
+    #[test]
+    fn budget_takes_the_smallest() {
+        let mut h = HeaderMap::new();
+        let own = Duration::from_secs(30);
+        assert_eq!(inbound_budget(&h, own).unwrap(), own);
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1500"));
+        assert_eq!(
+            inbound_budget(&h, own).unwrap(),
+            Duration::from_millis(1500)
+        );
+        h.insert("grpc-timeout", HeaderValue::from_static("100m"));
+        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(100));
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("soon"));
+        assert!(inbound_budget(&h, own).is_err());
+    }
+
+    #[test]
+    fn request_id_is_kept_or_made() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("00-abc-def-01"));
+        h.insert("cookie", HeaderValue::from_static("secret"));
+        let (out, id) = outbound_headers(&h, &default_propagated());
+        assert_eq!(id.len(), 36);
+        assert_eq!(out["x-request-id"], id.as_str());
+        assert_eq!(out["traceparent"], "00-abc-def-01");
+        assert!(out.get("cookie").is_none());
+        h.insert("x-request-id", HeaderValue::from_static("given"));
+        let (out, id) = outbound_headers(&h, &default_propagated());
+        assert_eq!(
+            (id.as_str(), &out["x-request-id"]),
+            ("given", &HeaderValue::from_static("given"))
+        );
+    }
+
+    #[test]
+    fn depth_must_be_a_number() {
+        let mut h = HeaderMap::new();
+        assert_eq!(inbound_depth(&h), Ok(0));
+        h.insert(DEPTH_HEADER, HeaderValue::from_static("7"));
+        assert_eq!(inbound_depth(&h), Ok(7));
+        h.insert(DEPTH_HEADER, HeaderValue::from_static("x"));
+        assert!(inbound_depth(&h).is_err());
+    }
+}

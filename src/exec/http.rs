@@ -1,0 +1,157 @@
+//! HTTP hops: one pooled HTTP/1.1 client and one HTTP/2 prior-knowledge
+//! client, shared by every request of the process. The downstream body is
+//! always read to its end, so every connection goes back to the pool.
+
+use std::time::Duration;
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue};
+
+use super::resolve::Resolved;
+use super::HopResult;
+use crate::report::{Outcome, Report};
+
+/// Largest downstream body read; a bigger answer is a failed hop.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The two pooled HTTP clients.
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    http1: reqwest::Client,
+    h2c: reqwest::Client,
+}
+
+impl HttpClients {
+    pub fn new() -> Result<HttpClients, reqwest::Error> {
+        let base = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(60))
+        };
+        Ok(HttpClients {
+            http1: base().http1_only().build()?,
+            h2c: base().http2_prior_knowledge().build()?,
+        })
+    }
+
+    /// Calls `path` on `to` and reads the downstream report.
+    pub async fn call(
+        &self,
+        h2c: bool,
+        to: &Resolved,
+        path: &str,
+        mut headers: HeaderMap,
+        timeout: Duration,
+    ) -> HopResult {
+        let url = format!("http://{}{}", to.connect, path);
+        if to.connect != to.authority {
+            if let Ok(host) = HeaderValue::from_str(&to.authority) {
+                headers.insert(HOST, host);
+            }
+        }
+        let client = if h2c { &self.h2c } else { &self.http1 };
+        let exchange = async {
+            let mut response = client.get(&url).headers(headers).send().await?;
+            let status = response.status();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Ok((status, None));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>((status, Some(body)))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => HopResult::failed(Outcome::Timeout, format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => describe_error(&e, to),
+            Ok(Ok((status, body))) => judge_answer(status, body),
+        }
+    }
+}
+
+/// Turns a downstream answer into a hop result: the report it carries, and
+/// an error unless the status was 2xx and the body a report.
+fn judge_answer(status: http::StatusCode, body: Option<Vec<u8>>) -> HopResult {
+    let code = Some(i32::from(status.as_u16()));
+    let Some(body) = body else {
+        return HopResult {
+            status: code,
+            ..HopResult::failed(
+                Outcome::BadAnswer,
+                format!("answer larger than {MAX_BODY} bytes"),
+            )
+        };
+    };
+    let parsed = serde_json::from_slice::<Report>(&body);
+    let (outcome, error) = match (&parsed, status.is_success()) {
+        (Ok(_), true) => (Outcome::Ok, None),
+        (_, false) => (
+            Outcome::Status,
+            Some(format!(
+                "answered {status}{}",
+                brief_body(&body, parsed.is_ok())
+            )),
+        ),
+        (Err(e), true) => (
+            Outcome::BadAnswer,
+            Some(format!(
+                "answered {status} with a body that is not a servicemock report ({e}){}",
+                brief_body(&body, false)
+            )),
+        ),
+    };
+    HopResult {
+        status: code,
+        outcome,
+        error,
+        response: parsed.ok(),
+    }
+}
+
+/// A short quote of a body that is not a report, for the error text.
+fn brief_body(body: &[u8], is_report: bool) -> String {
+    if is_report || body.is_empty() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
+    format!(": \"{}\"", text.trim().replace('\n', " "))
+}
+
+/// Names a transport failure the way a person would: refused, unresolvable,
+/// timed out, or the error chain as it stands.
+fn describe_error(error: &reqwest::Error, to: &Resolved) -> HopResult {
+    let chain = error_chain(error);
+    let lower = chain.to_ascii_lowercase();
+    if error.is_timeout() {
+        HopResult::failed(Outcome::Timeout, format!("timed out: {chain}"))
+    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        let host = to
+            .authority
+            .rsplit_once(':')
+            .map_or(&*to.authority, |(h, _)| h);
+        HopResult::failed(Outcome::Dns, format!("cannot resolve \"{host}\": {chain}"))
+    } else if lower.contains("connection refused") {
+        HopResult::failed(
+            Outcome::Refused,
+            format!("connection refused by {}", to.connect),
+        )
+    } else {
+        HopResult::failed(Outcome::Error, chain)
+    }
+}
+
+/// An error and its sources, joined by ": ", without repeats.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}

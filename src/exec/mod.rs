@@ -1,0 +1,291 @@
+//! The executor: runs a [`Plan`] and builds the [`Report`] of what happened.
+//!
+//! Groups of a plan run concurrently, the hops of a group one after another;
+//! each hop goes out over its own protocol ([`http`] for `http`/`h2c`, [`grpc`]
+//! for `grpc`) with the headers of [`context`] and the time that is left. No
+//! hop failure is ever dropped: each is recorded on its hop with a readable
+//! error. This module knows nothing of the server side; both edges hand it an
+//! [`Inbound`] and render the report it returns.
+
+pub mod context;
+pub mod grpc;
+pub mod http;
+pub mod resolve;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ::http::{HeaderMap, HeaderName, HeaderValue};
+use futures::future::join_all;
+
+use crate::config::{Identity, Settings};
+use crate::plan::path::render_path;
+use crate::plan::proto::request_for;
+use crate::plan::{Hop, Plan, Protocol, Sequence};
+use crate::report::{Forward, Outcome, ParallelForward, Report};
+use context::{HopContext, DEPTH_HEADER, TIMEOUT_HEADER};
+use resolve::Resolver;
+
+/// What came back from one hop, before it is placed in the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopResult {
+    /// HTTP status or gRPC code, if anything answered.
+    pub status: Option<i32>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    /// The downstream's own report, if it sent one.
+    pub response: Option<Report>,
+}
+
+impl HopResult {
+    /// A hop that got no usable answer.
+    pub fn failed(outcome: Outcome, error: String) -> HopResult {
+        HopResult {
+            status: None,
+            outcome,
+            error: Some(error),
+            response: None,
+        }
+    }
+}
+
+/// The request as the edge received it, in protocol-neutral terms.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// How it arrived: `http/1.1`, `h2c` or `grpc`.
+    pub protocol: &'static str,
+    /// e.g. `GET /@service2/end HTTP/1.1`.
+    pub request_line: String,
+    pub headers: HeaderMap,
+    pub received: SystemTime,
+    pub started: Instant,
+}
+
+impl Inbound {
+    pub fn new(protocol: &'static str, request_line: String, headers: HeaderMap) -> Inbound {
+        Inbound {
+            protocol,
+            request_line,
+            headers,
+            received: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Runs plans. Cheap to clone; every clone shares the pooled clients.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    http: http::HttpClients,
+    grpc: grpc::GrpcClients,
+    resolver: Resolver,
+    settings: Settings,
+    propagate: Vec<HeaderName>,
+}
+
+/// Why the executor could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ExecutorError(#[from] reqwest::Error);
+
+impl Executor {
+    /// An executor with its own pooled clients. `propagate` names the inbound
+    /// headers passed on to every hop.
+    pub fn new(
+        resolver: Resolver,
+        settings: Settings,
+        propagate: Vec<HeaderName>,
+    ) -> Result<Executor, ExecutorError> {
+        Ok(Executor {
+            inner: Arc::new(Shared {
+                http: http::HttpClients::new()?,
+                grpc: grpc::GrpcClients::default(),
+                resolver,
+                settings,
+                propagate,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Runs `plan` for `inbound` and reports what happened. `depth` and
+    /// `budget` come from the inbound request (see [`context`]).
+    pub async fn answer(
+        &self,
+        identity: &Identity,
+        plan: &Plan,
+        inbound: &Inbound,
+        depth: u32,
+        budget: Duration,
+    ) -> Report {
+        let (outbound, request_id) =
+            context::outbound_headers(&inbound.headers, &self.inner.propagate);
+        let mut report = base_report(identity, inbound, request_id);
+        let ctx = HopContext {
+            started: inbound.started,
+            depth,
+            deadline: inbound.started + budget,
+            outbound,
+        };
+        report.parallel_forwards = self.run_plan(plan, &ctx).await;
+        let total = report.forwards().count();
+        let failed = report.forwards().filter(|f| f.error.is_some()).count();
+        report.message = match (total, failed) {
+            (0, _) => format!(
+                "{} {} answered, calling nobody",
+                identity.service, identity.version
+            ),
+            (n, 0) => format!(
+                "{} {} called {n} hop(s), all ok",
+                identity.service, identity.version
+            ),
+            (n, f) => format!(
+                "{} {} called {n} hop(s), {f} failed",
+                identity.service, identity.version
+            ),
+        };
+        report.duration_ms = millis(inbound.started.elapsed());
+        report
+    }
+
+    /// The report of a request refused before any hop ran (e.g. a loop).
+    pub fn refusal(&self, identity: &Identity, inbound: &Inbound, message: String) -> Report {
+        let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
+        let mut report = base_report(identity, inbound, request_id);
+        report.message = message;
+        report.duration_ms = millis(inbound.started.elapsed());
+        report
+    }
+
+    async fn run_plan(&self, plan: &Plan, ctx: &HopContext) -> Vec<ParallelForward> {
+        join_all(
+            plan.parallel
+                .iter()
+                .map(|group| self.run_sequence(group, ctx)),
+        )
+        .await
+        .into_iter()
+        .map(|sequential_forwards| ParallelForward {
+            sequential_forwards,
+        })
+        .collect()
+    }
+
+    async fn run_sequence(&self, group: &Sequence, ctx: &HopContext) -> Vec<Forward> {
+        let mut forwards = Vec::with_capacity(group.hops.len());
+        for hop in &group.hops {
+            forwards.push(self.call(hop, ctx).await);
+        }
+        forwards
+    }
+
+    /// Calls one hop within the time left, and records what happened.
+    async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
+        let start = Instant::now();
+        let to = self.inner.resolver.resolve(&hop.target);
+        let path = match hop.protocol {
+            Protocol::Grpc => None,
+            // Validated when the plan was made; a failure here is reported, not hidden.
+            _ => Some(render_path(&hop.next)),
+        };
+        let url = match &path {
+            Some(Ok(p)) => format!("http://{}{p}", to.authority),
+            _ => format!("{}://{}", hop.protocol, to.authority),
+        };
+        let remaining = ctx.deadline.saturating_duration_since(start);
+        let result = if remaining.is_zero() {
+            HopResult::failed(
+                Outcome::Skipped,
+                "not called: the request's deadline had passed".into(),
+            )
+        } else {
+            let timeout = remaining.min(self.inner.settings.hop_timeout);
+            let mut headers = ctx.outbound.clone();
+            for (name, value) in &hop.headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.insert(n, v);
+                }
+            }
+            headers.insert(DEPTH_HEADER, HeaderValue::from(ctx.depth + 1));
+            match path {
+                None => {
+                    self.inner
+                        .grpc
+                        .call(&to, request_for(&hop.next), headers, timeout)
+                        .await
+                }
+                Some(Ok(path)) => {
+                    headers.insert(
+                        TIMEOUT_HEADER,
+                        HeaderValue::from(timeout.as_millis() as u64),
+                    );
+                    self.inner
+                        .http
+                        .call(hop.protocol == Protocol::H2c, &to, &path, headers, timeout)
+                        .await
+                }
+                Some(Err(e)) => HopResult::failed(Outcome::Error, e.to_string()),
+            }
+        };
+        tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
+        Forward {
+            url,
+            result: result.outcome.as_str().to_owned(),
+            protocol: hop.protocol.as_str().to_owned(),
+            status: result.status,
+            start_ms: millis(start.saturating_duration_since(ctx.started)),
+            duration_ms: millis(start.elapsed()),
+            error: result.error,
+            response: result.response.map(Box::new),
+        }
+    }
+}
+
+/// The report of a request before any hop ran: identity and request info.
+pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -> Report {
+    let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
+    request_info.push(inbound.request_line.clone());
+    for (name, value) in &inbound.headers {
+        request_info.push(format!(
+            "{}: {}",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    Report {
+        received_date: rfc3339(inbound.received),
+        message: String::new(),
+        request_info,
+        service: identity.service.clone(),
+        version: identity.version.clone(),
+        host: identity.host.clone(),
+        namespace: identity.namespace.clone(),
+        pod_ip: identity.pod_ip.clone(),
+        protocol: inbound.protocol.to_owned(),
+        request_id,
+        duration_ms: 0.0,
+        parallel_forwards: Vec::new(),
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A duration in milliseconds with microsecond precision.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}

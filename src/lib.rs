@@ -1,0 +1,33 @@
+//! servicemock: a mock service for testing service meshes.
+//!
+//! Deploy one binary many times under different names, then make the copies
+//! call each other by typing a URL (`/@service2|service3/@service1/end`) or by
+//! sending one gRPC `Call` message. Every copy answers with the whole tree of
+//! what happened below it.
+//!
+//! # Layout
+//!
+//! The protocol-independent core sits in the middle; everything that knows
+//! axum or tonic sits at the edges.
+//!
+//! * [`plan`]: the hop tree ([`plan::Plan`]) and its limits; `plan::path`
+//!   parses and renders the @-path grammar, `plan::proto` converts to and from
+//!   the gRPC messages. Both directions round-trip.
+//! * [`exec`]: the executor that runs a plan (groups concurrently, hops of a
+//!   group in order), the pooled HTTP and gRPC hop clients, the name resolver of
+//!   the one-process mesh, and the per-request context (depth, deadline).
+//! * [`report`]: the tree of what happened, its JSON form (field names of the
+//!   original Go server kept) and its protobuf form.
+//! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC; the axum
+//!   routes, the tonic service, health, reflection and graceful shutdown.
+//! * [`mesh`]: many named servers in one process, for a demo or a test.
+//! * [`config`]: who this copy is and what it allows (identity and limits).
+//! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
+
+pub mod config;
+pub mod exec;
+pub mod mesh;
+pub mod pb;
+pub mod plan;
+pub mod report;
+pub mod server;

@@ -1,0 +1,426 @@
+//! The `servicemock` command: `serve` one named service, run a demo `mesh`
+//! in one process, print the `plan` of a path, `call` a server, or check its
+//! `health`. `--help` on each is the manual.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::HeaderName;
+
+use servicemock::config::{local_host_name, parse_duration, Identity, Settings};
+use servicemock::exec::context::default_propagated;
+use servicemock::exec::resolve::Resolver;
+use servicemock::exec::Executor;
+use servicemock::mesh::{Mesh, MeshOptions};
+use servicemock::pb;
+use servicemock::plan::path::parse_path;
+use servicemock::plan::Limits;
+use servicemock::report::proto::decode_status_details;
+use servicemock::report::Report;
+use servicemock::server::{self, shutdown};
+
+/// A mock service for testing service meshes: deploy it under many names and
+/// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
+/// gRPC message. HTTP/1.1, h2c and gRPC on one port.
+#[derive(Parser)]
+#[command(name = "servicemock")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, global = true, env = "SERVICEMOCK_THREADS")]
+    threads: Option<usize>,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICEMOCK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one named service (HTTP/1.1, h2c and gRPC on one port).
+    Serve(ServeArgs),
+    /// Run several named services in this one process on consecutive
+    /// loopback ports; `@name` calls between them resolve in-process.
+    Mesh(MeshArgs),
+    /// Print the CallRequest (proto3 JSON, what `grpcurl -d` takes) for a path,
+    /// or the syntax error (exit status 2).
+    Plan {
+        /// An @-path, e.g. '/@service2|service3/@service1/end'.
+        path: String,
+    },
+    /// Call a running servicemock over HTTP or gRPC and print its report.
+    Call {
+        /// Use gRPC (servicemock.v1.MockService/Call) instead of HTTP/1.1.
+        #[arg(long)]
+        grpc: bool,
+        /// host:port of the service to call.
+        addr: String,
+        /// The @-path to send, e.g. '/@service2/@grpc:service3/end'.
+        path: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
+    Health {
+        /// host:port of the server.
+        #[arg(default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (also spelled --listenAddress, as in the original).
+    #[arg(
+        long,
+        alias = "listenAddress",
+        env = "SERVICEMOCK_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    listen: String,
+    /// The name this copy answers as (default: the host name).
+    #[arg(long, env = "SERVICEMOCK_NAME")]
+    name: Option<String>,
+    /// The version this copy reports, e.g. v2 for a canary.
+    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    version: String,
+    /// Host or pod name to report (Kubernetes downward API: POD_NAME).
+    #[arg(long, env = "POD_NAME")]
+    host_name: Option<String>,
+    /// Namespace to report (Kubernetes downward API: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Pod IP to report (Kubernetes downward API: POD_IP).
+    #[arg(long, env = "POD_IP", default_value = "")]
+    pod_ip: String,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+#[derive(Args)]
+struct MeshArgs {
+    /// Names of the services, e.g. service1 service2 service3.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Port of the first name; the others get the following ports.
+    #[arg(long, env = "SERVICEMOCK_BASE_PORT", default_value_t = 8080)]
+    base_port: u16,
+    /// Address every member listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// The version every member reports.
+    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    version: String,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Limits and timeouts shared by `serve` and `mesh`.
+#[derive(Args)]
+struct Tuning {
+    /// Longest a single hop may take.
+    #[arg(long, env = "SERVICEMOCK_HOP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    hop_timeout: Duration,
+    /// Longest a whole request may take, hops included; callers pass on what is left.
+    #[arg(long, env = "SERVICEMOCK_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Most services a request may pass through before it is refused (508).
+    #[arg(long, env = "SERVICEMOCK_MAX_DEPTH", default_value_t = 32)]
+    max_depth: u32,
+    /// Longest accepted path, in bytes.
+    #[arg(long, env = "SERVICEMOCK_MAX_PATH_LEN", default_value_t = Limits::default().max_path_len)]
+    max_path_len: usize,
+    /// Most targets in one @-command.
+    #[arg(long, env = "SERVICEMOCK_MAX_TARGETS", default_value_t = Limits::default().max_targets)]
+    max_targets: usize,
+    /// Most calls one request's whole tree may make.
+    #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
+    max_hops: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Another inbound header to pass on to every hop (repeatable), e.g. end-user.
+    #[arg(
+        long = "propagate-header",
+        env = "SERVICEMOCK_PROPAGATE_HEADERS",
+        value_delimiter = ','
+    )]
+    propagate_headers: Vec<HeaderName>,
+}
+
+impl Tuning {
+    fn settings(&self) -> Settings {
+        Settings {
+            limits: Limits {
+                max_path_len: self.max_path_len,
+                max_targets: self.max_targets,
+                max_hops: self.max_hops,
+            },
+            max_depth: self.max_depth,
+            hop_timeout: self.hop_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    fn propagate(&self) -> Vec<HeaderName> {
+        let mut names = default_propagated();
+        for name in &self.propagate_headers {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+}
+
+fn main() -> ExitCode {
+    // The original server took Go-style `-listenAddress`; accept it too.
+    let args = std::env::args().map(|a| match a.as_str() {
+        "-listenAddress" => "--listenAddress".to_owned(),
+        _ => a,
+    });
+    let cli = Cli::parse_from(args);
+    init_logging(cli.log_format);
+    let runtime = match cli.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("servicemock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("servicemock: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Mesh(args) => mesh(args).await,
+        Command::Plan { path } => Ok(print_plan(&path)),
+        Command::Call {
+            grpc,
+            addr,
+            path,
+            timeout,
+        } => {
+            let call = async {
+                if grpc {
+                    call_grpc(&addr, &path).await
+                } else {
+                    call_http(&addr, &path).await
+                }
+            };
+            tokio::time::timeout(timeout, call)
+                .await
+                .with_context(|| format!("no answer from {addr} within {timeout:?}"))?
+        }
+        Command::Health { addr } => health(&addr).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let host = args.host_name.unwrap_or_else(local_host_name);
+    let identity = Identity {
+        service: args.name.unwrap_or_else(|| host.clone()),
+        version: args.version,
+        host,
+        namespace: args.namespace,
+        pod_ip: args.pod_ip,
+    };
+    let executor = Executor::new(
+        Resolver::default(),
+        args.tuning.settings(),
+        args.tuning.propagate(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, service = %identity.service, version = %identity.version, "listening (HTTP/1.1, h2c, gRPC)");
+    let service = server::Service::new(identity, executor);
+    server::serve(
+        listener,
+        service,
+        shutdown::signal(),
+        args.tuning.shutdown_grace,
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
+    let options = MeshOptions {
+        bind: args.bind,
+        base_port: args.base_port,
+        version: args.version,
+        settings: args.tuning.settings(),
+        propagate: args.tuning.propagate(),
+        grace: args.tuning.shutdown_grace,
+    };
+    let mesh = Mesh::start(&args.names, options).await?;
+    println!(
+        "servicemock mesh: {} services in this process (HTTP/1.1, h2c and gRPC on each port)\n",
+        mesh.members.len()
+    );
+    println!("  {:<20} ADDRESS", "NAME");
+    for (name, addr) in &mesh.members {
+        println!("  {name:<20} {addr}");
+    }
+    let (first, entry) = &mesh.members[0];
+    let rest: Vec<&str> = mesh.members[1..].iter().map(|(n, _)| n.as_str()).collect();
+    let example = match rest.as_slice() {
+        [] => format!("/@{first}/end"),
+        [one] => format!("/@{one}/@{first}/end"),
+        [a, b, ..] => format!("/@{a}|{b}/@{first}/end"),
+    };
+    println!("\n@name and @name:8080 reach these servers; other names resolve as usual. Try:\n");
+    println!("  curl 'http://{entry}{example}'");
+    println!("  curl --http2-prior-knowledge 'http://{entry}{example}'");
+    println!(
+        "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call\n"
+    );
+    println!("Ctrl-C stops the mesh.");
+    mesh.run_until(shutdown::signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `CallRequest` with a structured plan, in proto3 JSON.
+#[derive(serde::Serialize)]
+struct CallRequestJson<'a> {
+    plan: &'a servicemock::plan::Plan,
+}
+
+fn print_plan(path: &str) -> ExitCode {
+    match parse_path(path, &Limits::default()) {
+        Ok(plan) => match serde_json::to_string_pretty(&CallRequestJson { plan: &plan }) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot print the plan: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a report as pretty JSON.
+fn print_report(report: &Report) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(())
+}
+
+async fn call_http(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("http://{addr}{path}");
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.text().await?;
+    print!("{body}");
+    if !status.is_success() {
+        eprintln!("servicemock: {url} answered {status}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call_grpc(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
+    let mut client = pb::mock_service_client::MockServiceClient::connect(format!("http://{addr}"))
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let request = pb::CallRequest {
+        request: Some(pb::call_request::Request::Path(path.to_owned())),
+    };
+    match client.call(request).await {
+        Ok(response) => {
+            print_report(&Report::from(response.into_inner()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            if let Some(response) = decode_status_details(status.details()) {
+                print_report(&Report::from(response))?;
+            }
+            eprintln!(
+                "servicemock: {} answered {:?}: {}",
+                addr,
+                status.code(),
+                status.message()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn health(addr: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("http://{addr}/health");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The hop tree: what a request asks this service to call, in which order,
+//! with which headers, and what each called service calls in turn.
+//!
+//! A [`Plan`] is the intermediate form between the two ways of asking (an
+//! @-path over HTTP, a `CallRequest` over gRPC) and the executor. [`path`]
+//! parses and renders paths, [`proto`] converts to and from the messages. The
+//! same plan can be written either way, so a tree that mixes protocols keeps
+//! its shape whichever edge it enters by.
+
+pub mod path;
+pub mod proto;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The port a target gets when it names none, as in the original server.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// A hop tree: groups that run concurrently.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Plan {
+    /// Groups run concurrently; the hops of one group run one after another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parallel: Vec<Sequence>,
+    /// The remainder (path and query) the leaves of the tree are called with.
+    #[serde(default)]
+    pub uri: String,
+}
+
+/// Hops that run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Sequence {
+    pub hops: Vec<Hop>,
+}
+
+/// One call to another service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    pub target: Target,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Headers (gRPC metadata) sent with this call; names are lower case.
+    /// `x-mock-*` names are behaviour directives for the called service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// What the called service calls in turn. Shared between the hops of one
+    /// @-path command, so a wide path stays small in memory.
+    #[serde(default, skip_serializing_if = "is_leaf")]
+    pub next: Arc<Plan>,
+}
+
+fn is_leaf(plan: &Arc<Plan>) -> bool {
+    plan.parallel.is_empty()
+}
+
+/// How a hop reaches its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/1.1; the sub-plan travels as an @-path.
+    #[default]
+    #[serde(
+        rename = "PROTOCOL_HTTP",
+        alias = "http",
+        alias = "PROTOCOL_UNSPECIFIED"
+    )]
+    Http,
+    /// HTTP/2 with prior knowledge, no TLS; the sub-plan travels as an @-path.
+    #[serde(rename = "PROTOCOL_H2C", alias = "h2c")]
+    H2c,
+    /// The gRPC `Call`; the sub-plan travels as a `Plan` message.
+    #[serde(rename = "PROTOCOL_GRPC", alias = "grpc")]
+    Grpc,
+}
+
+impl Protocol {
+    /// The scheme word used in paths and reports: `http`, `h2c` or `grpc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::H2c => "h2c",
+            Protocol::Grpc => "grpc",
+        }
+    }
+
+    /// The protocol a scheme word names, if any.
+    pub fn from_scheme(word: &str) -> Option<Protocol> {
+        match word {
+            "http" => Some(Protocol::Http),
+            "h2c" => Some(Protocol::H2c),
+            "grpc" => Some(Protocol::Grpc),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A host and an optional port (the port defaults to [`DEFAULT_PORT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// A DNS name, an IPv4 address, or an IPv6 address without brackets.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Target {
+    pub fn new(host: impl Into<String>, port: Option<u16>) -> Target {
+        Target {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// The port to connect to.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// `host:port` with the port always present, as a URL authority.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port_or_default())
+        } else {
+            format!("{}:{}", self.host, self.port_or_default())
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    /// As written in a path: the port only when one was given.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        path::parse_target_text(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a request may ask for, so that no path or message can melt a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted path, in bytes.
+    pub max_path_len: usize,
+    /// Most targets in one @-command (or one plan level).
+    pub max_targets: usize,
+    /// Most hops in a whole tree, counting every call every service will make.
+    pub max_hops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_path_len: 8 * 1024,
+            max_targets: 64,
+            max_hops: 1024,
+        }
+    }
+}
+
+/// Why a path or a plan was refused. The message names the problem and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A syntax error in an @-command; `position` counts characters of the
+    /// percent-decoded command from 1.
+    #[error("{problem} at position {position} in \"{command}\"")]
+    Syntax {
+        problem: String,
+        position: usize,
+        command: String,
+    },
+    /// The path is longer than [`Limits::max_path_len`].
+    #[error("path too long: {len} bytes, the limit is {limit}")]
+    PathTooLong { len: usize, limit: usize },
+    /// The tree would make more calls than [`Limits::max_hops`].
+    #[error("plan too large: it would make more than {limit} calls in all (limit --max-hops)")]
+    TooManyHops { limit: usize },
+    /// A structured plan is malformed; `field` is a path such as
+    /// `plan.parallel[0].hops[1].target`.
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl Plan {
+    /// A plan that calls nobody and answers with `uri` at the leaves.
+    pub fn leaf(uri: impl Into<String>) -> Plan {
+        Plan {
+            parallel: Vec::new(),
+            uri: uri.into(),
+        }
+    }
+
+    /// All hops of this level, group by group.
+    pub fn hops(&self) -> impl Iterator<Item = &Hop> {
+        self.parallel.iter().flat_map(|s| s.hops.iter())
+    }
+
+    /// How many calls the whole tree makes, or `None` once it exceeds `limit`.
+    /// Stops counting at the limit, so a path that would fan out
+    /// exponentially costs no more than `limit` steps to refuse.
+    pub fn count_hops(&self, limit: usize) -> Option<usize> {
+        let mut total = 0usize;
+        count_into(self, limit, &mut total).then_some(total)
+    }
+
+    /// Refuses a tree larger than `limits.max_hops`.
+    pub fn check_size(&self, limits: &Limits) -> Result<(), PlanError> {
+        match self.count_hops(limits.max_hops) {
+            Some(_) => Ok(()),
+            None => Err(PlanError::TooManyHops {
+                limit: limits.max_hops,
+            }),
+        }
+    }
+}
+
+fn count_into(plan: &Plan, limit: usize, total: &mut usize) -> bool {
+    for hop in plan.hops() {
+        *total += 1;
+        if *total > limit || !count_into(&hop.next, limit, total) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_stops_at_the_limit() {
+        let limits = Limits::default();
+        let wide = "@a|a|a|a|a|a|a|a/".repeat(8);
+        let plan = path::parse_path(&format!("/{wide}end"), &limits).unwrap();
+        assert_eq!(plan.count_hops(100), None);
+        assert!(plan.check_size(&limits).is_err());
+        let small = path::parse_path("/@a|b/@c,d/end", &limits).unwrap();
+        assert_eq!(small.count_hops(100), Some(2 + 2 * 2));
+    }
+
+    #[test]
+    fn target_authority_brackets_ipv6() {
+        assert_eq!(Target::new("::1", Some(9)).authority(), "[::1]:9");
+        assert_eq!(Target::new("a", None).authority(), "a:8080");
+        assert_eq!(Target::new("a", None).to_string(), "a");
+    }
+}

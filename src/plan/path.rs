@@ -1,0 +1,656 @@
+//! The @-path grammar (DESIGN.md §2): parse a request path into a [`Plan`]
+//! and render a plan back into the path a downstream service is called with.
+//!
+//! ```text
+//! request-target = "/" [ command ] [ remainder ]
+//! command        = "@" parallel                 ; first segment only
+//! parallel       = sequence *( "|" sequence )   ; groups run concurrently
+//! sequence       = target *( "," target )       ; one after another
+//! target         = [ scheme ":" ] host [ ":" port ] *( "[" name "=" value "]" )
+//! scheme         = "http" / "h2c" / "grpc"
+//! ```
+//!
+//! Each command is percent-decoded before it is parsed, so `%7C` works as `|`.
+//! The remainder after a command is what the targets are called with; when it
+//! starts with a command in turn, that command is what they call, and so on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use super::{Hop, Limits, Plan, PlanError, Protocol, Sequence, Target};
+
+/// Characters of a header value that must be escaped in a rendered command:
+/// they would end the path segment, start a query, or be read as an escape.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// Parses a request path (query included) into the whole hop tree.
+pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
+    if path.len() > limits.max_path_len {
+        return Err(PlanError::PathTooLong {
+            len: path.len(),
+            limit: limits.max_path_len,
+        });
+    }
+    let mut commands = Vec::new();
+    let mut rest = path;
+    while let Some(after_slash) = rest.strip_prefix('/') {
+        let end = after_slash.find(['/', '?']).unwrap_or(after_slash.len());
+        let decoded = decode_segment(&after_slash[..end])?;
+        if !decoded.starts_with('@') {
+            break;
+        }
+        commands.push(decoded);
+        rest = &after_slash[end..];
+    }
+    let uri = normalize_uri(rest);
+    let mut next = Arc::new(Plan::leaf(uri.clone()));
+    for command in commands.iter().rev() {
+        let groups = parse_command(command, limits)?;
+        let parallel = groups
+            .into_iter()
+            .map(|targets| Sequence {
+                hops: targets
+                    .into_iter()
+                    .map(|(protocol, target, headers)| Hop {
+                        target,
+                        protocol,
+                        headers,
+                        next: Arc::clone(&next),
+                    })
+                    .collect(),
+            })
+            .collect();
+        next = Arc::new(Plan {
+            parallel,
+            uri: uri.clone(),
+        });
+    }
+    Ok(Arc::unwrap_or_clone(next))
+}
+
+/// The remainder as a request target: always starting with `/`.
+fn normalize_uri(rest: &str) -> String {
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    }
+}
+
+fn decode_segment(segment: &str) -> Result<String, PlanError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| PlanError::Syntax {
+            problem: "command is not UTF-8 after percent-decoding".into(),
+            position: 1,
+            command: segment.to_owned(),
+        })
+}
+
+type ParsedTarget = (Protocol, Target, BTreeMap<String, String>);
+
+/// Parses one decoded command (starting with `@`) into groups of targets.
+fn parse_command(command: &str, limits: &Limits) -> Result<Vec<Vec<ParsedTarget>>, PlanError> {
+    let mut cursor = Cursor {
+        text: command,
+        pos: 1,
+    };
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut count = 0;
+    loop {
+        let start = cursor.pos;
+        group.push(cursor.target()?);
+        count += 1;
+        if count > limits.max_targets {
+            return Err(cursor.error_at(
+                start,
+                format!(
+                    "too many targets (more than {} in one command)",
+                    limits.max_targets
+                ),
+            ));
+        }
+        match cursor.peek() {
+            None => break,
+            Some('|') => groups.push(std::mem::take(&mut group)),
+            Some(',') => {}
+            Some(other) => return Err(cursor.error(format!("unexpected '{other}'"))),
+        }
+        cursor.pos += 1;
+    }
+    groups.push(group);
+    Ok(groups)
+}
+
+/// Parses a target written alone, as in a structured plan's `target` field:
+/// `host`, `host:port` or `[v6]:port`, without scheme or headers.
+pub fn parse_target_text(text: &str) -> Result<Target, String> {
+    let mut cursor = Cursor { text, pos: 0 };
+    let target = cursor.host_port().map_err(|e| e.to_string())?;
+    match cursor.peek() {
+        None => Ok(target),
+        Some(c) => Err(format!("unexpected '{c}' in target \"{text}\"")),
+    }
+}
+
+/// A position in a decoded command (a byte offset; the grammar's
+/// structural characters are all ASCII).
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.pos..].chars().next()
+    }
+
+    fn error(&self, problem: String) -> PlanError {
+        self.error_at(self.pos, problem)
+    }
+
+    fn error_at(&self, byte: usize, problem: String) -> PlanError {
+        PlanError::Syntax {
+            problem,
+            position: self.text[..byte].chars().count() + 1,
+            command: self.text.to_owned(),
+        }
+    }
+
+    /// `[scheme ":"] host [":" port] *("[" name "=" value "]")`
+    fn target(&mut self) -> Result<ParsedTarget, PlanError> {
+        let start = self.pos;
+        let rest = &self.text[start..];
+        if rest.is_empty() || rest.starts_with(['|', ',']) {
+            return Err(self.error("empty target".into()));
+        }
+        let mut protocol = Protocol::Http;
+        if let Some((word, after)) = rest.split_once(':') {
+            if let Some(p) = Protocol::from_scheme(word) {
+                let port_like = after
+                    .split(['[', '|', ','])
+                    .next()
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                if !port_like {
+                    protocol = p;
+                    self.pos += word.len() + 1;
+                    if self.peek().is_none_or(|c| matches!(c, '|' | ',')) {
+                        return Err(self.error(format!("empty host after '{word}:'")));
+                    }
+                }
+            }
+        }
+        let target = self.host_port()?;
+        let mut headers = BTreeMap::new();
+        while self.peek() == Some('[') {
+            let open = self.pos;
+            let (name, value) = self.header()?;
+            if headers.insert(name.clone(), value).is_some() {
+                return Err(self.error_at(open, format!("header '{name}' given twice")));
+            }
+        }
+        Ok((protocol, target, headers))
+    }
+
+    /// `host [":" port]`, where host may be a bracketed IPv6 address.
+    fn host_port(&mut self) -> Result<Target, PlanError> {
+        let start = self.pos;
+        let rest = &self.text[start..];
+        let host;
+        if let Some(inner) = rest.strip_prefix('[') {
+            let Some(close) = inner.find(']') else {
+                return Err(self.error("unclosed '['".into()));
+            };
+            let literal = &inner[..close];
+            if literal.contains('=') || literal.parse::<Ipv6Addr>().is_err() {
+                return Err(
+                    self.error("empty target (a host must come before '[name=value]')".into())
+                );
+            }
+            host = literal.to_owned();
+            self.pos += close + 2;
+        } else {
+            let end = rest.find([':', '[', '|', ',']).unwrap_or(rest.len());
+            let name = &rest[..end];
+            if name.is_empty() {
+                return Err(self.error("empty host".into()));
+            }
+            if let Some((i, c)) = name
+                .char_indices()
+                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+            {
+                return Err(self.error_at(start + i, format!("invalid character '{c}' in host")));
+            }
+            host = name.to_owned();
+            self.pos += end;
+        }
+        let mut port = None;
+        if self.peek() == Some(':') {
+            self.pos += 1;
+            let digits_start = self.pos;
+            let rest = &self.text[digits_start..];
+            let end = rest.find(['[', '|', ',']).unwrap_or(rest.len());
+            let digits = &rest[..end];
+            match digits.parse::<u16>() {
+                Ok(p) if p > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port = Some(p),
+                _ => {
+                    return Err(self.error_at(
+                        digits_start,
+                        format!("bad port '{digits}' (expected 1 to 65535)"),
+                    ))
+                }
+            }
+            self.pos += end;
+        }
+        Ok(Target { host, port })
+    }
+
+    /// `"[" name "=" value "]"`
+    fn header(&mut self) -> Result<(String, String), PlanError> {
+        let open = self.pos;
+        let inner = &self.text[open + 1..];
+        let Some(close) = inner.find(']') else {
+            return Err(self.error("unclosed '['".into()));
+        };
+        let body = &inner[..close];
+        let Some((name, value)) = body.split_once('=') else {
+            return Err(self.error(format!("header '[{body}]' has no '=' (write [name=value])")));
+        };
+        if name.is_empty() {
+            return Err(self.error("empty header name".into()));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(self.error(format!("invalid character '{c}' in header name '{name}'")));
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Err(self.error(format!(
+                "invalid character {c:?} in the value of header '{name}'"
+            )));
+        }
+        self.pos = open + 1 + close + 1;
+        Ok((name.to_ascii_lowercase(), value.to_owned()))
+    }
+}
+
+/// Renders a plan as the path its root service would receive: `/@...` per
+/// level, then the remainder. Fails when the hops of one level go on to
+/// different sub-plans, which no single path can say.
+pub fn render_path(plan: &Plan) -> Result<String, PlanError> {
+    let mut out = String::with_capacity(64);
+    render_into(plan, &mut out)?;
+    Ok(out)
+}
+
+/// [`render_path`] appending to a buffer.
+pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
+    let mut level = plan;
+    loop {
+        let mut hops = level.hops();
+        let Some(first) = hops.next() else {
+            out.push_str(if level.uri.is_empty() {
+                "/"
+            } else {
+                &level.uri
+            });
+            return Ok(());
+        };
+        if let Some(other) =
+            hops.find(|h| !Arc::ptr_eq(&h.next, &first.next) && h.next != first.next)
+        {
+            return Err(PlanError::Field {
+                field: format!("hop to {}", other.target),
+                problem: format!(
+                    "its next plan differs from that of the hop to {}, which an @-path cannot express (call such hops over grpc)",
+                    first.target
+                ),
+            });
+        }
+        out.push_str("/@");
+        for (g, group) in level.parallel.iter().enumerate() {
+            if g > 0 {
+                out.push('|');
+            }
+            for (h, hop) in group.hops.iter().enumerate() {
+                if h > 0 {
+                    out.push(',');
+                }
+                render_target(hop, out);
+            }
+        }
+        level = &first.next;
+    }
+}
+
+fn render_target(hop: &Hop, out: &mut String) {
+    if hop.protocol != Protocol::Http {
+        out.push_str(hop.protocol.as_str());
+        out.push(':');
+    }
+    let _ = write!(out, "{}", hop.target);
+    for (name, value) in &hop.headers {
+        let _ = write!(
+            out,
+            "[{name}={}]",
+            utf8_percent_encode(value, VALUE_ESCAPES)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(path: &str) -> Result<Plan, PlanError> {
+        parse_path(path, &Limits::default())
+    }
+
+    fn targets(plan: &Plan) -> Vec<Vec<String>> {
+        plan.parallel
+            .iter()
+            .map(|s| s.hops.iter().map(|h| h.target.authority()).collect())
+            .collect()
+    }
+
+    fn err(path: &str) -> String {
+        parse(path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_command_calls_nobody() {
+        let plan = parse("/service/calls/@service3/").unwrap();
+        assert!(plan.parallel.is_empty());
+        assert_eq!(plan.uri, "/service/calls/@service3/");
+        assert_eq!(parse("/").unwrap(), Plan::leaf("/"));
+    }
+
+    #[test]
+    fn single_target_gets_the_remainder() {
+        let plan = parse("/@service1/the-end").unwrap();
+        assert_eq!(targets(&plan), vec![vec!["service1:8080"]]);
+        assert_eq!(
+            render_path(&plan.parallel[0].hops[0].next).unwrap(),
+            "/the-end"
+        );
+    }
+
+    #[test]
+    fn explicit_port() {
+        let plan = parse("/@service1:8081/the-end").unwrap();
+        assert_eq!(
+            plan.parallel[0].hops[0].target,
+            Target::new("service1", Some(8081))
+        );
+    }
+
+    #[test]
+    fn chain() {
+        let plan = parse("/@service1/@service2/@service3/").unwrap();
+        let s1 = &plan.parallel[0].hops[0];
+        assert_eq!(render_path(&s1.next).unwrap(), "/@service2/@service3/");
+        let s2 = &s1.next.parallel[0].hops[0];
+        assert_eq!(s2.target.host, "service2");
+        let s3 = &s2.next.parallel[0].hops[0];
+        assert_eq!(s3.target.host, "service3");
+        assert_eq!(render_path(&s3.next).unwrap(), "/");
+    }
+
+    #[test]
+    fn no_at_after_first_hop() {
+        let plan = parse("/@service1/service2").unwrap();
+        assert_eq!(
+            render_path(&plan.parallel[0].hops[0].next).unwrap(),
+            "/service2"
+        );
+    }
+
+    #[test]
+    fn sequence_and_parallel() {
+        let seq = parse("/@service1,service2/uri-reuse/").unwrap();
+        assert_eq!(targets(&seq), vec![vec!["service1:8080", "service2:8080"]]);
+        let par = parse("/@service1|service2/uri-reuse/").unwrap();
+        assert_eq!(
+            targets(&par),
+            vec![vec!["service1:8080"], vec!["service2:8080"]]
+        );
+        for hop in par.hops() {
+            assert_eq!(render_path(&hop.next).unwrap(), "/uri-reuse/");
+        }
+    }
+
+    #[test]
+    fn parallel_of_parallel() {
+        let plan = parse("/@service1|service2/@service3|service4/uri/").unwrap();
+        for hop in plan.hops() {
+            assert_eq!(render_path(&hop.next).unwrap(), "/@service3|service4/uri/");
+            assert_eq!(
+                targets(&hop.next),
+                vec![vec!["service3:8080"], vec!["service4:8080"]]
+            );
+        }
+    }
+
+    #[test]
+    fn query_goes_with_the_remainder() {
+        let plan = parse("/@a/@b/end?x=1&y=2").unwrap();
+        assert_eq!(
+            render_path(&plan.parallel[0].hops[0].next).unwrap(),
+            "/@b/end?x=1&y=2"
+        );
+        let plan = parse("/@a?x=1").unwrap();
+        assert_eq!(plan.uri, "/?x=1");
+    }
+
+    #[test]
+    fn percent_encoded_separators() {
+        let plain = parse("/@a|b,c[x=1]/@d/end").unwrap();
+        let encoded = parse("/%40a%7Cb%2Cc%5Bx%3D1%5D/%40d/end").unwrap();
+        assert_eq!(plain, encoded);
+    }
+
+    #[test]
+    fn headers_and_schemes() {
+        let plan = parse("/@grpc:svc[end-user=jason][X-Mock-Status=503]|h2c:other:9000/").unwrap();
+        let hop = &plan.parallel[0].hops[0];
+        assert_eq!(hop.protocol, Protocol::Grpc);
+        assert_eq!(hop.headers["end-user"], "jason");
+        assert_eq!(hop.headers["x-mock-status"], "503");
+        let other = &plan.parallel[1].hops[0];
+        assert_eq!(other.protocol, Protocol::H2c);
+        assert_eq!(other.target, Target::new("other", Some(9000)));
+    }
+
+    #[test]
+    fn scheme_word_before_a_port_is_a_host() {
+        let plan = parse("/@grpc:8080/").unwrap();
+        let hop = &plan.parallel[0].hops[0];
+        assert_eq!(hop.protocol, Protocol::Http);
+        assert_eq!(hop.target, Target::new("grpc", Some(8080)));
+        let plan = parse("/@http:grpc:9/").unwrap();
+        assert_eq!(
+            plan.parallel[0].hops[0].target,
+            Target::new("grpc", Some(9))
+        );
+    }
+
+    #[test]
+    fn ipv6_literal() {
+        let plan = parse("/@[::1]:8081[a=b]/").unwrap();
+        let hop = &plan.parallel[0].hops[0];
+        assert_eq!(hop.target, Target::new("::1", Some(8081)));
+        assert_eq!(hop.headers["a"], "b");
+    }
+
+    #[test]
+    fn syntax_errors_name_problem_and_position() {
+        assert_eq!(err("/@"), "empty target at position 2 in \"@\"");
+        assert_eq!(err("/@a||b"), "empty target at position 4 in \"@a||b\"");
+        assert_eq!(err("/@a,"), "empty target at position 4 in \"@a,\"");
+        assert_eq!(err("/@|a"), "empty target at position 2 in \"@|a\"");
+        assert_eq!(
+            err("/@a:99999"),
+            "bad port '99999' (expected 1 to 65535) at position 4 in \"@a:99999\""
+        );
+        assert_eq!(
+            err("/@a:x"),
+            "bad port 'x' (expected 1 to 65535) at position 4 in \"@a:x\""
+        );
+        assert_eq!(
+            err("/@a:0"),
+            "bad port '0' (expected 1 to 65535) at position 4 in \"@a:0\""
+        );
+        assert_eq!(err("/@a[x=1"), "unclosed '[' at position 3 in \"@a[x=1\"");
+        assert_eq!(
+            err("/@a[x]"),
+            "header '[x]' has no '=' (write [name=value]) at position 3 in \"@a[x]\""
+        );
+        assert_eq!(
+            err("/@a[=1]"),
+            "empty header name at position 3 in \"@a[=1]\""
+        );
+        assert_eq!(
+            err("/@a[x=1][x=2]"),
+            "header 'x' given twice at position 8 in \"@a[x=1][x=2]\""
+        );
+        assert_eq!(
+            err("/@a[x=1]b"),
+            "unexpected 'b' at position 8 in \"@a[x=1]b\""
+        );
+        assert_eq!(
+            err("/@a*b"),
+            "invalid character '*' in host at position 3 in \"@a*b\""
+        );
+        assert_eq!(
+            err("/@grpc:"),
+            "empty host after 'grpc:' at position 7 in \"@grpc:\""
+        );
+        assert_eq!(
+            err("/@[x=1]"),
+            "empty target (a host must come before '[name=value]') at position 2 in \"@[x=1]\""
+        );
+        assert_eq!(
+            err("/%40a%7C%7Cb/"),
+            "empty target at position 4 in \"@a||b\""
+        );
+        assert!(err("/%40%FF").contains("not UTF-8"));
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("/{}", "a".repeat(9000));
+        assert_eq!(err(&long), "path too long: 9001 bytes, the limit is 8192");
+        let many = format!("/@{}/", vec!["a"; 65].join("|"));
+        assert!(err(&many)
+            .starts_with("too many targets (more than 64 in one command) at position 130"));
+        let ok = format!("/@{}/", vec!["a"; 64].join(","));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn divergent_plans_do_not_render() {
+        let mut plan = parse("/@a|b/@c/").unwrap();
+        plan.parallel[1].hops[0].next = Arc::new(Plan::leaf("/other"));
+        assert!(render_path(&plan)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot express"));
+    }
+
+    #[test]
+    fn values_with_reserved_characters_round_trip() {
+        let plan = parse("/@a[v=x%2Fy%3Fz%25%20w|,]/end").unwrap();
+        assert_eq!(plan.parallel[0].hops[0].headers["v"], "x/y?z% w|,");
+        let rendered = render_path(&plan).unwrap();
+        assert_eq!(parse(&rendered).unwrap(), plan);
+    }
+
+    fn arb_target() -> impl Strategy<Value = Target> {
+        let host = prop_oneof![
+            "[a-z][a-z0-9-]{0,8}(\\.[a-z0-9]{1,5}){0,2}",
+            Just("::1".to_string()),
+            Just("127.0.0.1".to_string()),
+        ];
+        (host, proptest::option::of(1u16..)).prop_map(|(h, p)| Target::new(h, p))
+    }
+
+    fn arb_hop_head() -> impl Strategy<Value = (Protocol, Target, BTreeMap<String, String>)> {
+        let proto = prop_oneof![
+            Just(Protocol::Http),
+            Just(Protocol::H2c),
+            Just(Protocol::Grpc)
+        ];
+        let headers =
+            proptest::collection::btree_map("[a-z][a-z0-9_-]{0,6}", "[^\\]\\p{Cc}]{0,8}", 0..3);
+        (proto, arb_target(), headers)
+    }
+
+    fn arb_path_plan() -> impl Strategy<Value = Plan> {
+        let level =
+            proptest::collection::vec(proptest::collection::vec(arb_hop_head(), 1..4), 1..4);
+        let uri = prop_oneof![
+            Just("/".to_string()),
+            "/[a-z0-9._~-]{1,6}(/[a-z]{0,4})?(\\?[a-z]=[0-9])?"
+        ];
+        (proptest::collection::vec(level, 0..4), uri).prop_map(|(levels, uri)| {
+            let mut next = Arc::new(Plan::leaf(uri.clone()));
+            for level in levels.into_iter().rev() {
+                let parallel = level
+                    .into_iter()
+                    .map(|group| Sequence {
+                        hops: group
+                            .into_iter()
+                            .map(|(protocol, target, headers)| Hop {
+                                target,
+                                protocol,
+                                headers,
+                                next: next.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                next = Arc::new(Plan {
+                    parallel,
+                    uri: uri.clone(),
+                });
+            }
+            Arc::unwrap_or_clone(next)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn plan_to_path_to_plan_is_identity(plan in arb_path_plan()) {
+            let path = render_path(&plan).unwrap();
+            let back = parse(&path).unwrap();
+            prop_assert_eq!(&back, &plan);
+            prop_assert_eq!(render_path(&back).unwrap(), path);
+        }
+
+        #[test]
+        fn parse_never_panics(path in "/[@a-z0-9|,:\\[\\]=%/?.-]{0,40}") {
+            let _ = parse(&path);
+        }
+    }
+}

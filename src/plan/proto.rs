@@ -1,0 +1,393 @@
+//! Conversions between the [`Plan`] and the gRPC messages of `servicemock.v1`.
+//!
+//! A `CallRequest` holds either a structured `Plan` or an @-path; both become
+//! the same hop tree. Structured plans are checked field by field, and every
+//! refusal names the field (`plan.parallel[0].hops[1].target`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::path::{parse_path, parse_target_text, render_path};
+use super::{Hop, Limits, Plan, PlanError, Protocol, Sequence};
+use crate::pb;
+
+/// The `x-mock-*` header each `Behavior` field stands for.
+const BEHAVIOR_HEADERS: [&str; 4] = [
+    "x-mock-delay",
+    "x-mock-status",
+    "x-mock-grpc-status",
+    "x-mock-size",
+];
+
+/// Turns a `CallRequest` into a plan, checking every field.
+pub fn plan_from_request(request: &pb::CallRequest, limits: &Limits) -> Result<Plan, PlanError> {
+    let plan = match &request.request {
+        None => Plan::leaf("/"),
+        Some(pb::call_request::Request::Path(path)) => {
+            if !path.starts_with('/') {
+                return Err(PlanError::Field {
+                    field: "path".into(),
+                    problem: format!("must start with '/', got \"{path}\""),
+                });
+            }
+            parse_path(path, limits)?
+        }
+        Some(pb::call_request::Request::Plan(plan)) => plan_from_proto(plan, "/", "plan", limits)?,
+    };
+    plan.check_size(limits)?;
+    Ok(plan)
+}
+
+/// Converts a `Plan` message; `inherited_uri` is used when its `uri` is empty
+/// and `field` names it in errors.
+pub fn plan_from_proto(
+    message: &pb::Plan,
+    inherited_uri: &str,
+    field: &str,
+    limits: &Limits,
+) -> Result<Plan, PlanError> {
+    let uri = if message.uri.is_empty() {
+        inherited_uri.to_owned()
+    } else {
+        check_uri(&message.uri, &format!("{field}.uri"), limits)?
+    };
+    let mut count = 0;
+    let mut parallel = Vec::with_capacity(message.parallel.len());
+    for (g, group) in message.parallel.iter().enumerate() {
+        if group.hops.is_empty() {
+            return Err(PlanError::Field {
+                field: format!("{field}.parallel[{g}].hops"),
+                problem: "empty group (give at least one hop, or leave the group out)".into(),
+            });
+        }
+        let mut hops = Vec::with_capacity(group.hops.len());
+        for (h, hop) in group.hops.iter().enumerate() {
+            count += 1;
+            let here = format!("{field}.parallel[{g}].hops[{h}]");
+            if count > limits.max_targets {
+                return Err(PlanError::Field {
+                    field: here,
+                    problem: format!(
+                        "too many hops in one plan (more than {})",
+                        limits.max_targets
+                    ),
+                });
+            }
+            hops.push(hop_from_proto(hop, &uri, &here, limits)?);
+        }
+        parallel.push(Sequence { hops });
+    }
+    Ok(Plan { parallel, uri })
+}
+
+fn check_uri(uri: &str, field: &str, limits: &Limits) -> Result<String, PlanError> {
+    let problem = if !uri.starts_with('/') {
+        Some(format!("must start with '/', got \"{uri}\""))
+    } else if uri.len() > limits.max_path_len {
+        Some(format!("longer than {} bytes", limits.max_path_len))
+    } else if uri.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
+        Some("contains a space, '#' or a control character (percent-encode it)".into())
+    } else {
+        match parse_path(uri, limits) {
+            Ok(p) if p.parallel.is_empty() => None,
+            Ok(_) => Some("starts with an @-command: put further calls in 'next'".into()),
+            Err(e) => Some(format!("starts with an @-command that does not parse: {e}")),
+        }
+    };
+    match problem {
+        Some(problem) => Err(PlanError::Field {
+            field: field.to_owned(),
+            problem,
+        }),
+        None => Ok(uri.to_owned()),
+    }
+}
+
+fn hop_from_proto(
+    hop: &pb::Hop,
+    uri: &str,
+    field: &str,
+    limits: &Limits,
+) -> Result<Hop, PlanError> {
+    let field_error = |name: &str, problem: String| PlanError::Field {
+        field: format!("{field}.{name}"),
+        problem,
+    };
+    if hop.target.is_empty() {
+        return Err(field_error(
+            "target",
+            "empty (write host or host:port)".into(),
+        ));
+    }
+    let target = parse_target_text(&hop.target).map_err(|e| field_error("target", e))?;
+    let protocol = match pb::Protocol::try_from(hop.protocol) {
+        Ok(pb::Protocol::Unspecified | pb::Protocol::Http) => Protocol::Http,
+        Ok(pb::Protocol::H2c) => Protocol::H2c,
+        Ok(pb::Protocol::Grpc) => Protocol::Grpc,
+        Err(_) => {
+            return Err(field_error(
+                "protocol",
+                format!("unknown value {}", hop.protocol),
+            ))
+        }
+    };
+    let mut headers = BTreeMap::new();
+    for (name, value) in &hop.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.is_empty()
+            || !lower
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(field_error(
+                "headers",
+                format!("invalid header name \"{name}\""),
+            ));
+        }
+        if value.chars().any(|c| c.is_control() || c == ']') {
+            return Err(field_error(
+                "headers",
+                format!("the value of \"{name}\" holds ']' or a control character"),
+            ));
+        }
+        headers.insert(lower, value.clone());
+    }
+    if let Some(behavior) = &hop.behavior {
+        let values = [
+            &behavior.delay,
+            &behavior.status,
+            &behavior.grpc_status,
+            &behavior.size,
+        ];
+        for (header, value) in BEHAVIOR_HEADERS.iter().zip(values) {
+            if !value.is_empty() {
+                headers.insert((*header).to_owned(), value.clone());
+            }
+        }
+    }
+    let next = match &hop.next {
+        Some(next) => plan_from_proto(next, uri, &format!("{field}.next"), limits)?,
+        None => Plan::leaf(uri),
+    };
+    if protocol != Protocol::Grpc {
+        render_path(&next).map_err(|e| field_error("next", e.to_string()))?;
+    }
+    Ok(Hop {
+        target,
+        protocol,
+        headers,
+        next: Arc::new(next),
+    })
+}
+
+/// Converts a plan into its message. `x-mock-*` headers with a `Behavior`
+/// field go there, so the message reads as a grpcurl user would write it.
+pub fn plan_to_proto(plan: &Plan) -> pb::Plan {
+    pb::Plan {
+        parallel: plan
+            .parallel
+            .iter()
+            .map(|group| pb::Sequence {
+                hops: group.hops.iter().map(hop_to_proto).collect(),
+            })
+            .collect(),
+        uri: plan.uri.clone(),
+    }
+}
+
+fn hop_to_proto(hop: &Hop) -> pb::Hop {
+    let mut behavior = pb::Behavior::default();
+    let mut headers = std::collections::HashMap::new();
+    for (name, value) in &hop.headers {
+        let slot = match name.as_str() {
+            "x-mock-delay" => &mut behavior.delay,
+            "x-mock-status" => &mut behavior.status,
+            "x-mock-grpc-status" => &mut behavior.grpc_status,
+            "x-mock-size" => &mut behavior.size,
+            _ => {
+                headers.insert(name.clone(), value.clone());
+                continue;
+            }
+        };
+        *slot = value.clone();
+    }
+    let has_behavior = behavior != pb::Behavior::default();
+    pb::Hop {
+        target: hop.target.to_string(),
+        protocol: match hop.protocol {
+            Protocol::Http => pb::Protocol::Http,
+            Protocol::H2c => pb::Protocol::H2c,
+            Protocol::Grpc => pb::Protocol::Grpc,
+        } as i32,
+        headers,
+        behavior: has_behavior.then_some(behavior),
+        next: (!hop.next.parallel.is_empty()).then(|| plan_to_proto(&hop.next)),
+    }
+}
+
+/// The `CallRequest` that asks a service to run `plan`.
+pub fn request_for(plan: &Plan) -> pb::CallRequest {
+    pb::CallRequest {
+        request: Some(pb::call_request::Request::Plan(plan_to_proto(plan))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Target;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn from_path(path: &str) -> Plan {
+        parse_path(path, &limits()).unwrap()
+    }
+
+    #[test]
+    fn path_plans_round_trip_through_messages() {
+        for path in [
+            "/",
+            "/@a/end",
+            "/@a|b,c:9/@grpc:d[x-mock-status=503][end-user=j]|h2c:e/end?q=1",
+            "/@grpc:a/@http:b/@grpc:c/@h2c:d/x",
+        ] {
+            let plan = from_path(path);
+            let message = request_for(&plan);
+            let back = plan_from_request(&message, &limits()).unwrap();
+            assert_eq!(back, plan, "{path}");
+        }
+    }
+
+    #[test]
+    fn behavior_fields_become_directive_headers() {
+        let message = pb::CallRequest {
+            request: Some(pb::call_request::Request::Plan(pb::Plan {
+                uri: "/end".into(),
+                parallel: vec![pb::Sequence {
+                    hops: vec![pb::Hop {
+                        target: "svc:9000".into(),
+                        protocol: pb::Protocol::Grpc as i32,
+                        behavior: Some(pb::Behavior {
+                            delay: "10ms".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                }],
+            })),
+        };
+        let plan = plan_from_request(&message, &limits()).unwrap();
+        let hop = &plan.parallel[0].hops[0];
+        assert_eq!(hop.target, Target::new("svc", Some(9000)));
+        assert_eq!(hop.headers["x-mock-delay"], "10ms");
+        assert_eq!(hop.next.uri, "/end");
+        assert_eq!(
+            plan_to_proto(&plan),
+            match message.request.unwrap() {
+                pb::call_request::Request::Plan(p) => p,
+                _ => unreachable!(),
+            }
+        );
+    }
+
+    fn refused(plan: pb::Plan) -> String {
+        let request = pb::CallRequest {
+            request: Some(pb::call_request::Request::Plan(plan)),
+        };
+        plan_from_request(&request, &limits())
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn hop(target: &str) -> pb::Hop {
+        pb::Hop {
+            target: target.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let one = |h: pb::Hop| pb::Plan {
+            parallel: vec![pb::Sequence { hops: vec![h] }],
+            uri: String::new(),
+        };
+        assert_eq!(
+            refused(one(hop(""))),
+            "plan.parallel[0].hops[0].target: empty (write host or host:port)"
+        );
+        assert!(refused(one(hop("a:0"))).starts_with("plan.parallel[0].hops[0].target: bad port"));
+        let mut bad_protocol = hop("a");
+        bad_protocol.protocol = 9;
+        assert_eq!(
+            refused(one(bad_protocol)),
+            "plan.parallel[0].hops[0].protocol: unknown value 9"
+        );
+        let mut nested = hop("a");
+        nested.next = Some(one(hop("b c")));
+        assert!(refused(one(nested))
+            .starts_with("plan.parallel[0].hops[0].next.parallel[0].hops[0].target:"));
+        assert_eq!(
+            refused(pb::Plan {
+                parallel: vec![pb::Sequence::default()],
+                uri: String::new()
+            }),
+            "plan.parallel[0].hops: empty group (give at least one hop, or leave the group out)"
+        );
+        assert_eq!(
+            refused(pb::Plan {
+                parallel: vec![],
+                uri: "end".into()
+            }),
+            "plan.uri: must start with '/', got \"end\""
+        );
+        let path = pb::CallRequest {
+            request: Some(pb::call_request::Request::Path("/@a||b".into())),
+        };
+        assert_eq!(
+            plan_from_request(&path, &limits()).unwrap_err().to_string(),
+            "empty target at position 4 in \"@a||b\""
+        );
+    }
+
+    #[test]
+    fn http_hop_with_divergent_subplans_is_refused_up_front() {
+        let mut a = hop("a");
+        a.next = Some(pb::Plan {
+            parallel: vec![
+                pb::Sequence {
+                    hops: vec![pb::Hop {
+                        next: Some(pb::Plan {
+                            parallel: vec![pb::Sequence {
+                                hops: vec![hop("x")],
+                            }],
+                            uri: String::new(),
+                        }),
+                        ..hop("b")
+                    }],
+                },
+                pb::Sequence {
+                    hops: vec![hop("c")],
+                },
+            ],
+            uri: String::new(),
+        });
+        let message = pb::Plan {
+            parallel: vec![pb::Sequence {
+                hops: vec![a.clone()],
+            }],
+            uri: String::new(),
+        };
+        assert!(refused(message).contains("plan.parallel[0].hops[0].next: hop to c"));
+        a.protocol = pb::Protocol::Grpc as i32;
+        let ok = pb::CallRequest {
+            request: Some(pb::call_request::Request::Plan(pb::Plan {
+                parallel: vec![pb::Sequence { hops: vec![a] }],
+                uri: String::new(),
+            })),
+        };
+        assert!(plan_from_request(&ok, &limits()).is_ok());
+    }
+}

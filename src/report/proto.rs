@@ -1,0 +1,201 @@
+//! The report as the gRPC `CallResponse`, and the `google.rpc.Status` that
+//! carries it in a failed call's details, so a failure never loses the tree.
+
+use prost::Message;
+
+use super::{Forward, ParallelForward, Report};
+use crate::pb;
+
+/// The type URL of a `CallResponse` packed in a `google.protobuf.Any`.
+pub const CALL_RESPONSE_TYPE_URL: &str = "type.googleapis.com/servicemock.v1.CallResponse";
+
+/// `google.rpc.Status`, the standard payload of `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<prost_types::Any>,
+}
+
+/// Encodes the details of a failed `Call`: a `google.rpc.Status` holding the
+/// whole `CallResponse` as its one detail.
+pub fn encode_status_details(code: i32, message: &str, response: &pb::CallResponse) -> Vec<u8> {
+    RpcStatus {
+        code,
+        message: message.to_owned(),
+        details: vec![prost_types::Any {
+            type_url: CALL_RESPONSE_TYPE_URL.to_owned(),
+            value: response.encode_to_vec(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Finds the `CallResponse` in the details of a failed `Call`, if any.
+pub fn decode_status_details(details: &[u8]) -> Option<pb::CallResponse> {
+    let status = RpcStatus::decode(details).ok()?;
+    status
+        .details
+        .iter()
+        .find(|any| any.type_url == CALL_RESPONSE_TYPE_URL)
+        .and_then(|any| pb::CallResponse::decode(any.value.as_slice()).ok())
+}
+
+fn protocol_to_proto(word: &str) -> i32 {
+    (match word {
+        "http" => pb::Protocol::Http,
+        "h2c" => pb::Protocol::H2c,
+        "grpc" => pb::Protocol::Grpc,
+        _ => pb::Protocol::Unspecified,
+    }) as i32
+}
+
+fn protocol_from_proto(value: i32) -> String {
+    match pb::Protocol::try_from(value) {
+        Ok(pb::Protocol::H2c) => "h2c",
+        Ok(pb::Protocol::Grpc) => "grpc",
+        Ok(pb::Protocol::Http) => "http",
+        _ => "",
+    }
+    .to_owned()
+}
+
+impl From<&Report> for pb::CallResponse {
+    fn from(r: &Report) -> Self {
+        pb::CallResponse {
+            service: r.service.clone(),
+            version: r.version.clone(),
+            host: r.host.clone(),
+            namespace: r.namespace.clone(),
+            pod_ip: r.pod_ip.clone(),
+            protocol: r.protocol.clone(),
+            received_date: r.received_date.clone(),
+            message: r.message.clone(),
+            duration_ms: r.duration_ms,
+            request_info: r.request_info.clone(),
+            request_id: r.request_id.clone(),
+            parallel_forwards: r
+                .parallel_forwards
+                .iter()
+                .map(|g| pb::ParallelForward {
+                    sequential_forwards: g
+                        .sequential_forwards
+                        .iter()
+                        .map(forward_to_proto)
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn forward_to_proto(f: &Forward) -> pb::Forward {
+    pb::Forward {
+        url: f.url.clone(),
+        result: f.result.clone(),
+        protocol: protocol_to_proto(&f.protocol),
+        status: f.status,
+        start_ms: f.start_ms,
+        duration_ms: f.duration_ms,
+        error: f.error.clone().unwrap_or_default(),
+        response: f.response.as_deref().map(pb::CallResponse::from),
+    }
+}
+
+impl From<pb::CallResponse> for Report {
+    fn from(r: pb::CallResponse) -> Self {
+        Report {
+            received_date: r.received_date,
+            message: r.message,
+            request_info: r.request_info,
+            service: r.service,
+            version: r.version,
+            host: r.host,
+            namespace: r.namespace,
+            pod_ip: r.pod_ip,
+            protocol: r.protocol,
+            request_id: r.request_id,
+            duration_ms: r.duration_ms,
+            parallel_forwards: r
+                .parallel_forwards
+                .into_iter()
+                .map(|g| ParallelForward {
+                    sequential_forwards: g
+                        .sequential_forwards
+                        .into_iter()
+                        .map(forward_from_proto)
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn forward_from_proto(f: pb::Forward) -> Forward {
+    Forward {
+        url: f.url,
+        result: f.result,
+        protocol: protocol_from_proto(f.protocol),
+        status: f.status,
+        start_ms: f.start_ms,
+        duration_ms: f.duration_ms,
+        error: (!f.error.is_empty()).then_some(f.error),
+        response: f.response.map(|r| Box::new(Report::from(r))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        let leaf = Report {
+            service: "b".into(),
+            protocol: "grpc".into(),
+            duration_ms: 1.5,
+            ..Default::default()
+        };
+        Report {
+            service: "a".into(),
+            version: "v2".into(),
+            request_info: vec!["GET / HTTP/1.1".into()],
+            parallel_forwards: vec![ParallelForward {
+                sequential_forwards: vec![
+                    Forward {
+                        url: "grpc://b:8080".into(),
+                        result: "ok".into(),
+                        protocol: "grpc".into(),
+                        status: Some(0),
+                        response: Some(Box::new(leaf)),
+                        ..Default::default()
+                    },
+                    Forward {
+                        url: "http://c:8080/".into(),
+                        result: "refused".into(),
+                        protocol: "http".into(),
+                        error: Some("connection refused".into()),
+                        ..Default::default()
+                    },
+                ],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn report_round_trips_through_call_response() {
+        let report = sample();
+        assert_eq!(Report::from(pb::CallResponse::from(&report)), report);
+    }
+
+    #[test]
+    fn details_carry_the_whole_response() {
+        let response = pb::CallResponse::from(&sample());
+        let bytes = encode_status_details(14, "hop failed", &response);
+        assert_eq!(decode_status_details(&bytes), Some(response));
+        assert_eq!(decode_status_details(b"junk"), None);
+    }
+}

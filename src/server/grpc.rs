@@ -1,0 +1,173 @@
+//! The gRPC side: `servicemock.v1.MockService/Call`, `grpc.health.v1.Health`
+//! and server reflection (v1 and v1alpha), so grpcurl needs no .proto file.
+//!
+//! A call whose hops all succeeded answers OK with the `CallResponse`. When a
+//! hop failed, the call answers UNAVAILABLE and the whole `CallResponse`
+//! travels in the status details (a `google.rpc.Status`), so retries and
+//! outlier detection see a failure and the tree is still there to read.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::Service;
+use crate::exec::context::{inbound_budget, inbound_depth};
+use crate::exec::grpc::code_name;
+use crate::exec::Inbound;
+use crate::pb;
+use crate::pb::mock_service_server::{MockService, MockServiceServer};
+use crate::plan::path::render_path;
+use crate::plan::proto::plan_from_request;
+use crate::plan::Plan;
+use crate::report::proto::encode_status_details;
+use crate::report::Report;
+
+/// The gRPC health state of one service.
+#[derive(Clone)]
+pub struct Health(HealthReporter);
+
+impl Health {
+    /// Reports NOT_SERVING for the server and for MockService.
+    pub async fn set_not_serving(&self) {
+        self.0
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.0
+            .set_not_serving::<MockServiceServer<GrpcMockService>>()
+            .await;
+    }
+}
+
+/// The gRPC routes of one service, and its health handle.
+pub async fn router(service: Arc<Service>) -> (Router, Health) {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<MockServiceServer<GrpcMockService>>()
+        .await;
+    let mut routes = tonic::service::Routes::builder();
+    routes
+        .add_service(MockServiceServer::new(GrpcMockService { service }))
+        .add_service(health_service);
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // The descriptor sets are compiled in; they fail to load only if the build is broken.
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => {
+            routes.add_service(v1).add_service(v1alpha);
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::error!("server reflection is off: {e}"),
+    }
+    (
+        routes.routes().prepare().into_axum_router(),
+        Health(reporter),
+    )
+}
+
+/// `servicemock.v1.MockService` on top of the shared executor.
+pub struct GrpcMockService {
+    service: Arc<Service>,
+}
+
+#[tonic::async_trait]
+impl MockService for GrpcMockService {
+    async fn call(
+        &self,
+        request: tonic::Request<pb::CallRequest>,
+    ) -> Result<tonic::Response<pb::CallResponse>, Status> {
+        let service = &self.service;
+        let settings = *service.executor.settings();
+        let headers = request.metadata().clone().into_headers();
+        let depth = inbound_depth(&headers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let budget = inbound_budget(&headers, settings.request_timeout)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let message = request.into_inner();
+        let plan = plan_from_request(&message, &settings.limits)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
+        if depth > settings.max_depth {
+            let report = service.executor.refusal(
+                &service.identity,
+                &inbound,
+                format!(
+                    "loop detected: the request has passed through {depth} services, more than --max-depth {}",
+                    settings.max_depth
+                ),
+            );
+            return Err(failure(
+                Code::FailedPrecondition,
+                report.message.clone(),
+                &report,
+            ));
+        }
+        let report = service
+            .executor
+            .answer(&service.identity, &plan, &inbound, depth, budget)
+            .await;
+        tracing::info!(
+            request_id = %report.request_id,
+            call = %inbound.request_line,
+            ok = report.all_ok(),
+            duration_ms = report.duration_ms,
+            "request"
+        );
+        match report.first_failure() {
+            None => {
+                let mut response = tonic::Response::new(pb::CallResponse::from(&report));
+                identity_metadata(response.metadata_mut(), &report);
+                Ok(response)
+            }
+            Some(failed) => {
+                let total = report.forwards().count();
+                let count = report.forwards().filter(|f| f.error.is_some()).count();
+                let message = format!(
+                    "{count} of {total} hop(s) failed, first {}: {}; the full CallResponse is in the details",
+                    failed.url,
+                    failed.error.as_deref().unwrap_or_default()
+                );
+                Err(failure(Code::Unavailable, message, &report))
+            }
+        }
+    }
+}
+
+/// The first line of `RequestInfo` for a call: the method and what it asked.
+fn request_line(message: &pb::CallRequest, plan: &Plan) -> String {
+    let asked = match &message.request {
+        Some(pb::call_request::Request::Path(path)) => format!("path={path}"),
+        _ => match render_path(plan) {
+            Ok(path) => format!("plan={path}"),
+            Err(_) => format!("plan=({} hops at the first level)", plan.hops().count()),
+        },
+    };
+    format!("POST /servicemock.v1.MockService/Call {asked}")
+}
+
+/// A failed call that still carries the whole report in its details.
+fn failure(code: Code, message: String, report: &Report) -> Status {
+    let response = pb::CallResponse::from(report);
+    let details = encode_status_details(code as i32, &message, &response);
+    let mut metadata = MetadataMap::new();
+    identity_metadata(&mut metadata, report);
+    tracing::debug!(code = code_name(code), "call failed");
+    Status::with_details_and_metadata(code, message, details.into(), metadata)
+}
+
+/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id`.
+fn identity_metadata(metadata: &mut MetadataMap, report: &Report) {
+    for (name, value) in [
+        ("x-servicemock-service", &report.service),
+        ("x-servicemock-version", &report.version),
+        ("x-request-id", &report.request_id),
+    ] {
+        if let Ok(v) = MetadataValue::try_from(value.as_str()) {
+            metadata.insert(name, v);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP side (HTTP/1.1 and h2c): `/health`, `/ready`, and every other
+//! path, any method, to the planner. Answers are the JSON report: 200 when
+//! every hop succeeded, 502 when one failed, 400 for a path that does not
+//! parse, 508 past the depth limit.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::Service;
+use crate::exec::context::{inbound_budget, inbound_depth};
+use crate::exec::Inbound;
+use crate::plan::path::parse_path;
+use crate::plan::Plan;
+use crate::report::Report;
+
+/// The HTTP routes of one service.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(planner)
+        .with_state(service)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str) {
+    if service.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
+}
+
+/// The word for how a request arrived, as reports show it.
+fn protocol_word(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "h2c",
+        Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
+    }
+}
+
+/// Every path but the health routes: parse, run, report.
+async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let settings = *service.executor.settings();
+    let depth = match inbound_depth(&parts.headers) {
+        Ok(d) => d,
+        Err(e) => return bad_request(e),
+    };
+    let budget = match inbound_budget(&parts.headers, settings.request_timeout) {
+        Ok(b) => b,
+        Err(e) => return bad_request(e),
+    };
+    let plan = match parse_path(target, &settings.limits).and_then(|plan: Plan| {
+        plan.check_size(&settings.limits)?;
+        Ok(plan)
+    }) {
+        Ok(plan) => plan,
+        Err(e) => return bad_request(e),
+    };
+    let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
+    let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
+    let pretty = depth == 0;
+    if depth > settings.max_depth {
+        let report = service.executor.refusal(
+            &service.identity,
+            &inbound,
+            format!(
+                "loop detected: the request has passed through {depth} services, more than --max-depth {}",
+                settings.max_depth
+            ),
+        );
+        return report_response(StatusCode::LOOP_DETECTED, &report, pretty);
+    }
+    let report = service
+        .executor
+        .answer(&service.identity, &plan, &inbound, depth, budget)
+        .await;
+    let status = if report.all_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    tracing::info!(
+        request_id = %report.request_id,
+        path = %target,
+        status = status.as_u16(),
+        duration_ms = report.duration_ms,
+        "request"
+    );
+    report_response(status, &report, pretty)
+}
+
+/// A one-line explanation of what is wrong with the request.
+fn bad_request(error: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+}
+
+/// The report as JSON, with the identity headers that let a `curl -sI` loop
+/// count versions.
+fn report_response(status: StatusCode, report: &Report, pretty: bool) -> Response {
+    let body = if pretty {
+        serde_json::to_vec_pretty(report)
+    } else {
+        serde_json::to_vec(report)
+    };
+    let mut body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the report: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    if pretty {
+        body.push(b'\n');
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    identity_headers(&mut headers, report);
+    (status, headers, body).into_response()
+}
+
+/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id`.
+pub fn identity_headers(headers: &mut HeaderMap, report: &Report) {
+    for (name, value) in [
+        ("x-servicemock-service", &report.service),
+        ("x-servicemock-version", &report.version),
+        ("x-request-id", &report.request_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+}
