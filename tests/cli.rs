@@ -1,0 +1,227 @@
+//! The `servicemock` binary as a user runs it: `mesh` with the original
+//! README's URLs, `plan`, `call` over HTTP and gRPC, `health`, and graceful
+//! shutdown on SIGTERM with a request in flight.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use servicemock::report::Report;
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
+
+/// Kills the child when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `count` consecutive free loopback ports.
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..50 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        if base > 65000 {
+            continue;
+        }
+        let all_free =
+            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+async fn wait_healthy(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(r) = client().get(format!("http://{addr}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} never became healthy");
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("binary runs")
+}
+
+#[tokio::test]
+async fn mesh_command_serves_the_original_urls() {
+    let base = free_ports(3);
+    let mut child = Command::new(BIN)
+        .args([
+            "mesh",
+            "service1",
+            "service2",
+            "service3",
+            "--base-port",
+            &base.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let child = Running(child);
+    let mut table = String::new();
+    while !table.contains("curl") {
+        assert!(
+            stdout.read_line(&mut table).unwrap() > 0,
+            "mesh exited: {table}"
+        );
+    }
+    assert!(
+        table.contains(&format!("service3             127.0.0.1:{}", base + 2)),
+        "{table}"
+    );
+    let entry: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+    wait_healthy(entry).await;
+    let (status, r) = report(entry, "/@service2|service3/@service1/end").await;
+    assert_eq!(status, 200, "{r:#?}");
+    let order: Vec<_> = r
+        .forwards()
+        .map(|f| f.response.as_ref().unwrap().service.clone())
+        .collect();
+    assert_eq!(order, ["service2", "service3"]);
+    let (status, r) = report(entry, "/@service2:8080/@service3/").await;
+    assert_eq!(status, 200, "name:8080 resolves in the mesh too: {r:#?}");
+    drop(child);
+}
+
+#[test]
+fn plan_prints_a_call_request_or_the_error() {
+    let ok = run(&["plan", "/@a|grpc:b[end-user=j]/@c/end"]);
+    assert!(ok.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    let hop = &json["plan"]["parallel"][1]["hops"][0];
+    assert_eq!(hop["target"], "b");
+    assert_eq!(hop["protocol"], "PROTOCOL_GRPC");
+    assert_eq!(hop["headers"]["end-user"], "j");
+    assert_eq!(hop["next"]["parallel"][0]["hops"][0]["target"], "c");
+    assert_eq!(json["plan"]["uri"], "/end");
+
+    let bad = run(&["plan", "/@a||b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).trim(),
+        "empty target at position 4 in \"@a||b\""
+    );
+}
+
+#[tokio::test]
+async fn call_over_http_and_grpc() {
+    let mesh = mesh(&["entry", "service2"]).await;
+    let entry = mesh.addr("entry").unwrap().to_string();
+    for extra in [&[][..], &["--grpc"][..]] {
+        let mut args: Vec<String> = vec!["call".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend([entry.clone(), "/@grpc:service2/end".into()]);
+        let out =
+            tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
+                .await
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Report = serde_json::from_slice(&out.stdout).unwrap();
+        let hop = r.forwards().next().unwrap();
+        assert_eq!((hop.protocol.as_str(), hop.result.as_str()), ("grpc", "ok"));
+        assert_eq!(hop.response.as_ref().unwrap().service, "service2");
+    }
+    let closed = closed_port().await;
+    let path = format!("/@127.0.0.1:{}/", closed.port());
+    let out = tokio::task::spawn_blocking(move || run(&["call", "--grpc", &entry, &path]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r: Report =
+        serde_json::from_slice(&out.stdout).expect("the report is printed on failure too");
+    assert_eq!(r.forwards().next().unwrap().result, "refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unavailable"));
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_command() {
+    let mesh = mesh(&["a"]).await;
+    let addr = mesh.addr("a").unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || run(&["health", &addr]))
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let closed = closed_port().await.to_string();
+    let out = tokio::task::spawn_blocking(move || run(&["health", &closed]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let slow = stand_in().await;
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--name",
+            "draining",
+            "--shutdown-grace",
+            "5s",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    wait_healthy(addr).await;
+    let path = format!("/@127.0.0.1:{}/slow/700", slow.port());
+    let in_flight = tokio::spawn(async move { report(addr, &path).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, r) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{r:#?}");
+    assert_eq!(r.service, "draining");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "did not exit within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        client()
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .is_err(),
+        "stopped accepting"
+    );
+}

@@ -1,0 +1,113 @@
+//! Shared fixtures for the integration tests: a mesh of real servers on
+//! ephemeral loopback ports, a stand-in downstream whose answers the test
+//! chooses, and small helpers to read reports.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing;
+use axum::Router;
+use servicemock::config::Settings;
+use servicemock::exec::context::default_propagated;
+use servicemock::mesh::{Mesh, MeshOptions};
+use servicemock::report::{Forward, Report};
+
+/// Options for a test mesh on loopback, any free ports.
+pub fn options(settings: Settings) -> MeshOptions {
+    MeshOptions {
+        bind: "127.0.0.1".parse().unwrap(),
+        base_port: 0,
+        version: "v1".into(),
+        settings,
+        propagate: default_propagated(),
+        grace: Duration::from_secs(5),
+    }
+}
+
+/// A mesh of the given names with default settings.
+pub async fn mesh(names: &[&str]) -> Mesh {
+    mesh_with(names, Settings::default()).await
+}
+
+pub async fn mesh_with(names: &[&str], settings: Settings) -> Mesh {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    Mesh::start(&names, options(settings))
+        .await
+        .expect("mesh starts")
+}
+
+/// A plain HTTP/1.1 client that ignores proxies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// GETs `path` from `addr`; returns status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// GETs `path` and parses the report.
+pub async fn report(addr: SocketAddr, path: &str) -> (u16, Report) {
+    let (status, body) = get(addr, path).await;
+    let report =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not a report ({e}): {body}"));
+    (status, report)
+}
+
+/// The hops of a report, group by group, in written order.
+pub fn hops(report: &Report) -> Vec<&Forward> {
+    report.forwards().collect()
+}
+
+/// The nested report of the only hop of a one-hop report.
+pub fn only_child(report: &Report) -> &Report {
+    let forwards = hops(report);
+    assert_eq!(forwards.len(), 1, "expected one hop in {report:#?}");
+    forwards[0].response.as_deref().expect("nested response")
+}
+
+/// A downstream written for the test: `/slow/MS` sleeps MS milliseconds and
+/// answers an empty report; `/status/CODE` answers that status with a
+/// report; `/text` answers 200 with a body that is no report.
+pub async fn stand_in() -> SocketAddr {
+    async fn slow(axum::extract::Path(ms): axum::extract::Path<u64>) -> String {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        "{\"Service\":\"stand-in\"}".to_string()
+    }
+    async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> (StatusCode, String) {
+        (
+            StatusCode::from_u16(code).unwrap(),
+            "{\"Service\":\"stand-in\"}".to_string(),
+        )
+    }
+    let app = Router::new()
+        .route("/slow/{ms}", routing::get(slow))
+        .route("/status/{code}", routing::get(status))
+        .route("/text", routing::get(|| async { "hello, I am no report" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A loopback port where nobody listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// True when CI=true: tools that may be missing on a laptop must exist there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}

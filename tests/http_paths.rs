@@ -1,0 +1,391 @@
+//! The HTTP side against real servers: every row of the original URL table,
+//! percent-encoding, headers, order and concurrency, failures of every kind,
+//! the depth limit and syntax errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use servicemock::config::Settings;
+
+#[tokio::test]
+async fn no_at_after_the_host_calls_nobody() {
+    let mesh = mesh(&["service1", "service3"]).await;
+    let (status, r) = report(mesh.addr("service1").unwrap(), "/service/calls/@service3/").await;
+    assert_eq!(status, 200);
+    assert_eq!(r.service, "service1");
+    assert!(r.parallel_forwards.is_empty());
+    assert_eq!(r.request_info[0], "GET /service/calls/@service3/ HTTP/1.1");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_hop_gets_the_remainder() {
+    let mesh = mesh(&["entry", "service1"]).await;
+    let (status, r) = report(mesh.addr("entry").unwrap(), "/@service1/the-end").await;
+    assert_eq!(status, 200);
+    let hop = hops(&r)[0];
+    assert_eq!(hop.url, "http://service1:8080/the-end");
+    assert_eq!(
+        (hop.result.as_str(), hop.status, hop.protocol.as_str()),
+        ("ok", Some(200), "http")
+    );
+    let child = only_child(&r);
+    assert_eq!(child.service, "service1");
+    assert_eq!(child.request_info[0], "GET /the-end HTTP/1.1");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn explicit_port_is_used() {
+    let mesh = mesh(&["entry", "service1"]).await;
+    let port = mesh.addr("service1").unwrap().port();
+    let (status, r) = report(
+        mesh.addr("entry").unwrap(),
+        &format!("/@127.0.0.1:{port}/the-end"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(hops(&r)[0].url, format!("http://127.0.0.1:{port}/the-end"));
+    assert_eq!(only_child(&r).service, "service1");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn chain_of_three() {
+    let mesh = mesh(&["entry", "service1", "service2", "service3"]).await;
+    let (status, r) = report(
+        mesh.addr("entry").unwrap(),
+        "/@service1/@service2/@service3/",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let s1 = only_child(&r);
+    let s2 = only_child(s1);
+    let s3 = only_child(s2);
+    assert_eq!(
+        [&s1.service, &s2.service, &s3.service],
+        ["service1", "service2", "service3"]
+    );
+    assert_eq!(s3.request_info[0], "GET / HTTP/1.1");
+    assert!(s3.parallel_forwards.is_empty());
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_at_before_the_second_name() {
+    let mesh = mesh(&["entry", "service1", "service2"]).await;
+    let (_, r) = report(mesh.addr("entry").unwrap(), "/@service1/service2").await;
+    let s1 = only_child(&r);
+    assert_eq!(s1.request_info[0], "GET /service2 HTTP/1.1");
+    assert!(s1.parallel_forwards.is_empty());
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sequence_and_parallel_keep_written_order() {
+    let mesh = mesh(&["entry", "service1", "service2"]).await;
+    let entry = mesh.addr("entry").unwrap();
+    let (_, seq) = report(entry, "/@service1,service2/uri-reuse/").await;
+    assert_eq!(seq.parallel_forwards.len(), 1);
+    let names: Vec<_> = hops(&seq)
+        .iter()
+        .map(|h| h.response.as_ref().unwrap().service.clone())
+        .collect();
+    assert_eq!(names, ["service1", "service2"]);
+    for hop in hops(&seq) {
+        assert_eq!(
+            hop.response.as_ref().unwrap().request_info[0],
+            "GET /uri-reuse/ HTTP/1.1"
+        );
+    }
+    let (_, par) = report(entry, "/@service2|service1/uri-reuse/").await;
+    assert_eq!(par.parallel_forwards.len(), 2);
+    let names: Vec<_> = hops(&par)
+        .iter()
+        .map(|h| h.response.as_ref().unwrap().service.clone())
+        .collect();
+    assert_eq!(names, ["service2", "service1"]);
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn parallel_of_parallel() {
+    let mesh = mesh(&["entry", "service1", "service2", "service3", "service4"]).await;
+    let (status, r) = report(
+        mesh.addr("entry").unwrap(),
+        "/@service1|service2/@service3|service4/uri/",
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (hop, name) in hops(&r).into_iter().zip(["service1", "service2"]) {
+        let child = hop.response.as_ref().unwrap();
+        assert_eq!(child.service, name);
+        assert_eq!(
+            child.request_info[0],
+            "GET /@service3|service4/uri/ HTTP/1.1"
+        );
+        let grandchildren: Vec<_> = hops(child)
+            .iter()
+            .map(|h| h.response.as_ref().unwrap().service.clone())
+            .collect();
+        assert_eq!(grandchildren, ["service3", "service4"]);
+        for leaf in hops(child) {
+            assert_eq!(
+                leaf.response.as_ref().unwrap().request_info[0],
+                "GET /uri/ HTTP/1.1"
+            );
+        }
+    }
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn h2c_hops_and_h2c_entry() {
+    let mesh = mesh(&["entry", "service1"]).await;
+    let (status, r) = report(mesh.addr("entry").unwrap(), "/@h2c:service1/end").await;
+    assert_eq!(status, 200);
+    let hop = hops(&r)[0];
+    assert_eq!(hop.protocol, "h2c");
+    let child = only_child(&r);
+    assert_eq!(child.protocol, "h2c");
+    assert_eq!(child.request_info[0], "GET /end HTTP/2.0");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn percent_encoded_separators() {
+    let mesh = mesh(&["entry", "service1", "service2"]).await;
+    let (status, r) = report(
+        mesh.addr("entry").unwrap(),
+        "/%40service1%7Cservice2%5Bend-user%3Djason%5D/end",
+    )
+    .await;
+    assert_eq!(status, 200, "{r:#?}");
+    assert_eq!(r.parallel_forwards.len(), 2);
+    let second = hops(&r)[1].response.as_ref().unwrap();
+    assert!(
+        second.request_info.contains(&"end-user: jason".to_string()),
+        "{second:#?}"
+    );
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn hop_headers_reach_the_downstream_only() {
+    let mesh = mesh(&["entry", "service1", "service2"]).await;
+    let (_, r) = report(
+        mesh.addr("entry").unwrap(),
+        "/@service1[end-user=jason][x-team=blue]/@service2/",
+    )
+    .await;
+    let s1 = only_child(&r);
+    assert!(
+        s1.request_info.contains(&"end-user: jason".into()),
+        "{s1:#?}"
+    );
+    assert!(s1.request_info.contains(&"x-team: blue".into()));
+    let s2 = only_child(s1);
+    assert!(
+        !s2.request_info.iter().any(|l| l.starts_with("x-team")),
+        "{s2:#?}"
+    );
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sequences_wait_and_groups_overlap() {
+    let slow = stand_in().await;
+    let mesh = mesh(&["entry"]).await;
+    let entry = mesh.addr("entry").unwrap();
+    let target = format!("127.0.0.1:{}", slow.port());
+    let (_, seq) = report(entry, &format!("/@{target},{target}/slow/150")).await;
+    let h = hops(&seq);
+    assert!(
+        h[1].start_ms >= h[0].start_ms + h[0].duration_ms,
+        "sequence overlapped: {h:#?}"
+    );
+    let (_, par) = report(entry, &format!("/@{target}|{target}|{target}/slow/150")).await;
+    let h = hops(&par);
+    for other in &h[1..] {
+        assert!(
+            other.start_ms < h[0].start_ms + h[0].duration_ms,
+            "groups did not overlap: {h:#?}"
+        );
+    }
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_are_recorded_on_their_hops() {
+    let stand_in = stand_in().await;
+    let closed = closed_port().await;
+    let settings = Settings {
+        hop_timeout: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["entry", "service1"], settings).await;
+    let entry = mesh.addr("entry").unwrap();
+    let port = stand_in.port();
+
+    let (status, r) = report(
+        entry,
+        &format!("/@127.0.0.1:{}|service1/end", closed.port()),
+    )
+    .await;
+    assert_eq!(status, 502);
+    let h = hops(&r);
+    assert_eq!(h[0].result, "refused");
+    assert!(
+        h[0].error.as_ref().unwrap().contains("connection refused"),
+        "{h:#?}"
+    );
+    assert_eq!(h[0].status, None);
+    assert_eq!(h[1].result, "ok", "the other group still ran");
+
+    let (status, r) = report(entry, &format!("/@127.0.0.1:{port}/slow/3000")).await;
+    assert_eq!(status, 502);
+    assert_eq!(hops(&r)[0].result, "timeout", "{r:#?}");
+
+    let (status, r) = report(entry, "/@no-such-host.invalid/").await;
+    assert_eq!(status, 502);
+    assert_eq!(hops(&r)[0].result, "dns", "{r:#?}");
+    assert!(hops(&r)[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("cannot resolve \"no-such-host.invalid\""));
+
+    let (status, r) = report(entry, &format!("/@127.0.0.1:{port}/status/503")).await;
+    assert_eq!(status, 502);
+    let hop = hops(&r)[0];
+    assert_eq!((hop.result.as_str(), hop.status), ("status", Some(503)));
+    assert!(hop
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("503 Service Unavailable"));
+    assert_eq!(
+        hop.response.as_ref().unwrap().service,
+        "stand-in",
+        "the failing answer's report is kept"
+    );
+
+    let (status, r) = report(entry, &format!("/@127.0.0.1:{port}/text")).await;
+    assert_eq!(status, 502);
+    let hop = hops(&r)[0];
+    assert_eq!(hop.result, "bad-answer");
+    assert!(
+        hop.error
+            .as_ref()
+            .unwrap()
+            .contains("not a servicemock report"),
+        "{hop:#?}"
+    );
+    assert!(hop
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("hello, I am no report"));
+
+    let (status, r) = report(entry, "/@service1/@nobody.invalid/").await;
+    assert_eq!(status, 502, "a failure deep down fails every level above");
+    assert_eq!(hops(&r)[0].result, "status");
+    assert_eq!(hops(only_child(&r))[0].result, "dns");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn syntax_errors_answer_400_with_position() {
+    let mesh = mesh(&["entry"]).await;
+    let entry = mesh.addr("entry").unwrap();
+    for (path, message) in [
+        ("/@", "empty target at position 2 in \"@\""),
+        ("/@a%7C%7Cb/", "empty target at position 4 in \"@a||b\""),
+        ("/@a,/", "empty target at position 4 in \"@a,\""),
+        (
+            "/@a:http/",
+            "bad port 'http' (expected 1 to 65535) at position 4",
+        ),
+        ("/@a[x=1/", "unclosed '[' at position 3"),
+        ("/@a[x]/", "has no '='"),
+        ("/@a[x=1]b/", "unexpected 'b' at position 8"),
+        ("/@grpc:/", "empty host after 'grpc:'"),
+    ] {
+        let (status, body) = get(entry, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(message), "{path}: {body}");
+        assert_eq!(body.lines().count(), 1, "one line: {body}");
+    }
+    let long = format!("/{}", "a".repeat(9000));
+    let (status, body) = get(entry, &long).await;
+    assert_eq!(
+        (status, body.trim()),
+        (400, "path too long: 9001 bytes, the limit is 8192")
+    );
+    let wide = format!("/@{}/", vec!["a"; 65].join("|"));
+    let (status, body) = get(entry, &wide).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("too many targets"), "{body}");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn depth_limit_stops_self_loops() {
+    let settings = Settings {
+        max_depth: 3,
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["self"], settings).await;
+    let (status, r) = report(
+        mesh.addr("self").unwrap(),
+        &format!("{}end", "/@self".repeat(6) + "/"),
+    )
+    .await;
+    assert_eq!(status, 502);
+    let mut level = &r;
+    for _ in 0..3 {
+        assert_eq!(hops(level)[0].result, "status");
+        level = only_child(level);
+    }
+    let refused = hops(level)[0];
+    assert_eq!(refused.status, Some(508), "{refused:#?}");
+    let loop_report = refused.response.as_ref().unwrap();
+    assert!(
+        loop_report.message.starts_with("loop detected"),
+        "{loop_report:#?}"
+    );
+    assert!(
+        loop_report.parallel_forwards.is_empty(),
+        "508 forwards nothing"
+    );
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn exponential_fan_out_is_refused_before_any_call() {
+    let mesh = mesh(&["a"]).await;
+    let path = format!("{}end", "/@a|a|a|a".repeat(6) + "/");
+    let (status, body) = get(mesh.addr("a").unwrap(), &path).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("plan too large"), "{body}");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_ready_and_identity_headers() {
+    let mesh = mesh(&["service1"]).await;
+    let addr = mesh.addr("service1").unwrap();
+    assert_eq!(get(addr, "/health").await, (200, "ok\n".into()));
+    assert_eq!(get(addr, "/ready").await.0, 200);
+    let response = client()
+        .get(format!("http://{addr}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["x-servicemock-service"], "service1");
+    assert_eq!(response.headers()["x-servicemock-version"], "v1");
+    mesh.stop().await.unwrap();
+}
