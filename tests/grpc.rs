@@ -15,7 +15,9 @@ use servicemock::report::Report;
 use tonic::Code;
 
 async fn client_for(addr: SocketAddr) -> MockServiceClient<tonic::transport::Channel> {
-    MockServiceClient::connect(format!("http://{addr}")).await.unwrap()
+    MockServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
 }
 
 fn path_request(path: &str) -> pb::CallRequest {
@@ -35,7 +37,10 @@ fn hop(target: &str, protocol: pb::Protocol, next: Option<pb::Plan>) -> pb::Hop 
 
 fn plan(groups: Vec<Vec<pb::Hop>>, uri: &str) -> pb::Plan {
     pb::Plan {
-        parallel: groups.into_iter().map(|hops| pb::Sequence { hops }).collect(),
+        parallel: groups
+            .into_iter()
+            .map(|hops| pb::Sequence { hops })
+            .collect(),
         uri: uri.into(),
     }
 }
@@ -66,10 +71,19 @@ async fn empty_request_answers_with_identity() {
         .call(pb::CallRequest::default())
         .await
         .unwrap();
-    assert_eq!(response.metadata().get("x-servicemock-service").unwrap(), "service1");
-    assert_eq!(response.metadata().get("x-servicemock-version").unwrap(), "v1");
+    assert_eq!(
+        response.metadata().get("x-servicemock-service").unwrap(),
+        "service1"
+    );
+    assert_eq!(
+        response.metadata().get("x-servicemock-version").unwrap(),
+        "v1"
+    );
     let r = response.into_inner();
-    assert_eq!((r.service.as_str(), r.protocol.as_str()), ("service1", "grpc"));
+    assert_eq!(
+        (r.service.as_str(), r.protocol.as_str()),
+        ("service1", "grpc")
+    );
     assert!(r.parallel_forwards.is_empty());
     mesh.stop().await.unwrap();
 }
@@ -86,9 +100,16 @@ async fn path_request_with_mixed_hops() {
         .into();
     assert_eq!(
         chain(&r),
-        [("http".into(), "service2".into()), ("grpc".into(), "service3".into()), ("h2c".into(), "service2".into())]
+        [
+            ("http".into(), "service2".into()),
+            ("grpc".into(), "service3".into()),
+            ("h2c".into(), "service2".into())
+        ]
     );
-    assert_eq!(r.request_info[0], "POST /servicemock.v1.MockService/Call path=/@service2/@grpc:service3/@h2c:service2/end");
+    assert_eq!(
+        r.request_info[0],
+        "POST /servicemock.v1.MockService/Call path=/@service2/@grpc:service3/@h2c:service2/end"
+    );
     mesh.stop().await.unwrap();
 }
 
@@ -96,10 +117,11 @@ async fn path_request_with_mixed_hops() {
 async fn http_grpc_http_grpc_from_either_entry() {
     let mesh = mesh(&["entry", "a", "b"]).await;
     let entry = mesh.addr("entry").unwrap();
-    let expected: Vec<(String, String)> = [("http", "a"), ("grpc", "b"), ("http", "a"), ("grpc", "b")]
-        .iter()
-        .map(|(p, s)| (p.to_string(), s.to_string()))
-        .collect();
+    let expected: Vec<(String, String)> =
+        [("http", "a"), ("grpc", "b"), ("http", "a"), ("grpc", "b")]
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .collect();
 
     let (status, from_http) = report(entry, "/@a/@grpc:b/@a/@grpc:b/end").await;
     assert_eq!(status, 200, "{from_http:#?}");
@@ -113,20 +135,37 @@ async fn http_grpc_http_grpc_from_either_entry() {
                 vec![vec![hop(
                     "b",
                     pb::Protocol::Grpc,
-                    Some(plan(vec![vec![hop("a", pb::Protocol::Http, Some(plan(vec![vec![hop("b", pb::Protocol::Grpc, None)]], "")))]], "")),
+                    Some(plan(
+                        vec![vec![hop(
+                            "a",
+                            pb::Protocol::Http,
+                            Some(plan(vec![vec![hop("b", pb::Protocol::Grpc, None)]], "")),
+                        )]],
+                        "",
+                    )),
                 )]],
                 "",
             )),
         )]],
         "/end",
     );
-    let from_grpc: Report = client_for(entry).await.call(plan_request(structured)).await.unwrap().into_inner().into();
+    let from_grpc: Report = client_for(entry)
+        .await
+        .call(plan_request(structured))
+        .await
+        .unwrap()
+        .into_inner()
+        .into();
     assert_eq!(chain(&from_grpc), expected);
     let mut leaf = &from_grpc;
     while let Some(hop) = leaf.forwards().next() {
         leaf = hop.response.as_deref().unwrap();
     }
-    assert!(leaf.request_info[0].contains("plan=/end"), "{:?}", leaf.request_info);
+    assert!(
+        leaf.request_info[0].contains("plan=/end"),
+        "{:?}",
+        leaf.request_info
+    );
     mesh.stop().await.unwrap();
 }
 
@@ -135,19 +174,68 @@ async fn divergent_subtrees_over_grpc() {
     let mesh = mesh(&["entry", "a", "b", "c"]).await;
     let p = plan(
         vec![
-            vec![hop("a", pb::Protocol::Grpc, Some(plan(vec![vec![hop("b", pb::Protocol::Http, None)], vec![hop("c", pb::Protocol::H2c, None)]], "/x")))],
-            vec![hop("b", pb::Protocol::Grpc, Some(plan(vec![vec![hop("c", pb::Protocol::Grpc, None), hop("a", pb::Protocol::Http, None)]], "")))],
+            vec![hop(
+                "a",
+                pb::Protocol::Grpc,
+                Some(plan(
+                    vec![
+                        vec![hop("b", pb::Protocol::Http, None)],
+                        vec![hop("c", pb::Protocol::H2c, None)],
+                    ],
+                    "/x",
+                )),
+            )],
+            vec![hop(
+                "b",
+                pb::Protocol::Grpc,
+                Some(plan(
+                    vec![vec![
+                        hop("c", pb::Protocol::Grpc, None),
+                        hop("a", pb::Protocol::Http, None),
+                    ]],
+                    "",
+                )),
+            )],
         ],
         "/end",
     );
-    let r: Report = client_for(mesh.addr("entry").unwrap()).await.call(plan_request(p)).await.unwrap().into_inner().into();
-    let first = r.parallel_forwards[0].sequential_forwards[0].response.as_deref().unwrap();
-    let names: Vec<_> = first.forwards().map(|f| f.response.as_ref().unwrap().service.clone()).collect();
+    let r: Report = client_for(mesh.addr("entry").unwrap())
+        .await
+        .call(plan_request(p))
+        .await
+        .unwrap()
+        .into_inner()
+        .into();
+    let first = r.parallel_forwards[0].sequential_forwards[0]
+        .response
+        .as_deref()
+        .unwrap();
+    let names: Vec<_> = first
+        .forwards()
+        .map(|f| f.response.as_ref().unwrap().service.clone())
+        .collect();
     assert_eq!(names, ["b", "c"]);
     assert_eq!(first.forwards().next().unwrap().url, "http://b:8080/x");
-    let second = r.parallel_forwards[1].sequential_forwards[0].response.as_deref().unwrap();
-    let names: Vec<_> = second.forwards().map(|f| (f.protocol.clone(), f.response.as_ref().unwrap().service.clone())).collect();
-    assert_eq!(names, [("grpc".to_string(), "c".to_string()), ("http".to_string(), "a".to_string())]);
+    let second = r.parallel_forwards[1].sequential_forwards[0]
+        .response
+        .as_deref()
+        .unwrap();
+    let names: Vec<_> = second
+        .forwards()
+        .map(|f| {
+            (
+                f.protocol.clone(),
+                f.response.as_ref().unwrap().service.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("grpc".to_string(), "c".to_string()),
+            ("http".to_string(), "a".to_string())
+        ]
+    );
     assert_eq!(second.forwards().nth(1).unwrap().url, "http://a:8080/end");
     mesh.stop().await.unwrap();
 }
@@ -162,12 +250,30 @@ async fn bad_input_is_invalid_argument_naming_what_and_where() {
     let status = client.call(path_request("@a")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("path: must start with '/'"));
-    let bad = plan(vec![vec![hop("a", pb::Protocol::Grpc, Some(plan(vec![vec![hop("b:99999", pb::Protocol::Http, None)]], "")))]], "");
+    let bad = plan(
+        vec![vec![hop(
+            "a",
+            pb::Protocol::Grpc,
+            Some(plan(
+                vec![vec![hop("b:99999", pb::Protocol::Http, None)]],
+                "",
+            )),
+        )]],
+        "",
+    );
     let status = client.call(plan_request(bad)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("plan.parallel[0].hops[0].next.parallel[0].hops[0].target: bad port"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .starts_with("plan.parallel[0].hops[0].next.parallel[0].hops[0].target: bad port"),
+        "{}",
+        status.message()
+    );
     let mut request = tonic::Request::new(path_request("/"));
-    request.metadata_mut().insert("x-servicemock-depth", "deep".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-servicemock-depth", "deep".parse().unwrap());
     let status = client.call(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("x-servicemock-depth"));
@@ -182,8 +288,15 @@ async fn failed_hops_answer_unavailable_with_the_report_in_details() {
     let path = format!("/@ok|grpc:127.0.0.1:{}/end", closed.port());
     let status = client.call(path_request(&path)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(status.message().contains("1 of 2 hop(s) failed"), "{}", status.message());
-    assert_eq!(status.metadata().get("x-servicemock-service").unwrap(), "entry");
+    assert!(
+        status.message().contains("1 of 2 hop(s) failed"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        status.metadata().get("x-servicemock-service").unwrap(),
+        "entry"
+    );
     let r = Report::from(decode_status_details(status.details()).expect("CallResponse in details"));
     let results: Vec<_> = r.forwards().map(|f| f.result.clone()).collect();
     assert_eq!(results, ["ok", "refused"]);
@@ -197,8 +310,14 @@ async fn grpc_hop_failure_deep_down_keeps_the_nested_tree() {
     let (status, r) = report(mesh.addr("entry").unwrap(), "/@grpc:mid/@nobody.invalid/").await;
     assert_eq!(status, 502);
     let hop = r.forwards().next().unwrap();
-    assert_eq!((hop.result.as_str(), hop.status), ("status", Some(Code::Unavailable as i32)));
-    let mid = hop.response.as_deref().expect("nested report recovered from the details");
+    assert_eq!(
+        (hop.result.as_str(), hop.status),
+        ("status", Some(Code::Unavailable as i32))
+    );
+    let mid = hop
+        .response
+        .as_deref()
+        .expect("nested report recovered from the details");
     assert_eq!(mid.service, "mid");
     assert_eq!(mid.forwards().next().unwrap().result, "dns");
     mesh.stop().await.unwrap();
@@ -220,9 +339,15 @@ async fn deadline_is_honoured_and_shrinks_downstream() {
         .expect("budget passed on")
         .parse()
         .unwrap();
-    assert!(budget <= 800, "downstream got {budget} ms of an 800 ms deadline");
+    assert!(
+        budget <= 800,
+        "downstream got {budget} ms of an 800 ms deadline"
+    );
 
-    let mut request = tonic::Request::new(path_request(&format!("/@127.0.0.1:{}/slow/5000", slow.port())));
+    let mut request = tonic::Request::new(path_request(&format!(
+        "/@127.0.0.1:{}/slow/5000",
+        slow.port()
+    )));
     request.set_timeout(Duration::from_millis(300));
     let status = client.call(request).await.unwrap_err();
     // Either the server reports the timed-out hop (UNAVAILABLE with details)
@@ -244,21 +369,33 @@ async fn health_reports_serving() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
     let mesh = mesh(&["a"]).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr("a").unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr("a").unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "servicemock.v1.MockService"] {
         let response = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+        assert_eq!(
+            response.status,
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
     }
-    let unknown = health.check(HealthCheckRequest { service: "nope".into() }).await.unwrap_err();
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     mesh.stop().await.unwrap();
 }

@@ -52,10 +52,16 @@ pub async fn router(service: Arc<Service>) -> (Router, Health) {
     routes
         .add_service(MockServiceServer::new(GrpcMockService { service }))
         .add_service(health_service);
+    // Each reflection version lists every service, the other version included.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     // The descriptor sets are compiled in; they fail to load only if the build is broken.
     match (reflection().build_v1(), reflection().build_v1alpha()) {

@@ -111,3 +111,40 @@ pub async fn closed_port() -> SocketAddr {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
+
+/// The test virtualenv's Python (made by `scripts/test`), or `None` with a
+/// note when it is missing outside CI. Under CI=true a missing venv fails.
+pub fn venv_python() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("SERVICEMOCK_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !in_ci(),
+        "{} is missing: scripts/test creates it",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is missing; run scripts/test to create the Python virtualenv",
+        path.display()
+    );
+    None
+}
+
+/// A command-line tool, or `None` with a note when it is missing outside CI.
+pub fn tool(name: &str) -> Option<String> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(name.to_owned());
+    }
+    assert!(!in_ci(), "{name} is missing: scripts/test installs it");
+    eprintln!("SKIPPED: {name} is not installed");
+    None
+}

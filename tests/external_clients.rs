@@ -1,0 +1,88 @@
+//! Clients nobody here wrote, against one port: curl over HTTP/1.1 and over
+//! HTTP/2 prior knowledge, and a Python grpcio client that knows the service
+//! only through reflection.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use servicemock::report::Report;
+
+fn curl(args: &[&str]) -> (String, Report) {
+    let out = Command::new("curl")
+        .args(["-sS", "-D", "/dev/stderr"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let headers = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (headers, report)
+}
+
+#[tokio::test]
+async fn curl_http1_and_h2c_share_the_grpc_port() {
+    let Some(_) = tool("curl") else { return };
+    let mesh = mesh(&["service1", "service2", "service3"]).await;
+    let url = format!(
+        "http://{}/@service2/@grpc:service3/end",
+        mesh.addr("service1").unwrap()
+    );
+    let (headers, r) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || curl(&["--http1.1", &url])
+    })
+    .await
+    .unwrap();
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
+    assert_eq!(r.protocol, "http/1.1");
+    let (headers, r) =
+        tokio::task::spawn_blocking(move || curl(&["--http2-prior-knowledge", &url]))
+            .await
+            .unwrap();
+    assert!(headers.starts_with("HTTP/2 200"), "{headers}");
+    assert!(
+        headers.contains("x-servicemock-service: service1"),
+        "{headers}"
+    );
+    assert_eq!(r.protocol, "h2c");
+    let leaf = r.forwards().next().unwrap().response.as_deref().unwrap();
+    assert_eq!(leaf.forwards().next().unwrap().protocol, "grpc");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn python_grpcio_client_by_reflection_only() {
+    let Some(python) = venv_python() else { return };
+    let mesh = mesh(&["service1", "service2", "service3"]).await;
+    let closed = closed_port().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/reflection_client.py");
+    let addr = mesh.addr("service1").unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(addr)
+            .arg(closed.port().to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["health"], "SERVING");
+    assert_eq!(seen["failed_hop"], "refused");
+    mesh.stop().await.unwrap();
+}
