@@ -21,11 +21,13 @@
 //! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC; the axum
 //!   routes, the tonic service, health, reflection and graceful shutdown.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.
+//! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
 pub mod config;
 pub mod exec;
+pub mod manifests;
 pub mod mesh;
 pub mod pb;
 pub mod plan;

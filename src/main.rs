@@ -14,6 +14,7 @@ use servicemock::config::{local_host_name, parse_duration, Identity, Settings};
 use servicemock::exec::context::default_propagated;
 use servicemock::exec::resolve::Resolver;
 use servicemock::exec::Executor;
+use servicemock::manifests::{self, ManifestOptions};
 use servicemock::mesh::{Mesh, MeshOptions};
 use servicemock::pb;
 use servicemock::plan::path::parse_path;
@@ -74,6 +75,25 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+    /// Print Kubernetes manifests (Service + Deployment) for named services:
+    /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
+    Manifests {
+        /// Names of the services.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Namespace of every object (default: kubectl's current one).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The version label and reported version.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Container image.
+        #[arg(long, default_value = "servicemock:latest")]
+        image: String,
+        /// Replicas per Deployment.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
     },
     /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
     Health {
@@ -259,6 +279,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("no answer from {addr} within {timeout:?}"))?
         }
         Command::Health { addr } => health(&addr).await,
+        Command::Manifests {
+            names,
+            namespace,
+            version,
+            image,
+            replicas,
+        } => {
+            let options = ManifestOptions {
+                namespace,
+                version,
+                image,
+                replicas,
+            };
+            print!("{}", manifests::render(&names, &options)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,229 @@
+//! Kubernetes manifests for any number of named services: what
+//! `servicemock manifests service1 service2 service3` prints, ready for
+//! `kubectl apply -f -`. It replaces the original README's `sed` on a
+//! template; `kubernetes/mock-service.yaml` is its output for `service1`.
+//!
+//! The choices Istio needs are explained in the comments it prints.
+
+use std::fmt::Write as _;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestOptions {
+    /// Namespace of every object; `None` leaves it to kubectl's context.
+    pub namespace: Option<String>,
+    /// The `version` label and reported version, e.g. `v1`.
+    pub version: String,
+    pub image: String,
+    pub replicas: u32,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        ManifestOptions {
+            namespace: None,
+            version: "v1".into(),
+            image: "servicemock:latest".into(),
+            replicas: 1,
+        }
+    }
+}
+
+/// Why a name cannot be used for a Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a valid name: use lower-case letters, digits and '-', start with a letter, at most 63 characters")]
+pub struct BadName(pub String);
+
+/// Seconds `servicemock serve` drains in-flight requests after SIGTERM.
+pub const SHUTDOWN_GRACE_SECS: u32 = 10;
+
+fn check_name(name: &str, max: usize) -> Result<(), BadName> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BadName(name.to_owned()))
+    }
+}
+
+/// A Service and a Deployment per name, as one multi-document YAML.
+pub fn render(names: &[String], options: &ManifestOptions) -> Result<String, BadName> {
+    check_name(&options.version, 63)?;
+    if let Some(ns) = &options.namespace {
+        check_name(ns, 63)?;
+    }
+    let mut out = String::new();
+    for name in names {
+        // The Deployment is called NAME-VERSION, so it must stay within 63.
+        check_name(name, 62 - options.version.len())?;
+        render_one(&mut out, name, options);
+    }
+    Ok(out)
+}
+
+fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
+    let version = &o.version;
+    let namespace = o
+        .namespace
+        .as_ref()
+        .map(|ns| format!("\n  namespace: {ns}"))
+        .unwrap_or_default();
+    let termination = SHUTDOWN_GRACE_SECS + 5;
+    let _ = write!(
+        out,
+        r#"# servicemock "{name}" ({version}): a Service and a Deployment.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}{namespace}
+  labels:
+    app: {name}
+    service: {name}
+spec:
+  selector:
+    app: {name}
+  ports:
+    # One port carries HTTP/1.1, h2c and gRPC. Naming it http2 (and
+    # appProtocol http2) makes the Istio sidecar speak HTTP/2 to the pod, so
+    # gRPC and h2c work and routes can match gRPC service/method paths;
+    # HTTP/1.1 clients such as curl still work, the sidecar translates.
+    - name: http2
+      appProtocol: http2
+      port: 8080
+      targetPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}-{version}{namespace}
+  labels:
+    app: {name}
+    version: {version}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+      version: {version}
+  template:
+    metadata:
+      labels:
+        # app and version: what Istio subsets, Kiali and telemetry group by.
+        app: {name}
+        version: {version}
+    spec:
+      # servicemock drains for SERVICEMOCK_SHUTDOWN_GRACE after SIGTERM; the
+      # pod gets a few seconds more before SIGKILL.
+      terminationGracePeriodSeconds: {termination}
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        runAsGroup: 65532
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: servicemock
+          image: {image}
+          imagePullPolicy: IfNotPresent
+          args: ["--listen", "0.0.0.0:8080"]
+          ports:
+            - name: http2
+              containerPort: 8080
+          env:
+            - name: SERVICEMOCK_NAME
+              value: {name}
+            - name: SERVICEMOCK_VERSION
+              value: {version}
+            - name: SERVICEMOCK_SHUTDOWN_GRACE
+              value: {grace}s
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: POD_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.podIP
+          # Liveness over HTTP, readiness over grpc.health.v1 (NOT_SERVING
+          # as soon as draining starts, so the endpoint leaves the pool).
+          livenessProbe:
+            httpGet:
+              path: /health
+              port: 8080
+            periodSeconds: 10
+          readinessProbe:
+            grpc:
+              port: 8080
+            periodSeconds: 2
+          resources:
+            requests:
+              cpu: 50m
+              memory: 16Mi
+            limits:
+              cpu: "1"
+              memory: 128Mi
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities:
+              drop: ["ALL"]
+---
+"#,
+        replicas = o.replicas,
+        image = o.image,
+        grace = SHUTDOWN_GRACE_SECS,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_example_is_the_output_for_service1() {
+        let generated = render(&["service1".into()], &ManifestOptions::default()).unwrap();
+        let committed = include_str!("../kubernetes/mock-service.yaml");
+        let body = committed
+            .split_once("\n---\n# servicemock")
+            .map(|(_, rest)| format!("# servicemock{rest}"))
+            .unwrap_or_default();
+        assert_eq!(
+            body, generated,
+            "regenerate kubernetes/mock-service.yaml (see its header)"
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let o = ManifestOptions::default();
+        assert!(render(&["Service1".into()], &o).is_err());
+        assert!(render(&["a_b".into()], &o).is_err());
+        assert!(render(&["-a".into()], &o).is_err());
+        let long = "a".repeat(61);
+        assert!(render(&[long], &o).is_err(), "NAME-VERSION would pass 63");
+        let many = render(
+            &["a".into(), "b".into()],
+            &ManifestOptions {
+                namespace: Some("mock-1".into()),
+                replicas: 3,
+                ..o
+            },
+        )
+        .unwrap();
+        assert_eq!(many.matches("kind: Deployment").count(), 2);
+        assert!(many.contains("  namespace: mock-1\n"));
+        assert!(many.contains("  replicas: 3\n"));
+    }
+}
