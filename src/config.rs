@@ -47,6 +47,11 @@ pub struct Settings {
     /// Longest a whole request may take here, hops included; shrinks as the
     /// request travels down the tree.
     pub request_timeout: Duration,
+    /// Longest delay a behaviour directive may ask for.
+    pub max_delay: Duration,
+    /// Requests served at once; more are refused at once (503 or
+    /// RESOURCE_EXHAUSTED) instead of queueing without bound.
+    pub max_concurrent: usize,
 }
 
 impl Default for Settings {
@@ -56,6 +61,8 @@ impl Default for Settings {
             max_depth: 32,
             hop_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            max_delay: Duration::from_secs(10),
+            max_concurrent: 1024,
         }
     }
 }

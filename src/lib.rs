@@ -16,6 +16,8 @@
 //! * [`exec`]: the executor that runs a plan (groups concurrently, hops of a
 //!   group in order), the pooled HTTP and gRPC hop clients, the name resolver of
 //!   the one-process mesh, and the per-request context (depth, deadline).
+//! * [`behavior`]: the `x-mock-*` directives (delay, status, size, reset)
+//!   a service applies to itself, and the process defaults for them.
 //! * [`report`]: the tree of what happened, its JSON form (field names of the
 //!   original Go server kept) and its protobuf form.
 //! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC; the axum
@@ -25,6 +27,7 @@
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
+pub mod behavior;
 pub mod config;
 pub mod exec;
 pub mod manifests;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::HeaderName;
 
+use servicemock::behavior::{self, Directives};
 use servicemock::config::{local_host_name, parse_duration, Identity, Settings};
 use servicemock::exec::context::default_propagated;
 use servicemock::exec::resolve::Resolver;
@@ -181,6 +182,70 @@ struct Tuning {
         value_delimiter = ','
     )]
     propagate_headers: Vec<HeaderName>,
+    /// Requests served at once; more get 503 / RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "SERVICEMOCK_MAX_CONCURRENT", default_value_t = Settings::default().max_concurrent)]
+    max_concurrent: usize,
+    /// Longest delay a directive may ask for (a typo must not hold a connection for an hour).
+    #[arg(long, env = "SERVICEMOCK_MAX_DELAY", default_value = "10s", value_parser = parse_duration)]
+    max_delay: Duration,
+    #[command(flatten)]
+    behavior: BehaviorFlags,
+}
+
+/// Process-wide behaviour, as x-mock-* headers would ask it of each request
+/// (a header of the same name wins): deploy a "slow v2" or a "flaky v2".
+#[derive(Args)]
+struct BehaviorFlags {
+    /// Delay every answer: 250ms, 50ms..200ms, 1s@10%, 150ms:10,2s:5.
+    #[arg(long, env = "SERVICEMOCK_DELAY")]
+    delay: Option<String>,
+    /// Answer with this HTTP status: 503, 503@25%, 503:20,404:10.
+    #[arg(long, env = "SERVICEMOCK_STATUS")]
+    status: Option<String>,
+    /// Answer gRPC calls with this code: UNAVAILABLE, 14@25%.
+    #[arg(long, env = "SERVICEMOCK_GRPC_STATUS")]
+    grpc_status: Option<String>,
+    /// Fail this percentage of requests (503 over HTTP, UNAVAILABLE over gRPC).
+    #[arg(long, env = "SERVICEMOCK_ERROR_RATE")]
+    error_rate: Option<f64>,
+    /// Pad every answer with this many bytes: 1024, 64KiB.
+    #[arg(long, env = "SERVICEMOCK_SIZE")]
+    size: Option<String>,
+    /// Drop this percentage of connections without an answer: 5%.
+    #[arg(long, env = "SERVICEMOCK_RESET_RATE")]
+    reset_rate: Option<String>,
+}
+
+impl BehaviorFlags {
+    fn directives(&self, max_delay: Duration) -> anyhow::Result<Directives> {
+        let mut d = Directives::default();
+        if let Some(v) = &self.delay {
+            d.delay = Some(behavior::parse_delay(v, max_delay).context("--delay")?);
+        }
+        if let Some(rate) = self.error_rate {
+            anyhow::ensure!(
+                (0.0..=100.0).contains(&rate),
+                "--error-rate {rate}: a percentage from 0 to 100"
+            );
+            d.status = Some(behavior::parse_status(&format!("503@{rate}%"))?);
+            d.grpc_status = Some(behavior::parse_grpc_status(&format!(
+                "UNAVAILABLE@{rate}%"
+            ))?);
+        }
+        if let Some(v) = &self.status {
+            d.status = Some(behavior::parse_status(v).context("--status")?);
+        }
+        if let Some(v) = &self.grpc_status {
+            d.grpc_status = Some(behavior::parse_grpc_status(v).context("--grpc-status")?);
+        }
+        if let Some(v) = &self.size {
+            d.size = Some(behavior::parse_size(v).context("--size")?);
+        }
+        if let Some(v) = &self.reset_rate {
+            d.reset = Some(behavior::parse_reset(v).context("--reset-rate")?);
+        }
+        Ok(d)
+    }
 }
 
 impl Tuning {
@@ -194,12 +259,18 @@ impl Tuning {
             max_depth: self.max_depth,
             hop_timeout: self.hop_timeout,
             request_timeout: self.request_timeout,
+            max_delay: self.max_delay,
+            max_concurrent: self.max_concurrent,
         }
     }
 
     fn propagate(&self) -> Vec<HeaderName> {
         let mut names = default_propagated();
         for name in &self.propagate_headers {
+            if name.as_str().starts_with("x-mock-") {
+                tracing::warn!(%name, "not propagated: x-mock-* directives are consumed by the service they are sent to");
+                continue;
+            }
             if !names.contains(name) {
                 names.push(name.clone());
             }
@@ -317,7 +388,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, service = %identity.service, version = %identity.version, "listening (HTTP/1.1, h2c, gRPC)");
-    let service = server::Service::new(identity, executor);
+    let defaults = args.tuning.behavior.directives(args.tuning.max_delay)?;
+    let service = server::Service::new(identity, executor, defaults);
     server::serve(
         listener,
         service,
@@ -337,6 +409,7 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
         settings: args.tuning.settings(),
         propagate: args.tuning.propagate(),
         grace: args.tuning.shutdown_grace,
+        defaults: args.tuning.behavior.directives(args.tuning.max_delay)?,
     };
     let mesh = Mesh::start(&args.names, options).await?;
     println!(

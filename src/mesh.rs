@@ -13,6 +13,7 @@ use http::HeaderName;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::behavior::Directives;
 use crate::config::{Identity, Settings};
 use crate::exec::resolve::Resolver;
 use crate::exec::Executor;
@@ -31,6 +32,8 @@ pub struct MeshOptions {
     pub settings: Settings,
     pub propagate: Vec<HeaderName>,
     pub grace: Duration,
+    /// Behaviour every member shows when a request asks for none.
+    pub defaults: Directives,
 }
 
 /// A running mesh.
@@ -96,7 +99,11 @@ impl Mesh {
         let shutdown = Shutdown::default();
         let mut servers = JoinSet::new();
         for (name, _, listener) in listeners {
-            let service = Service::new(Identity::named(&name, &options.version), executor.clone());
+            let service = Service::new(
+                Identity::named(&name, &options.version),
+                executor.clone(),
+                options.defaults.clone(),
+            );
             servers.spawn(serve(
                 listener,
                 Arc::clone(&service),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
+use crate::behavior::Decision;
 use crate::config::{Identity, Settings};
 use crate::plan::path::render_path;
 use crate::plan::proto::request_for;
@@ -117,7 +118,9 @@ impl Executor {
     }
 
     /// Runs `plan` for `inbound` and reports what happened. `depth` and
-    /// `budget` come from the inbound request (see [`context`]).
+    /// `budget` come from the inbound request (see [`context`]); `decision`
+    /// is what the behaviour directives drew for it: a delay first, then an
+    /// injected failure answers at once without calling anyone.
     pub async fn answer(
         &self,
         identity: &Identity,
@@ -125,33 +128,39 @@ impl Executor {
         inbound: &Inbound,
         depth: u32,
         budget: Duration,
+        decision: &Decision,
     ) -> Report {
         let (outbound, request_id) =
             context::outbound_headers(&inbound.headers, &self.inner.propagate);
         let mut report = base_report(identity, inbound, request_id);
-        let ctx = HopContext {
-            started: inbound.started,
-            depth,
-            deadline: inbound.started + budget,
-            outbound,
-        };
-        report.parallel_forwards = self.run_plan(plan, &ctx).await;
-        let total = report.forwards().count();
-        let failed = report.forwards().filter(|f| f.error.is_some()).count();
-        report.message = match (total, failed) {
-            (0, _) => format!(
-                "{} {} answered, calling nobody",
-                identity.service, identity.version
-            ),
-            (n, 0) => format!(
-                "{} {} called {n} hop(s), all ok",
-                identity.service, identity.version
-            ),
-            (n, f) => format!(
-                "{} {} called {n} hop(s), {f} failed",
-                identity.service, identity.version
-            ),
-        };
+        report.injected.clone_from(&decision.injected);
+        let deadline = inbound.started + budget;
+        if !decision.delay.is_zero() {
+            let until = (inbound.started + decision.delay).min(deadline);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+        }
+        let who = format!("{} {}", identity.service, identity.version);
+        if injected_failure(decision, inbound.protocol) {
+            report.message = format!("{who} failed on purpose ({})", decision.injected.join(", "));
+        } else {
+            let ctx = HopContext {
+                started: inbound.started,
+                depth,
+                deadline,
+                outbound,
+            };
+            report.parallel_forwards = self.run_plan(plan, &ctx).await;
+            let total = report.forwards().count();
+            let failed = report.forwards().filter(|f| f.error.is_some()).count();
+            report.message = match (total, failed) {
+                (0, _) => format!("{who} answered, calling nobody"),
+                (n, 0) => format!("{who} called {n} hop(s), all ok"),
+                (n, f) => format!("{who} called {n} hop(s), {f} failed"),
+            };
+        }
+        if decision.size > 0 {
+            report.padding = "x".repeat(decision.size);
+        }
         report.duration_ms = millis(inbound.started.elapsed());
         report
     }
@@ -252,6 +261,17 @@ impl Executor {
     }
 }
 
+/// Whether the decision makes this request fail, given how it arrived.
+pub fn injected_failure(decision: &Decision, protocol: &str) -> bool {
+    if protocol == "grpc" {
+        decision.grpc_code().is_some_and(|c| c != 0)
+    } else {
+        decision
+            .http_status()
+            .is_some_and(|s| !(200..300).contains(&s))
+    }
+}
+
 /// The report of a request before any hop ran: identity and request info.
 pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -> Report {
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
@@ -276,6 +296,8 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         request_id,
         duration_ms: 0.0,
         parallel_forwards: Vec::new(),
+        injected: Vec::new(),
+        padding: String::new(),
     }
 }
 

@@ -38,6 +38,12 @@ pub struct Report {
     pub duration_ms: f64,
     /// The hop groups, in the order written.
     pub parallel_forwards: Vec<ParallelForward>,
+    /// Behaviour directives that took effect here (`delay 250ms`, `status 503`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injected: Vec<String>,
+    /// Filler asked for by `x-mock-size`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub padding: String,
 }
 
 /// One group of hops (they ran one after another).

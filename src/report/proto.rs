@@ -88,6 +88,8 @@ impl From<&Report> for pb::CallResponse {
                         .collect(),
                 })
                 .collect(),
+            injected: r.injected.clone(),
+            padding: r.padding.clone(),
         }
     }
 }
@@ -130,6 +132,8 @@ impl From<pb::CallResponse> for Report {
                         .collect(),
                 })
                 .collect(),
+            injected: r.injected,
+            padding: r.padding,
         }
     }
 }

@@ -15,6 +15,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::Service;
+use crate::behavior::Directives;
 use crate::exec::context::{inbound_budget, inbound_depth};
 use crate::exec::grpc::code_name;
 use crate::exec::Inbound;
@@ -96,6 +97,10 @@ impl MockService for GrpcMockService {
         let message = request.into_inner();
         let plan = plan_from_request(&message, &settings.limits)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let directives = Directives::from_headers(&headers, settings.max_delay)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .or(&service.defaults);
+        let decision = directives.decide(&mut rand::rng());
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
         if depth > settings.max_depth {
             let report = service.executor.refusal(
@@ -114,7 +119,7 @@ impl MockService for GrpcMockService {
         }
         let report = service
             .executor
-            .answer(&service.identity, &plan, &inbound, depth, budget)
+            .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
             .await;
         tracing::info!(
             request_id = %report.request_id,
@@ -123,6 +128,9 @@ impl MockService for GrpcMockService {
             duration_ms = report.duration_ms,
             "request"
         );
+        if let Some(code) = decision.grpc_code().filter(|c| *c != 0) {
+            return Err(failure(Code::from(code), report.message.clone(), &report));
+        }
         match report.first_failure() {
             None => {
                 let mut response = tonic::Response::new(pb::CallResponse::from(&report));

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::Service;
+use crate::behavior::Directives;
 use crate::exec::context::{inbound_budget, inbound_depth};
 use crate::exec::Inbound;
 use crate::plan::path::parse_path;
@@ -68,6 +69,11 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         Ok(plan) => plan,
         Err(e) => return bad_request(e),
     };
+    let directives = match Directives::from_headers(&parts.headers, settings.max_delay) {
+        Ok(d) => d.or(&service.defaults),
+        Err(e) => return bad_request(e),
+    };
+    let decision = directives.decide(&mut rand::rng());
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
     let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
     let pretty = depth == 0;
@@ -84,12 +90,14 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     }
     let report = service
         .executor
-        .answer(&service.identity, &plan, &inbound, depth, budget)
+        .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
         .await;
-    let status = if report.all_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_GATEWAY
+    let status = match decision.http_status() {
+        Some(injected) => {
+            StatusCode::from_u16(injected).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        None if report.all_ok() => StatusCode::OK,
+        None => StatusCode::BAD_GATEWAY,
     };
     tracing::info!(
         request_id = %report.request_id,

@@ -16,28 +16,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::Service as _;
 
+use crate::behavior::{self, Directives};
 use crate::config::Identity;
 use crate::exec::Executor;
 
-/// One named service: who it is, and the executor that runs its plans.
+/// One named service: who it is, the executor that runs its plans, and the
+/// behaviour it shows when a request asks for none.
 #[derive(Debug)]
 pub struct Service {
     pub identity: Identity,
     pub executor: Executor,
+    /// Process-wide behaviour defaults (`--delay`, `--status`, ...).
+    pub defaults: Directives,
     draining: AtomicBool,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Service {
-    pub fn new(identity: Identity, executor: Executor) -> Arc<Service> {
+    pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
+        let limit = executor.settings().max_concurrent.max(1);
         Arc::new(Service {
             identity,
             executor,
+            defaults,
             draining: AtomicBool::new(false),
+            in_flight: Arc::new(Semaphore::new(limit)),
         })
     }
 
@@ -58,16 +68,66 @@ pub fn is_grpc(request: &Request) -> bool {
 /// The whole application for one service: gRPC and HTTP behind one router.
 pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
     let (grpc_router, health) = grpc::router(service.clone()).await;
-    let http_router = http::router(service);
+    let http_router = http::router(service.clone());
     let app = Router::new().fallback_service(tower::service_fn(move |request: Request| {
-        let mut target = if is_grpc(&request) {
+        let grpc = is_grpc(&request);
+        let mut target = if grpc {
             grpc_router.clone()
         } else {
             http_router.clone()
         };
-        target.call(request)
+        let service = service.clone();
+        async move {
+            let Ok(_permit) = service.in_flight.clone().try_acquire_owned() else {
+                return Ok(overloaded(grpc, service.executor.settings().max_concurrent));
+            };
+            if wants_reset(&request, &service.defaults) {
+                return Ok(reset());
+            }
+            target.call(request).await
+        }
     }));
     (app, health)
+}
+
+/// The answer to a request over the concurrency limit: shed, not queued.
+fn overloaded(grpc: bool, limit: usize) -> Response {
+    let message = format!("overloaded: {limit} requests in flight (--max-concurrent)");
+    if grpc {
+        tonic::Status::resource_exhausted(message)
+            .into_http::<axum::body::Body>()
+            .map(axum::body::Body::new)
+    } else {
+        (::http::StatusCode::SERVICE_UNAVAILABLE, message + "\n").into_response()
+    }
+}
+
+/// Whether `x-mock-reset` (or `--reset-rate`) drops this request. A bad
+/// value does not reset; the handlers refuse it with 400/INVALID_ARGUMENT.
+fn wants_reset(request: &Request, defaults: &Directives) -> bool {
+    let rate = match request.headers().get(behavior::RESET) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|t| behavior::parse_reset(t.trim()).ok()),
+        None => defaults.reset,
+    };
+    let directives = Directives {
+        reset: rate,
+        ..Directives::default()
+    };
+    directives.decide_reset(&mut rand::rng())
+}
+
+/// An answer whose body fails at once: hyper aborts the connection
+/// (HTTP/1.1) or resets the stream (HTTP/2), what a crashing peer does.
+fn reset() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::other(
+            "connection reset on purpose (x-mock-reset)",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(failing))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops

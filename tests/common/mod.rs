@@ -24,6 +24,7 @@ pub fn options(settings: Settings) -> MeshOptions {
         settings,
         propagate: default_propagated(),
         grace: Duration::from_secs(5),
+        defaults: Default::default(),
     }
 }
 

@@ -1,0 +1,583 @@
+//! Behaviour directives: what a service does itself before it answers —
+//! wait, fail with a chosen status, pad its answer, or drop the connection.
+//!
+//! One vocabulary, three ways to give it: `x-mock-*` request headers (per
+//! request), the same headers on a hop in a path or plan (per hop, e.g.
+//! `/@service2[x-mock-status=503@50%]/`), and process flags (`--delay`,
+//! `--status`, `--error-rate`, …) for a "slow v2" or "flaky v2". A header
+//! wins over the process default of the same directive. Directives are
+//! consumed by the service they are sent to and never passed on.
+//!
+//! Values: durations `250ms`, `1.5s`; ranges `50ms..200ms` (uniform); a
+//! probability `503@25%`; fortio's weighted lists `503:20,404:10` (20 % 503,
+//! 10 % 404, the rest normal). Probabilities are drawn from a real RNG.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderMap;
+use rand::Rng;
+
+use crate::config::parse_duration;
+
+pub const DELAY: &str = "x-mock-delay";
+pub const STATUS: &str = "x-mock-status";
+pub const GRPC_STATUS: &str = "x-mock-grpc-status";
+pub const SIZE: &str = "x-mock-size";
+pub const RESET: &str = "x-mock-reset";
+
+/// Largest padding `x-mock-size` may ask for.
+pub const MAX_SIZE: usize = 8 * 1024 * 1024;
+
+/// A bad directive: which header, which value, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{header}: \"{value}\": {problem}")]
+pub struct DirectiveError {
+    pub header: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+/// A value and the share of requests (0..=100) that get it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weighted<T> {
+    pub choices: Vec<(T, f64)>,
+}
+
+impl<T: Clone> Weighted<T> {
+    /// Draws one value, or `None` for the share left over.
+    pub fn pick(&self, rng: &mut impl Rng) -> Option<T> {
+        let roll = rng.random::<f64>() * 100.0;
+        let mut edge = 0.0;
+        for (value, percent) in &self.choices {
+            edge += percent;
+            if roll < edge {
+                return Some(value.clone());
+            }
+        }
+        None
+    }
+}
+
+/// A delay: fixed, or uniform between two bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayValue {
+    Fixed(Duration),
+    Range(Duration, Duration),
+}
+
+impl DelayValue {
+    fn draw(self, rng: &mut impl Rng) -> Duration {
+        match self {
+            DelayValue::Fixed(d) => d,
+            DelayValue::Range(lo, hi) => lo + (hi - lo).mul_f64(rng.random::<f64>()),
+        }
+    }
+
+    fn max(self) -> Duration {
+        match self {
+            DelayValue::Fixed(d) | DelayValue::Range(_, d) => d,
+        }
+    }
+}
+
+/// The directives in force for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Directives {
+    pub delay: Option<Weighted<DelayValue>>,
+    /// HTTP statuses to answer with.
+    pub status: Option<Weighted<u16>>,
+    /// gRPC codes to answer with.
+    pub grpc_status: Option<Weighted<i32>>,
+    /// Bytes of padding in the report.
+    pub size: Option<usize>,
+    /// Percentage of requests whose connection is dropped without an answer.
+    pub reset: Option<f64>,
+}
+
+/// What was drawn for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub delay: Duration,
+    pub http_status: Option<u16>,
+    pub grpc_code: Option<i32>,
+    pub size: usize,
+    /// One line per directive that took effect, for the report.
+    pub injected: Vec<String>,
+}
+
+impl Directives {
+    /// Reads the `x-mock-*` headers of a request; `max_delay` caps delays.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        max_delay: Duration,
+    ) -> Result<Directives, DirectiveError> {
+        let text = |name: &'static str| -> Result<Option<String>, DirectiveError> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => {
+                    v.to_str()
+                        .map(|s| Some(s.trim().to_owned()))
+                        .map_err(|_| DirectiveError {
+                            header: name,
+                            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            problem: "not ASCII text".into(),
+                        })
+                }
+            }
+        };
+        let mut d = Directives::default();
+        if let Some(v) = text(DELAY)? {
+            d.delay = Some(parse_delay(&v, max_delay)?);
+        }
+        if let Some(v) = text(STATUS)? {
+            d.status = Some(parse_status(&v)?);
+        }
+        if let Some(v) = text(GRPC_STATUS)? {
+            d.grpc_status = Some(parse_grpc_status(&v)?);
+        }
+        if let Some(v) = text(SIZE)? {
+            d.size = Some(parse_size(&v)?);
+        }
+        if let Some(v) = text(RESET)? {
+            d.reset = Some(parse_reset(&v)?);
+        }
+        Ok(d)
+    }
+
+    /// These directives, with `defaults` filling the ones not given.
+    pub fn or(self, defaults: &Directives) -> Directives {
+        Directives {
+            delay: self.delay.or_else(|| defaults.delay.clone()),
+            status: self.status.or_else(|| defaults.status.clone()),
+            grpc_status: self.grpc_status.or_else(|| defaults.grpc_status.clone()),
+            size: self.size.or(defaults.size),
+            reset: self.reset.or(defaults.reset),
+        }
+    }
+
+    /// Whether nothing is asked.
+    pub fn is_empty(&self) -> bool {
+        *self == Directives::default()
+    }
+
+    /// Draws what happens to one request.
+    pub fn decide(&self, rng: &mut impl Rng) -> Decision {
+        let mut decision = Decision::default();
+        if let Some(delay) = self.delay.as_ref().and_then(|w| w.pick(rng)) {
+            decision.delay = delay.draw(rng);
+            decision
+                .injected
+                .push(format!("delay {:?}", decision.delay));
+        }
+        if let Some(status) = self.status.as_ref().and_then(|w| w.pick(rng)) {
+            decision.http_status = Some(status);
+            decision.injected.push(format!("status {status}"));
+        }
+        if let Some(code) = self.grpc_status.as_ref().and_then(|w| w.pick(rng)) {
+            decision.grpc_code = Some(code);
+            decision
+                .injected
+                .push(format!("grpc-status {}", grpc_code_name(code)));
+        }
+        if let Some(size) = self.size {
+            decision.size = size;
+            decision.injected.push(format!("size {size}"));
+        }
+        decision
+    }
+
+    /// Draws whether to drop this request's connection.
+    pub fn decide_reset(&self, rng: &mut impl Rng) -> bool {
+        self.reset.is_some_and(|p| rng.random::<f64>() * 100.0 < p)
+    }
+}
+
+impl Decision {
+    /// The HTTP status an HTTP answer gets: the injected one, or the one
+    /// an injected gRPC code maps to.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
+            .or(self.grpc_code.map(http_status_for_grpc))
+    }
+
+    /// The gRPC code a gRPC answer gets: the injected one, or the one an
+    /// injected HTTP status maps to (as gRPC clients map HTTP statuses).
+    pub fn grpc_code(&self) -> Option<i32> {
+        self.grpc_code.or(self.http_status.map(grpc_code_for_http))
+    }
+}
+
+fn error(header: &'static str, value: &str, problem: impl fmt::Display) -> DirectiveError {
+    DirectiveError {
+        header,
+        value: value.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Parses `v`, `v@P%` or `v1:P1,v2:P2` with `one` parsing each value.
+fn parse_weighted<T>(
+    header: &'static str,
+    text: &str,
+    one: impl Fn(&str) -> Result<T, String>,
+) -> Result<Weighted<T>, DirectiveError> {
+    if text.is_empty() {
+        return Err(error(header, text, "empty"));
+    }
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    let mut choices = Vec::with_capacity(items.len());
+    for item in &items {
+        let (value, percent) = if let Some((v, p)) = item.split_once('@') {
+            let p = p.strip_suffix('%').ok_or_else(|| {
+                error(
+                    header,
+                    text,
+                    format!("write the probability as a percentage, e.g. {v}@25%"),
+                )
+            })?;
+            (v, Some(p))
+        } else if let Some((v, p)) = item.rsplit_once(':') {
+            (v, Some(p))
+        } else {
+            (*item, None)
+        };
+        let percent = match percent {
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| {
+                    error(
+                        header,
+                        text,
+                        format!("\"{p}\" is not a percentage from 0 to 100"),
+                    )
+                })?,
+            None if items.len() == 1 => 100.0,
+            None => {
+                return Err(error(
+                    header,
+                    text,
+                    format!("\"{item}\" needs a weight in a list (write value:percent)"),
+                ))
+            }
+        };
+        let parsed = one(value.trim()).map_err(|problem| error(header, text, problem))?;
+        choices.push((parsed, percent));
+    }
+    let total: f64 = choices.iter().map(|(_, p)| p).sum();
+    if total > 100.0 + 1e-9 {
+        return Err(error(
+            header,
+            text,
+            format!("the percentages add up to {total}, more than 100"),
+        ));
+    }
+    Ok(Weighted { choices })
+}
+
+/// `x-mock-delay`: durations, ranges, probabilities, weighted lists.
+pub fn parse_delay(text: &str, max: Duration) -> Result<Weighted<DelayValue>, DirectiveError> {
+    let weighted = parse_weighted(DELAY, text, |v| {
+        let value = match v.split_once("..") {
+            Some((lo, hi)) => {
+                let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+                if lo > hi {
+                    return Err(format!("range {v} runs backwards"));
+                }
+                DelayValue::Range(lo, hi)
+            }
+            None => DelayValue::Fixed(parse_duration(v)?),
+        };
+        Ok(value)
+    })?;
+    if let Some((v, _)) = weighted.choices.iter().find(|(v, _)| v.max() > max) {
+        return Err(error(
+            DELAY,
+            text,
+            format!("{:?} is over the cap of {max:?} (--max-delay)", v.max()),
+        ));
+    }
+    Ok(weighted)
+}
+
+/// `x-mock-status`: HTTP statuses 200 to 599.
+pub fn parse_status(text: &str) -> Result<Weighted<u16>, DirectiveError> {
+    parse_weighted(STATUS, text, |v| {
+        v.parse::<u16>()
+            .ok()
+            .filter(|s| (200..=599).contains(s))
+            .ok_or_else(|| format!("\"{v}\" is not an HTTP status from 200 to 599"))
+    })
+}
+
+/// `x-mock-grpc-status`: gRPC codes by number or name (`14`, `UNAVAILABLE`).
+pub fn parse_grpc_status(text: &str) -> Result<Weighted<i32>, DirectiveError> {
+    parse_weighted(GRPC_STATUS, text, |v| {
+        v.parse::<i32>()
+            .ok()
+            .filter(|c| (0..=16).contains(c))
+            .or_else(|| {
+                GRPC_CODES
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(v))
+                    .map(|i| i as i32)
+            })
+            .ok_or_else(|| {
+                format!("\"{v}\" is not a gRPC code (0 to 16, or a name such as UNAVAILABLE)")
+            })
+    })
+}
+
+/// `x-mock-size`: bytes, with an optional unit (`1024`, `64KiB`, `1MB`).
+pub fn parse_size(text: &str) -> Result<usize, DirectiveError> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" | "K" | "k" => 1024,
+        "MB" => 1_000_000,
+        "MiB" | "M" => 1024 * 1024,
+        other => {
+            return Err(error(
+                SIZE,
+                text,
+                format!("unknown unit \"{other}\" (use B, KiB, MiB, KB or MB)"),
+            ))
+        }
+    };
+    let size = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| error(SIZE, text, "not a size (write e.g. 1024 or 64KiB)"))?;
+    if size > MAX_SIZE {
+        return Err(error(
+            SIZE,
+            text,
+            format!("over the limit of {MAX_SIZE} bytes"),
+        ));
+    }
+    Ok(size)
+}
+
+/// `x-mock-reset`: `true` (always), or a percentage such as `25%`.
+pub fn parse_reset(text: &str) -> Result<f64, DirectiveError> {
+    match text {
+        "true" | "1" => Ok(100.0),
+        "false" | "0" => Ok(0.0),
+        _ => text
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<f64>().ok())
+            .filter(|p| (0.0..=100.0).contains(p))
+            .ok_or_else(|| error(RESET, text, "write true or a percentage such as 25%")),
+    }
+}
+
+/// gRPC code names by number, as grpcurl prints them.
+pub const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The name of a gRPC code, e.g. `UNAVAILABLE` for 14.
+pub fn grpc_code_name(code: i32) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| GRPC_CODES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// The gRPC code a client derives from an HTTP status (gRPC's
+/// http-grpc-status-mapping).
+pub fn grpc_code_for_http(status: u16) -> i32 {
+    match status {
+        200..=299 => 0,
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// The HTTP status that stands for a gRPC code (as gateways map them).
+pub fn http_status_for_grpc(code: i32) -> u16 {
+    match code {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const CAP: Duration = Duration::from_secs(10);
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(*n, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forms_of_values() {
+        assert_eq!(parse_status("503").unwrap().choices, vec![(503, 100.0)]);
+        assert_eq!(parse_status("503@25%").unwrap().choices, vec![(503, 25.0)]);
+        assert_eq!(
+            parse_status("503:20,404:10").unwrap().choices,
+            vec![(503, 20.0), (404, 10.0)]
+        );
+        assert_eq!(
+            parse_grpc_status("UNAVAILABLE@50%").unwrap().choices,
+            vec![(14, 50.0)]
+        );
+        assert_eq!(parse_grpc_status("8").unwrap().choices, vec![(8, 100.0)]);
+        assert_eq!(
+            parse_delay("150us:10,2ms:5", CAP).unwrap().choices,
+            vec![
+                (DelayValue::Fixed(Duration::from_micros(150)), 10.0),
+                (DelayValue::Fixed(Duration::from_millis(2)), 5.0)
+            ]
+        );
+        assert_eq!(
+            parse_delay("50ms..200ms", CAP).unwrap().choices,
+            vec![(
+                DelayValue::Range(Duration::from_millis(50), Duration::from_millis(200)),
+                100.0
+            )]
+        );
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_reset("25%").unwrap(), 25.0);
+    }
+
+    #[test]
+    fn bad_values_name_header_and_value() {
+        let e = |r: Result<Directives, DirectiveError>| r.unwrap_err().to_string();
+        let from = |n: &'static str, v: &str| Directives::from_headers(&headers(&[(n, v)]), CAP);
+        assert_eq!(
+            e(from(STATUS, "503@125%")),
+            "x-mock-status: \"503@125%\": \"125\" is not a percentage from 0 to 100"
+        );
+        assert_eq!(
+            e(from(STATUS, "700")),
+            "x-mock-status: \"700\": \"700\" is not an HTTP status from 200 to 599"
+        );
+        assert_eq!(
+            e(from(STATUS, "503:60,404:50")),
+            "x-mock-status: \"503:60,404:50\": the percentages add up to 110, more than 100"
+        );
+        assert_eq!(
+            e(from(STATUS, "503,404")),
+            "x-mock-status: \"503,404\": \"503\" needs a weight in a list (write value:percent)"
+        );
+        assert!(e(from(DELAY, "1h")).contains("over the cap of 10s"));
+        assert!(e(from(DELAY, "soon")).starts_with("x-mock-delay: \"soon\":"));
+        assert!(e(from(DELAY, "2s..1s")).contains("runs backwards"));
+        assert!(e(from(GRPC_STATUS, "BROKEN")).contains("not a gRPC code"));
+        assert!(e(from(SIZE, "9GiB")).contains("unknown unit"));
+        assert!(e(from(SIZE, "100MiB")).contains("over the limit"));
+        assert!(e(from(RESET, "maybe")).contains("x-mock-reset"));
+        assert!(e(from(STATUS, "503@25")).contains("percentage"));
+    }
+
+    #[test]
+    fn headers_override_process_defaults() {
+        let defaults = Directives {
+            status: Some(parse_status("500").unwrap()),
+            size: Some(10),
+            ..Default::default()
+        };
+        let given = Directives::from_headers(&headers(&[(STATUS, "503")]), CAP)
+            .unwrap()
+            .or(&defaults);
+        assert_eq!(given.status.unwrap().choices, vec![(503, 100.0)]);
+        assert_eq!(given.size, Some(10));
+    }
+
+    #[test]
+    fn observed_rates_match_the_asked_ones() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let d = Directives {
+            status: Some(parse_status("503:20,404:10").unwrap()),
+            ..Default::default()
+        };
+        let n = 100_000;
+        let (mut s503, mut s404) = (0, 0);
+        for _ in 0..n {
+            match d.decide(&mut rng).http_status {
+                Some(503) => s503 += 1,
+                Some(404) => s404 += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            (f64::from(s503) / f64::from(n) - 0.20).abs() < 0.01,
+            "{s503}"
+        );
+        assert!(
+            (f64::from(s404) / f64::from(n) - 0.10).abs() < 0.01,
+            "{s404}"
+        );
+    }
+
+    #[test]
+    fn ranges_stay_in_bounds_and_statuses_map() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let d = Directives {
+            delay: Some(parse_delay("10ms..20ms", CAP).unwrap()),
+            ..Default::default()
+        };
+        for _ in 0..1000 {
+            let delay = d.decide(&mut rng).delay;
+            assert!(delay >= Duration::from_millis(10) && delay <= Duration::from_millis(20));
+        }
+        let http = Decision {
+            http_status: Some(503),
+            ..Default::default()
+        };
+        assert_eq!(http.grpc_code(), Some(14));
+        let grpc = Decision {
+            grpc_code: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(grpc.http_status(), Some(429));
+        assert_eq!(grpc_code_name(14), "UNAVAILABLE");
+    }
+}
