@@ -225,3 +225,56 @@ async fn sigterm_lets_the_request_in_flight_finish() {
         "stopped accepting"
     );
 }
+
+#[tokio::test]
+async fn identity_from_flags_and_downward_api() {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--listenAddress", &addr.to_string()])
+        .env("SERVICEMOCK_NAME", "reviews")
+        .env("SERVICEMOCK_VERSION", "v2")
+        .env("POD_NAME", "reviews-v2-7d9f")
+        .env("POD_NAMESPACE", "mock-1")
+        .env("POD_IP", "10.1.2.3")
+        .env("SERVICEMOCK_DELAY", "5ms")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Running(child);
+    wait_healthy(addr).await;
+    let response = client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-servicemock-service"], "reviews");
+    assert_eq!(response.headers()["x-servicemock-version"], "v2");
+    let r: Report = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (
+            r.service.as_str(),
+            r.version.as_str(),
+            r.host.as_str(),
+            r.namespace.as_str(),
+            r.pod_ip.as_str()
+        ),
+        ("reviews", "v2", "reviews-v2-7d9f", "mock-1", "10.1.2.3")
+    );
+    assert_eq!(
+        r.injected,
+        ["delay 5ms"],
+        "process default from the environment"
+    );
+}
+
+#[test]
+fn bad_process_directives_stop_the_start() {
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--status", "503@200%"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--status: x-mock-status: \"503@200%\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
