@@ -389,3 +389,59 @@ async fn health_ready_and_identity_headers() {
     assert_eq!(response.headers()["x-servicemock-version"], "v1");
     mesh.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn text_tree_at_the_entry_only() {
+    let mesh = mesh(&["service1", "service2", "service3"]).await;
+    let entry = mesh.addr("service1").unwrap();
+    let response = client()
+        .get(format!(
+            "http://{entry}/@service2|service3/@grpc:service1/end?x=1&view=tree"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("service1 v1  http/1.1"), "{text}");
+    assert!(
+        lines[1].starts_with("├─ 1.1 http  service2 v1  200 ok"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("│  └─ 1.1 grpc  service1 v1  0 ok"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("└─ 2.1 http  service3 v1  200 ok"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(" *").count(),
+        3,
+        "one slowest hop per level with hops, plus the legend: {text}"
+    );
+
+    // The view is taken out of the remainder: the leaves see only x=1, and
+    // every hop still exchanged JSON reports (or the tree could not be drawn).
+    let (_, r) = report(entry, "/@service2/end?x=1&view=json").await;
+    let leaf = only_child(&r);
+    assert_eq!(leaf.request_info[0], "GET /end?x=1 HTTP/1.1");
+
+    let tree = client()
+        .get(format!("http://{entry}/@service2/end"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(tree.contains("└─ 1.1 http  service2 v1  200 ok"), "{tree}");
+    mesh.stop().await.unwrap();
+}

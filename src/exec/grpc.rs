@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use tonic::transport::{Channel, Endpoint};
 
-use super::http::error_chain;
+use super::http::{error_chain, root_cause};
 use super::resolve::Resolved;
 use super::HopResult;
 use crate::pb;
@@ -91,7 +91,11 @@ fn judge_status(status: &tonic::Status, to: &Resolved) -> HopResult {
         if lower.contains("dns error") || lower.contains("failed to lookup address") {
             return HopResult::failed(
                 Outcome::Dns,
-                format!("cannot resolve \"{}\": {text}", to.authority),
+                format!(
+                    "cannot resolve \"{}\": {}",
+                    to.authority,
+                    std::error::Error::source(status).map_or(text.clone(), root_cause)
+                ),
             );
         }
         if status.code() == tonic::Code::DeadlineExceeded || lower.contains("timeout expired") {

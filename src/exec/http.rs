@@ -131,7 +131,10 @@ fn describe_error(error: &reqwest::Error, to: &Resolved) -> HopResult {
             .authority
             .rsplit_once(':')
             .map_or(&*to.authority, |(h, _)| h);
-        HopResult::failed(Outcome::Dns, format!("cannot resolve \"{host}\": {chain}"))
+        HopResult::failed(
+            Outcome::Dns,
+            format!("cannot resolve \"{host}\": {}", root_cause(error)),
+        )
     } else if lower.contains("connection refused") {
         HopResult::failed(
             Outcome::Refused,
@@ -140,6 +143,15 @@ fn describe_error(error: &reqwest::Error, to: &Resolved) -> HopResult {
     } else {
         HopResult::failed(Outcome::Error, chain)
     }
+}
+
+/// The innermost source of an error: usually the one a person can act on.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 /// An error and its sources, joined by ": ", without repeats.

@@ -8,6 +8,7 @@
 //! converts to and from the gRPC `CallResponse`, which carries the same tree.
 
 pub mod proto;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

@@ -17,6 +17,7 @@ use crate::exec::context::{inbound_budget, inbound_depth};
 use crate::exec::Inbound;
 use crate::plan::path::parse_path;
 use crate::plan::Plan;
+use crate::report::text::render_tree;
 use crate::report::Report;
 
 /// The HTTP routes of one service.
@@ -52,12 +53,19 @@ fn protocol_word(version: Version) -> &'static str {
 /// Every path but the health routes: parse, run, report.
 async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let settings = *service.executor.settings();
     let depth = match inbound_depth(&parts.headers) {
         Ok(d) => d,
         Err(e) => return bad_request(e),
     };
+    // The view is the entry's choice; services between themselves exchange JSON.
+    let (target, view) = if depth == 0 {
+        choose_view(full_target, &parts.headers)
+    } else {
+        (full_target.to_owned(), View::Json)
+    };
+    let target = target.as_str();
     let budget = match inbound_budget(&parts.headers, settings.request_timeout) {
         Ok(b) => b,
         Err(e) => return bad_request(e),
@@ -77,6 +85,10 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
     let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
     let pretty = depth == 0;
+    let render = |status: StatusCode, report: &Report| match view {
+        View::Tree => tree_response(status, report),
+        View::Json => report_response(status, report, pretty),
+    };
     if depth > settings.max_depth {
         let report = service.executor.refusal(
             &service.identity,
@@ -86,7 +98,7 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
                 settings.max_depth
             ),
         );
-        return report_response(StatusCode::LOOP_DETECTED, &report, pretty);
+        return render(StatusCode::LOOP_DETECTED, &report);
     }
     let report = service
         .executor
@@ -106,7 +118,51 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         duration_ms = report.duration_ms,
         "request"
     );
-    report_response(status, &report, pretty)
+    render(status, &report)
+}
+
+/// How the entry answers a person: the JSON report, or the text tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Json,
+    Tree,
+}
+
+/// Takes `view=tree` (or `view=json`) out of the query, so it is not passed
+/// on to the leaves; `Accept: text/plain` also asks for the tree.
+fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
+    let mut view = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        Some(accept) if accept.starts_with("text/plain") => View::Tree,
+        _ => View::Json,
+    };
+    let Some((path, query)) = target.split_once('?') else {
+        return (target.to_owned(), view);
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair {
+            "view=tree" => view = View::Tree,
+            "view=json" => view = View::Json,
+            other => kept.push(other),
+        }
+    }
+    let target = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    (target, view)
+}
+
+/// The report as the indented text tree.
+fn tree_response(status: StatusCode, report: &Report) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    identity_headers(&mut headers, report);
+    (status, headers, render_tree(report)).into_response()
 }
 
 /// A one-line explanation of what is wrong with the request.

@@ -1,0 +1,161 @@
+//! The report as an indented tree for terminals (`?view=tree`): one line per
+//! service and hop with protocol, status, duration and error, and the
+//! slowest path — the chain of hops that set the total time — marked `*`.
+
+use std::fmt::Write as _;
+
+use super::{Forward, Report};
+
+/// Renders the whole cascade below `report`.
+pub fn render_tree(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {}  {}  {}  {}",
+        report.service,
+        report.version,
+        report.protocol,
+        ms(report.duration_ms),
+        report.message
+    );
+    write_children(report, "", true, &mut out);
+    let _ = writeln!(out, "request {}   * slowest path", report.request_id);
+    out
+}
+
+fn ms(value: f64) -> String {
+    format!("{value:.2} ms")
+}
+
+/// Index of the hop that finished last (ties: the first), if any.
+fn slowest(report: &Report) -> Option<usize> {
+    report
+        .forwards()
+        .enumerate()
+        .fold(None::<(usize, f64)>, |best, (i, f)| {
+            let end = f.start_ms + f.duration_ms;
+            match best {
+                Some((_, b)) if b >= end => best,
+                _ => Some((i, end)),
+            }
+        })
+        .map(|(i, _)| i)
+}
+
+/// Writes the hops below `report`; `on_path` says whether `report` lies on
+/// the slowest path, so only that path's hops get the mark.
+fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String) {
+    let slowest = slowest(report).filter(|_| on_path);
+    let total = report.forwards().count();
+    let mut index = 0;
+    for (g, group) in report.parallel_forwards.iter().enumerate() {
+        for (h, hop) in group.sequential_forwards.iter().enumerate() {
+            let last = index + 1 == total;
+            let (branch, next_indent) = if last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            let mark = if slowest == Some(index) { " *" } else { "" };
+            let _ = writeln!(
+                out,
+                "{indent}{branch}{}.{} {}",
+                g + 1,
+                h + 1,
+                hop_line(hop, mark)
+            );
+            if let Some(child) = &hop.response {
+                let child_on_path = slowest == Some(index);
+                write_children(child, &format!("{indent}{next_indent}"), child_on_path, out);
+            }
+            index += 1;
+        }
+    }
+}
+
+fn hop_line(hop: &Forward, mark: &str) -> String {
+    let who = match &hop.response {
+        Some(r) if !r.service.is_empty() => format!("{} {}", r.service, r.version),
+        _ => hop
+            .url
+            .split_once("://")
+            .map_or(hop.url.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let status = hop.status.map_or("-".to_owned(), |s| s.to_string());
+    let mut line = format!(
+        "{:<5} {who}  {status} {}  {}{mark}",
+        hop.protocol,
+        hop.result,
+        ms(hop.duration_ms)
+    );
+    if let Some(injected) = hop.response.as_ref().filter(|r| !r.injected.is_empty()) {
+        let _ = write!(line, "  [{}]", injected.injected.join(", "));
+    }
+    if let Some(error) = &hop.error {
+        let _ = write!(line, "  {}", error);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ParallelForward;
+
+    fn hop(protocol: &str, start: f64, duration: f64, child: Option<Report>) -> Forward {
+        Forward {
+            url: "http://x:8080/".into(),
+            result: "ok".into(),
+            protocol: protocol.into(),
+            status: Some(200),
+            start_ms: start,
+            duration_ms: duration,
+            error: None,
+            response: child.map(Box::new),
+        }
+    }
+
+    fn named(service: &str, groups: Vec<Vec<Forward>>) -> Report {
+        Report {
+            service: service.into(),
+            version: "v1".into(),
+            protocol: "http/1.1".into(),
+            parallel_forwards: groups
+                .into_iter()
+                .map(|sequential_forwards| ParallelForward {
+                    sequential_forwards,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tree_marks_the_slowest_path() {
+        let leaf = named("c", vec![]);
+        let b = named("b", vec![vec![hop("grpc", 0.1, 5.0, Some(leaf))]]);
+        let mut failed = hop("http", 0.2, 1.0, None);
+        failed.url = "http://gone:9/".into();
+        failed.result = "refused".into();
+        failed.status = None;
+        failed.error = Some("connection refused by gone:9".into());
+        let root = named(
+            "a",
+            vec![vec![hop("http", 0.0, 6.0, Some(b))], vec![failed]],
+        );
+        let text = render_tree(&root);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("a v1  http/1.1"), "{text}");
+        assert_eq!(lines[1], "├─ 1.1 http  b v1  200 ok  6.00 ms *");
+        assert_eq!(lines[2], "│  └─ 1.1 grpc  c v1  200 ok  5.00 ms *");
+        assert_eq!(
+            lines[3],
+            "└─ 2.1 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
+        );
+        assert!(text.ends_with("* slowest path\n"));
+    }
+}
