@@ -24,6 +24,7 @@
 //!   routes, the tonic service, health, reflection and graceful shutdown.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
+//! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
@@ -32,6 +33,7 @@ pub mod config;
 pub mod exec;
 pub mod manifests;
 pub mod mesh;
+pub mod metrics;
 pub mod pb;
 pub mod plan;
 pub mod report;

@@ -138,6 +138,14 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
     (out, request_id)
 }
 
+/// The trace id of a request, from `traceparent` (W3C) or `x-b3-traceid`.
+pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
+    if let Some(parent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        return parent.split('-').nth(1);
+    }
+    headers.get("x-b3-traceid").and_then(|v| v.to_str().ok())
+}
+
 /// A random request id in the UUID v4 text form Envoy uses.
 pub fn new_request_id() -> String {
     let b: [u8; 16] = rand::random();

@@ -16,9 +16,10 @@ use tonic_health::ServingStatus;
 
 use super::Service;
 use crate::behavior::Directives;
-use crate::exec::context::{inbound_budget, inbound_depth};
+use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
 use crate::exec::grpc::code_name;
 use crate::exec::Inbound;
+use crate::metrics::Refusal;
 use crate::pb;
 use crate::pb::mock_service_server::{MockService, MockServiceServer};
 use crate::plan::path::render_path;
@@ -91,15 +92,21 @@ impl MockService for GrpcMockService {
         let service = &self.service;
         let settings = *service.executor.settings();
         let headers = request.metadata().clone().into_headers();
-        let depth = inbound_depth(&headers).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let budget = inbound_budget(&headers, settings.request_timeout)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let message = request.into_inner();
-        let plan = plan_from_request(&message, &settings.limits)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let directives = Directives::from_headers(&headers, settings.max_delay)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .or(&service.defaults);
+        let parsed = (|| {
+            let depth = inbound_depth(&headers).map_err(|e| e.to_string())?;
+            let budget =
+                inbound_budget(&headers, settings.request_timeout).map_err(|e| e.to_string())?;
+            let plan = plan_from_request(&message, &settings.limits).map_err(|e| e.to_string())?;
+            let directives = Directives::from_headers(&headers, settings.max_delay)
+                .map_err(|e| e.to_string())?
+                .or(&service.defaults);
+            Ok::<_, String>((depth, budget, plan, directives))
+        })();
+        let (depth, budget, plan, directives) = parsed.map_err(|e| {
+            service.metrics.refused(Refusal::BadRequest);
+            Status::invalid_argument(e)
+        })?;
         let decision = directives.decide(&mut rand::rng());
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
         if depth > settings.max_depth {
@@ -111,18 +118,18 @@ impl MockService for GrpcMockService {
                     settings.max_depth
                 ),
             );
-            return Err(failure(
-                Code::FailedPrecondition,
-                report.message.clone(),
-                &report,
-            ));
+            service.metrics.refused(Refusal::Loop);
+            let message = report.message.clone();
+            return Err(failure(Code::FailedPrecondition, message, &report));
         }
         let report = service
             .executor
             .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
             .await;
+        service.metrics.report(&report);
         tracing::info!(
             request_id = %report.request_id,
+            trace_id = trace_id(&inbound.headers).unwrap_or("-"),
             call = %inbound.request_line,
             ok = report.all_ok(),
             duration_ms = report.duration_ms,

@@ -13,8 +13,9 @@ use axum::Router;
 
 use super::Service;
 use crate::behavior::Directives;
-use crate::exec::context::{inbound_budget, inbound_depth};
+use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
 use crate::exec::Inbound;
+use crate::metrics::Refusal;
 use crate::plan::path::parse_path;
 use crate::plan::Plan;
 use crate::report::text::render_tree;
@@ -25,6 +26,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(planner)
         .with_state(service)
 }
@@ -57,7 +59,7 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     let settings = *service.executor.settings();
     let depth = match inbound_depth(&parts.headers) {
         Ok(d) => d,
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(&service, e),
     };
     // The view is the entry's choice; services between themselves exchange JSON.
     let (target, view) = if depth == 0 {
@@ -68,18 +70,18 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     let target = target.as_str();
     let budget = match inbound_budget(&parts.headers, settings.request_timeout) {
         Ok(b) => b,
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(&service, e),
     };
     let plan = match parse_path(target, &settings.limits).and_then(|plan: Plan| {
         plan.check_size(&settings.limits)?;
         Ok(plan)
     }) {
         Ok(plan) => plan,
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(&service, e),
     };
     let directives = match Directives::from_headers(&parts.headers, settings.max_delay) {
         Ok(d) => d.or(&service.defaults),
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(&service, e),
     };
     let decision = directives.decide(&mut rand::rng());
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
@@ -98,12 +100,14 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
                 settings.max_depth
             ),
         );
+        service.metrics.refused(Refusal::Loop);
         return render(StatusCode::LOOP_DETECTED, &report);
     }
     let report = service
         .executor
         .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
         .await;
+    service.metrics.report(&report);
     let status = match decision.http_status() {
         Some(injected) => {
             StatusCode::from_u16(injected).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -113,6 +117,8 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     };
     tracing::info!(
         request_id = %report.request_id,
+        trace_id = trace_id(&inbound.headers).unwrap_or("-"),
+        protocol = inbound.protocol,
         path = %target,
         status = status.as_u16(),
         duration_ms = report.duration_ms,
@@ -163,6 +169,24 @@ fn tree_response(status: StatusCode, report: &Report) -> Response {
     );
     identity_headers(&mut headers, report);
     (status, headers, render_tree(report)).into_response()
+}
+
+/// Refuses a request that does not parse, counting it.
+fn refuse(service: &Service, error: impl std::fmt::Display) -> Response {
+    service.metrics.refused(Refusal::BadRequest);
+    bad_request(error)
+}
+
+/// The Prometheus text exposition of this service's metrics.
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        service.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// A one-line explanation of what is wrong with the request.

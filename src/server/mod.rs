@@ -26,6 +26,7 @@ use tower::Service as _;
 use crate::behavior::{self, Directives};
 use crate::config::Identity;
 use crate::exec::Executor;
+use crate::metrics::{Metrics, Refusal};
 
 /// One named service: who it is, the executor that runs its plans, and the
 /// behaviour it shows when a request asks for none.
@@ -35,6 +36,7 @@ pub struct Service {
     pub executor: Executor,
     /// Process-wide behaviour defaults (`--delay`, `--status`, ...).
     pub defaults: Directives,
+    pub metrics: Metrics,
     draining: AtomicBool,
     in_flight: Arc<Semaphore>,
 }
@@ -46,6 +48,7 @@ impl Service {
             identity,
             executor,
             defaults,
+            metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(limit)),
         })
@@ -78,16 +81,62 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
         };
         let service = service.clone();
         async move {
-            let Ok(_permit) = service.in_flight.clone().try_acquire_owned() else {
-                return Ok(overloaded(grpc, service.executor.settings().max_concurrent));
+            let started = std::time::Instant::now();
+            let protocol = match (grpc, request.version()) {
+                (true, _) => "grpc",
+                (false, ::http::Version::HTTP_2) => "h2c",
+                _ => "http/1.1",
             };
-            if wants_reset(&request, &service.defaults) {
-                return Ok(reset());
-            }
-            target.call(request).await
+            let route = route_class(grpc, request.uri().path());
+            let metrics = &service.metrics;
+            let _in_flight = metrics.in_flight();
+            let response = match service.in_flight.clone().try_acquire_owned() {
+                Err(_) => {
+                    metrics.refused(Refusal::Overloaded);
+                    overloaded(grpc, service.executor.settings().max_concurrent)
+                }
+                Ok(_permit) if wants_reset(&request, &service.defaults) => {
+                    metrics.reset();
+                    reset()
+                }
+                Ok(_permit) => target.call(request).await?,
+            };
+            metrics.request(
+                protocol,
+                route,
+                response_status(grpc, &response),
+                started.elapsed(),
+            );
+            Ok(response)
         }
     }));
     (app, health)
+}
+
+/// The route class a request is counted under.
+fn route_class(grpc: bool, path: &str) -> &'static str {
+    match path {
+        _ if grpc => "grpc",
+        "/health" => "health",
+        "/ready" => "ready",
+        "/metrics" => "metrics",
+        p if p == "/ui" || p.starts_with("/ui/") => "ui",
+        _ => "plan",
+    }
+}
+
+/// The status a request is counted with: the HTTP status, or for gRPC the
+/// `grpc-status` of a trailers-only answer (0 when it comes in trailers: OK).
+fn response_status(grpc: bool, response: &Response) -> i32 {
+    if grpc {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0)
+    } else {
+        i32::from(response.status().as_u16())
+    }
 }
 
 /// The answer to a request over the concurrency limit: shed, not queued.

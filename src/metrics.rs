@@ -1,0 +1,227 @@
+//! Prometheus metrics of one service, served at `/metrics` in the text
+//! format: inbound requests and their latency, outbound hops by protocol and
+//! outcome, requests in flight, injected faults and refused requests.
+//!
+//! Recorded at the edges from the finished report, so the executor stays
+//! free of bookkeeping.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::report::Report;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// `http/1.1`, `h2c` or `grpc`.
+    protocol: &'static str,
+    /// `plan`, `health`, `ready`, `metrics`, `ui`, `grpc`.
+    route: &'static str,
+    /// HTTP status, or gRPC code for gRPC calls.
+    status: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HopLabels {
+    protocol: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+/// The metrics of one service and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram>,
+    hops: Family<HopLabels, Counter>,
+    hop_seconds: Family<HopLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge<i64, AtomicI64>,
+    injected: Family<KindLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("servicemock");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<ProtocolLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let hops = Family::<HopLabels, Counter>::default();
+        let hop_seconds = Family::<HopLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        let injected = Family::<KindLabel, Counter>::default();
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Inbound requests by protocol, route class and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Inbound request latency, hops included",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "hops",
+            "Outbound hop calls by protocol and outcome",
+            hops.clone(),
+        );
+        registry.register(
+            "hop_duration_seconds",
+            "Outbound hop latency by protocol and outcome",
+            hop_seconds.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "injected_faults",
+            "Behaviour directives that took effect, by kind",
+            injected.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "Requests refused by a limit, by reason",
+            refused.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            hops,
+            hop_seconds,
+            in_flight,
+            injected,
+            refused,
+        }
+    }
+}
+
+/// Why a request was refused, for `servicemock_refused_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over `--max-concurrent`.
+    Overloaded,
+    /// Past `--max-depth`.
+    Loop,
+    /// A path, plan or directive that does not parse, or over a size limit.
+    BadRequest,
+}
+
+impl Metrics {
+    /// Counts one finished inbound request.
+    pub fn request(
+        &self,
+        protocol: &'static str,
+        route: &'static str,
+        status: i32,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol,
+                route,
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&ProtocolLabel { protocol })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts the hops and injected faults of a finished report (its own
+    /// level only: deeper levels are counted by the services that made them).
+    pub fn report(&self, report: &Report) {
+        for hop in report.forwards() {
+            let labels = HopLabels {
+                protocol: hop.protocol.clone(),
+                outcome: hop.result.clone(),
+            };
+            self.hops.get_or_create(&labels).inc();
+            self.hop_seconds
+                .get_or_create(&labels)
+                .observe(hop.duration_ms / 1000.0);
+        }
+        for injected in &report.injected {
+            let kind = match injected.split_whitespace().next() {
+                Some("delay") => "delay",
+                Some("status") => "status",
+                Some("grpc-status") => "grpc_status",
+                Some("size") => "size",
+                _ => "other",
+            };
+            self.injected.get_or_create(&KindLabel { kind }).inc();
+        }
+    }
+
+    /// Counts a connection dropped on purpose (`x-mock-reset`).
+    pub fn reset(&self) {
+        self.injected
+            .get_or_create(&KindLabel { kind: "reset" })
+            .inc();
+    }
+
+    /// Counts a refused request.
+    pub fn refused(&self, why: Refusal) {
+        let reason = match why {
+            Refusal::Overloaded => "overloaded",
+            Refusal::Loop => "loop",
+            Refusal::BadRequest => "bad_request",
+        };
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Marks a request as started until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,171 @@
+//! What people look at: /metrics parsed by Prometheus' reference parser
+//! (prometheus_client from PyPI) after real traffic.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn samples(python: &std::path::Path, text: &str) -> Vec<Value> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the reference parser refused:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_parse_with_the_reference_parser() {
+    let Some(python) = venv_python() else { return };
+    let mesh = mesh(&["a", "b"]).await;
+    let a = mesh.addr("a").unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(a, "/@b/end").await.0, 200);
+    }
+    assert_eq!(get(a, "/@grpc:b|nobody.invalid/").await.0, 502);
+    assert_eq!(get(a, "/@a||b").await.0, 400);
+    let injected = client()
+        .get(format!("http://{a}/"))
+        .header("x-mock-status", "503")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), 503);
+    let (status, text) = get(a, "/metrics").await;
+    assert_eq!(status, 200);
+    let s = samples(&python, &text);
+
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_requests_total",
+            &[
+                ("route", "plan"),
+                ("status", "200"),
+                ("protocol", "http/1.1")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_requests_total",
+            &[("route", "plan"), ("status", "502")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_requests_total",
+            &[("route", "plan"), ("status", "400")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_hops_total",
+            &[("protocol", "http"), ("outcome", "ok")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_hops_total",
+            &[("protocol", "grpc"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_hops_total",
+            &[("protocol", "http"), ("outcome", "dns")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_hop_duration_seconds_count",
+            &[("protocol", "http")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_request_duration_seconds_count",
+            &[("protocol", "http/1.1")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_injected_faults_total",
+            &[("kind", "status")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "servicemock_refused_requests_total",
+            &[("reason", "bad_request")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "servicemock_in_flight_requests", &[]),
+        1.0,
+        "the scrape itself is in flight"
+    );
+
+    let (_, text_b) = get(mesh.addr("b").unwrap(), "/metrics").await;
+    let b = samples(&python, &text_b);
+    assert_eq!(
+        value(
+            &b,
+            "servicemock_requests_total",
+            &[("protocol", "grpc"), ("route", "grpc"), ("status", "0")]
+        ),
+        1.0
+    );
+    mesh.stop().await.unwrap();
+}
