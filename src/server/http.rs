@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
-use axum::response::{IntoResponse, Response};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
 use super::Service;
 use crate::behavior::Directives;
-use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
+use crate::exec::context::{inbound_budget, inbound_depth, trace_id, DEPTH_HEADER};
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::path::parse_path;
@@ -21,14 +22,40 @@ use crate::plan::Plan;
 use crate::report::text::render_tree;
 use crate::report::Report;
 
-/// The HTTP routes of one service.
+/// The HTTP routes of one service. Requests from another servicemock (they
+/// carry the depth header) always go to the planner, so a remainder such as
+/// `/health` or `/ui` at a leaf is answered with a report like any other.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/ui", get(ui))
+        .route("/ui/", get(|| async { Redirect::permanent("../ui") }))
         .fallback(planner)
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            hops_to_planner,
+        ))
         .with_state(service)
+}
+
+async fn hops_to_planner(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.headers().contains_key(DEPTH_HEADER) {
+        planner(State(service), request).await
+    } else {
+        next.run(request).await
+    }
+}
+
+/// The web view: one page embedded in the binary, using relative URLs only
+/// so that it works behind an ingress path prefix.
+async fn ui() -> Html<&'static str> {
+    Html(include_str!("ui.html"))
 }
 
 async fn health() -> &'static str {

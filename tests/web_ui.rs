@@ -1,0 +1,229 @@
+//! The web view in a real headless browser: Debian's chromium driven over
+//! WebDriver (chromedriver). It loads /ui from a running mesh — directly and
+//! behind a path-prefix-stripping proxy, as an Istio ingress rewrite would —
+//! submits an @-path, checks the rendered hops and saves a screenshot.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start(chromedriver: &str) -> Driver {
+        let port = closed_port().await.port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut driver = Driver {
+            child,
+            base,
+            session: String::new(),
+            http,
+        };
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,760"]
+        }}}});
+        let created = driver.post("/session", caps).await;
+        driver.session = created["sessionId"].as_str().expect("a session").to_owned();
+        driver
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let text = request.send().await.unwrap().text().await.unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            value["value"]["error"].is_null(),
+            "webdriver {path}: {text}"
+        );
+        value["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self
+            .post("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn script(&self, source: &str) -> Value {
+        self.post("/execute/sync", json!({"script": source, "args": []}))
+            .await
+    }
+
+    /// Types `path` into the field, submits, and waits for the hops.
+    async fn submit(&self, page: &str, path: &str, hops: usize) -> Vec<String> {
+        self.post("/url", json!({"url": page})).await;
+        let field = self.element("#path").await;
+        self.post(&format!("/element/{field}/clear"), json!({}))
+            .await;
+        self.post(&format!("/element/{field}/value"), json!({"text": path}))
+            .await;
+        let button = self.element("#go").await;
+        self.post(&format!("/element/{button}/click"), json!({}))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let rows = self
+                .script("return [...document.querySelectorAll('.hop')].map(e => e.dataset.service + ' ' + e.dataset.result)")
+                .await;
+            let rows: Vec<String> = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            if rows.len() >= hops {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "hops never rendered: {rows:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, file: &std::path::Path) {
+        let png = self.send(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, bytes).unwrap();
+    }
+}
+
+/// A reverse proxy that serves `upstream` under `/mock/`, stripping the
+/// prefix the way an ingress rewrite does.
+async fn prefix_proxy(upstream: SocketAddr) -> SocketAddr {
+    async fn forward(State(upstream): State<SocketAddr>, request: Request) -> Response {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Some(rest) = path.strip_prefix("/mock") else {
+            return Response::builder()
+                .status(404)
+                .body(Body::from("outside the prefix"))
+                .unwrap();
+        };
+        let answer = client()
+            .get(format!("http://{upstream}{rest}"))
+            .send()
+            .await
+            .unwrap();
+        let mut response = Response::builder().status(answer.status().as_u16());
+        if let Some(kind) = answer.headers().get("content-type") {
+            response = response.header("content-type", kind.clone());
+        }
+        response
+            .body(Body::from(answer.bytes().await.unwrap()))
+            .unwrap()
+    }
+    let app = axum::Router::new().fallback(forward).with_state(upstream);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waterfall_renders_in_headless_chromium() {
+    let Some(chromedriver) = tool("chromedriver") else {
+        return;
+    };
+    let mesh = mesh(&["service1", "service2", "service3"]).await;
+    let entry = mesh.addr("service1").unwrap();
+    let driver = Driver::start(&chromedriver).await;
+
+    let rows = driver
+        .submit(
+            &format!("http://{entry}/ui"),
+            "/@service2|grpc:service3[x-mock-delay=15ms]/@service1,nothere.invalid/end",
+            6,
+        )
+        .await;
+    assert_eq!(
+        rows,
+        [
+            "service2 status",
+            "service1 ok",
+            " dns",
+            "service3 status",
+            "service1 ok",
+            " dns"
+        ],
+        "rows in written order"
+    );
+    let summary = driver
+        .script("return document.getElementById('summary').textContent")
+        .await;
+    assert!(summary.as_str().unwrap().starts_with("502"), "{summary}");
+    let bars = driver
+        .script("return document.querySelectorAll('.bar.fail').length")
+        .await;
+    assert_eq!(
+        bars.as_u64(),
+        Some(4),
+        "failed hops are coloured as failures"
+    );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-waterfall.png");
+    driver.screenshot(&shot).await;
+
+    // Behind a path prefix: the page and its calls stay under /mock/.
+    let proxy = prefix_proxy(entry).await;
+    let rows = driver
+        .submit(
+            &format!("http://{proxy}/mock/ui"),
+            "/@service2/@service3/end",
+            2,
+        )
+        .await;
+    assert_eq!(rows, ["service2 ok", "service3 ok"]);
+    mesh.stop().await.unwrap();
+}
