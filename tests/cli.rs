@@ -278,3 +278,56 @@ fn bad_process_directives_stop_the_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn one_json_log_line_per_request_with_ids() {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--name",
+            "logged",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    wait_healthy(addr).await;
+    let response = client()
+        .get(format!("http://{addr}/some/path"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("x-request-id", "req-log-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let lines: Vec<serde_json::Value> = BufReader::new(stderr)
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).expect("every line is JSON"))
+        .collect();
+    let requests: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{lines:#?}");
+    let fields = &requests[0]["fields"];
+    assert_eq!(fields["request_id"], "req-log-1");
+    assert_eq!(fields["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(fields["path"], "/some/path");
+    assert_eq!(fields["status"], 200);
+    assert!(fields["duration_ms"].is_number());
+}
