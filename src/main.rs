@@ -24,6 +24,11 @@ use servicemock::report::proto::decode_status_details;
 use servicemock::report::Report;
 use servicemock::server::{self, shutdown};
 
+/// Many small allocations per request (headers, reports): mimalloc keeps
+/// them off glibc's malloc locks and consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A mock service for testing service meshes: deploy it under many names and
 /// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
 /// gRPC message. HTTP/1.1, h2c and gRPC on one port.
@@ -383,7 +388,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Resolver::default(),
         args.tuning.settings(),
         args.tuning.propagate(),
-    )?;
+    );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

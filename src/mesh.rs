@@ -58,8 +58,6 @@ pub enum MeshError {
     },
     #[error("port {base} + {count} names runs past 65535")]
     PortRange { base: u16, count: usize },
-    #[error(transparent)]
-    Executor(#[from] crate::exec::ExecutorError),
 }
 
 impl Mesh {
@@ -95,7 +93,7 @@ impl Mesh {
             Resolver::with_names(members.iter().cloned()),
             options.settings,
             options.propagate.clone(),
-        )?;
+        );
         let shutdown = Shutdown::default();
         let mut servers = JoinSet::new();
         for (name, _, listener) in listeners {

@@ -1,11 +1,18 @@
 //! HTTP hops: one pooled HTTP/1.1 client and one HTTP/2 prior-knowledge
-//! client, shared by every request of the process. The downstream body is
-//! always read to its end, so every connection goes back to the pool.
+//! client (hyper-util's pooled client, the engine under reqwest, used
+//! directly: hops need no redirects, proxies, cookies or URL parsing),
+//! shared by every request of the process. The downstream body is always
+//! read to its end, so every connection goes back to the pool.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::resolve::Resolved;
 use super::HopResult;
@@ -14,25 +21,43 @@ use crate::report::{Outcome, Report};
 /// Largest downstream body read; a bigger answer is a failed hop.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+type Pool = Client<HttpConnector, Empty<Bytes>>;
+
 /// The two pooled HTTP clients.
 #[derive(Debug, Clone)]
 pub struct HttpClients {
-    http1: reqwest::Client,
-    h2c: reqwest::Client,
+    http1: Pool,
+    h2c: Pool,
+}
+
+/// Why an HTTP exchange failed before a usable answer.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("bad request target: {0}")]
+    Uri(#[from] http::Error),
+    #[error(transparent)]
+    Send(#[from] hyper_util::client::legacy::Error),
+    #[error("reading the answer: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl HttpClients {
-    pub fn new() -> Result<HttpClients, reqwest::Error> {
-        let base = || {
-            reqwest::Client::builder()
-                .no_proxy()
-                .tcp_nodelay(true)
+    pub fn new() -> HttpClients {
+        let pool = |h2c: bool| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_secs(5)));
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
                 .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(TokioTimer::new())
+                .http2_only(h2c);
+            builder.build(connector)
         };
-        Ok(HttpClients {
-            http1: base().http1_only().build()?,
-            h2c: base().http2_prior_knowledge().build()?,
-        })
+        HttpClients {
+            http1: pool(false),
+            h2c: pool(true),
+        }
     }
 
     /// Calls `path` on `to` and reads the downstream report.
@@ -41,39 +66,49 @@ impl HttpClients {
         h2c: bool,
         to: &Resolved,
         path: &str,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         timeout: Duration,
     ) -> HopResult {
-        let url = format!("http://{}{}", to.connect, path);
-        if to.connect != to.authority {
-            if let Ok(host) = HeaderValue::from_str(&to.authority) {
-                headers.insert(HOST, host);
-            }
-        }
         let client = if h2c { &self.h2c } else { &self.http1 };
         let exchange = async {
-            let mut response = client.get(&url).headers(headers).send().await?;
-            let status = response.status();
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await? {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Ok((status, None));
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(to.connect.as_str())
+                .path_and_query(path)
+                .build()?;
+            let mut request = Request::get(uri).body(Empty::<Bytes>::new())?;
+            *request.headers_mut() = headers;
+            if to.connect != to.authority {
+                if let Ok(host) = HeaderValue::from_str(&to.authority) {
+                    request.headers_mut().insert(HOST, host);
                 }
-                body.extend_from_slice(&chunk);
             }
-            Ok::<_, reqwest::Error>((status, Some(body)))
+            let response = client.request(request).await?;
+            let status = response.status();
+            let body = match Limited::new(response.into_body(), MAX_BODY).collect().await {
+                Ok(collected) => Some(collected.to_bytes()),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
+                Err(e) => return Err(ExchangeError::Body(e)),
+            };
+            Ok::<_, ExchangeError>((status, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => HopResult::failed(Outcome::Timeout, format!("no answer within {timeout:?}")),
             Ok(Err(e)) => describe_error(&e, to),
-            Ok(Ok((status, body))) => judge_answer(status, body),
+            Ok(Ok((status, body))) => judge_answer(status, body.as_deref()),
         }
+    }
+}
+
+impl Default for HttpClients {
+    fn default() -> Self {
+        HttpClients::new()
     }
 }
 
 /// Turns a downstream answer into a hop result: the report it carries, and
 /// an error unless the status was 2xx and the body a report.
-fn judge_answer(status: http::StatusCode, body: Option<Vec<u8>>) -> HopResult {
+fn judge_answer(status: http::StatusCode, body: Option<&[u8]>) -> HopResult {
     let code = Some(i32::from(status.as_u16()));
     let Some(body) = body else {
         return HopResult {
@@ -84,21 +119,21 @@ fn judge_answer(status: http::StatusCode, body: Option<Vec<u8>>) -> HopResult {
             )
         };
     };
-    let parsed = serde_json::from_slice::<Report>(&body);
+    let parsed = serde_json::from_slice::<Report>(body);
     let (outcome, error) = match (&parsed, status.is_success()) {
         (Ok(_), true) => (Outcome::Ok, None),
         (_, false) => (
             Outcome::Status,
             Some(format!(
                 "answered {status}{}",
-                brief_body(&body, parsed.is_ok())
+                brief_body(body, parsed.is_ok())
             )),
         ),
         (Err(e), true) => (
             Outcome::BadAnswer,
             Some(format!(
                 "answered {status} with a body that is not a servicemock report ({e}){}",
-                brief_body(&body, false)
+                brief_body(body, false)
             )),
         ),
     };
@@ -121,10 +156,10 @@ fn brief_body(body: &[u8], is_report: bool) -> String {
 
 /// Names a transport failure the way a person would: refused, unresolvable,
 /// timed out, or the error chain as it stands.
-fn describe_error(error: &reqwest::Error, to: &Resolved) -> HopResult {
+fn describe_error(error: &ExchangeError, to: &Resolved) -> HopResult {
     let chain = error_chain(error);
     let lower = chain.to_ascii_lowercase();
-    if error.is_timeout() {
+    if lower.contains("timed out") {
         HopResult::failed(Outcome::Timeout, format!("timed out: {chain}"))
     } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
         let host = to

@@ -89,11 +89,6 @@ struct Shared {
     propagate: Vec<HeaderName>,
 }
 
-/// Why the executor could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct ExecutorError(#[from] reqwest::Error);
-
 impl Executor {
     /// An executor with its own pooled clients. `propagate` names the inbound
     /// headers passed on to every hop.
@@ -101,16 +96,16 @@ impl Executor {
         resolver: Resolver,
         settings: Settings,
         propagate: Vec<HeaderName>,
-    ) -> Result<Executor, ExecutorError> {
-        Ok(Executor {
+    ) -> Executor {
+        Executor {
             inner: Arc::new(Shared {
-                http: http::HttpClients::new()?,
+                http: http::HttpClients::new(),
                 grpc: grpc::GrpcClients::default(),
                 resolver,
                 settings,
                 propagate,
             }),
-        })
+        }
     }
 
     pub fn settings(&self) -> &Settings {
