@@ -92,11 +92,7 @@ struct Shared {
 impl Executor {
     /// An executor with its own pooled clients. `propagate` names the inbound
     /// headers passed on to every hop.
-    pub fn new(
-        resolver: Resolver,
-        settings: Settings,
-        propagate: Vec<HeaderName>,
-    ) -> Executor {
+    pub fn new(resolver: Resolver, settings: Settings, propagate: Vec<HeaderName>) -> Executor {
         Executor {
             inner: Arc::new(Shared {
                 http: http::HttpClients::new(),
