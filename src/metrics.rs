@@ -34,8 +34,17 @@ struct ProtocolLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HopLabels {
-    protocol: String,
-    outcome: String,
+    protocol: &'static str,
+    outcome: &'static str,
+}
+
+/// The fixed label value for a word of the report (no allocation per hop).
+fn label(word: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == word)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -166,8 +175,20 @@ impl Metrics {
     pub fn report(&self, report: &Report) {
         for hop in report.forwards() {
             let labels = HopLabels {
-                protocol: hop.protocol.clone(),
-                outcome: hop.result.clone(),
+                protocol: label(&hop.protocol, &["http", "h2c", "grpc"]),
+                outcome: label(
+                    &hop.result,
+                    &[
+                        "ok",
+                        "refused",
+                        "dns",
+                        "timeout",
+                        "status",
+                        "bad-answer",
+                        "error",
+                        "skipped",
+                    ],
+                ),
             };
             self.hops.get_or_create(&labels).inc();
             self.hop_seconds

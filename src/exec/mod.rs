@@ -23,7 +23,7 @@ use crate::config::{Identity, Settings};
 use crate::plan::path::render_path;
 use crate::plan::proto::request_for;
 use crate::plan::{Hop, Plan, Protocol, Sequence};
-use crate::report::{Forward, Outcome, ParallelForward, Report};
+use crate::report::{Forward, Forwards, Outcome, ParallelForward, Report};
 use context::{HopContext, DEPTH_HEADER, TIMEOUT_HEADER};
 use resolve::Resolver;
 
@@ -140,7 +140,7 @@ impl Executor {
                 deadline,
                 outbound,
             };
-            report.parallel_forwards = self.run_plan(plan, &ctx).await;
+            report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
             let failed = report.forwards().filter(|f| f.error.is_some()).count();
             report.message = match (total, failed) {
@@ -286,7 +286,7 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         protocol: inbound.protocol.to_owned(),
         request_id,
         duration_ms: 0.0,
-        parallel_forwards: Vec::new(),
+        parallel_forwards: Forwards::default(),
         injected: Vec::new(),
         padding: String::new(),
     }

@@ -10,7 +10,12 @@
 pub mod proto;
 pub mod text;
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// What one service did with one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,13 +43,105 @@ pub struct Report {
     /// From arrival to answer, hops included.
     pub duration_ms: f64,
     /// The hop groups, in the order written.
-    pub parallel_forwards: Vec<ParallelForward>,
+    pub parallel_forwards: Forwards,
     /// Behaviour directives that took effect here (`delay 250ms`, `status 503`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub injected: Vec<String>,
     /// Filler asked for by `x-mock-size`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub padding: String,
+}
+
+/// The hop groups of a report. A report received from downstream keeps its
+/// groups as the raw JSON they came in until someone looks at them, so a
+/// service in the middle of a deep tree passes the subtree on without
+/// parsing and re-encoding it; looking (`Deref`) parses once.
+#[derive(Default)]
+pub struct Forwards {
+    raw: Option<Box<RawValue>>,
+    parsed: OnceLock<Vec<ParallelForward>>,
+}
+
+impl Forwards {
+    /// Parses every level below, so the whole tree serializes from parsed
+    /// values (pretty output then indents all of it).
+    pub fn expand(&self) {
+        for forward in self.iter().flat_map(|g| g.sequential_forwards.iter()) {
+            if let Some(child) = &forward.response {
+                child.parallel_forwards.expand();
+            }
+        }
+    }
+}
+
+impl Deref for Forwards {
+    type Target = Vec<ParallelForward>;
+
+    fn deref(&self) -> &Vec<ParallelForward> {
+        self.parsed.get_or_init(|| {
+            // The raw text was checked to be JSON when it arrived; a
+            // downstream whose groups have another shape shows none.
+            self.raw
+                .as_ref()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl From<Vec<ParallelForward>> for Forwards {
+    fn from(groups: Vec<ParallelForward>) -> Self {
+        Forwards {
+            raw: None,
+            parsed: OnceLock::from(groups),
+        }
+    }
+}
+
+impl FromIterator<ParallelForward> for Forwards {
+    fn from_iter<I: IntoIterator<Item = ParallelForward>>(iter: I) -> Self {
+        Forwards::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Clone for Forwards {
+    fn clone(&self) -> Self {
+        Forwards {
+            raw: self.raw.clone(),
+            parsed: self.parsed.clone(),
+        }
+    }
+}
+
+impl PartialEq for Forwards {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Forwards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for Forwards {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.parsed.get(), &self.raw) {
+            (Some(parsed), _) => parsed.serialize(s),
+            (None, Some(raw)) => raw.serialize(s),
+            (None, None) => s.collect_seq(std::iter::empty::<ParallelForward>()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Forwards {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Forwards {
+            raw: Some(Box::<RawValue>::deserialize(d)?),
+            parsed: OnceLock::new(),
+        })
+    }
 }
 
 /// One group of hops (they ran one after another).
@@ -128,5 +225,41 @@ impl Report {
     /// The first failed hop of this level, if any.
     pub fn first_failure(&self) -> Option<&Forward> {
         self.forwards().find(|f| f.error.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOWNSTREAM: &str = r#"{"Service":"b","ParallelForwards":[{"SequentialForwards":[{"Url":"http://c:8080/","Result":"ok","Protocol":"http","Status":200,"StartMs":0.1,"DurationMs":1.0,"Response":{"Service":"c","ParallelForwards":[]}}]}]}"#;
+
+    #[test]
+    fn received_subtrees_pass_through_unparsed_until_looked_at() {
+        let report: Report = serde_json::from_str(DOWNSTREAM).unwrap();
+        assert!(report.parallel_forwards.parsed.get().is_none());
+        let again = serde_json::to_string(&report).unwrap();
+        assert!(
+            again.contains(r#""ParallelForwards":[{"SequentialForwards":[{"Url":"http://c:8080/""#),
+            "{again}"
+        );
+        assert!(
+            report.parallel_forwards.parsed.get().is_none(),
+            "serializing does not parse"
+        );
+        let child = report
+            .forwards()
+            .next()
+            .unwrap()
+            .response
+            .as_deref()
+            .unwrap();
+        assert_eq!(child.service, "c");
+        report.parallel_forwards.expand();
+        let pretty = serde_json::to_string_pretty(&report).unwrap();
+        assert!(
+            pretty.contains("\n            \"Service\": \"c\""),
+            "expanded levels indent: {pretty}"
+        );
     }
 }

@@ -184,7 +184,8 @@ mod tests {
                         ..Default::default()
                     },
                 ],
-            }],
+            }]
+            .into(),
             ..Default::default()
         }
     }

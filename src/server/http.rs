@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
-use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
 use super::Service;
 use crate::behavior::Directives;
-use crate::exec::context::{inbound_budget, inbound_depth, trace_id, DEPTH_HEADER};
+use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::path::parse_path;
@@ -22,9 +21,7 @@ use crate::plan::Plan;
 use crate::report::text::render_tree;
 use crate::report::Report;
 
-/// The HTTP routes of one service. Requests from another servicemock (they
-/// carry the depth header) always go to the planner, so a remainder such as
-/// `/health` or `/ui` at a leaf is answered with a report like any other.
+/// The HTTP routes of one service, for people and probes.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -33,23 +30,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/ui", get(ui))
         .route("/ui/", get(|| async { Redirect::permanent("../ui") }))
         .fallback(planner)
-        .layer(middleware::from_fn_with_state(
-            service.clone(),
-            hops_to_planner,
-        ))
         .with_state(service)
 }
 
-async fn hops_to_planner(
-    State(service): State<Arc<Service>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.headers().contains_key(DEPTH_HEADER) {
-        planner(State(service), request).await
-    } else {
-        next.run(request).await
-    }
+/// The planner alone, for requests that come from another servicemock.
+pub fn planner_router(service: Arc<Service>) -> Router {
+    Router::new().fallback(planner).with_state(service)
 }
 
 /// The web view: one page embedded in the binary, using relative URLs only
@@ -225,6 +211,8 @@ fn bad_request(error: impl std::fmt::Display) -> Response {
 /// count versions.
 fn report_response(status: StatusCode, report: &Report, pretty: bool) -> Response {
     let body = if pretty {
+        // Indent the whole tree, not only the levels this service parsed.
+        report.parallel_forwards.expand();
         serde_json::to_vec_pretty(report)
     } else {
         serde_json::to_vec(report)

@@ -25,6 +25,7 @@ use tower::Service as _;
 
 use crate::behavior::{self, Directives};
 use crate::config::Identity;
+use crate::exec::context::DEPTH_HEADER;
 use crate::exec::Executor;
 use crate::metrics::{Metrics, Refusal};
 
@@ -72,10 +73,16 @@ pub fn is_grpc(request: &Request) -> bool {
 pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
     let (grpc_router, health) = grpc::router(service.clone()).await;
     let http_router = http::router(service.clone());
+    let planner_router = http::planner_router(service.clone());
     let app = Router::new().fallback_service(tower::service_fn(move |request: Request| {
         let grpc = is_grpc(&request);
+        // Requests from another servicemock (they carry the depth header)
+        // always reach the planner, so a remainder such as `/health` or
+        // `/ui` at a leaf is answered with a report like any other.
         let mut target = if grpc {
             grpc_router.clone()
+        } else if request.headers().contains_key(DEPTH_HEADER) {
+            planner_router.clone()
         } else {
             http_router.clone()
         };
