@@ -29,6 +29,23 @@ use servicemock::server::{self, shutdown};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_arena_eager_commit` in mimalloc.h (v3, the version the mimalloc
+/// crate builds); libmimalloc-sys names no constant for it.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// mimalloc commits its first arena eagerly, 8 MiB of resident memory in an
+/// idle server; this asks it to commit on demand. It runs from `.init_array`,
+/// before the Rust runtime's first allocation creates that arena.
+#[used]
+#[link_section = ".init_array"]
+static MIMALLOC_COMMIT_ON_DEMAND: extern "C" fn() = {
+    extern "C" fn commit_on_demand() {
+        // SAFETY: sets a plain integer option; mimalloc reads options lazily.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+    }
+    commit_on_demand
+};
+
 /// A mock service for testing service meshes: deploy it under many names and
 /// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
 /// gRPC message. HTTP/1.1, h2c and gRPC on one port.

@@ -450,9 +450,16 @@ async fn text_tree_at_the_entry_only() {
 async fn service_routes_as_remainder_still_get_a_report() {
     let mesh = mesh(&["entry", "service2"]).await;
     for remainder in ["/health", "/ui", "/metrics"] {
-        let (status, r) = report(mesh.addr("entry").unwrap(), &format!("/@service2{remainder}")).await;
+        let (status, r) = report(
+            mesh.addr("entry").unwrap(),
+            &format!("/@service2{remainder}"),
+        )
+        .await;
         assert_eq!(status, 200, "{remainder}: {r:#?}");
-        assert_eq!(only_child(&r).request_info[0], format!("GET {remainder} HTTP/1.1"));
+        assert_eq!(
+            only_child(&r).request_info[0],
+            format!("GET {remainder} HTTP/1.1")
+        );
     }
     mesh.stop().await.unwrap();
 }

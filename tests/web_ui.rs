@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +28,21 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Ends the browser session (chromium would outlive chromedriver), then
+    /// chromedriver itself, however the test ended.
     fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let addr = self.base.trim_start_matches("http://").to_owned();
+            if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    stream,
+                    "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
