@@ -42,19 +42,6 @@ fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
-async fn wait_healthy(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(r) = client().get(format!("http://{addr}/health")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{addr} never became healthy");
-}
-
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("binary runs")
 }
@@ -89,7 +76,7 @@ async fn mesh_command_serves_the_original_urls() {
         "{table}"
     );
     let entry: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
-    wait_healthy(entry).await;
+    wait_healthy(entry, Duration::from_secs(10)).await;
     let (status, r) = report(entry, "/@service2|service3/@service1/end").await;
     assert_eq!(status, 200, "{r:#?}");
     let order: Vec<_> = r
@@ -192,7 +179,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
         .spawn()
         .unwrap();
     let mut child = Running(child);
-    wait_healthy(addr).await;
+    wait_healthy(addr, Duration::from_secs(10)).await;
     let path = format!("/@127.0.0.1:{}/slow/700", slow.port());
     let in_flight = tokio::spawn(async move { report(addr, &path).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -242,7 +229,7 @@ async fn identity_from_flags_and_downward_api() {
         .spawn()
         .unwrap();
     let _child = Running(child);
-    wait_healthy(addr).await;
+    wait_healthy(addr, Duration::from_secs(10)).await;
     let response = client()
         .get(format!("http://{addr}/"))
         .send()
@@ -298,7 +285,7 @@ async fn one_json_log_line_per_request_with_ids() {
         .spawn()
         .unwrap();
     let mut child = Running(child);
-    wait_healthy(addr).await;
+    wait_healthy(addr, Duration::from_secs(10)).await;
     let response = client()
         .get(format!("http://{addr}/some/path"))
         .header(

@@ -78,19 +78,6 @@ fn compose_command(tool: &str, project: &str) -> Command {
     command
 }
 
-async fn wait_healthy(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client().get(format!("http://{addr}/health")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{addr} never became healthy");
-}
-
 fn published(container: &str) -> SocketAddr {
     let mapping = docker(&["port", container, "8080/tcp"]);
     mapping.lines().next().unwrap().parse().unwrap()
@@ -167,7 +154,7 @@ async fn named_containers_form_a_mesh() {
         docker(&args);
     }
     let entry = published(&name("service1"));
-    wait_healthy(entry).await;
+    wait_healthy(entry, Duration::from_secs(30)).await;
 
     let (status, r) = report(entry, "/@service2/@service3/end").await;
     assert_eq!(status, 200, "{r:#?}");
@@ -256,7 +243,7 @@ async fn named_containers_form_a_mesh() {
             String::from_utf8_lossy(&up.stderr)
         );
         let entry: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_healthy(entry).await;
+        wait_healthy(entry, Duration::from_secs(30)).await;
         let (status, r) = report(entry, "/@service2|service3/@service1/end").await;
         assert_eq!(status, 200, "{r:#?}");
         assert_eq!(r.service, "service1");

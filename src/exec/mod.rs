@@ -156,13 +156,25 @@ impl Executor {
         report
     }
 
-    /// The report of a request refused before any hop ran (e.g. a loop).
-    pub fn refusal(&self, identity: &Identity, inbound: &Inbound, message: String) -> Report {
+    /// The report refusing a request that has passed through more services
+    /// than `--max-depth` allows (a loop), or `None` if it has not.
+    pub fn refuse_loop(
+        &self,
+        identity: &Identity,
+        inbound: &Inbound,
+        depth: u32,
+    ) -> Option<Report> {
+        let max = self.inner.settings.max_depth;
+        if depth <= max {
+            return None;
+        }
         let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
         let mut report = base_report(identity, inbound, request_id);
-        report.message = message;
+        report.message = format!(
+            "loop detected: the request has passed through {depth} services, more than --max-depth {max}"
+        );
         report.duration_ms = millis(inbound.started.elapsed());
-        report
+        Some(report)
     }
 
     async fn run_plan(&self, plan: &Plan, ctx: &HopContext) -> Vec<ParallelForward> {

@@ -109,15 +109,10 @@ impl MockService for GrpcMockService {
         })?;
         let decision = directives.decide(&mut rand::rng());
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
-        if depth > settings.max_depth {
-            let report = service.executor.refusal(
-                &service.identity,
-                &inbound,
-                format!(
-                    "loop detected: the request has passed through {depth} services, more than --max-depth {}",
-                    settings.max_depth
-                ),
-            );
+        if let Some(report) = service
+            .executor
+            .refuse_loop(&service.identity, &inbound, depth)
+        {
             service.metrics.refused(Refusal::Loop);
             let message = report.message.clone();
             return Err(failure(Code::FailedPrecondition, message, &report));

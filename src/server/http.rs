@@ -104,15 +104,10 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         View::Tree => tree_response(status, report),
         View::Json => report_response(status, report, pretty),
     };
-    if depth > settings.max_depth {
-        let report = service.executor.refusal(
-            &service.identity,
-            &inbound,
-            format!(
-                "loop detected: the request has passed through {depth} services, more than --max-depth {}",
-                settings.max_depth
-            ),
-        );
+    if let Some(report) = service
+        .executor
+        .refuse_loop(&service.identity, &inbound, depth)
+    {
         service.metrics.refused(Refusal::Loop);
         return render(StatusCode::LOOP_DETECTED, &report);
     }

@@ -100,6 +100,20 @@ pub async fn stand_in() -> SocketAddr {
     addr
 }
 
+/// Waits until `addr` answers `/health` with 200, at most `limit`.
+pub async fn wait_healthy(addr: SocketAddr, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = client().get(format!("http://{addr}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} never became healthy");
+}
+
 /// A loopback port where nobody listens (bound, then released).
 pub async fn closed_port() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
