@@ -31,21 +31,29 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let front_addr = args.next().unwrap_or_else(|| "127.0.0.1:19310".into());
     let leaf_addr = args.next().unwrap_or_else(|| "127.0.0.1:19311".into());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let nodelay = |tcp: &mut tokio::net::TcpStream| {
             let _ = tcp.set_nodelay(true);
         };
-        let leaf = tokio::net::TcpListener::bind(&leaf_addr).await?.tap_io(nodelay);
+        let leaf = tokio::net::TcpListener::bind(&leaf_addr)
+            .await?
+            .tap_io(nodelay);
         tokio::spawn(async move {
             axum::serve(leaf, Router::new().fallback(get(|| async { "hello\n" }))).await
         });
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Pool = Client::builder(TokioExecutor::new()).build(connector);
-        let uri: http::Uri = format!("http://{leaf_addr}/").parse().map_err(std::io::Error::other)?;
+        let uri: http::Uri = format!("http://{leaf_addr}/")
+            .parse()
+            .map_err(std::io::Error::other)?;
         let app = Router::new().fallback(get(front)).with_state((client, uri));
-        let listener = tokio::net::TcpListener::bind(&front_addr).await?.tap_io(nodelay);
+        let listener = tokio::net::TcpListener::bind(&front_addr)
+            .await?
+            .tap_io(nodelay);
         axum::serve(listener, app).await
     })
 }

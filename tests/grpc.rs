@@ -399,3 +399,37 @@ async fn health_reports_serving() {
     assert_eq!(unknown.code(), Code::NotFound);
     mesh.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn health_turns_not_serving_when_draining_starts() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let mesh = mesh(&["a"]).await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr("a").unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    // Stop the mesh in the background: the open Watch stream keeps the
+    // connection in flight, so the drain waits for it (up to the grace).
+    let stopping = tokio::spawn(mesh.stop());
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("an update before the grace period ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    drop(watch);
+    stopping.await.unwrap().unwrap();
+}
