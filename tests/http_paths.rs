@@ -463,3 +463,89 @@ async fn service_routes_as_remainder_still_get_a_report() {
     }
     mesh.stop().await.unwrap();
 }
+
+async fn post_json(addr: std::net::SocketAddr, body: String) -> (u16, String) {
+    let response = client()
+        .post(format!("http://{addr}/"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn json_plans_over_http_reach_trees_no_path_can_say() {
+    let mesh = mesh(&["entry", "a", "b", "c"]).await;
+    let entry = mesh.addr("entry").unwrap();
+    // a calls b (which calls c) beside c (which calls nobody): no single
+    // @-path says that, so the HTTP hop to a carries its plan as JSON.
+    let body = r#"{"plan": {"uri": "/end", "parallel": [
+        {"hops": [{"target": "a", "next": {"parallel": [
+            {"hops": [{"target": "b", "next": {"parallel": [{"hops": [{"target": "c"}]}]}}]},
+            {"hops": [{"target": "c", "protocol": "PROTOCOL_GRPC"}]}]}}]},
+        {"hops": [{"target": "a", "protocol": "PROTOCOL_H2C", "next": {"parallel": [{"hops": [{"target": "c"}]}]}},
+                  {"target": "b", "headers": {"end-user": "jason"}}]}]}}"#;
+    let (status, text) = post_json(entry, body.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    let r: servicemock::report::Report = serde_json::from_str(&text).unwrap();
+    let first = hops(&r)[0];
+    assert_eq!(first.url, "http://a:8080/ (POST plan)");
+    let a = first.response.as_deref().unwrap();
+    let below: Vec<_> = hops(a)
+        .iter()
+        .map(|h| {
+            (
+                h.protocol.clone(),
+                h.response.as_ref().unwrap().service.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        below,
+        [
+            ("http".to_string(), "b".to_string()),
+            ("grpc".to_string(), "c".to_string())
+        ]
+    );
+    let b = hops(a)[0].response.as_deref().unwrap();
+    assert_eq!(b.request_info[0], "GET /@c/end HTTP/1.1");
+    assert_eq!(only_child(b).service, "c");
+    let second = hops(&r)[1];
+    assert_eq!(
+        second.url, "http://a:8080/@c/end",
+        "a tree a path can say still travels as a path"
+    );
+    assert!(hops(&r)[2]
+        .response
+        .as_ref()
+        .unwrap()
+        .request_info
+        .contains(&"end-user: jason".to_string()));
+
+    let (status, text) = post_json(
+        entry,
+        r#"{"plan": {"parallel": [{"hops": [{"target": "a:0"}]}]}}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        text.starts_with("plan.parallel[0].hops[0].target: bad port"),
+        "{text}"
+    );
+    let (status, text) = post_json(entry, "not json".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        text.starts_with("body: not a CallRequest in JSON"),
+        "{text}"
+    );
+    let (status, _) = post_json(
+        entry,
+        format!("{{\"path\": \"/{}\"}}", "a".repeat(2 * 1024 * 1024)),
+    )
+    .await;
+    assert_eq!(status, 413);
+    mesh.stop().await.unwrap();
+}

@@ -160,18 +160,25 @@ impl Driver {
 /// prefix the way an ingress rewrite does.
 async fn prefix_proxy(upstream: SocketAddr) -> SocketAddr {
     async fn forward(State(upstream): State<SocketAddr>, request: Request) -> Response {
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
         let Some(rest) = path.strip_prefix("/mock") else {
             return Response::builder()
                 .status(404)
                 .body(Body::from("outside the prefix"))
                 .unwrap();
         };
-        let answer = client()
-            .get(format!("http://{upstream}{rest}"))
-            .send()
-            .await
-            .unwrap();
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let mut forwarded = client()
+            .request(parts.method.clone(), format!("http://{upstream}{rest}"))
+            .body(body);
+        if let Some(kind) = parts.headers.get("content-type") {
+            forwarded = forwarded.header("content-type", kind.clone());
+        }
+        let answer = forwarded.send().await.unwrap();
         let mut response = Response::builder().status(answer.status().as_u16());
         if let Some(kind) = answer.headers().get("content-type") {
             response = response.header("content-type", kind.clone());
@@ -240,5 +247,11 @@ async fn waterfall_renders_in_headless_chromium() {
         )
         .await;
     assert_eq!(rows, ["service2 ok", "service3 ok"]);
+    // A JSON plan is POSTed under the prefix too.
+    let plan = r#"{"plan": {"parallel": [{"hops": [{"target": "service3", "protocol": "PROTOCOL_GRPC"}]}]}}"#;
+    let rows = driver
+        .submit(&format!("http://{proxy}/mock/ui"), plan, 1)
+        .await;
+    assert_eq!(rows, ["service3 ok"]);
     mesh.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -21,7 +21,7 @@ use crate::report::{Outcome, Report};
 /// Largest downstream body read; a bigger answer is a failed hop.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-type Pool = Client<HttpConnector, Empty<Bytes>>;
+type Pool = Client<HttpConnector, Full<Bytes>>;
 
 /// The two pooled HTTP clients.
 #[derive(Debug, Clone)]
@@ -60,12 +60,14 @@ impl HttpClients {
         }
     }
 
-    /// Calls `path` on `to` and reads the downstream report.
+    /// Calls `path` on `to` and reads the downstream report: a GET, or with
+    /// `plan` (a JSON `CallRequest`) a POST of it.
     pub async fn call(
         &self,
         h2c: bool,
         to: &Resolved,
         path: &str,
+        plan: Option<Vec<u8>>,
         headers: HeaderMap,
         timeout: Duration,
     ) -> HopResult {
@@ -76,8 +78,18 @@ impl HttpClients {
                 .authority(to.connect.as_str())
                 .path_and_query(path)
                 .build()?;
-            let mut request = Request::get(uri).body(Empty::<Bytes>::new())?;
+            let mut request = match plan {
+                None => Request::get(uri).body(Full::default())?,
+                Some(json) => Request::post(uri).body(Full::from(json))?,
+            };
+            let posts_plan = request.method() == http::Method::POST;
             *request.headers_mut() = headers;
+            if posts_plan {
+                request.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
             if to.connect != to.authority {
                 if let Ok(host) = HeaderValue::from_str(&to.authority) {
                     request.headers_mut().insert(HOST, host);

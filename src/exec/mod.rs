@@ -20,6 +20,7 @@ use futures::future::join_all;
 
 use crate::behavior::Decision;
 use crate::config::{Identity, Settings};
+use crate::plan::json::request_json;
 use crate::plan::path::render_path;
 use crate::plan::proto::request_for;
 use crate::plan::{Hop, Plan, Protocol, Sequence};
@@ -203,14 +204,16 @@ impl Executor {
     async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
         let start = Instant::now();
         let to = self.inner.resolver.resolve(&hop.target);
+        // HTTP hops get their sub-plan as a path, or, when no path can say
+        // it (hops that go on to different subtrees), as a JSON CallRequest.
         let path = match hop.protocol {
             Protocol::Grpc => None,
-            // Validated when the plan was made; a failure here is reported, not hidden.
             _ => Some(render_path(&hop.next)),
         };
         let url = match &path {
             Some(Ok(p)) => format!("http://{}{p}", to.authority),
-            _ => format!("{}://{}", hop.protocol, to.authority),
+            Some(Err(_)) => format!("http://{}/ (POST plan)", to.authority),
+            None => format!("grpc://{}", to.authority),
         };
         let remaining = ctx.deadline.saturating_duration_since(start);
         let result = if remaining.is_zero() {
@@ -237,17 +240,27 @@ impl Executor {
                         .call(&to, request_for(&hop.next), headers, timeout)
                         .await
                 }
-                Some(Ok(path)) => {
+                Some(rendered) => {
                     headers.insert(
                         TIMEOUT_HEADER,
                         HeaderValue::from(timeout.as_millis() as u64),
                     );
-                    self.inner
-                        .http
-                        .call(hop.protocol == Protocol::H2c, &to, &path, headers, timeout)
-                        .await
+                    let (path, body) = match rendered {
+                        Ok(path) => (path, None),
+                        Err(_) => ("/".to_owned(), Some(request_json(&hop.next))),
+                    };
+                    match body.transpose() {
+                        Ok(body) => {
+                            let h2c = hop.protocol == Protocol::H2c;
+                            let http = &self.inner.http;
+                            http.call(h2c, &to, &path, body, headers, timeout).await
+                        }
+                        Err(e) => HopResult::failed(
+                            Outcome::Error,
+                            format!("cannot encode the plan: {e}"),
+                        ),
+                    }
                 }
-                Some(Err(e)) => HopResult::failed(Outcome::Error, e.to_string()),
             }
         };
         tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");

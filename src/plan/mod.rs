@@ -4,9 +4,11 @@
 //! A [`Plan`] is the intermediate form between the two ways of asking (an
 //! @-path over HTTP, a `CallRequest` over gRPC) and the executor. [`path`]
 //! parses and renders paths, [`proto`] converts to and from the messages. The
-//! same plan can be written either way, so a tree that mixes protocols keeps
+//! same plan can be written either way (and [`json`] reads the `CallRequest`
+//! as JSON for HTTP), so a tree that mixes protocols keeps
 //! its shape whichever edge it enters by.
 
+pub mod json;
 pub mod path;
 pub mod proto;
 

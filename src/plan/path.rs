@@ -322,7 +322,7 @@ pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
             return Err(PlanError::Field {
                 field: format!("hop to {}", other.target),
                 problem: format!(
-                    "its next plan differs from that of the hop to {}, which an @-path cannot express (call such hops over grpc)",
+                    "its next plan differs from that of the hop to {}, which an @-path cannot express (HTTP hops then carry a JSON plan)",
                     first.target
                 ),
             });

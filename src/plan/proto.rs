@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::path::{parse_path, parse_target_text, render_path};
+use super::path::{parse_path, parse_target_text};
 use super::{Hop, Limits, Plan, PlanError, Protocol, Sequence};
 use crate::pb;
 
@@ -169,9 +169,6 @@ fn hop_from_proto(
         Some(next) => plan_from_proto(next, uri, &format!("{field}.next"), limits)?,
         None => Plan::leaf(uri),
     };
-    if protocol != Protocol::Grpc {
-        render_path(&next).map_err(|e| field_error("next", e.to_string()))?;
-    }
     Ok(Hop {
         target,
         protocol,
@@ -353,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn http_hop_with_divergent_subplans_is_refused_up_front() {
+    fn http_hops_may_go_on_to_different_subtrees() {
         let mut a = hop("a");
         a.next = Some(pb::Plan {
             parallel: vec![
@@ -374,20 +371,16 @@ mod tests {
             ],
             uri: String::new(),
         });
-        let message = pb::Plan {
-            parallel: vec![pb::Sequence {
-                hops: vec![a.clone()],
-            }],
-            uri: String::new(),
-        };
-        assert!(refused(message).contains("plan.parallel[0].hops[0].next: hop to c"));
-        a.protocol = pb::Protocol::Grpc as i32;
-        let ok = pb::CallRequest {
+        let request = pb::CallRequest {
             request: Some(pb::call_request::Request::Plan(pb::Plan {
                 parallel: vec![pb::Sequence { hops: vec![a] }],
                 uri: String::new(),
             })),
         };
-        assert!(plan_from_request(&ok, &limits()).is_ok());
+        let plan = plan_from_request(&request, &limits()).unwrap();
+        assert!(
+            crate::plan::path::render_path(&plan.parallel[0].hops[0].next).is_err(),
+            "no path says this: it travels as JSON"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -16,6 +16,7 @@ use crate::behavior::Directives;
 use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
+use crate::plan::json::plan_from_json;
 use crate::plan::path::parse_path;
 use crate::plan::Plan;
 use crate::report::text::render_tree;
@@ -65,9 +66,13 @@ fn protocol_word(version: Version) -> &'static str {
     }
 }
 
-/// Every path but the health routes: parse, run, report.
+/// Largest JSON `CallRequest` body accepted.
+const MAX_PLAN_BODY: usize = 1024 * 1024;
+
+/// Every path but the health routes: parse, run, report. A `POST` with a
+/// JSON body carries a `CallRequest` instead of the path.
 async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let settings = *service.executor.settings();
     let depth = match inbound_depth(&parts.headers) {
@@ -85,10 +90,27 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         Ok(b) => b,
         Err(e) => return refuse(&service, e),
     };
-    let plan = match parse_path(target, &settings.limits).and_then(|plan: Plan| {
-        plan.check_size(&settings.limits)?;
-        Ok(plan)
-    }) {
+    let posts_plan = parts.method == Method::POST
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let plan = if posts_plan {
+        match axum::body::to_bytes(body, MAX_PLAN_BODY).await {
+            Ok(bytes) => plan_from_json(&bytes, &settings.limits),
+            Err(_) => {
+                service.metrics.refused(Refusal::BadRequest);
+                let message = format!("request body larger than {MAX_PLAN_BODY} bytes\n");
+                return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+            }
+        }
+    } else {
+        parse_path(target, &settings.limits).and_then(|plan: Plan| {
+            plan.check_size(&settings.limits)?;
+            Ok(plan)
+        })
+    };
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => return refuse(&service, e),
     };
