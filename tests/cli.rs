@@ -42,6 +42,28 @@ fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
+/// Starts `servicemock serve` on a free loopback port with `args` (after
+/// the listen flag) and `envs`, and waits until it is healthy.
+async fn serve(
+    listen_flag: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stderr: Stdio,
+) -> (Running, SocketAddr) {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", listen_flag, &addr.to_string()])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_healthy(addr, Duration::from_secs(10)).await;
+    (running, addr)
+}
+
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("binary runs")
 }
@@ -163,23 +185,8 @@ async fn health_command() {
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let slow = stand_in().await;
-    let port = free_ports(1);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--name",
-            "draining",
-            "--shutdown-grace",
-            "5s",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    wait_healthy(addr, Duration::from_secs(10)).await;
+    let args = ["--name", "draining", "--shutdown-grace", "5s"];
+    let (mut child, addr) = serve("--listen", &args, &[], Stdio::null()).await;
     let path = format!("/@127.0.0.1:{}/slow/700", slow.port());
     let in_flight = tokio::spawn(async move { report(addr, &path).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -215,21 +222,15 @@ async fn sigterm_lets_the_request_in_flight_finish() {
 
 #[tokio::test]
 async fn identity_from_flags_and_downward_api() {
-    let port = free_ports(1);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--listenAddress", &addr.to_string()])
-        .env("SERVICEMOCK_NAME", "reviews")
-        .env("SERVICEMOCK_VERSION", "v2")
-        .env("POD_NAME", "reviews-v2-7d9f")
-        .env("POD_NAMESPACE", "mock-1")
-        .env("POD_IP", "10.1.2.3")
-        .env("SERVICEMOCK_DELAY", "5ms")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _child = Running(child);
-    wait_healthy(addr, Duration::from_secs(10)).await;
+    let envs = [
+        ("SERVICEMOCK_NAME", "reviews"),
+        ("SERVICEMOCK_VERSION", "v2"),
+        ("POD_NAME", "reviews-v2-7d9f"),
+        ("POD_NAMESPACE", "mock-1"),
+        ("POD_IP", "10.1.2.3"),
+        ("SERVICEMOCK_DELAY", "5ms"),
+    ];
+    let (_child, addr) = serve("--listenAddress", &[], &envs, Stdio::null()).await;
     let response = client()
         .get(format!("http://{addr}/"))
         .send()
@@ -268,24 +269,8 @@ fn bad_process_directives_stop_the_start() {
 
 #[tokio::test]
 async fn one_json_log_line_per_request_with_ids() {
-    let port = free_ports(1);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--name",
-            "logged",
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    wait_healthy(addr, Duration::from_secs(10)).await;
+    let args = ["--name", "logged", "--log-format", "json"];
+    let (mut child, addr) = serve("--listen", &args, &[("RUST_LOG", "info")], Stdio::piped()).await;
     let response = client()
         .get(format!("http://{addr}/some/path"))
         .header(

@@ -13,6 +13,9 @@ use servicemock::pb::mock_service_client::MockServiceClient;
 use servicemock::report::proto::decode_status_details;
 use servicemock::report::Report;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 async fn client_for(addr: SocketAddr) -> MockServiceClient<tonic::transport::Channel> {
     MockServiceClient::connect(format!("http://{addr}"))
@@ -363,19 +366,16 @@ async fn deadline_is_honoured_and_shrinks_downstream() {
     mesh.stop().await.unwrap();
 }
 
+/// A grpc.health.v1 client for the service at `addr`.
+async fn health_client(addr: SocketAddr) -> HealthClient<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    HealthClient::new(endpoint.connect().await.unwrap())
+}
+
 #[tokio::test]
 async fn health_reports_serving() {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
     let mesh = mesh(&["a"]).await;
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr("a").unwrap()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let mut health = HealthClient::new(channel);
+    let mut health = health_client(mesh.addr("a").unwrap()).await;
     for service in ["", "servicemock.v1.MockService"] {
         let response = health
             .check(HealthCheckRequest {
@@ -402,17 +402,9 @@ async fn health_reports_serving() {
 
 #[tokio::test]
 async fn health_turns_not_serving_when_draining_starts() {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
     let mesh = mesh(&["a"]).await;
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr("a").unwrap()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let mut watch = HealthClient::new(channel)
+    let mut watch = health_client(mesh.addr("a").unwrap())
+        .await
         .watch(HealthCheckRequest {
             service: String::new(),
         })
