@@ -12,7 +12,8 @@
 //!
 //! * [`plan`]: the hop tree ([`plan::Plan`]) and its limits; `plan::path`
 //!   parses and renders the @-path grammar, `plan::proto` converts to and from
-//!   the gRPC messages. Both directions round-trip.
+//!   the gRPC messages, `plan::json` reads a `CallRequest` sent as JSON over
+//!   HTTP. Both directions round-trip.
 //! * [`exec`]: the executor that runs a plan (groups concurrently, hops of a
 //!   group in order), the pooled HTTP and gRPC hop clients, the name resolver of
 //!   the one-process mesh, and the per-request context (depth, deadline).
