@@ -26,8 +26,10 @@ pub const GRPC_STATUS: &str = "x-mock-grpc-status";
 pub const SIZE: &str = "x-mock-size";
 pub const RESET: &str = "x-mock-reset";
 
-/// Largest padding `x-mock-size` may ask for.
-pub const MAX_SIZE: usize = 8 * 1024 * 1024;
+/// Largest padding `x-mock-size` may ask for: with 1024 requests in flight
+/// that is at most 1 GiB, and one padded answer stays well under the 16 MiB
+/// a caller reads of a hop.
+pub const MAX_SIZE: usize = 1024 * 1024;
 
 /// A bad directive: which header, which value, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -512,7 +514,8 @@ mod tests {
         assert!(e(from(DELAY, "2s..1s")).contains("runs backwards"));
         assert!(e(from(GRPC_STATUS, "BROKEN")).contains("not a gRPC code"));
         assert!(e(from(SIZE, "9GiB")).contains("unknown unit"));
-        assert!(e(from(SIZE, "100MiB")).contains("over the limit"));
+        assert!(e(from(SIZE, "1025KiB")).contains("over the limit of 1048576 bytes"));
+        assert_eq!(parse_size("1MiB"), Ok(MAX_SIZE));
         assert!(e(from(RESET, "maybe")).contains("x-mock-reset"));
         assert!(e(from(STATUS, "503@25")).contains("percentage"));
     }
