@@ -21,6 +21,7 @@ use servicemock::pb;
 use servicemock::plan::path::parse_path;
 use servicemock::plan::Limits;
 use servicemock::report::proto::decode_status_details;
+use servicemock::report::text::render_tree;
 use servicemock::report::Report;
 use servicemock::server::{self, shutdown};
 
@@ -98,6 +99,9 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
+        /// Print the indented text tree instead of the JSON report.
+        #[arg(long)]
+        tree: bool,
     },
     /// Print Kubernetes manifests (Service + Deployment) for named services:
     /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
@@ -360,12 +364,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             addr,
             path,
             timeout,
+            tree,
         } => {
             let call = async {
                 if grpc {
-                    call_grpc(&addr, &path).await
+                    call_grpc(&addr, &path, tree).await
                 } else {
-                    call_http(&addr, &path).await
+                    call_http(&addr, &path, tree).await
                 }
             };
             tokio::time::timeout(timeout, call)
@@ -486,18 +491,29 @@ fn print_plan(path: &str) -> ExitCode {
     }
 }
 
-/// Prints a report as pretty JSON.
-fn print_report(report: &Report) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(report)?);
+/// Prints a report as pretty JSON, or as the text tree.
+fn print_report(report: &Report, tree: bool) -> anyhow::Result<()> {
+    if tree {
+        print!("{}", render_tree(report));
+    } else {
+        report.parallel_forwards.expand();
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
     Ok(())
 }
 
-async fn call_http(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
+async fn call_http(addr: &str, path: &str, tree: bool) -> anyhow::Result<ExitCode> {
     let url = format!("http://{addr}{path}");
+    let accept = if tree {
+        "text/plain"
+    } else {
+        "application/json"
+    };
     let response = reqwest::Client::builder()
         .no_proxy()
         .build()?
         .get(&url)
+        .header(http::header::ACCEPT, accept)
         .send()
         .await
         .with_context(|| format!("GET {url}"))?;
@@ -511,7 +527,7 @@ async fn call_http(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn call_grpc(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
+async fn call_grpc(addr: &str, path: &str, tree: bool) -> anyhow::Result<ExitCode> {
     let mut client = pb::mock_service_client::MockServiceClient::connect(format!("http://{addr}"))
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -520,12 +536,12 @@ async fn call_grpc(addr: &str, path: &str) -> anyhow::Result<ExitCode> {
     };
     match client.call(request).await {
         Ok(response) => {
-            print_report(&Report::from(response.into_inner()))?;
+            print_report(&Report::from(response.into_inner()), tree)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => {
             if let Some(response) = decode_status_details(status.details()) {
-                print_report(&Report::from(response))?;
+                print_report(&Report::from(response), tree)?;
             }
             eprintln!(
                 "servicemock: {} answered {:?}: {}",

@@ -153,6 +153,24 @@ async fn call_over_http_and_grpc() {
         assert_eq!((hop.protocol.as_str(), hop.result.as_str()), ("grpc", "ok"));
         assert_eq!(hop.response.as_ref().unwrap().service, "service2");
     }
+    for extra in [&[][..], &["--grpc"][..]] {
+        let mut args: Vec<String> = vec!["call".into(), "--tree".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend([entry.clone(), "/@grpc:service2/end".into()]);
+        let out =
+            tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
+                .await
+                .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("└─ 1.1 grpc  service2 v1  0 ok"),
+            "{text}"
+        );
+    }
     let closed = closed_port().await;
     let path = format!("/@127.0.0.1:{}/", closed.port());
     let out = tokio::task::spawn_blocking(move || run(&["call", "--grpc", &entry, &path]))
