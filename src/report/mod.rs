@@ -79,12 +79,22 @@ impl Deref for Forwards {
 
     fn deref(&self) -> &Vec<ParallelForward> {
         self.parsed.get_or_init(|| {
-            // The raw text was checked to be JSON when it arrived; a
-            // downstream whose groups have another shape shows none.
-            self.raw
-                .as_ref()
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                .unwrap_or_default()
+            let Some(raw) = &self.raw else {
+                return Vec::new();
+            };
+            // The raw text was checked to be JSON when it arrived; groups of
+            // another shape are shown as one failed hop, never dropped silently.
+            serde_json::from_str(raw.get()).unwrap_or_else(|e| {
+                vec![ParallelForward {
+                    sequential_forwards: vec![Forward {
+                        result: Outcome::BadAnswer.as_str().to_owned(),
+                        error: Some(format!(
+                            "the downstream's ParallelForwards are not servicemock's shape: {e}"
+                        )),
+                        ..Forward::default()
+                    }],
+                }]
+            })
         })
     }
 }
@@ -261,5 +271,22 @@ mod tests {
             pretty.contains("\n            \"Service\": \"c\""),
             "expanded levels indent: {pretty}"
         );
+    }
+
+    #[test]
+    fn foreign_nested_shapes_show_as_a_failed_hop() {
+        let text = r#"{"Service":"b","ParallelForwards":{"not":"a list"}}"#;
+        let report: Report = serde_json::from_str(text).unwrap();
+        let hop = report
+            .forwards()
+            .next()
+            .expect("the problem is shown, not dropped");
+        assert_eq!(hop.result, "bad-answer");
+        assert!(hop
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("not servicemock's shape"));
+        assert!(!report.all_ok());
     }
 }
