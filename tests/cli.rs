@@ -248,7 +248,7 @@ async fn identity_from_flags_and_downward_api() {
         ("POD_IP", "10.1.2.3"),
         ("SERVICEMOCK_DELAY", "5ms"),
     ];
-    let (_child, addr) = serve("--listenAddress", &[], &envs, Stdio::null()).await;
+    let (_child, addr) = serve("-listenAddress", &["--threads", "1"], &envs, Stdio::null()).await;
     let response = client()
         .get(format!("http://{addr}/"))
         .send()
