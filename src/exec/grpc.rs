@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::http::{error_chain, root_cause};
 use super::resolve::Resolved;
 use super::HopResult;
+use crate::behavior::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
 use crate::report::proto::decode_status_details;
@@ -103,7 +104,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved) -> HopResult {
                 status: Some(status.code() as i32),
                 ..HopResult::failed(
                     Outcome::Timeout,
-                    format!("timed out: {} {text}", code_name(status.code())),
+                    format!("timed out: {} {text}", grpc_code_name(status.code() as i32)),
                 )
             };
         }
@@ -111,31 +112,10 @@ fn judge_status(status: &tonic::Status, to: &Resolved) -> HopResult {
     HopResult {
         status: Some(status.code() as i32),
         outcome: Outcome::Status,
-        error: Some(format!("answered {}: {text}", code_name(status.code()))),
+        error: Some(format!(
+            "answered {}: {text}",
+            grpc_code_name(status.code() as i32)
+        )),
         response,
-    }
-}
-
-/// The canonical upper-case name of a gRPC code, as grpcurl prints it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
     }
 }

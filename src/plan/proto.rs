@@ -120,16 +120,9 @@ fn hop_from_proto(
         ));
     }
     let target = parse_target_text(&hop.target).map_err(|e| field_error("target", e))?;
-    let protocol = match pb::Protocol::try_from(hop.protocol) {
-        Ok(pb::Protocol::Unspecified | pb::Protocol::Http) => Protocol::Http,
-        Ok(pb::Protocol::H2c) => Protocol::H2c,
-        Ok(pb::Protocol::Grpc) => Protocol::Grpc,
-        Err(_) => {
-            return Err(field_error(
-                "protocol",
-                format!("unknown value {}", hop.protocol),
-            ))
-        }
+    let Some(protocol) = protocol_from_proto(hop.protocol) else {
+        let problem = format!("unknown value {}", hop.protocol);
+        return Err(field_error("protocol", problem));
     };
     let mut headers = BTreeMap::new();
     for (name, value) in &hop.headers {
@@ -177,6 +170,24 @@ fn hop_from_proto(
     })
 }
 
+/// The message value of a protocol.
+pub fn protocol_to_proto(protocol: Protocol) -> i32 {
+    (match protocol {
+        Protocol::Http => pb::Protocol::Http,
+        Protocol::H2c => pb::Protocol::H2c,
+        Protocol::Grpc => pb::Protocol::Grpc,
+    }) as i32
+}
+
+/// The protocol a message value names (unspecified is HTTP), if any.
+pub fn protocol_from_proto(value: i32) -> Option<Protocol> {
+    match pb::Protocol::try_from(value).ok()? {
+        pb::Protocol::Unspecified | pb::Protocol::Http => Some(Protocol::Http),
+        pb::Protocol::H2c => Some(Protocol::H2c),
+        pb::Protocol::Grpc => Some(Protocol::Grpc),
+    }
+}
+
 /// Converts a plan into its message. `x-mock-*` headers with a `Behavior`
 /// field go there, so the message reads as a grpcurl user would write it.
 pub fn plan_to_proto(plan: &Plan) -> pb::Plan {
@@ -211,11 +222,7 @@ fn hop_to_proto(hop: &Hop) -> pb::Hop {
     let has_behavior = behavior != pb::Behavior::default();
     pb::Hop {
         target: hop.target.to_string(),
-        protocol: match hop.protocol {
-            Protocol::Http => pb::Protocol::Http,
-            Protocol::H2c => pb::Protocol::H2c,
-            Protocol::Grpc => pb::Protocol::Grpc,
-        } as i32,
+        protocol: protocol_to_proto(hop.protocol),
         headers,
         behavior: has_behavior.then_some(behavior),
         next: (!hop.next.parallel.is_empty()).then(|| plan_to_proto(&hop.next)),

@@ -5,6 +5,8 @@ use prost::Message;
 
 use super::{Forward, ParallelForward, Report};
 use crate::pb;
+use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
+use crate::plan::Protocol;
 
 /// The type URL of a `CallResponse` packed in a `google.protobuf.Any`.
 pub const CALL_RESPONSE_TYPE_URL: &str = "type.googleapis.com/servicemock.v1.CallResponse";
@@ -44,25 +46,6 @@ pub fn decode_status_details(details: &[u8]) -> Option<pb::CallResponse> {
         .and_then(|any| pb::CallResponse::decode(any.value.as_slice()).ok())
 }
 
-fn protocol_to_proto(word: &str) -> i32 {
-    (match word {
-        "http" => pb::Protocol::Http,
-        "h2c" => pb::Protocol::H2c,
-        "grpc" => pb::Protocol::Grpc,
-        _ => pb::Protocol::Unspecified,
-    }) as i32
-}
-
-fn protocol_from_proto(value: i32) -> String {
-    match pb::Protocol::try_from(value) {
-        Ok(pb::Protocol::H2c) => "h2c",
-        Ok(pb::Protocol::Grpc) => "grpc",
-        Ok(pb::Protocol::Http) => "http",
-        _ => "",
-    }
-    .to_owned()
-}
-
 impl From<&Report> for pb::CallResponse {
     fn from(r: &Report) -> Self {
         pb::CallResponse {
@@ -98,7 +81,7 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
     pb::Forward {
         url: f.url.clone(),
         result: f.result.clone(),
-        protocol: protocol_to_proto(&f.protocol),
+        protocol: Protocol::from_scheme(&f.protocol).map_or(0, protocol_to_proto),
         status: f.status,
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
@@ -142,7 +125,9 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
     Forward {
         url: f.url,
         result: f.result,
-        protocol: protocol_from_proto(f.protocol),
+        protocol: protocol_from_proto(f.protocol)
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
         status: f.status,
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,

@@ -15,9 +15,8 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::Service;
-use crate::behavior::Directives;
+use crate::behavior::{grpc_code_name, Directives};
 use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
-use crate::exec::grpc::code_name;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::pb;
@@ -171,7 +170,7 @@ fn failure(code: Code, message: String, report: &Report) -> Status {
     let details = encode_status_details(code as i32, &message, &response);
     let mut metadata = MetadataMap::new();
     identity_metadata(&mut metadata, report);
-    tracing::debug!(code = code_name(code), "call failed");
+    tracing::debug!(code = grpc_code_name(code as i32), "call failed");
     Status::with_details_and_metadata(code, message, details.into(), metadata)
 }
 
