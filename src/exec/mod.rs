@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
-use crate::behavior::Decision;
+use crate::behavior::{Decision, DirectiveError, Directives};
 use crate::config::{Identity, Settings};
 use crate::plan::json::request_json;
 use crate::plan::path::render_path;
@@ -109,19 +109,40 @@ impl Executor {
         &self.inner.settings
     }
 
-    /// Runs `plan` for `inbound` and reports what happened. `depth` and
-    /// `budget` come from the inbound request (see [`context`]); `decision`
-    /// is what the behaviour directives drew for it: a delay first, then an
-    /// injected failure answers at once without calling anyone.
+    /// Reads what an inbound request's own headers ask — its depth, the time
+    /// it allows, and the behaviour directives (with `defaults` for those not
+    /// given) — and draws the behaviour for it. Both edges admit this way.
+    pub fn admit(
+        &self,
+        headers: &HeaderMap,
+        defaults: &Directives,
+    ) -> Result<Admission, AdmissionError> {
+        let settings = &self.inner.settings;
+        let depth = context::inbound_depth(headers)?;
+        let budget = context::inbound_budget(headers, settings.request_timeout)?;
+        let directives = Directives::from_headers(headers, settings.max_delay)?.or(defaults);
+        Ok(Admission {
+            depth,
+            budget,
+            decision: directives.decide(&mut rand::rng()),
+        })
+    }
+
+    /// Runs `plan` for `inbound` and reports what happened, as `admission`
+    /// allows: its behaviour first (a delay, then an injected failure
+    /// answers at once without calling anyone), then the hops.
     pub async fn answer(
         &self,
         identity: &Identity,
         plan: &Plan,
         inbound: &Inbound,
-        depth: u32,
-        budget: Duration,
-        decision: &Decision,
+        admission: &Admission,
     ) -> Report {
+        let Admission {
+            depth,
+            budget,
+            ref decision,
+        } = *admission;
         let (outbound, request_id) =
             context::outbound_headers(&inbound.headers, &self.inner.propagate);
         let mut report = base_report(identity, inbound, request_id);
@@ -163,8 +184,9 @@ impl Executor {
         &self,
         identity: &Identity,
         inbound: &Inbound,
-        depth: u32,
+        admission: &Admission,
     ) -> Option<Report> {
+        let depth = admission.depth;
         let max = self.inner.settings.max_depth;
         if depth <= max {
             return None;
@@ -275,6 +297,26 @@ impl Executor {
             response: result.response.map(Box::new),
         }
     }
+}
+
+/// What an inbound request asks of this service, read from its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// How many services the request passed through before this one.
+    pub depth: u32,
+    /// How long the request may take here, hops included.
+    pub budget: Duration,
+    /// What its behaviour directives drew.
+    pub decision: Decision,
+}
+
+/// Why an inbound request's own headers were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    #[error(transparent)]
+    Context(#[from] context::ContextError),
+    #[error(transparent)]
+    Directive(#[from] DirectiveError),
 }
 
 /// Whether the decision makes this request fail, given how it arrived.

@@ -15,8 +15,8 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::Service;
-use crate::behavior::{grpc_code_name, Directives};
-use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
+use crate::behavior::grpc_code_name;
+use crate::exec::context::trace_id;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::pb;
@@ -89,28 +89,25 @@ impl MockService for GrpcMockService {
         request: tonic::Request<pb::CallRequest>,
     ) -> Result<tonic::Response<pb::CallResponse>, Status> {
         let service = &self.service;
-        let settings = *service.executor.settings();
-        let headers = request.metadata().clone().into_headers();
-        let message = request.into_inner();
-        let parsed = (|| {
-            let depth = inbound_depth(&headers).map_err(|e| e.to_string())?;
-            let budget =
-                inbound_budget(&headers, settings.request_timeout).map_err(|e| e.to_string())?;
-            let plan = plan_from_request(&message, &settings.limits).map_err(|e| e.to_string())?;
-            let directives = Directives::from_headers(&headers, settings.max_delay)
-                .map_err(|e| e.to_string())?
-                .or(&service.defaults);
-            Ok::<_, String>((depth, budget, plan, directives))
-        })();
-        let (depth, budget, plan, directives) = parsed.map_err(|e| {
+        let limits = service.executor.settings().limits;
+        let (metadata, _, message) = request.into_parts();
+        let headers = metadata.into_headers();
+        let admitted = service
+            .executor
+            .admit(&headers, &service.defaults)
+            .map_err(|e| e.to_string())
+            .and_then(|admission| {
+                let plan = plan_from_request(&message, &limits).map_err(|e| e.to_string())?;
+                Ok((admission, plan))
+            });
+        let (admission, plan) = admitted.map_err(|e| {
             service.metrics.refused(Refusal::BadRequest);
             Status::invalid_argument(e)
         })?;
-        let decision = directives.decide(&mut rand::rng());
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
         if let Some(report) = service
             .executor
-            .refuse_loop(&service.identity, &inbound, depth)
+            .refuse_loop(&service.identity, &inbound, &admission)
         {
             service.metrics.refused(Refusal::Loop);
             let message = report.message.clone();
@@ -118,7 +115,7 @@ impl MockService for GrpcMockService {
         }
         let report = service
             .executor
-            .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
+            .answer(&service.identity, &plan, &inbound, &admission)
             .await;
         service.metrics.report(&report);
         tracing::info!(
@@ -129,7 +126,7 @@ impl MockService for GrpcMockService {
             duration_ms = report.duration_ms,
             "request"
         );
-        if let Some(code) = decision.grpc_code().filter(|c| *c != 0) {
+        if let Some(code) = admission.decision.grpc_code().filter(|c| *c != 0) {
             return Err(failure(Code::from(code), report.message.clone(), &report));
         }
         match report.first_failure() {

@@ -12,8 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::Service;
-use crate::behavior::Directives;
-use crate::exec::context::{inbound_budget, inbound_depth, trace_id};
+use crate::exec::context::trace_id;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
@@ -74,11 +73,12 @@ const MAX_PLAN_BODY: usize = 1024 * 1024;
 async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let settings = *service.executor.settings();
-    let depth = match inbound_depth(&parts.headers) {
-        Ok(d) => d,
+    let limits = service.executor.settings().limits;
+    let admission = match service.executor.admit(&parts.headers, &service.defaults) {
+        Ok(a) => a,
         Err(e) => return refuse(&service, e),
     };
+    let depth = admission.depth;
     // The view is the entry's choice; services between themselves exchange JSON.
     let (target, view) = if depth == 0 {
         choose_view(full_target, &parts.headers)
@@ -86,10 +86,6 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         (full_target.to_owned(), View::Json)
     };
     let target = target.as_str();
-    let budget = match inbound_budget(&parts.headers, settings.request_timeout) {
-        Ok(b) => b,
-        Err(e) => return refuse(&service, e),
-    };
     let posts_plan = parts.method == Method::POST
         && parts
             .headers
@@ -97,7 +93,7 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
             .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     let plan = if posts_plan {
         match axum::body::to_bytes(body, MAX_PLAN_BODY).await {
-            Ok(bytes) => plan_from_json(&bytes, &settings.limits),
+            Ok(bytes) => plan_from_json(&bytes, &limits),
             Err(_) => {
                 service.metrics.refused(Refusal::BadRequest);
                 let message = format!("request body larger than {MAX_PLAN_BODY} bytes\n");
@@ -105,8 +101,8 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
             }
         }
     } else {
-        parse_path(target, &settings.limits).and_then(|plan: Plan| {
-            plan.check_size(&settings.limits)?;
+        parse_path(target, &limits).and_then(|plan: Plan| {
+            plan.check_size(&limits)?;
             Ok(plan)
         })
     };
@@ -114,11 +110,6 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         Ok(plan) => plan,
         Err(e) => return refuse(&service, e),
     };
-    let directives = match Directives::from_headers(&parts.headers, settings.max_delay) {
-        Ok(d) => d.or(&service.defaults),
-        Err(e) => return refuse(&service, e),
-    };
-    let decision = directives.decide(&mut rand::rng());
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
     let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
     let pretty = depth == 0;
@@ -128,17 +119,17 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     };
     if let Some(report) = service
         .executor
-        .refuse_loop(&service.identity, &inbound, depth)
+        .refuse_loop(&service.identity, &inbound, &admission)
     {
         service.metrics.refused(Refusal::Loop);
         return render(StatusCode::LOOP_DETECTED, &report);
     }
     let report = service
         .executor
-        .answer(&service.identity, &plan, &inbound, depth, budget, &decision)
+        .answer(&service.identity, &plan, &inbound, &admission)
         .await;
     service.metrics.report(&report);
-    let status = match decision.http_status() {
+    let status = match admission.decision.http_status() {
         Some(injected) => {
             StatusCode::from_u16(injected).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         }
