@@ -9,9 +9,8 @@ use std::time::Duration;
 use http::HeaderMap;
 use tonic::transport::{Channel, Endpoint};
 
-use super::http::{error_chain, root_cause};
 use super::resolve::Resolved;
-use super::HopResult;
+use super::{error_chain, root_cause, HopResult};
 use crate::behavior::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
@@ -83,21 +82,10 @@ fn judge_status(status: &tonic::Status, to: &Resolved) -> HopResult {
     let lower = text.to_ascii_lowercase();
     let response = decode_status_details(status.details()).map(Report::from);
     if response.is_none() {
-        if lower.contains("connection refused") {
-            return HopResult::failed(
-                Outcome::Refused,
-                format!("connection refused by {}", to.connect),
-            );
-        }
-        if lower.contains("dns error") || lower.contains("failed to lookup address") {
-            return HopResult::failed(
-                Outcome::Dns,
-                format!(
-                    "cannot resolve \"{}\": {}",
-                    to.authority,
-                    std::error::Error::source(status).map_or(text.clone(), root_cause)
-                ),
-            );
+        let source = std::error::Error::source(status);
+        let root = || source.map_or_else(|| text.clone(), root_cause);
+        if let Some(failure) = HopResult::connect_failure(&text, root, to) {
+            return failure;
         }
         if status.code() == tonic::Code::DeadlineExceeded || lower.contains("timeout expired") {
             return HopResult {

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::resolve::Resolved;
-use super::HopResult;
+use super::{error_chain, root_cause, HopResult};
 use crate::report::{Outcome, Report};
 
 /// Largest downstream body read; a bigger answer is a failed hop.
@@ -170,47 +170,9 @@ fn brief_body(body: &[u8], is_report: bool) -> String {
 /// timed out, or the error chain as it stands.
 fn describe_error(error: &ExchangeError, to: &Resolved) -> HopResult {
     let chain = error_chain(error);
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("timed out") {
-        HopResult::failed(Outcome::Timeout, format!("timed out: {chain}"))
-    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        let host = to
-            .authority
-            .rsplit_once(':')
-            .map_or(&*to.authority, |(h, _)| h);
-        HopResult::failed(
-            Outcome::Dns,
-            format!("cannot resolve \"{host}\": {}", root_cause(error)),
-        )
-    } else if lower.contains("connection refused") {
-        HopResult::failed(
-            Outcome::Refused,
-            format!("connection refused by {}", to.connect),
-        )
-    } else {
-        HopResult::failed(Outcome::Error, chain)
+    if chain.to_ascii_lowercase().contains("timed out") {
+        return HopResult::failed(Outcome::Timeout, format!("timed out: {chain}"));
     }
-}
-
-/// The innermost source of an error: usually the one a person can act on.
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
-/// An error and its sources, joined by ": ", without repeats.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
+    HopResult::connect_failure(&chain, || root_cause(error), to)
+        .unwrap_or_else(|| HopResult::failed(Outcome::Error, chain))
 }

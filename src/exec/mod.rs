@@ -51,6 +51,55 @@ impl HopResult {
     }
 }
 
+impl HopResult {
+    /// A failure to connect named the way a person would — nobody listening,
+    /// a name that does not resolve — read from an error's text (`chain`),
+    /// or `None` when the text says neither. `root` gives the innermost cause.
+    pub(crate) fn connect_failure(
+        chain: &str,
+        root: impl FnOnce() -> String,
+        to: &resolve::Resolved,
+    ) -> Option<HopResult> {
+        let lower = chain.to_ascii_lowercase();
+        if lower.contains("dns error") || lower.contains("failed to lookup address") {
+            let host = to
+                .authority
+                .rsplit_once(':')
+                .map_or(&*to.authority, |(h, _)| h);
+            let message = format!("cannot resolve \"{host}\": {}", root());
+            Some(HopResult::failed(Outcome::Dns, message))
+        } else if lower.contains("connection refused") {
+            let message = format!("connection refused by {}", to.connect);
+            Some(HopResult::failed(Outcome::Refused, message))
+        } else {
+            None
+        }
+    }
+}
+
+/// The innermost source of an error: usually the one a person can act on.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// An error and its sources, joined by ": ", without repeats.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 /// The request as the edge received it, in protocol-neutral terms.
 #[derive(Debug, Clone)]
 pub struct Inbound {
