@@ -191,7 +191,7 @@ impl Directives {
 
     /// Draws whether to drop this request's connection.
     pub fn decide_reset(&self, rng: &mut impl Rng) -> bool {
-        self.reset.is_some_and(|p| rng.random::<f64>() * 100.0 < p)
+        decide_reset(self.reset, rng)
     }
 }
 
@@ -379,6 +379,11 @@ pub fn parse_reset(text: &str) -> Result<f64, DirectiveError> {
             .filter(|p| (0.0..=100.0).contains(p))
             .ok_or_else(|| error(RESET, text, "write true or a percentage such as 25%")),
     }
+}
+
+/// Draws whether to drop a connection, `percent` of the time.
+pub fn decide_reset(percent: Option<f64>, rng: &mut impl Rng) -> bool {
+    percent.is_some_and(|p| rng.random::<f64>() * 100.0 < p)
 }
 
 /// gRPC code names by number, as grpcurl prints them.

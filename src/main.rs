@@ -2,6 +2,7 @@
 //! in one process, print the `plan` of a path, `call` a server, or check its
 //! `health`. `--help` on each is the manual.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -496,8 +497,9 @@ fn print_report(report: &Report, tree: bool) -> anyhow::Result<()> {
     if tree {
         print!("{}", render_tree(report));
     } else {
-        report.parallel_forwards.expand();
-        println!("{}", serde_json::to_string_pretty(report)?);
+        let mut out = std::io::stdout().lock();
+        out.write_all(&report.to_pretty_json()?)?;
+        writeln!(out)?;
     }
     Ok(())
 }

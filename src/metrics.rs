@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::report::Report;
+use crate::report::{Outcome, Report};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -176,19 +176,7 @@ impl Metrics {
         for hop in report.forwards() {
             let labels = HopLabels {
                 protocol: label(&hop.protocol, &["http", "h2c", "grpc"]),
-                outcome: label(
-                    &hop.result,
-                    &[
-                        "ok",
-                        "refused",
-                        "dns",
-                        "timeout",
-                        "status",
-                        "bad-answer",
-                        "error",
-                        "skipped",
-                    ],
-                ),
+                outcome: label(&hop.result, &Outcome::ALL.map(Outcome::as_str)),
             };
             self.hops.get_or_create(&labels).inc();
             self.hop_seconds

@@ -205,6 +205,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, for those who count them.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Ok,
+        Outcome::Refused,
+        Outcome::Dns,
+        Outcome::Timeout,
+        Outcome::Status,
+        Outcome::BadAnswer,
+        Outcome::Error,
+        Outcome::Skipped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -230,6 +242,13 @@ impl Report {
         self.parallel_forwards
             .iter()
             .flat_map(|g| g.sequential_forwards.iter())
+    }
+
+    /// The report as indented JSON, every level included: received
+    /// subtrees are parsed first, so all of them are indented.
+    pub fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
+        self.parallel_forwards.expand();
+        serde_json::to_vec_pretty(self)
     }
 
     /// The first failed hop of this level, if any.

@@ -9,12 +9,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use super::Service;
+use super::{identity_headers, Service};
 use crate::behavior::grpc_code_name;
 use crate::exec::context::trace_id;
 use crate::exec::Inbound;
@@ -132,7 +132,7 @@ impl MockService for GrpcMockService {
         match report.first_failure() {
             None => {
                 let mut response = tonic::Response::new(pb::CallResponse::from(&report));
-                identity_metadata(response.metadata_mut(), &report);
+                *response.metadata_mut() = identity_metadata(&report);
                 Ok(response)
             }
             Some(failed) => {
@@ -165,21 +165,14 @@ fn request_line(message: &pb::CallRequest, plan: &Plan) -> String {
 fn failure(code: Code, message: String, report: &Report) -> Status {
     let response = pb::CallResponse::from(report);
     let details = encode_status_details(code as i32, &message, &response);
-    let mut metadata = MetadataMap::new();
-    identity_metadata(&mut metadata, report);
+    let metadata = identity_metadata(report);
     tracing::debug!(code = grpc_code_name(code as i32), "call failed");
     Status::with_details_and_metadata(code, message, details.into(), metadata)
 }
 
-/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id`.
-fn identity_metadata(metadata: &mut MetadataMap, report: &Report) {
-    for (name, value) in [
-        ("x-servicemock-service", &report.service),
-        ("x-servicemock-version", &report.version),
-        ("x-request-id", &report.request_id),
-    ] {
-        if let Ok(v) = MetadataValue::try_from(value.as_str()) {
-            metadata.insert(name, v);
-        }
-    }
+/// The identity headers of a report as gRPC metadata.
+fn identity_metadata(report: &Report) -> MetadataMap {
+    let mut headers = http::HeaderMap::new();
+    identity_headers(&mut headers, report);
+    MetadataMap::from_headers(headers)
 }

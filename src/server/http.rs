@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::Service;
+use super::{identity_headers, Service};
 use crate::exec::context::trace_id;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
@@ -219,9 +219,7 @@ fn bad_request(error: impl std::fmt::Display) -> Response {
 /// count versions.
 fn report_response(status: StatusCode, report: &Report, pretty: bool) -> Response {
     let body = if pretty {
-        // Indent the whole tree, not only the levels this service parsed.
-        report.parallel_forwards.expand();
-        serde_json::to_vec_pretty(report)
+        report.to_pretty_json()
     } else {
         serde_json::to_vec(report)
     };
@@ -245,17 +243,4 @@ fn report_response(status: StatusCode, report: &Report, pretty: bool) -> Respons
     );
     identity_headers(&mut headers, report);
     (status, headers, body).into_response()
-}
-
-/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id`.
-pub fn identity_headers(headers: &mut HeaderMap, report: &Report) {
-    for (name, value) in [
-        ("x-servicemock-service", &report.service),
-        ("x-servicemock-version", &report.version),
-        ("x-request-id", &report.request_id),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
-    }
 }

@@ -28,6 +28,7 @@ use crate::config::Identity;
 use crate::exec::context::DEPTH_HEADER;
 use crate::exec::Executor;
 use crate::metrics::{Metrics, Refusal};
+use crate::report::Report;
 
 /// One named service: who it is, the executor that runs its plans, and the
 /// behaviour it shows when a request asks for none.
@@ -58,6 +59,21 @@ impl Service {
     /// Whether shutdown has begun (readiness answers 503 from then on).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id` of a
+/// report, as response headers (HTTP) or metadata (gRPC), so a `curl -sI`
+/// loop can count who answered.
+pub fn identity_headers(headers: &mut ::http::HeaderMap, report: &Report) {
+    for (name, value) in [
+        ("x-servicemock-service", &report.service),
+        ("x-servicemock-version", &report.version),
+        ("x-request-id", &report.request_id),
+    ] {
+        if let Ok(v) = ::http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
     }
 }
 
@@ -168,11 +184,7 @@ fn wants_reset(request: &Request, defaults: &Directives) -> bool {
             .and_then(|t| behavior::parse_reset(t.trim()).ok()),
         None => defaults.reset,
     };
-    let directives = Directives {
-        reset: rate,
-        ..Directives::default()
-    };
-    directives.decide_reset(&mut rand::rng())
+    behavior::decide_reset(rate, &mut rand::rng())
 }
 
 /// An answer whose body fails at once: hyper aborts the connection
