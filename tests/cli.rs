@@ -64,6 +64,14 @@ async fn serve(
     (running, addr)
 }
 
+/// Runs the binary from a blocking thread, so the servers of the test keep
+/// being served while it waits.
+async fn run_off_runtime(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("binary runs")
 }
@@ -135,14 +143,15 @@ fn plan_prints_a_call_request_or_the_error() {
 async fn call_over_http_and_grpc() {
     let mesh = mesh(&["entry", "service2"]).await;
     let entry = mesh.addr("entry").unwrap().to_string();
-    for extra in [&[][..], &["--grpc"][..]] {
-        let mut args: Vec<String> = vec!["call".into()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend([entry.clone(), "/@grpc:service2/end".into()]);
-        let out =
-            tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
-                .await
-                .unwrap();
+    for grpc in [false, true] {
+        let call = |tree: bool| {
+            let mut args = vec!["call"];
+            args.extend(grpc.then_some("--grpc"));
+            args.extend(tree.then_some("--tree"));
+            args.extend([entry.as_str(), "/@grpc:service2/end"]);
+            run_off_runtime(args.into_iter().map(String::from).collect())
+        };
+        let out = call(false).await;
         assert!(
             out.status.success(),
             "{}",
@@ -152,30 +161,17 @@ async fn call_over_http_and_grpc() {
         let hop = r.forwards().next().unwrap();
         assert_eq!((hop.protocol.as_str(), hop.result.as_str()), ("grpc", "ok"));
         assert_eq!(hop.response.as_ref().unwrap().service, "service2");
-    }
-    for extra in [&[][..], &["--grpc"][..]] {
-        let mut args: Vec<String> = vec!["call".into(), "--tree".into()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.extend([entry.clone(), "/@grpc:service2/end".into()]);
-        let out =
-            tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
-                .await
-                .unwrap();
+
+        let out = call(true).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
-        assert!(
-            text.lines()
-                .nth(1)
-                .unwrap()
-                .starts_with("└─ 1.1 grpc  service2 v1  0 ok"),
-            "{text}"
-        );
+        let line = text.lines().nth(1).unwrap();
+        assert!(line.starts_with("└─ 1.1 grpc  service2 v1  0 ok"), "{text}");
     }
     let closed = closed_port().await;
     let path = format!("/@127.0.0.1:{}/", closed.port());
-    let out = tokio::task::spawn_blocking(move || run(&["call", "--grpc", &entry, &path]))
-        .await
-        .unwrap();
+    let args = ["call", "--grpc", &entry, &path].map(String::from).to_vec();
+    let out = run_off_runtime(args).await;
     assert_eq!(out.status.code(), Some(1));
     let r: Report =
         serde_json::from_slice(&out.stdout).expect("the report is printed on failure too");
@@ -188,14 +184,10 @@ async fn call_over_http_and_grpc() {
 async fn health_command() {
     let mesh = mesh(&["a"]).await;
     let addr = mesh.addr("a").unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || run(&["health", &addr]))
-        .await
-        .unwrap();
+    let out = run_off_runtime(vec!["health".into(), addr]).await;
     assert!(out.status.success());
     let closed = closed_port().await.to_string();
-    let out = tokio::task::spawn_blocking(move || run(&["health", &closed]))
-        .await
-        .unwrap();
+    let out = run_off_runtime(vec!["health".into(), closed]).await;
     assert_eq!(out.status.code(), Some(1));
     mesh.stop().await.unwrap();
 }
