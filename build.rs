@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("servicemock_descriptor.bin"),
         fds.encode_to_vec(),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Decoding goes through the nesting guard of `src/wire.rs`.
+    tonic_prost_build::configure()
+        .codec_path("crate::wire::GuardedCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

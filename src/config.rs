@@ -39,9 +39,6 @@ impl Identity {
 pub struct Settings {
     /// Bounds on paths and plans.
     pub limits: Limits,
-    /// Most services a request may pass through before this one refuses it
-    /// with 508 Loop Detected.
-    pub max_depth: u32,
     /// Longest any single hop may take.
     pub hop_timeout: Duration,
     /// Longest a whole request may take here, hops included; shrinks as the
@@ -52,17 +49,21 @@ pub struct Settings {
     /// Requests served at once; more are refused at once (503 or
     /// RESOURCE_EXHAUSTED) instead of queueing without bound.
     pub max_concurrent: usize,
+    /// Most bytes of trailers a failed gRPC call may carry: its report in
+    /// `grpc-status-details-bin` (base64) and `grpc-message`. gRPC clients
+    /// refuse more than 8 KiB of metadata by default, so that is ours.
+    pub grpc_details_budget: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             limits: Limits::default(),
-            max_depth: 32,
             hop_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_delay: Duration::from_secs(10),
             max_concurrent: 1024,
+            grpc_details_budget: 8 * 1024,
         }
     }
 }

@@ -27,6 +27,8 @@
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
 //! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
+//! * [`wire`]: the guard before every protobuf decode (nesting bounded by
+//!   `--max-depth`, no recursion on hostile input) and the tonic codec.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
 pub mod behavior;
@@ -39,3 +41,4 @@ pub mod pb;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod wire;

@@ -187,8 +187,11 @@ struct Tuning {
     /// Longest a whole request may take, hops included; callers pass on what is left.
     #[arg(long, env = "SERVICEMOCK_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     request_timeout: Duration,
-    /// Most services a request may pass through before it is refused (508).
-    #[arg(long, env = "SERVICEMOCK_MAX_DEPTH", default_value_t = 32)]
+    /// Most services a request may pass through (1 to 128). A plan nesting
+    /// deeper than what is left is refused before anyone is called (400 /
+    /// INVALID_ARGUMENT at the entry); a request arriving past it gets 508.
+    #[arg(long, env = "SERVICEMOCK_MAX_DEPTH", default_value_t = Limits::default().max_depth,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::plan::MAX_DEPTH_CEILING)))]
     max_depth: u32,
     /// Longest accepted path, in bytes.
     #[arg(long, env = "SERVICEMOCK_MAX_PATH_LEN", default_value_t = Limits::default().max_path_len)]
@@ -196,6 +199,11 @@ struct Tuning {
     /// Most targets in one @-command.
     #[arg(long, env = "SERVICEMOCK_MAX_TARGETS", default_value_t = Limits::default().max_targets)]
     max_targets: usize,
+    /// Most bytes of trailers a failed gRPC call carries (its report in
+    /// grpc-status-details-bin, trimmed to fit, and grpc-message). gRPC
+    /// clients refuse over 8 KiB of metadata by default.
+    #[arg(long, env = "SERVICEMOCK_GRPC_DETAILS_BUDGET", default_value_t = Settings::default().grpc_details_budget)]
+    grpc_details_budget: usize,
     /// Most calls one request's whole tree may make.
     #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
     max_hops: usize,
@@ -282,12 +290,13 @@ impl Tuning {
                 max_path_len: self.max_path_len,
                 max_targets: self.max_targets,
                 max_hops: self.max_hops,
+                max_depth: self.max_depth,
             },
-            max_depth: self.max_depth,
             hop_timeout: self.hop_timeout,
             request_timeout: self.request_timeout,
             max_delay: self.max_delay,
             max_concurrent: self.max_concurrent,
+            grpc_details_budget: self.grpc_details_budget,
         }
     }
 

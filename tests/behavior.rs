@@ -411,8 +411,13 @@ async fn deadline_shrinks_as_hops_consume_it() {
         ],
     )
     .await;
-    assert_eq!(status, 502, "{body}");
-    let hop = parse(&body).forwards().next().cloned().unwrap();
+    // a's own delay ran into its deadline: it answers 504 at the deadline,
+    // says the delay was cut, and lists b as not called.
+    assert_eq!(status, 504, "{body}");
+    let r = parse(&body);
+    assert!(r.timed_out, "{r:#?}");
+    assert_eq!(r.injected, ["delay 300ms cut at the deadline after 100ms"]);
+    let hop = r.forwards().next().cloned().unwrap();
     assert_eq!(hop.result, "skipped", "no time left to call b: {hop:#?}");
     mesh.stop().await.unwrap();
 }

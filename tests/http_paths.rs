@@ -332,34 +332,64 @@ async fn syntax_errors_answer_400_with_position() {
 }
 
 #[tokio::test]
-async fn depth_limit_stops_self_loops() {
+async fn one_depth_rule_refuses_deep_plans_before_anyone_is_called() {
     let settings = Settings {
-        max_depth: 3,
+        limits: servicemock::plan::Limits {
+            max_depth: 3,
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let mesh = mesh_with(&["self"], settings).await;
-    let (status, r) = report(
-        mesh.addr("self").unwrap(),
-        &format!("{}end", "/@self".repeat(6) + "/"),
-    )
-    .await;
-    assert_eq!(status, 502);
-    let mut level = &r;
-    for _ in 0..3 {
-        assert_eq!(hops(level)[0].result, "status");
-        level = only_child(level);
-    }
-    let refused = hops(level)[0];
-    assert_eq!(refused.status, Some(508), "{refused:#?}");
-    let loop_report = refused.response.as_ref().unwrap();
+    let addr = mesh.addr("self").unwrap();
+    // Deeper than --max-depth: 400 at the entry, and nobody was called.
+    let (status, body) = get(addr, &format!("{}end", "/@self".repeat(4) + "/")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("plan too deep: it nests 4 levels"), "{body}");
+    assert!(body.contains("--max-depth 3"), "{body}");
+    let (_, metrics) = get(addr, "/metrics").await;
     assert!(
-        loop_report.message.starts_with("loop detected"),
-        "{loop_report:#?}"
+        !metrics.contains("servicemock_hops_total{"),
+        "no hop was made: {metrics}"
     );
+    // Exactly the limit works.
+    let (status, r) = report(addr, &format!("{}end", "/@self".repeat(3) + "/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        only_child(only_child(only_child(&r)))
+            .parallel_forwards
+            .len(),
+        0
+    );
+    // Below the entry, a plan deeper than the depth left is refused with a
+    // report (508), so the caller's tree shows where it stopped.
+    let response = client()
+        .get(format!("http://{addr}/@self/@self/end"))
+        .header("x-servicemock-depth", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 508);
+    let refused: servicemock::report::Report =
+        serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert!(
-        loop_report.parallel_forwards.is_empty(),
-        "508 forwards nothing"
+        refused
+            .message
+            .starts_with("refused before calling anyone: plan too deep"),
+        "{refused:#?}"
     );
+    assert!(refused.parallel_forwards.is_empty(), "508 forwards nothing");
+    // Past the limit (a loop through proxies): 508 loop detected.
+    let response = client()
+        .get(format!("http://{addr}/end"))
+        .header("x-servicemock-depth", "4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 508);
+    let looped: servicemock::report::Report =
+        serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(looped.message.starts_with("loop detected"), "{looped:#?}");
     mesh.stop().await.unwrap();
 }
 

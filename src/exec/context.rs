@@ -95,7 +95,8 @@ pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Durati
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H M S m u n).
 pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    if text.len() < 2 || text.len() > 9 {
+    // Any byte may arrive here; only ASCII can be split by length.
+    if !text.is_ascii() || text.len() < 2 || text.len() > 9 {
         return None;
     }
     let (digits, unit) = text.split_at(text.len() - 1);
@@ -179,6 +180,9 @@ mod tests {
         assert_eq!(parse_grpc_timeout("5x"), None);
         assert_eq!(parse_grpc_timeout("m"), None);
         assert_eq!(parse_grpc_timeout("123456789m"), None);
+        // A multi-byte character where the unit should be: no panic.
+        assert_eq!(parse_grpc_timeout("1\u{ff}"), None);
+        assert_eq!(parse_grpc_timeout("1€"), None);
     }
 
     #[test]

@@ -10,12 +10,22 @@ use http::HeaderMap;
 use tonic::transport::{Channel, Endpoint};
 
 use super::resolve::Resolved;
-use super::{error_chain, root_cause, HopResult};
+use super::HopResult;
 use crate::behavior::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
 use crate::report::proto::decode_status_details;
 use crate::report::{Outcome, Report};
+use crate::wire::REFUSED_BY_GUARD;
+
+/// Largest header block accepted from a gRPC hop: well above the 8 KiB a
+/// failed call's details are trimmed to by default (`--grpc-details-budget`),
+/// so a service configured for more is still read whole.
+const MAX_HEADER_LIST: u32 = 256 * 1024;
+
+/// Longest text of a downstream's status message kept in a hop's error; the
+/// tree below is in the nested report.
+const MAX_STATUS_TEXT: usize = 200;
 
 /// The pool of gRPC channels, one per (address, authority).
 #[derive(Debug, Clone, Default)]
@@ -37,19 +47,21 @@ impl GrpcClients {
             .map_err(|e| format!("bad address \"{}\": {e}", to.connect))?
             .origin(origin)
             .tcp_nodelay(true)
+            .http2_max_header_list_size(MAX_HEADER_LIST)
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         channels.insert(to.clone(), channel.clone());
         Ok(channel)
     }
 
-    /// Sends `request` to `to` and reads the downstream report.
+    /// Sends `request` to `to` and reads the downstream report, waiting
+    /// `timer` at most (also sent as `grpc-timeout`).
     pub async fn call(
         &self,
         to: &Resolved,
         request: pb::CallRequest,
         headers: HeaderMap,
-        timeout: Duration,
+        timer: Duration,
     ) -> HopResult {
         let channel = match self.channel(to) {
             Ok(c) => c,
@@ -57,53 +69,85 @@ impl GrpcClients {
         };
         let mut request = tonic::Request::new(request);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-        request.set_timeout(timeout);
+        request.set_timeout(timer);
         let mut client = MockServiceClient::new(channel);
-        match tokio::time::timeout(timeout, client.call(request)).await {
-            Err(_) => HopResult::failed(Outcome::Timeout, format!("no answer within {timeout:?}")),
-            Ok(Ok(response)) => HopResult {
-                status: Some(tonic::Code::Ok as i32),
-                outcome: Outcome::Ok,
-                error: None,
-                response: Some(Report::from(response.into_inner())),
-            },
-            Ok(Err(status)) => judge_status(&status, to),
+        match tokio::time::timeout(timer, client.call(request)).await {
+            Err(elapsed) => HopResult::transport(&elapsed, to, timer),
+            Ok(Ok(response)) => {
+                let report = Report::from(response.into_inner());
+                if report.service.is_empty() {
+                    return HopResult {
+                        status: Some(0),
+                        ..HopResult::failed(
+                            Outcome::BadAnswer,
+                            "answered OK with a CallResponse that names no service: not a servicemock report".into(),
+                        )
+                    };
+                }
+                HopResult::from_ok_report(0, "OK", report)
+            }
+            Ok(Err(status)) => judge_status(&status, to, timer),
         }
     }
 }
 
 /// Turns a failed call into a hop result, telling a transport failure (no
-/// answer) from a status the downstream service sent.
-fn judge_status(status: &tonic::Status, to: &Resolved) -> HopResult {
-    let text = match std::error::Error::source(status) {
-        Some(source) => format!("{}: {}", status.message(), error_chain(source)),
-        None => status.message().to_owned(),
-    };
-    let lower = text.to_ascii_lowercase();
-    let response = decode_status_details(status.details()).map(Report::from);
-    if response.is_none() {
-        let source = std::error::Error::source(status);
-        let root = || source.map_or_else(|| text.clone(), root_cause);
-        if let Some(failure) = HopResult::connect_failure(&text, root, to) {
-            return failure;
-        }
-        if status.code() == tonic::Code::DeadlineExceeded || lower.contains("timeout expired") {
-            return HopResult {
-                status: Some(status.code() as i32),
-                ..HopResult::failed(
-                    Outcome::Timeout,
-                    format!("timed out: {} {text}", grpc_code_name(status.code() as i32)),
-                )
-            };
+/// answer), a downstream servicemock's failure (its report in the details)
+/// and a status made by something else (a proxy) apart.
+fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopResult {
+    let code = status.code() as i32;
+    let name = grpc_code_name(code);
+    let text = clip(status.message(), MAX_STATUS_TEXT);
+    if status.metadata().contains_key(REFUSED_BY_GUARD) {
+        return HopResult {
+            status: Some(code),
+            ..HopResult::failed(
+                Outcome::BadAnswer,
+                format!("the answer was refused: {text}"),
+            )
+        };
+    }
+    if let Some(response) = decode_status_details(status.details()) {
+        let report = Report::from(response);
+        if !report.service.is_empty() {
+            return HopResult::from_failed_report(code, format!("answered {name}: {text}"), report);
         }
     }
+    if let Some(source) = std::error::Error::source(status) {
+        // Nothing answered: the channel failed (refused, unresolvable,
+        // timed out) before any status came back.
+        return HopResult {
+            status: None,
+            ..HopResult::transport(source, to, timer)
+        };
+    }
+    let mut headers = status.metadata().clone().into_headers();
+    headers.remove("grpc-status-details-bin");
+    let who = super::http::answered_by(&headers, text.as_bytes());
     HopResult {
-        status: Some(status.code() as i32),
-        outcome: Outcome::Status,
+        status: Some(code),
+        outcome: if status.code() == tonic::Code::DeadlineExceeded {
+            Outcome::Timeout
+        } else {
+            Outcome::Status
+        },
         error: Some(format!(
-            "answered {}: {text}",
-            grpc_code_name(status.code() as i32)
+            "answered {name}: {}, made by {who}",
+            crate::report::text::sanitize(&text)
         )),
-        response,
+        response: None,
+        answered_by: Some(who),
     }
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary, with `…`.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }

@@ -15,8 +15,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::resolve::Resolved;
-use super::{error_chain, root_cause, HopResult};
-use crate::report::{Outcome, Report};
+use super::HopResult;
+use crate::report::{json_nesting, Outcome, Report, MAX_REPORT_NESTING};
 
 /// Largest downstream body read; a bigger answer is a failed hop.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -96,18 +96,18 @@ impl HttpClients {
                 }
             }
             let response = client.request(request).await?;
-            let status = response.status();
-            let body = match Limited::new(response.into_body(), MAX_BODY).collect().await {
+            let (parts, body) = response.into_parts();
+            let body = match Limited::new(body, MAX_BODY).collect().await {
                 Ok(collected) => Some(collected.to_bytes()),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
                 Err(e) => return Err(ExchangeError::Body(e)),
             };
-            Ok::<_, ExchangeError>((status, body))
+            Ok::<_, ExchangeError>((parts, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => HopResult::failed(Outcome::Timeout, format!("no answer within {timeout:?}")),
-            Ok(Err(e)) => describe_error(&e, to),
-            Ok(Ok((status, body))) => judge_answer(status, body.as_deref()),
+            Err(elapsed) => HopResult::transport(&elapsed, to, timeout),
+            Ok(Err(e)) => HopResult::transport(&e, to, timeout),
+            Ok(Ok((parts, body))) => judge_answer(&parts, body.as_deref()),
         }
     }
 }
@@ -118,61 +118,124 @@ impl Default for HttpClients {
     }
 }
 
-/// Turns a downstream answer into a hop result: the report it carries, and
-/// an error unless the status was 2xx and the body a report.
-fn judge_answer(status: http::StatusCode, body: Option<&[u8]>) -> HopResult {
-    let code = Some(i32::from(status.as_u16()));
+/// Turns a downstream answer into a hop result. A servicemock report
+/// (one that names the service that wrote it) is nested under the hop; any
+/// other answer is told apart as what it is — its status, who made it and a
+/// short quote — never dressed up as a report.
+fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult {
+    let status = parts.status;
+    let code = i32::from(status.as_u16());
+    let status_text = status_line(status);
     let Some(body) = body else {
         return HopResult {
-            status: code,
+            status: Some(code),
             ..HopResult::failed(
                 Outcome::BadAnswer,
-                format!("answer larger than {MAX_BODY} bytes"),
+                format!("answered {status_text} with more than {MAX_BODY} bytes"),
             )
         };
     };
-    let parsed = serde_json::from_slice::<Report>(body);
-    let (outcome, error) = match (&parsed, status.is_success()) {
-        (Ok(_), true) => (Outcome::Ok, None),
-        (_, false) => (
-            Outcome::Status,
-            Some(format!(
-                "answered {status}{}",
-                brief_body(body, parsed.is_ok())
-            )),
-        ),
-        (Err(e), true) => (
-            Outcome::BadAnswer,
-            Some(format!(
-                "answered {status} with a body that is not a servicemock report ({e}){}",
-                brief_body(body, false)
-            )),
-        ),
-    };
-    HopResult {
-        status: code,
-        outcome,
-        error,
-        response: parsed.ok(),
+    match read_report(body) {
+        Ok(report) if status.is_success() => HopResult::from_ok_report(code, &status_text, report),
+        Ok(report) => {
+            HopResult::from_failed_report(code, format!("answered {status_text}"), report)
+        }
+        Err(why) => {
+            let who = answered_by(&parts.headers, body);
+            let outcome = if status.is_success() {
+                Outcome::BadAnswer
+            } else {
+                Outcome::Status
+            };
+            let not_a_report = if status.is_success() {
+                format!(" with a body that is not a servicemock report ({why})")
+            } else {
+                String::new()
+            };
+            HopResult {
+                status: Some(code),
+                outcome,
+                error: Some(format!(
+                    "answered {status_text}{not_a_report}, made by {who}{}",
+                    brief_body(body)
+                )),
+                response: None,
+                answered_by: Some(who),
+            }
+        }
+    }
+}
+
+/// `503 Service Unavailable`.
+fn status_line(status: http::StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// Reads a body as a servicemock report: JSON no deeper than any report may
+/// be, with the identity of the service that wrote it.
+fn read_report(body: &[u8]) -> Result<Report, String> {
+    if json_nesting(body) > MAX_REPORT_NESTING {
+        return Err(format!(
+            "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
+        ));
+    }
+    let report: Report = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if report.service.is_empty() {
+        return Err("it names no Service: not written by a servicemock".into());
+    }
+    Ok(report)
+}
+
+/// Who made an answer that is not a servicemock report: a proxy when it
+/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, HAProxy's
+/// error pages), something else otherwise, with its `server` header.
+pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
+    let server = headers
+        .get(http::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::report::text::sanitize);
+    let envoy: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-envoy-"))
+        .map(|(name, value)| {
+            format!(
+                "{name}: {}",
+                crate::report::text::sanitize(&String::from_utf8_lossy(value.as_bytes()))
+            )
+        })
+        .collect();
+    let server_word = server.as_deref().unwrap_or("").to_ascii_lowercase();
+    let haproxy_page = body
+        .windows(b"No server is available".len())
+        .any(|w| w == b"No server is available");
+    let is_proxy = !envoy.is_empty()
+        || server_word.contains("envoy")
+        || server_word.contains("haproxy")
+        || haproxy_page;
+    let mut said = Vec::new();
+    if let Some(server) = server {
+        said.push(format!("server: {server}"));
+    }
+    said.extend(envoy);
+    let kind = if is_proxy { "proxy" } else { "other" };
+    if said.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} ({})", said.join(", "))
     }
 }
 
 /// A short quote of a body that is not a report, for the error text.
-fn brief_body(body: &[u8], is_report: bool) -> String {
-    if is_report || body.is_empty() {
+fn brief_body(body: &[u8]) -> String {
+    if body.is_empty() {
         return String::new();
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    format!(": \"{}\"", text.trim().replace('\n', " "))
-}
-
-/// Names a transport failure the way a person would: refused, unresolvable,
-/// timed out, or the error chain as it stands.
-fn describe_error(error: &ExchangeError, to: &Resolved) -> HopResult {
-    let chain = error_chain(error);
-    if chain.to_ascii_lowercase().contains("timed out") {
-        return HopResult::failed(Outcome::Timeout, format!("timed out: {chain}"));
-    }
-    HopResult::connect_failure(&chain, || root_cause(error), to)
-        .unwrap_or_else(|| HopResult::failed(Outcome::Error, chain))
+    format!(
+        ": \"{}\"",
+        crate::report::text::sanitize(text.trim()).replace("\\n", " ")
+    )
 }

@@ -8,6 +8,8 @@
 //! [`Inbound`] and render the report it returns.
 
 pub mod context;
+pub mod deadline;
+pub mod failure;
 pub mod grpc;
 pub mod http;
 pub mod resolve;
@@ -37,6 +39,9 @@ pub struct HopResult {
     pub error: Option<String>,
     /// The downstream's own report, if it sent one.
     pub response: Option<Report>,
+    /// Who answered, when it was not a servicemock (a proxy's local reply,
+    /// another server): what it said about itself.
+    pub answered_by: Option<String>,
 }
 
 impl HopResult {
@@ -47,57 +52,72 @@ impl HopResult {
             outcome,
             error: Some(error),
             response: None,
+            answered_by: None,
         }
     }
-}
 
-impl HopResult {
-    /// A failure to connect named the way a person would — nobody listening,
-    /// a name that does not resolve — read from an error's text (`chain`),
-    /// or `None` when the text says neither. `root` gives the innermost cause.
-    pub(crate) fn connect_failure(
-        chain: &str,
-        root: impl FnOnce() -> String,
+    /// A transport failure (nothing answered), named the way a person
+    /// would: nobody listening, a name that does not resolve, no answer in
+    /// time, or the error chain as it stands.
+    pub(crate) fn transport(
+        error: &(dyn std::error::Error + 'static),
         to: &resolve::Resolved,
-    ) -> Option<HopResult> {
-        let lower = chain.to_ascii_lowercase();
-        if lower.contains("dns error") || lower.contains("failed to lookup address") {
-            let host = to
-                .authority
-                .rsplit_once(':')
-                .map_or(&*to.authority, |(h, _)| h);
-            let message = format!("cannot resolve \"{host}\": {}", root());
-            Some(HopResult::failed(Outcome::Dns, message))
-        } else if lower.contains("connection refused") {
-            let message = format!("connection refused by {}", to.connect);
-            Some(HopResult::failed(Outcome::Refused, message))
+        timer: Duration,
+    ) -> HopResult {
+        let kind = failure::classify(error);
+        let message = match kind.outcome {
+            Outcome::Dns => format!("cannot resolve \"{}\": {}", to.host(), kind.cause),
+            Outcome::Refused => format!("connection refused by {}", to.connect),
+            Outcome::Timeout => format!("no answer within {}", deadline::human(timer)),
+            _ => failure::error_chain(error),
+        };
+        HopResult::failed(kind.outcome, message)
+    }
+
+    /// What a caller makes of a downstream servicemock's report that came
+    /// with a failing status: a `timeout` when the callee itself ran out of
+    /// time (so the slow hop is the one named), else a failing `status`.
+    pub(crate) fn from_failed_report(status: i32, said: String, report: Report) -> HopResult {
+        let (outcome, error) = if report.timed_out {
+            (
+                Outcome::Timeout,
+                format!("{} ran out of time: {}", report.service, report.message),
+            )
         } else {
-            None
+            (Outcome::Status, said)
+        };
+        HopResult {
+            status: Some(status),
+            outcome,
+            error: Some(error),
+            response: Some(report),
+            answered_by: None,
         }
     }
-}
 
-/// The innermost source of an error: usually the one a person can act on.
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
-/// An error and its sources, joined by ": ", without repeats.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+    /// A successful status with a servicemock report: ok, unless the report
+    /// lists failed hops (a real servicemock would not answer 2xx then; the
+    /// entry's status must follow the tree as received).
+    pub(crate) fn from_ok_report(status: i32, status_text: &str, report: Report) -> HopResult {
+        let failed = report.forwards().filter(|f| f.error.is_some()).count();
+        let (outcome, error) = if failed == 0 {
+            (Outcome::Ok, None)
+        } else {
+            (
+                Outcome::BadAnswer,
+                Some(format!(
+                    "answered {status_text}, yet its report lists {failed} failed hop(s)"
+                )),
+            )
+        };
+        HopResult {
+            status: Some(status),
+            outcome,
+            error,
+            response: Some(report),
+            answered_by: None,
         }
-        current = e.source();
     }
-    parts.join(": ")
 }
 
 /// The request as the edge received it, in protocol-neutral terms.
@@ -198,11 +218,41 @@ impl Executor {
         report.injected.clone_from(&decision.injected);
         let deadline = inbound.started + budget;
         if !decision.delay.is_zero() {
-            let until = (inbound.started + decision.delay).min(deadline);
-            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+            let wanted = inbound.started + decision.delay;
+            if wanted > deadline {
+                // The caller stops waiting soon after this deadline: answer
+                // at it, saying so, instead of racing the caller's timer.
+                tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+                report.timed_out = true;
+                let cut = format!(
+                    "delay {} cut at the deadline after {}",
+                    deadline::human(decision.delay),
+                    deadline::human(budget)
+                );
+                for line in &mut report.injected {
+                    if line.starts_with("delay ") {
+                        line.clone_from(&cut);
+                    }
+                }
+            } else {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(wanted)).await;
+            }
         }
         let who = format!("{} {}", identity.service, identity.version);
-        if injected_failure(decision, inbound.protocol) {
+        if report.timed_out {
+            report.message = format!(
+                "{who} ran out of time: the caller allowed {}, its delay asked {}",
+                deadline::human(budget),
+                deadline::human(decision.delay)
+            );
+            let ctx = HopContext {
+                started: inbound.started,
+                depth,
+                deadline,
+                outbound,
+            };
+            report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+        } else if injected_failure(decision, inbound.protocol) {
             report.message = format!("{who} failed on purpose ({})", decision.injected.join(", "));
         } else {
             let ctx = HopContext {
@@ -228,23 +278,28 @@ impl Executor {
     }
 
     /// The report refusing a request that has passed through more services
-    /// than `--max-depth` allows (a loop), or `None` if it has not.
+    /// than `--max-depth` allows (a loop through proxies), or whose plan
+    /// (`too_deep` says how) goes deeper than the depth left; `None` if
+    /// neither.
     pub fn refuse_loop(
         &self,
         identity: &Identity,
         inbound: &Inbound,
         admission: &Admission,
+        too_deep: Option<String>,
     ) -> Option<Report> {
         let depth = admission.depth;
-        let max = self.inner.settings.max_depth;
-        if depth <= max {
-            return None;
-        }
+        let max = self.inner.settings.limits.max_depth;
+        let message = match too_deep {
+            Some(why) => format!("refused before calling anyone: {why}"),
+            None if depth > max => format!(
+                "loop detected: the request has passed through {depth} services, more than --max-depth {max}"
+            ),
+            None => return None,
+        };
         let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
         let mut report = base_report(identity, inbound, request_id);
-        report.message = format!(
-            "loop detected: the request has passed through {depth} services, more than --max-depth {max}"
-        );
+        report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());
         Some(report)
     }
@@ -272,6 +327,9 @@ impl Executor {
     }
 
     /// Calls one hop within the time left, and records what happened.
+    /// The hop is waited for until the request's deadline (at most
+    /// `--hop-timeout`); the callee is told a smaller budget
+    /// ([`deadline::callee_budget`]) so that its own timers fire first.
     async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
         let start = Instant::now();
         let to = self.inner.resolver.resolve(&hop.target);
@@ -293,7 +351,8 @@ impl Executor {
                 "not called: the request's deadline had passed".into(),
             )
         } else {
-            let timeout = remaining.min(self.inner.settings.hop_timeout);
+            let timer = remaining.min(self.inner.settings.hop_timeout);
+            let budget = deadline::callee_budget(timer);
             let mut headers = ctx.outbound.clone();
             for (name, value) in &hop.headers {
                 if let (Ok(n), Ok(v)) = (
@@ -304,18 +363,18 @@ impl Executor {
                 }
             }
             headers.insert(DEPTH_HEADER, HeaderValue::from(ctx.depth + 1));
+            headers.insert(
+                TIMEOUT_HEADER,
+                HeaderValue::from(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
+            );
             match path {
                 None => {
                     self.inner
                         .grpc
-                        .call(&to, request_for(&hop.next), headers, timeout)
+                        .call(&to, request_for(&hop.next), headers, timer)
                         .await
                 }
                 Some(rendered) => {
-                    headers.insert(
-                        TIMEOUT_HEADER,
-                        HeaderValue::from(timeout.as_millis() as u64),
-                    );
                     let (path, body) = match rendered {
                         Ok(path) => (path, None),
                         Err(_) => ("/".to_owned(), Some(request_json(&hop.next))),
@@ -324,7 +383,7 @@ impl Executor {
                         Ok(body) => {
                             let h2c = hop.protocol == Protocol::H2c;
                             let http = &self.inner.http;
-                            http.call(h2c, &to, &path, body, headers, timeout).await
+                            http.call(h2c, &to, &path, body, headers, timer).await
                         }
                         Err(e) => HopResult::failed(
                             Outcome::Error,
@@ -343,6 +402,7 @@ impl Executor {
             start_ms: millis(start.saturating_duration_since(ctx.started)),
             duration_ms: millis(start.elapsed()),
             error: result.error,
+            answered_by: result.answered_by,
             response: result.response.map(Box::new),
         }
     }
@@ -405,6 +465,7 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         parallel_forwards: Forwards::default(),
         injected: Vec::new(),
         padding: String::new(),
+        timed_out: false,
     }
 }
 

@@ -22,6 +22,17 @@ pub struct Resolved {
     pub authority: String,
 }
 
+impl Resolved {
+    /// The host part of the authority (no port, no brackets).
+    pub fn host(&self) -> &str {
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(&*self.authority, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
 impl Resolver {
     /// A resolver that sends `name` and `name:8080` to `addr` for each pair.
     pub fn with_names(names: impl IntoIterator<Item = (String, SocketAddr)>) -> Resolver {

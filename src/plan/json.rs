@@ -12,6 +12,12 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::proto::plan_from_request;
+use crate::report::json_nesting;
+
+/// JSON levels one plan level adds: the plan object, its `parallel` array,
+/// a group object, its `hops` array and the hop object whose `next` is the
+/// next plan.
+const JSON_LEVELS_PER_PLAN: usize = 5;
 use super::{Limits, Plan, PlanError};
 use crate::pb;
 
@@ -79,7 +85,23 @@ struct BehaviorJson {
 
 /// Parses and checks a JSON `CallRequest`.
 pub fn plan_from_json(body: &[u8], limits: &Limits) -> Result<Plan, PlanError> {
-    let request: CallRequestJson = serde_json::from_slice(body).map_err(|e| PlanError::Field {
+    // Measured before parsing, so no body can make the parser recurse
+    // deeper than a plan of --max-depth levels needs.
+    let nesting = json_nesting(body);
+    let allowed = JSON_LEVELS_PER_PLAN * (limits.max_depth as usize + 1) + 2;
+    if nesting > allowed {
+        return Err(PlanError::TooDeep {
+            depth: nesting.saturating_sub(2) / JSON_LEVELS_PER_PLAN,
+            left: limits.max_depth,
+            max: limits.max_depth,
+            passed: 0,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.disable_recursion_limit();
+    let parsed = CallRequestJson::deserialize(serde_stacker::Deserializer::new(&mut de))
+        .and_then(|request| de.end().map(|()| request));
+    let request = parsed.map_err(|e| PlanError::Field {
         field: "body".into(),
         problem: format!("not a CallRequest in JSON: {e}"),
     })?;

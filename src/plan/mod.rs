@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 /// The port a target gets when it names none, as in the original server.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// The highest `--max-depth` accepted: every form of a plan (path, JSON,
+/// proto) and every received report is decoded up to this many levels at
+/// most, whatever a request says.
+pub const MAX_DEPTH_CEILING: u32 = 128;
+
 /// A hop tree: groups that run concurrently.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Plan {
@@ -172,6 +177,10 @@ pub struct Limits {
     pub max_targets: usize,
     /// Most hops in a whole tree, counting every call every service will make.
     pub max_hops: usize,
+    /// Most services one request may pass through (`--max-depth`): a plan
+    /// may nest no deeper than this minus the depth it arrived at, and a
+    /// service reached past it refuses with 508. At most [`MAX_DEPTH_CEILING`].
+    pub max_depth: u32,
 }
 
 impl Default for Limits {
@@ -180,6 +189,7 @@ impl Default for Limits {
             max_path_len: 8 * 1024,
             max_targets: 64,
             max_hops: 1024,
+            max_depth: 32,
         }
     }
 }
@@ -198,6 +208,14 @@ pub enum PlanError {
     /// The path is longer than [`Limits::max_path_len`].
     #[error("path too long: {len} bytes, the limit is {limit}")]
     PathTooLong { len: usize, limit: usize },
+    /// The tree nests deeper than the services it may still pass through.
+    #[error("plan too deep: it nests {depth} levels of calls, but only {left} more are allowed here (--max-depth {max}, this request has passed through {passed} services)")]
+    TooDeep {
+        depth: usize,
+        left: u32,
+        max: u32,
+        passed: u32,
+    },
     /// The tree would make more calls than [`Limits::max_hops`].
     #[error("plan too large: it would make more than {limit} calls in all (limit --max-hops)")]
     TooManyHops { limit: usize },
@@ -227,6 +245,41 @@ impl Plan {
     pub fn count_hops(&self, limit: usize) -> Option<usize> {
         let mut total = 0usize;
         count_into(self, limit, &mut total).then_some(total)
+    }
+
+    /// How many levels of calls the tree nests: 0 for a leaf, 1 for a plan
+    /// whose hops call nobody, and so on. Walks every hop once without
+    /// recursion: check the size ([`Plan::check_size`]) first.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut level: Vec<&Plan> = vec![self];
+        while !level.is_empty() {
+            let next: Vec<&Plan> = level
+                .iter()
+                .flat_map(|p| p.hops().map(|h| &*h.next))
+                .collect();
+            if level.iter().any(|p| !p.parallel.is_empty()) {
+                deepest += 1;
+            }
+            level = next;
+        }
+        deepest
+    }
+
+    /// Refuses a tree that nests deeper than `limits.max_depth` allows for
+    /// a request that has passed through `passed` services already.
+    pub fn check_depth(&self, limits: &Limits, passed: u32) -> Result<(), PlanError> {
+        let left = limits.max_depth.saturating_sub(passed);
+        let depth = self.depth();
+        if depth > left as usize {
+            return Err(PlanError::TooDeep {
+                depth,
+                left,
+                max: limits.max_depth,
+                passed,
+            });
+        }
+        Ok(())
     }
 
     /// Refuses a tree larger than `limits.max_hops`.

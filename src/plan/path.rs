@@ -1,4 +1,4 @@
-//! The @-path grammar (DESIGN.md §2): parse a request path into a [`Plan`]
+//! The @-path grammar (README, "The path grammar"): parse a request path into a [`Plan`]
 //! and render a plan back into the path a downstream service is called with.
 //!
 //! ```text
@@ -58,6 +58,14 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
         }
         commands.push(decoded);
         rest = &after_slash[end..];
+    }
+    if commands.len() > limits.max_depth as usize {
+        return Err(PlanError::TooDeep {
+            depth: commands.len(),
+            left: limits.max_depth,
+            max: limits.max_depth,
+            passed: 0,
+        });
     }
     let uri = normalize_uri(rest);
     let mut next = Arc::new(Plan::leaf(uri.clone()));

@@ -9,6 +9,7 @@
 
 pub mod proto;
 pub mod text;
+pub mod trim;
 
 use std::fmt;
 use std::ops::Deref;
@@ -16,6 +17,45 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+/// JSON levels one hop adds to a report: the report object, its
+/// `ParallelForwards` array, a group object, its `SequentialForwards` array
+/// and the hop object whose `Response` is the next report.
+pub const JSON_LEVELS_PER_HOP: usize = 5;
+
+/// The deepest JSON a received report may be: a report of
+/// [`crate::plan::MAX_DEPTH_CEILING`] hops in depth, and some room.
+pub const MAX_REPORT_NESTING: usize =
+    (crate::plan::MAX_DEPTH_CEILING as usize + 2) * JSON_LEVELS_PER_HOP + 4;
+
+/// How deep the arrays and objects of a JSON text nest, found without
+/// parsing or recursion (strings and escapes are skipped), so a hostile
+/// body is measured before any parser recurses into it.
+pub fn json_nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 /// What one service did with one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +90,11 @@ pub struct Report {
     /// Filler asked for by `x-mock-size`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub padding: String,
+    /// This service ran out of the time its caller gave it (its injected
+    /// delay reached the deadline) and answered 504 / DEADLINE_EXCEEDED, so
+    /// its caller names this hop as the `timeout`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 /// The hop groups of a report. A report received from downstream keeps its
@@ -82,9 +127,10 @@ impl Deref for Forwards {
             let Some(raw) = &self.raw else {
                 return Vec::new();
             };
-            // The raw text was checked to be JSON when it arrived; groups of
-            // another shape are shown as one failed hop, never dropped silently.
-            serde_json::from_str(raw.get()).unwrap_or_else(|e| {
+            // The raw text was checked to be JSON, and no deeper than a
+            // report may be, when it arrived; groups of another shape are
+            // shown as one failed hop, never dropped silently.
+            from_json_unbounded(raw.get()).unwrap_or_else(|e| {
                 vec![ParallelForward {
                     sequential_forwards: vec![Forward {
                         result: Outcome::BadAnswer.as_str().to_owned(),
@@ -97,6 +143,17 @@ impl Deref for Forwards {
             })
         })
     }
+}
+
+/// Parses JSON whose nesting was measured ([`json_nesting`]) when it
+/// arrived: serde_json's own limit of 128 levels would cut a report of
+/// about 25 hops, so it is lifted, and the stack grows on the heap instead
+/// of overflowing.
+pub fn from_json_unbounded<'de, T: Deserialize<'de>>(text: &'de str) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let de = serde_stacker::Deserializer::new(&mut de);
+    T::deserialize(de)
 }
 
 impl From<Vec<ParallelForward>> for Forwards {
@@ -179,6 +236,11 @@ pub struct Forward {
     /// Why the hop failed; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Who answered when it was not a servicemock: `proxy (...)` for a
+    /// proxy's own reply (Envoy, HAProxy), `other (...)` for anything else,
+    /// with what it said about itself. Absent when a servicemock answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
     /// The called service's own report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Box<Report>>,

@@ -7,6 +7,7 @@ use super::{Forward, ParallelForward, Report};
 use crate::pb;
 use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
 use crate::plan::Protocol;
+use crate::wire::decode_guarded;
 
 /// The type URL of a `CallResponse` packed in a `google.protobuf.Any`.
 pub const CALL_RESPONSE_TYPE_URL: &str = "type.googleapis.com/servicemock.v1.CallResponse";
@@ -37,13 +38,15 @@ pub fn encode_status_details(code: i32, message: &str, response: &pb::CallRespon
 }
 
 /// Finds the `CallResponse` in the details of a failed `Call`, if any.
+/// Decoding is guarded ([`crate::wire`]): a hostile downstream's details
+/// cannot nest deeper than any report may.
 pub fn decode_status_details(details: &[u8]) -> Option<pb::CallResponse> {
-    let status = RpcStatus::decode(details).ok()?;
+    let status: RpcStatus = decode_guarded(details).ok()?;
     status
         .details
         .iter()
         .find(|any| any.type_url == CALL_RESPONSE_TYPE_URL)
-        .and_then(|any| pb::CallResponse::decode(any.value.as_slice()).ok())
+        .and_then(|any| decode_guarded::<pb::CallResponse>(&any.value).ok())
 }
 
 impl From<&Report> for pb::CallResponse {
@@ -73,6 +76,7 @@ impl From<&Report> for pb::CallResponse {
                 .collect(),
             injected: r.injected.clone(),
             padding: r.padding.clone(),
+            timed_out: r.timed_out,
         }
     }
 }
@@ -86,6 +90,7 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
         error: f.error.clone().unwrap_or_default(),
+        answered_by: f.answered_by.clone().unwrap_or_default(),
         response: f.response.as_deref().map(pb::CallResponse::from),
     }
 }
@@ -117,6 +122,7 @@ impl From<pb::CallResponse> for Report {
                 .collect(),
             injected: r.injected,
             padding: r.padding,
+            timed_out: r.timed_out,
         }
     }
 }
@@ -132,6 +138,7 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
         error: (!f.error.is_empty()).then_some(f.error),
+        answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
         response: f.response.map(|r| Box::new(Report::from(r))),
     }
 }

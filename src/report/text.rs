@@ -12,15 +12,37 @@ pub fn render_tree(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{} {}  {}  {}  {}",
-        report.service,
-        report.version,
-        report.protocol,
+        sanitize(&report.service),
+        sanitize(&report.version),
+        sanitize(&report.protocol),
         ms(report.duration_ms),
-        report.message
+        sanitize(&report.message)
     );
     write_children(report, "", true, &mut out);
-    let _ = writeln!(out, "request {}   * slowest path", report.request_id);
+    let _ = writeln!(
+        out,
+        "request {}   * slowest path",
+        sanitize(&report.request_id)
+    );
     out
+}
+
+/// Text from elsewhere (a downstream's report, a proxy's headers) made safe
+/// for a terminal or a log line: control characters — newlines, escape
+/// sequences that clear a screen or set a title — are shown escaped.
+pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn ms(value: f64) -> String {
@@ -87,16 +109,20 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
     };
     let status = hop.status.map_or("-".to_owned(), |s| s.to_string());
     let mut line = format!(
-        "{:<5} {who}  {status} {}  {}{mark}",
-        hop.protocol,
-        hop.result,
+        "{:<5} {}  {status} {}  {}{mark}",
+        sanitize(&hop.protocol),
+        sanitize(&who),
+        sanitize(&hop.result),
         ms(hop.duration_ms)
     );
     if let Some(injected) = hop.response.as_ref().filter(|r| !r.injected.is_empty()) {
-        let _ = write!(line, "  [{}]", injected.injected.join(", "));
+        let _ = write!(line, "  [{}]", sanitize(&injected.injected.join(", ")));
+    }
+    if let Some(by) = &hop.answered_by {
+        let _ = write!(line, "  (answered by {})", sanitize(by));
     }
     if let Some(error) = &hop.error {
-        let _ = write!(line, "  {}", error);
+        let _ = write!(line, "  {}", sanitize(error));
     }
     line
 }
@@ -115,6 +141,7 @@ mod tests {
             start_ms: start,
             duration_ms: duration,
             error: None,
+            answered_by: None,
             response: child.map(Box::new),
         }
     }

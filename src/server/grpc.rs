@@ -13,19 +13,19 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_types::StatusExt as _;
 
+use super::pipeline::{self, Refused, Verdict};
 use super::{identity_headers, Service};
 use crate::behavior::grpc_code_name;
-use crate::exec::context::trace_id;
 use crate::exec::Inbound;
-use crate::metrics::Refusal;
 use crate::pb;
 use crate::pb::mock_service_server::{MockService, MockServiceServer};
 use crate::plan::path::render_path;
 use crate::plan::proto::plan_from_request;
 use crate::plan::Plan;
 use crate::report::proto::encode_status_details;
-use crate::report::Report;
+use crate::report::{trim, Report};
 
 /// The gRPC health state of one service.
 #[derive(Clone)]
@@ -88,63 +88,56 @@ impl MockService for GrpcMockService {
         &self,
         request: tonic::Request<pb::CallRequest>,
     ) -> Result<tonic::Response<pb::CallResponse>, Status> {
-        let service = &self.service;
+        let service = &*self.service;
         let limits = service.executor.settings().limits;
         let (metadata, _, message) = request.into_parts();
         let headers = metadata.into_headers();
-        let admitted = service
-            .executor
-            .admit(&headers, &service.defaults)
-            .map_err(|e| e.to_string())
-            .and_then(|admission| {
-                let plan = plan_from_request(&message, &limits).map_err(|e| e.to_string())?;
-                Ok((admission, plan))
-            });
-        let (admission, plan) = admitted.map_err(|e| {
-            service.metrics.refused(Refusal::BadRequest);
-            Status::invalid_argument(e)
-        })?;
+        let refused = |r: Refused| refusal(service, r);
+        let admission = pipeline::admit(service, &headers).map_err(refused)?;
+        let plan = pipeline::check_plan(service, &admission, plan_from_request(&message, &limits))
+            .map_err(refused)?;
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
-        if let Some(report) = service
-            .executor
-            .refuse_loop(&service.identity, &inbound, &admission)
-        {
-            service.metrics.refused(Refusal::Loop);
-            let message = report.message.clone();
-            return Err(failure(Code::FailedPrecondition, message, &report));
-        }
-        let report = service
-            .executor
-            .answer(&service.identity, &plan, &inbound, &admission)
-            .await;
-        service.metrics.report(&report);
-        tracing::info!(
-            request_id = %report.request_id,
-            trace_id = trace_id(&inbound.headers).unwrap_or("-"),
-            call = %inbound.request_line,
-            ok = report.all_ok(),
-            duration_ms = report.duration_ms,
-            "request"
-        );
-        if let Some(code) = admission.decision.grpc_code().filter(|c| *c != 0) {
-            return Err(failure(Code::from(code), report.message.clone(), &report));
-        }
-        match report.first_failure() {
-            None => {
+        let what = inbound.request_line.clone();
+        let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
+            .await
+            .map_err(refused)?;
+        let (code, message) = match verdict {
+            Verdict::Ok => {
                 let mut response = tonic::Response::new(pb::CallResponse::from(&report));
                 *response.metadata_mut() = identity_metadata(&report);
-                Ok(response)
+                return Ok(response);
             }
-            Some(failed) => {
-                let total = report.forwards().count();
-                let count = report.forwards().filter(|f| f.error.is_some()).count();
-                let message = format!(
-                    "{count} of {total} hop(s) failed, first {}: {}; the full CallResponse is in the details",
-                    failed.url,
-                    failed.error.as_deref().unwrap_or_default()
-                );
-                Err(failure(Code::Unavailable, message, &report))
-            }
+            Verdict::Injected { grpc, .. } => (Code::from(grpc), report.message.clone()),
+            Verdict::TimedOut => (Code::DeadlineExceeded, report.message.clone()),
+            Verdict::HopsFailed {
+                failed,
+                total,
+                first_url,
+                first_error,
+            } => (
+                Code::Unavailable,
+                format!(
+                    "{failed} of {total} hop(s) failed, first {first_url}: {first_error}; the CallResponse is in the details"
+                ),
+            ),
+        };
+        Err(failure(service, code, message, &report))
+    }
+}
+
+/// The gRPC answer to a refused request: INVALID_ARGUMENT naming the
+/// field (a `google.rpc.BadRequest` detail, as grpcurl shows), or
+/// FAILED_PRECONDITION with the report of a request past the depth limit.
+fn refusal(service: &Service, refused: Refused) -> Status {
+    match refused {
+        Refused::BadRequest { message, field } => {
+            let mut details = tonic_types::ErrorDetails::new();
+            details.add_bad_request_violation(field, message.clone());
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        Refused::TooDeep(report) => {
+            let message = report.message.clone();
+            failure(service, Code::FailedPrecondition, message, &report)
         }
     }
 }
@@ -161,15 +154,43 @@ fn request_line(message: &pb::CallRequest, plan: &Plan) -> String {
     format!("POST /servicemock.v1.MockService/Call {asked}")
 }
 
-/// A failed call that still carries the whole report in its details.
-fn failure(code: Code, message: String, report: &Report) -> Status {
-    let response = pb::CallResponse::from(report);
-    let details = encode_status_details(code as i32, &message, &response);
+/// Longest `grpc-message` of a failed call; the whole story is in the details.
+const MAX_STATUS_MESSAGE: usize = 512;
+
+/// A failed call that still carries the report in its details, trimmed
+/// ([`trim::fit`]) so that the trailers stay within `--grpc-details-budget`.
+fn failure(service: &Service, code: Code, message: String, report: &Report) -> Status {
+    let message = trim::clip(&message, MAX_STATUS_MESSAGE);
     let metadata = identity_metadata(report);
-    tracing::debug!(code = grpc_code_name(code as i32), "call failed");
+    let budget = service.executor.settings().grpc_details_budget;
+    // What the other trailers take: each entry costs its name, its value
+    // and 32 bytes (HTTP/2's accounting, which clients limit).
+    let others: usize = metadata
+        .clone()
+        .into_headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum::<usize>()
+        + "grpc-status".len()
+        + 2
+        + 32
+        + "grpc-message".len()
+        + message.len() * 3
+        + 32
+        + "grpc-status-details-bin".len()
+        + 32
+        + 64;
+    // base64 makes 4 bytes of 3; the Status envelope and the Any take ~80.
+    let room = budget.saturating_sub(others) / 4 * 3;
+    let response = trim::fit(pb::CallResponse::from(report), room.saturating_sub(96));
+    let details = encode_status_details(code as i32, &message, &response);
+    tracing::debug!(
+        code = grpc_code_name(code as i32),
+        bytes = details.len(),
+        "call failed"
+    );
     Status::with_details_and_metadata(code, message, details.into(), metadata)
 }
-
 /// The identity headers of a report as gRPC metadata.
 fn identity_metadata(report: &Report) -> MetadataMap {
     let mut headers = http::HeaderMap::new();

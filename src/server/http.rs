@@ -11,13 +11,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
+use super::pipeline::{self, Refused, Verdict};
 use super::{identity_headers, Service};
-use crate::exec::context::trace_id;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
 use crate::plan::path::parse_path;
-use crate::plan::Plan;
 use crate::report::text::render_tree;
 use crate::report::Report;
 
@@ -74,9 +73,9 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     let (parts, body) = request.into_parts();
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let limits = service.executor.settings().limits;
-    let admission = match service.executor.admit(&parts.headers, &service.defaults) {
+    let admission = match pipeline::admit(&service, &parts.headers) {
         Ok(a) => a,
-        Err(e) => return refuse(&service, e),
+        Err(refused) => return refusal(refused, View::Json),
     };
     let depth = admission.depth;
     // The view is the entry's choice; services between themselves exchange JSON.
@@ -101,51 +100,50 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
             }
         }
     } else {
-        parse_path(target, &limits).and_then(|plan: Plan| {
-            plan.check_size(&limits)?;
-            Ok(plan)
-        })
+        parse_path(target, &limits)
     };
-    let plan = match plan {
+    let plan = match pipeline::check_plan(&service, &admission, plan) {
         Ok(plan) => plan,
-        Err(e) => return refuse(&service, e),
+        Err(refused) => return refusal(refused, view),
     };
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
     let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
     let pretty = depth == 0;
-    let render = |status: StatusCode, report: &Report| match view {
+    let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
+    {
+        Ok(done) => done,
+        Err(refused) => return refusal(refused, view),
+    };
+    let status = match verdict {
+        Verdict::Ok => admission
+            .decision
+            .http_status()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK),
+        Verdict::Injected { http, .. } => {
+            StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Verdict::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        Verdict::HopsFailed { .. } => StatusCode::BAD_GATEWAY,
+    };
+    render(view, status, &report, pretty)
+}
+
+/// The report in the chosen view.
+fn render(view: View, status: StatusCode, report: &Report, pretty: bool) -> Response {
+    match view {
         View::Tree => tree_response(status, report),
         View::Json => report_response(status, report, pretty),
-    };
-    if let Some(report) = service
-        .executor
-        .refuse_loop(&service.identity, &inbound, &admission)
-    {
-        service.metrics.refused(Refusal::Loop);
-        return render(StatusCode::LOOP_DETECTED, &report);
     }
-    let report = service
-        .executor
-        .answer(&service.identity, &plan, &inbound, &admission)
-        .await;
-    service.metrics.report(&report);
-    let status = match admission.decision.http_status() {
-        Some(injected) => {
-            StatusCode::from_u16(injected).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-        None if report.all_ok() => StatusCode::OK,
-        None => StatusCode::BAD_GATEWAY,
-    };
-    tracing::info!(
-        request_id = %report.request_id,
-        trace_id = trace_id(&inbound.headers).unwrap_or("-"),
-        protocol = inbound.protocol,
-        path = %target,
-        status = status.as_u16(),
-        duration_ms = report.duration_ms,
-        "request"
-    );
-    render(status, &report)
+}
+
+/// The HTTP answer to a refused request: 400 naming the problem, or 508
+/// with the report of a request past the depth limit.
+fn refusal(refused: Refused, view: View) -> Response {
+    match refused {
+        Refused::BadRequest { message, .. } => bad_request(message),
+        Refused::TooDeep(report) => render(view, StatusCode::LOOP_DETECTED, &report, false),
+    }
 }
 
 /// How the entry answers a person: the JSON report, or the text tree.
@@ -190,12 +188,6 @@ fn tree_response(status: StatusCode, report: &Report) -> Response {
     );
     identity_headers(&mut headers, report);
     (status, headers, render_tree(report)).into_response()
-}
-
-/// Refuses a request that does not parse, counting it.
-fn refuse(service: &Service, error: impl std::fmt::Display) -> Response {
-    service.metrics.refused(Refusal::BadRequest);
-    bad_request(error)
 }
 
 /// The Prometheus text exposition of this service's metrics.

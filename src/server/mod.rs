@@ -8,6 +8,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod pipeline;
 pub mod shutdown;
 
 use std::future::{Future, IntoFuture};

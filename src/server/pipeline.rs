@@ -1,0 +1,163 @@
+//! The one request pipeline both edges share: admit (the request's own
+//! headers), check the plan against the limits and the depth left, run it,
+//! count it, log it, and reach a [`Verdict`]. The HTTP and gRPC edges only
+//! translate a request into a plan and the verdict into their answer.
+
+use http::HeaderMap;
+
+use super::Service;
+use crate::exec::context::trace_id;
+use crate::exec::{injected_failure, Admission, Inbound};
+use crate::metrics::Refusal;
+use crate::plan::{Plan, PlanError};
+use crate::report::text::sanitize;
+use crate::report::Report;
+
+/// Why a request was refused before anyone was called.
+#[derive(Debug)]
+pub enum Refused {
+    /// The request itself is wrong (400 / INVALID_ARGUMENT); the message
+    /// names what and where, and `field` the part of a plan it concerns.
+    BadRequest { message: String, field: String },
+    /// The request arrived past `--max-depth`, or with a plan deeper than
+    /// the depth left, below the entry (508 / FAILED_PRECONDITION): the
+    /// report says so, so the caller's tree shows where it stopped.
+    TooDeep(Box<Report>),
+}
+
+impl Refused {
+    fn bad(message: impl ToString, field: &str) -> Refused {
+        Refused::BadRequest {
+            message: message.to_string(),
+            field: field.to_owned(),
+        }
+    }
+}
+
+/// How a request ended, whatever edge it came by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every hop succeeded.
+    Ok,
+    /// At least one hop failed; the report says which.
+    HopsFailed {
+        failed: usize,
+        total: usize,
+        first_url: String,
+        first_error: String,
+    },
+    /// A behaviour directive asked for this failure.
+    Injected { http: u16, grpc: i32 },
+    /// The service ran out of the time its caller gave it.
+    TimedOut,
+}
+
+/// Reads what the request's headers ask (depth, time, behaviour).
+pub fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refused> {
+    service
+        .executor
+        .admit(headers, &service.defaults)
+        .map_err(|e| {
+            service.metrics.refused(Refusal::BadRequest);
+            Refused::bad(e, "metadata")
+        })
+}
+
+/// Checks a plan the edge read (`plan`) against the size and depth limits,
+/// before anyone is called.
+pub fn check_plan(
+    service: &Service,
+    admission: &Admission,
+    plan: Result<Plan, PlanError>,
+) -> Result<Plan, Refused> {
+    let limits = service.executor.settings().limits;
+    let checked = plan.and_then(|plan| {
+        plan.check_size(&limits)?;
+        if admission.depth == 0 {
+            plan.check_depth(&limits, 0)?;
+        }
+        Ok(plan)
+    });
+    checked.map_err(|e| {
+        service.metrics.refused(Refusal::BadRequest);
+        let field = match &e {
+            PlanError::Field { field, .. } => field.clone(),
+            PlanError::TooDeep { .. } => "plan (depth)".to_owned(),
+            PlanError::TooManyHops { .. } => "plan (size)".to_owned(),
+            PlanError::Syntax { .. } | PlanError::PathTooLong { .. } => "path".to_owned(),
+        };
+        Refused::bad(e, &field)
+    })
+}
+
+/// Runs an admitted plan, or refuses it with a report when the request is
+/// past the depth limit (a loop through proxies, or services configured
+/// with different limits), and logs one line.
+pub async fn run(
+    service: &Service,
+    plan: &Plan,
+    inbound: &Inbound,
+    admission: &Admission,
+    what: &str,
+) -> Result<(Report, Verdict), Refused> {
+    let executor = &service.executor;
+    let limits = executor.settings().limits;
+    let refusal = match plan.check_depth(&limits, admission.depth) {
+        Err(too_deep) if admission.depth > 0 => Some(too_deep.to_string()),
+        _ => None,
+    };
+    if let Some(report) = executor.refuse_loop(&service.identity, inbound, admission, refusal) {
+        service.metrics.refused(Refusal::Loop);
+        return Err(Refused::TooDeep(Box::new(report)));
+    }
+    let report = executor
+        .answer(&service.identity, plan, inbound, admission)
+        .await;
+    service.metrics.report(&report);
+    let verdict = verdict(&report, admission, inbound.protocol);
+    tracing::info!(
+        request_id = %sanitize(&report.request_id),
+        trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
+        protocol = inbound.protocol,
+        request = %sanitize(what),
+        verdict = verdict.word(),
+        duration_ms = report.duration_ms,
+        "request"
+    );
+    Ok((report, verdict))
+}
+
+/// The verdict a report and the request's behaviour come to.
+fn verdict(report: &Report, admission: &Admission, protocol: &str) -> Verdict {
+    if report.timed_out {
+        return Verdict::TimedOut;
+    }
+    let decision = &admission.decision;
+    if injected_failure(decision, protocol) {
+        if let (Some(http), Some(grpc)) = (decision.http_status(), decision.grpc_code()) {
+            return Verdict::Injected { http, grpc };
+        }
+    }
+    let total = report.forwards().count();
+    match report.first_failure() {
+        None => Verdict::Ok,
+        Some(first) => Verdict::HopsFailed {
+            failed: report.forwards().filter(|f| f.error.is_some()).count(),
+            total,
+            first_url: first.url.clone(),
+            first_error: first.error.clone().unwrap_or_default(),
+        },
+    }
+}
+
+impl Verdict {
+    /// One word for logs.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::HopsFailed { .. } => "hops-failed",
+            Verdict::Injected { .. } => "injected",
+            Verdict::TimedOut => "timed-out",
+        }
+    }
+}
