@@ -6,11 +6,15 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::deadline::callee_budget;
+
 /// How many services the request has passed through before this one.
 pub const DEPTH_HEADER: &str = "x-servicemock-depth";
 /// Milliseconds left for the whole request, set on HTTP hops (gRPC hops use
 /// the standard `grpc-timeout`).
 pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";
+/// The route timeout Envoy (and so Istio) tells the upstream it will wait.
+pub const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 /// The request id that every level of the report shows.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -71,26 +75,42 @@ pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
 }
 
 /// The time an inbound request allows: the smaller of this service's own
-/// limit and what the caller said is left (`x-servicemock-timeout-ms` or
-/// `grpc-timeout`).
+/// limit and what the caller said is left. Another servicemock says it in
+/// `x-servicemock-timeout-ms`, with the answering margin already kept
+/// ([`super::deadline`]). A plain gRPC client's `grpc-timeout` and Envoy's
+/// `x-envoy-expected-rq-timeout-ms` (an Istio route timeout) are the
+/// instant the caller gives up, so the margin is kept here: the answer
+/// leaves before the caller stops waiting.
 pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Duration, ContextError> {
     let mut budget = own_limit;
-    if let Some(v) = headers.get(TIMEOUT_HEADER) {
-        let ms: u64 = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| ContextError::BadNumber {
-                name: TIMEOUT_HEADER,
-                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            })?;
+    if let Some(ms) = millis_header(headers, TIMEOUT_HEADER)? {
         budget = budget.min(Duration::from_millis(ms));
+    }
+    if let Some(ms) = millis_header(headers, ENVOY_TIMEOUT_HEADER)? {
+        budget = budget.min(callee_budget(Duration::from_millis(ms)));
     }
     if let Some(v) = headers.get("grpc-timeout") {
         let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        budget = budget.min(parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?);
+        let timeout = parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?;
+        budget = budget.min(callee_budget(timeout));
     }
     Ok(budget)
+}
+
+/// A header holding a whole number of milliseconds, if present.
+fn millis_header(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, ContextError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| ContextError::BadNumber {
+                    name,
+                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                })
+        })
+        .transpose()
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H M S m u n).
@@ -195,8 +215,11 @@ mod tests {
             inbound_budget(&h, own).unwrap(),
             Duration::from_millis(1500)
         );
+        // A client's own deadline: the answering margin is kept from it.
         h.insert("grpc-timeout", HeaderValue::from_static("100m"));
-        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(100));
+        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(90));
+        h.insert(ENVOY_TIMEOUT_HEADER, HeaderValue::from_static("50"));
+        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(45));
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("soon"));
         assert!(inbound_budget(&h, own).is_err());
     }

@@ -313,6 +313,17 @@ impl Report {
         serde_json::to_vec_pretty(self)
     }
 
+    /// The failure a person should read first: follow the first failed hop
+    /// down through the reports nested under failed hops, to the deepest
+    /// one. Its error is the root cause; the ones above only relay it.
+    pub fn deepest_failure(&self) -> Option<&Forward> {
+        let mut found = self.first_failure()?;
+        while let Some(deeper) = found.response.as_deref().and_then(Report::first_failure) {
+            found = deeper;
+        }
+        Some(found)
+    }
+
     /// The first failed hop of this level, if any.
     pub fn first_failure(&self) -> Option<&Forward> {
         self.forwards().find(|f| f.error.is_some())

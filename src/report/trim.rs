@@ -172,12 +172,22 @@ fn shorten_texts(response: &mut pb::CallResponse) -> usize {
             r.pod_ip.clear();
             r.request_id.clear();
         }
+        if !root {
+            r.message = clip(&r.message, SHORT_TEXT / 3);
+        }
         for hop in r
             .parallel_forwards
             .iter_mut()
             .flat_map(|g| &mut g.sequential_forwards)
         {
-            hop.error = clip(&hop.error, SHORT_TEXT);
+            // Above a nested report the error only relays it: its first
+            // clause ("answered UNAVAILABLE") says enough.
+            hop.error = if hop.response.is_some() {
+                let first = hop.error.split(": ").next().unwrap_or_default();
+                clip(first, SHORT_TEXT / 3)
+            } else {
+                clip(&hop.error, SHORT_TEXT)
+            };
         }
         if r.encoded_len() < before {
             n += 1;

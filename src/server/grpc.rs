@@ -112,12 +112,12 @@ impl MockService for GrpcMockService {
             Verdict::HopsFailed {
                 failed,
                 total,
-                first_url,
-                first_error,
+                root_url,
+                root_error,
             } => (
                 Code::Unavailable,
                 format!(
-                    "{failed} of {total} hop(s) failed, first {first_url}: {first_error}; the CallResponse is in the details"
+                    "{failed} of {total} hop(s) failed; root cause {root_url}: {root_error}; the CallResponse is in the details"
                 ),
             ),
         };

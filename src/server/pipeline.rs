@@ -39,12 +39,14 @@ impl Refused {
 pub enum Verdict {
     /// Every hop succeeded.
     Ok,
-    /// At least one hop failed; the report says which.
+    /// At least one hop failed; the report says which. `root_url` and
+    /// `root_error` name the deepest failure (the root cause), so a
+    /// status message stays short however deep the tree.
     HopsFailed {
         failed: usize,
         total: usize,
-        first_url: String,
-        first_error: String,
+        root_url: String,
+        root_error: String,
     },
     /// A behaviour directive asked for this failure.
     Injected { http: u16, grpc: i32 },
@@ -139,13 +141,13 @@ fn verdict(report: &Report, admission: &Admission, protocol: &str) -> Verdict {
         }
     }
     let total = report.forwards().count();
-    match report.first_failure() {
+    match report.deepest_failure() {
         None => Verdict::Ok,
-        Some(first) => Verdict::HopsFailed {
+        Some(root) => Verdict::HopsFailed {
             failed: report.forwards().filter(|f| f.error.is_some()).count(),
             total,
-            first_url: first.url.clone(),
-            first_error: first.error.clone().unwrap_or_default(),
+            root_url: root.url.clone(),
+            root_error: root.error.clone().unwrap_or_default(),
         },
     }
 }

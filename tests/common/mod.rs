@@ -163,3 +163,101 @@ pub fn tool(name: &str) -> Option<String> {
     eprintln!("SKIPPED: {name} is not installed");
     None
 }
+
+/// A tonic client of `servicemock.v1.MockService` at `addr`.
+pub async fn grpc_client(
+    addr: SocketAddr,
+) -> servicemock::pb::mock_service_client::MockServiceClient<tonic::transport::Channel> {
+    servicemock::pb::mock_service_client::MockServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+/// A `CallRequest` for an @-path.
+pub fn path_request(path: &str) -> servicemock::pb::CallRequest {
+    servicemock::pb::CallRequest {
+        request: Some(servicemock::pb::call_request::Request::Path(path.into())),
+    }
+}
+
+/// What a gRPC call answered: its code, its message, and the report (the
+/// response, or the one carried in a failure's details).
+pub struct GrpcAnswer {
+    pub code: tonic::Code,
+    pub message: String,
+    pub report: Option<Report>,
+    /// Bytes of the encoded status details, if any.
+    pub details_len: usize,
+}
+
+/// Calls `path` over gRPC with a tonic client.
+pub async fn grpc_call(addr: SocketAddr, path: &str) -> GrpcAnswer {
+    let mut client = grpc_client(addr).await;
+    match client.call(path_request(path)).await {
+        Ok(response) => GrpcAnswer {
+            code: tonic::Code::Ok,
+            message: String::new(),
+            report: Some(Report::from(response.into_inner())),
+            details_len: 0,
+        },
+        Err(status) => GrpcAnswer {
+            code: status.code(),
+            message: status.message().to_owned(),
+            report: servicemock::report::proto::decode_status_details(status.details())
+                .map(Report::from),
+            details_len: status.details().len(),
+        },
+    }
+}
+
+/// Runs a script of `tests/python` with the test virtualenv and parses the
+/// one JSON line it prints; `None` (with a note) where the venv is missing
+/// outside CI.
+pub async fn python_json(script: &str, args: Vec<String>) -> Option<serde_json::Value> {
+    let python = venv_python()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Deep reports nest past serde_json's default 128 levels.
+    Some(servicemock::report::from_json_unbounded(stdout.trim()).unwrap())
+}
+
+/// A loopback port that accepts connections and never answers: a frozen
+/// process, as far as a caller can tell.
+pub async fn black_hole() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// The chain of reports under the first hop of each level, the root first.
+pub fn first_hop_chain(report: &Report) -> Vec<&Report> {
+    let mut out = vec![report];
+    let mut level = report;
+    while let Some(child) = level.forwards().next().and_then(|f| f.response.as_deref()) {
+        out.push(child);
+        level = child;
+    }
+    out
+}

@@ -1,0 +1,281 @@
+//! The report tells the truth when things fail: the slow hop is the one
+//! named (layered deadlines), an injected delay against a deadline ends the
+//! same way every time, a failed gRPC call keeps its report within the
+//! trailer budget that real clients accept (tonic and grpcio at defaults)
+//! without harming other calls on the channel, and answers that are not
+//! servicemock reports are told apart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::stream::{self, StreamExt};
+use servicemock::config::Settings;
+use servicemock::plan::Limits;
+use servicemock::report::Report;
+use tonic::Code;
+
+fn quick(hop_timeout_ms: u64) -> Settings {
+    Settings {
+        hop_timeout: Duration::from_millis(hop_timeout_ms),
+        ..Settings::default()
+    }
+}
+
+/// `/@b/@c[x-mock-delay=10s]/x` through every hop protocol: c is the hop
+/// named `timeout`, with its own report (delay cut at its deadline) nested
+/// under b's, and b's report nested under the entry's.
+#[tokio::test]
+async fn the_innermost_slow_hop_is_the_one_named() {
+    let mesh = mesh_with(&["a", "b", "c"], quick(1500)).await;
+    let a = mesh.addr("a").unwrap();
+    for scheme in ["", "h2c:", "grpc:"] {
+        let path = format!("/@{scheme}b/@{scheme}c[x-mock-delay=10s]/x");
+        let (status, r) = report(a, &path).await;
+        assert_eq!(status, 502, "{path}: {r:#?}");
+        let to_b = hops(&r)[0];
+        assert_eq!(
+            to_b.result, "status",
+            "{path}: b answered, with c's failure inside"
+        );
+        let b = to_b.response.as_deref().expect("b's report is nested");
+        let to_c = hops(b)[0];
+        assert_eq!(to_c.result, "timeout", "{path}: {to_c:#?}");
+        let c = to_c.response.as_deref().expect("c's report is nested");
+        assert_eq!(c.service, "c");
+        assert!(c.timed_out);
+        assert_eq!(c.injected.len(), 1);
+        assert!(
+            c.injected[0].starts_with("delay 10s cut at the deadline after 1."),
+            "{path}: {:?}",
+            c.injected
+        );
+        let expected_status = if scheme == "grpc:" { 4 } else { 504 };
+        assert_eq!(to_c.status, Some(expected_status), "{path}");
+        assert!(
+            to_c.error
+                .as_deref()
+                .unwrap()
+                .starts_with("c ran out of time"),
+            "{to_c:#?}"
+        );
+    }
+    mesh.stop().await.unwrap();
+}
+
+/// A callee that never answers (a frozen process): the level that called
+/// it names it, and every level above still gets that level's report.
+#[tokio::test]
+async fn a_silent_hop_is_named_by_its_caller() {
+    let mesh = mesh_with(&["a", "b"], quick(1000)).await;
+    let hole = black_hole().await;
+    for scheme in ["", "h2c:", "grpc:"] {
+        let path = format!("/@{scheme}b/@{scheme}{hole}/x");
+        let (status, r) = report(mesh.addr("a").unwrap(), &path).await;
+        assert_eq!(status, 502, "{path}");
+        let b = only_child(&r);
+        let to_hole = hops(b)[0];
+        assert_eq!(to_hole.result, "timeout", "{path}: {to_hole:#?}");
+        assert!(to_hole.status.is_none(), "nothing answered");
+        assert!(
+            to_hole
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("no answer within"),
+            "{to_hole:#?}"
+        );
+        assert!(to_hole.duration_ms < 1000.0, "b's timer fired before a's");
+    }
+    mesh.stop().await.unwrap();
+}
+
+/// The same from a gRPC entry: the caller sees UNAVAILABLE (a hop failed)
+/// with the tree naming c in the details; the service whose own delay ran
+/// out answers DEADLINE_EXCEEDED.
+#[tokio::test]
+async fn grpc_entries_see_the_same_truth() {
+    let mesh = mesh_with(&["a", "b", "c"], quick(1500)).await;
+    let answer = grpc_call(
+        mesh.addr("a").unwrap(),
+        "/@grpc:b/@grpc:c[x-mock-delay=10s]/x",
+    )
+    .await;
+    assert_eq!(answer.code, Code::Unavailable, "{}", answer.message);
+    assert!(
+        answer
+            .message
+            .contains("root cause grpc://c:8080: c ran out of time"),
+        "{}",
+        answer.message
+    );
+    let r = answer.report.expect("the report travels in the details");
+    let chain = first_hop_chain(&r);
+    assert_eq!(chain.len(), 3);
+    assert!(chain[2].timed_out);
+
+    let answer = grpc_call(mesh.addr("c").unwrap(), "/").await;
+    assert_eq!(answer.code, Code::Ok);
+    let mut client = grpc_client(mesh.addr("c").unwrap()).await;
+    let mut request = tonic::Request::new(path_request("/"));
+    request.set_timeout(Duration::from_secs(1));
+    request
+        .metadata_mut()
+        .insert("x-mock-delay", "2s".parse().unwrap());
+    let status = client.call(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    mesh.stop().await.unwrap();
+}
+
+/// `--request-timeout 500ms` and a 2 s delay on the hop: ten runs, ten
+/// identical outcomes, and the report says the delay was cut.
+#[tokio::test]
+async fn a_delay_against_the_deadline_ends_the_same_way_every_time() {
+    let settings = Settings {
+        request_timeout: Duration::from_millis(500),
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a", "b"], settings).await;
+    for scheme in ["", "grpc:"] {
+        let mut outcomes = Vec::new();
+        for _ in 0..10 {
+            let path = format!("/@{scheme}b[x-mock-delay=2s]/");
+            let (status, r) = report(mesh.addr("a").unwrap(), &path).await;
+            let hop = hops(&r)[0].clone();
+            let injected = hop
+                .response
+                .as_ref()
+                .map(|b| b.injected.join(","))
+                .unwrap_or_default();
+            outcomes.push((status, hop.result, injected));
+        }
+        for (status, result, injected) in &outcomes {
+            assert_eq!(
+                (*status, result.as_str()),
+                (502, "timeout"),
+                "{scheme}: {outcomes:#?}"
+            );
+            // The budget b was given, as measured: 450 ms less what a used.
+            assert!(
+                injected.starts_with("delay 2s cut at the deadline after 4"),
+                "{scheme}: {outcomes:#?}"
+            );
+        }
+    }
+    mesh.stop().await.unwrap();
+}
+
+/// A chain of gRPC hops 33 deep that fails at the bottom (a service with a
+/// smaller --max-depth refuses with 508): every level is in the details
+/// tonic gets, and the trailers stay under 8 KiB.
+#[tokio::test]
+async fn a_failing_deep_grpc_chain_keeps_every_level_within_8_kib() {
+    let deep = Settings {
+        limits: Limits {
+            max_depth: 40,
+            ..Limits::default()
+        },
+        ..Settings::default()
+    };
+    let upper = mesh_with(&["s"], deep).await;
+    let bottom = mesh_with(&["bottom"], Settings::default()).await;
+    let bottom_addr = bottom.addr("bottom").unwrap();
+    let path = format!("{}/@grpc:{bottom_addr}/end", "/@grpc:s".repeat(32));
+    let answer = grpc_call(upper.addr("s").unwrap(), &path).await;
+    assert_eq!(answer.code, Code::Unavailable, "{}", answer.message);
+    assert!(answer.details_len <= 8 * 1024, "{}", answer.details_len);
+    let r = answer.report.expect("details decode");
+    let chain = first_hop_chain(&r);
+    assert_eq!(
+        chain.len(),
+        34,
+        "entry, 32 levels, and the refusal at the bottom"
+    );
+    let last = chain.last().unwrap();
+    assert!(
+        last.message.starts_with("loop detected"),
+        "{}",
+        last.message
+    );
+    assert!(r.message.contains("trimmed to fit"), "{}", r.message);
+
+    // The same call from grpcio with every limit at its default.
+    let seen = python_json(
+        "failing_call.py",
+        vec![upper.addr("s").unwrap().to_string(), path],
+    )
+    .await;
+    if let Some(seen) = seen {
+        assert_eq!(seen["code"], "UNAVAILABLE", "{seen}");
+        assert!(
+            seen["trailer_bytes"].as_u64().unwrap() <= 8 * 1024,
+            "{seen}"
+        );
+        let mut level = &seen["response"];
+        let mut depth = 0;
+        while let Some(next) = level["parallelForwards"][0]["sequentialForwards"][0].get("response")
+        {
+            level = next;
+            depth += 1;
+        }
+        assert_eq!(depth, 33, "{seen}");
+        assert!(level["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("loop detected"));
+    }
+    upper.stop().await.unwrap();
+    bottom.stop().await.unwrap();
+}
+
+/// A wide failing tree whose whole report is far over the budget: trimmed,
+/// the failed hops kept, what was cut said; and concurrent ok calls on the
+/// same channel never fail.
+#[tokio::test]
+async fn big_failures_never_harm_other_calls_on_the_channel() {
+    let mesh = mesh_with(&["a", "b"], Settings::default()).await;
+    let a = mesh.addr("a").unwrap();
+    let closed = closed_port().await;
+    let ok_targets = vec!["b[x-mock-size=64KiB]"; 40].join("|");
+    let failing = format!("/@{ok_targets}|{closed}|grpc:{closed}/x");
+    let client = grpc_client(a).await;
+    let calls = stream::iter(0..60)
+        .map(|i| {
+            let mut client = client.clone();
+            let path = if i % 3 == 0 {
+                failing.clone()
+            } else {
+                "/@b/ok".to_owned()
+            };
+            async move { (i % 3 == 0, client.call(path_request(&path)).await) }
+        })
+        .buffer_unordered(30)
+        .collect::<Vec<_>>()
+        .await;
+    for (failing, result) in calls {
+        if failing {
+            let status = result.expect_err("a failing call fails");
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert!(status.details().len() <= 8 * 1024);
+            let r = Report::from(
+                servicemock::report::proto::decode_status_details(status.details())
+                    .expect("details decode"),
+            );
+            let failed: Vec<_> = r.forwards().filter(|f| f.error.is_some()).collect();
+            assert_eq!(failed.len(), 2, "both failed hops kept: {r:#?}");
+            assert!(r.message.contains("ok hops omitted"), "{}", r.message);
+        } else {
+            assert!(result.is_ok(), "an unrelated call failed: {result:?}");
+        }
+    }
+    // grpcio at its defaults reads the same failure.
+    if let Some(seen) = python_json("failing_call.py", vec![a.to_string(), failing]).await {
+        assert_eq!(seen["code"], "UNAVAILABLE", "{seen}");
+        assert!(seen["response"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ok hops omitted"));
+    }
+    mesh.stop().await.unwrap();
+}
