@@ -156,6 +156,12 @@ struct ServeArgs {
     /// Pod IP to report (Kubernetes downward API: POD_IP).
     #[arg(long, env = "POD_IP", default_value = "")]
     pod_ip: String,
+    /// After SIGTERM: how long to keep serving new requests while `/ready`
+    /// answers 503 and gRPC health NOT_SERVING, before the listener closes
+    /// (Kubernetes takes seconds to take a pod out of its endpoints).
+    /// Ctrl-C stops at once.
+    #[arg(long, env = "SERVICEMOCK_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    drain_delay: Duration,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -207,7 +213,8 @@ struct Tuning {
     /// Most calls one request's whole tree may make.
     #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
     max_hops: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// How long in-flight requests may take to finish once the listener has
+    /// closed (after SIGTERM and the drain delay, or after Ctrl-C).
     #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
     /// Another inbound header to pass on to every hop (repeatable), e.g. end-user.
@@ -431,7 +438,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server::serve(
         listener,
         service,
-        shutdown::signal(),
+        async move {
+            match shutdown::signal().await {
+                shutdown::Stop::Terminate => args.drain_delay,
+                shutdown::Stop::Interrupt => Duration::ZERO,
+            }
+        },
         args.tuning.shutdown_grace,
     )
     .await?;
@@ -472,7 +484,11 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
         "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call\n"
     );
     println!("Ctrl-C stops the mesh.");
-    mesh.run_until(shutdown::signal()).await?;
+    mesh.run_until(async {
+        shutdown::signal().await;
+    })
+    .await?;
+    println!("mesh stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -105,7 +105,13 @@ impl Mesh {
             servers.spawn(serve(
                 listener,
                 Arc::clone(&service),
-                shutdown.wait(),
+                {
+                    let wait = shutdown.wait();
+                    async move {
+                        wait.await;
+                        Duration::ZERO
+                    }
+                },
                 options.grace,
             ));
         }

@@ -192,42 +192,123 @@ async fn health_command() {
     mesh.stop().await.unwrap();
 }
 
+/// What a client that keeps calling saw at one moment after SIGTERM.
+#[derive(Debug)]
+struct Seen {
+    at: Duration,
+    ready: Option<u16>,
+    plan: Option<u16>,
+}
+
+/// On SIGTERM: not-ready at once while new requests are still served for
+/// the drain delay, then the listener closes, the request in flight
+/// finishes, and the process exits 0. Watched by a client calling all along.
 #[tokio::test]
-async fn sigterm_lets_the_request_in_flight_finish() {
+async fn sigterm_drains_in_the_order_kubernetes_needs() {
     let slow = stand_in().await;
-    let args = ["--name", "draining", "--shutdown-grace", "5s"];
+    let args = [
+        "--name",
+        "draining",
+        "--drain-delay",
+        "1s",
+        "--shutdown-grace",
+        "5s",
+    ];
     let (mut child, addr) = serve("--listen", &args, &[], Stdio::null()).await;
-    let path = format!("/@127.0.0.1:{}/slow/700", slow.port());
+    let path = format!("/@127.0.0.1:{}/slow/1500", slow.port());
     let in_flight = tokio::spawn(async move { report(addr, &path).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut health = health_client(addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    let sent = Instant::now();
+    // A fresh connection per call, as a kubelet probe or a new client makes.
+    let fresh = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    while sent.elapsed() < Duration::from_millis(2500) {
+        let status = |r: reqwest::Result<reqwest::Response>| r.ok().map(|r| r.status().as_u16());
+        let ready = status(fresh().get(format!("http://{addr}/ready")).send().await);
+        let plan = status(fresh().get(format!("http://{addr}/x")).send().await);
+        seen.push(Seen {
+            at: sent.elapsed(),
+            ready,
+            plan,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let during: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.at > Duration::from_millis(100) && s.at < Duration::from_millis(800))
+        .collect();
+    assert!(during.len() >= 5, "{seen:#?}");
+    for s in &during {
+        assert_eq!(s.ready, Some(503), "not ready at once: {seen:#?}");
+        assert_eq!(s.plan, Some(200), "new requests still served: {seen:#?}");
+    }
+    let after: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.at > Duration::from_millis(1400))
+        .collect();
+    assert!(!after.is_empty());
+    for s in &after {
+        assert_eq!(
+            (s.ready, s.plan),
+            (None, None),
+            "stopped accepting: {seen:#?}"
+        );
+    }
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .map(|r| r.into_inner().status);
+    assert_ne!(
+        status.ok(),
+        Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32),
+        "gRPC health is not SERVING while draining"
+    );
     let (status, r) = in_flight.await.unwrap();
-    assert_eq!(status, 200, "{r:#?}");
+    assert_eq!(status, 200, "the request in flight finished: {r:#?}");
     assert_eq!(r.service, "draining");
-    let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "did not exit within the grace period"
+            sent.elapsed() < Duration::from_secs(7),
+            "did not exit within the drain delay and the grace period"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
-    assert!(
-        client()
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_err(),
-        "stopped accepting"
-    );
+}
+
+/// Ctrl-C is a person at a terminal: no drain delay.
+#[tokio::test]
+async fn ctrl_c_stops_at_once() {
+    let (mut child, _addr) = serve("--listen", &["--drain-delay", "30s"], &[], Stdio::null()).await;
+    let killed = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let sent = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(2), "Ctrl-C waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
 }
 
 #[tokio::test]

@@ -14,7 +14,6 @@ use servicemock::report::proto::decode_status_details;
 use servicemock::report::Report;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 async fn client_for(addr: SocketAddr) -> MockServiceClient<tonic::transport::Channel> {
@@ -367,11 +366,6 @@ async fn deadline_is_honoured_and_shrinks_downstream() {
 }
 
 /// A grpc.health.v1 client for the service at `addr`.
-async fn health_client(addr: SocketAddr) -> HealthClient<tonic::transport::Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
-    HealthClient::new(endpoint.connect().await.unwrap())
-}
-
 #[tokio::test]
 async fn health_reports_serving() {
     let mesh = mesh(&["a"]).await;

@@ -101,26 +101,23 @@ impl MockService for GrpcMockService {
         let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
             .await
             .map_err(refused)?;
-        let (code, message) = match verdict {
+        let message = match &verdict {
             Verdict::Ok => {
                 let mut response = tonic::Response::new(pb::CallResponse::from(&report));
                 *response.metadata_mut() = identity_metadata(&report);
                 return Ok(response);
             }
-            Verdict::Injected { grpc, .. } => (Code::from(grpc), report.message.clone()),
-            Verdict::TimedOut => (Code::DeadlineExceeded, report.message.clone()),
+            Verdict::Injected { .. } | Verdict::TimedOut => report.message.clone(),
             Verdict::HopsFailed {
                 failed,
                 total,
                 root_url,
                 root_error,
-            } => (
-                Code::Unavailable,
-                format!(
-                    "{failed} of {total} hop(s) failed; root cause {root_url}: {root_error}; the CallResponse is in the details"
-                ),
+            } => format!(
+                "{failed} of {total} hop(s) failed; root cause {root_url}: {root_error}; the CallResponse is in the details"
             ),
         };
+        let code = Code::from(verdict.grpc_code());
         Err(failure(service, code, message, &report))
     }
 }

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::pipeline::{self, Refused, Verdict};
+use super::pipeline::{self, Refused};
 use super::{identity_headers, Service};
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
@@ -114,18 +114,8 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         Ok(done) => done,
         Err(refused) => return refusal(refused, view),
     };
-    let status = match verdict {
-        Verdict::Ok => admission
-            .decision
-            .http_status()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK),
-        Verdict::Injected { http, .. } => {
-            StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-        Verdict::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-        Verdict::HopsFailed { .. } => StatusCode::BAD_GATEWAY,
-    };
+    let status = StatusCode::from_u16(verdict.http_status(&admission))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     render(view, status, &report, pretty)
 }
 

@@ -199,21 +199,30 @@ fn reset() -> Response {
     Response::new(axum::body::Body::from_stream(failing))
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then stops
-/// accepting, reports NOT_SERVING and not-ready, and lets in-flight requests
-/// finish for at most `grace`.
+/// Serves `service` on `listener` until `shutdown` resolves, then drains
+/// in the order Kubernetes needs: at once `/ready` answers 503 and gRPC
+/// health NOT_SERVING, while new requests are still served for the drain
+/// delay `shutdown` resolved with (endpoints take seconds to stop sending
+/// traffic); then the listener closes and in-flight requests may finish
+/// for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = Duration> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
     let (app, health) = app(service.clone()).await;
     let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let name = service.identity.service.clone();
     let signal = async move {
-        shutdown.await;
+        let drain = shutdown.await;
         service.draining.store(true, Ordering::Relaxed);
         health.set_not_serving().await;
+        if !drain.is_zero() {
+            tracing::info!(service = %name, drain = ?drain, "draining: not ready, still serving new requests");
+            tokio::time::sleep(drain).await;
+        }
+        tracing::info!(service = %name, grace = ?grace, "stopped accepting; letting requests in flight finish");
         let _ = begun_tx.send(());
     };
     let listener = listener.tap_io(|tcp| {

@@ -117,11 +117,17 @@ pub async fn run(
         .await;
     service.metrics.report(&report);
     let verdict = verdict(&report, admission, inbound.protocol);
+    let status = if inbound.protocol == "grpc" {
+        verdict.grpc_code() as u16
+    } else {
+        verdict.http_status(admission)
+    };
     tracing::info!(
         request_id = %sanitize(&report.request_id),
         trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
         protocol = inbound.protocol,
-        request = %sanitize(what),
+        path = %sanitize(what),
+        status,
         verdict = verdict.word(),
         duration_ms = report.duration_ms,
         "request"
@@ -153,6 +159,28 @@ fn verdict(report: &Report, admission: &Admission, protocol: &str) -> Verdict {
 }
 
 impl Verdict {
+    /// The HTTP status of the answer: 200 (or an injected 2xx), 502 when a
+    /// hop failed, 504 when this service ran out of time, or the injected one.
+    pub fn http_status(&self, admission: &Admission) -> u16 {
+        match self {
+            Verdict::Ok => admission.decision.http_status().unwrap_or(200),
+            Verdict::HopsFailed { .. } => 502,
+            Verdict::Injected { http, .. } => *http,
+            Verdict::TimedOut => 504,
+        }
+    }
+
+    /// The gRPC code of the answer: OK, UNAVAILABLE when a hop failed,
+    /// DEADLINE_EXCEEDED when this service ran out of time, or the injected one.
+    pub fn grpc_code(&self) -> i32 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::HopsFailed { .. } => tonic::Code::Unavailable as i32,
+            Verdict::Injected { grpc, .. } => *grpc,
+            Verdict::TimedOut => tonic::Code::DeadlineExceeded as i32,
+        }
+    }
+
     /// One word for logs.
     pub fn word(&self) -> &'static str {
         match self {

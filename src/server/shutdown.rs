@@ -32,27 +32,45 @@ impl Shutdown {
     }
 }
 
-/// Resolves on SIGTERM (what Kubernetes and Docker send) or SIGINT (Ctrl-C).
-pub async fn signal() {
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: an orchestrator (Kubernetes, Docker) is stopping the pod.
+    /// Endpoints take seconds to stop sending traffic, so the service keeps
+    /// serving for the drain delay, not-ready, before it stops accepting.
+    Terminate,
+    /// SIGINT (Ctrl-C): a person at a terminal; stop at once.
+    Interrupt,
+}
+
+/// Resolves on SIGTERM (what Kubernetes and Docker send) or SIGINT (Ctrl-C),
+/// saying which.
+pub async fn signal() -> Stop {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
-    {
+    let stop = {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
+                    _ = interrupt => Stop::Interrupt,
+                    _ = term.recv() => Stop::Terminate,
                 }
             }
             Err(_) => {
                 let _ = interrupt.await;
+                Stop::Interrupt
             }
         }
-    }
+    };
     #[cfg(not(unix))]
-    {
+    let stop = {
         let _ = interrupt.await;
+        Stop::Interrupt
+    };
+    match stop {
+        Stop::Terminate => tracing::info!("SIGTERM received"),
+        Stop::Interrupt => tracing::info!("interrupted (Ctrl-C), stopping now"),
     }
-    tracing::info!("shutdown signal received, draining");
+    stop
 }

@@ -261,3 +261,11 @@ pub fn first_hop_chain(report: &Report) -> Vec<&Report> {
     }
     out
 }
+
+/// A gRPC health client of the server at `addr`.
+pub async fn health_client(
+    addr: SocketAddr,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    tonic_health::pb::health_client::HealthClient::new(endpoint.connect().await.unwrap())
+}
