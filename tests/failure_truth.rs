@@ -279,3 +279,101 @@ async fn big_failures_never_harm_other_calls_on_the_channel() {
     }
     mesh.stop().await.unwrap();
 }
+
+/// Answers that are not servicemock reports are told apart: who made them,
+/// their status and a quote, and the entry's status follows the whole tree
+/// as received.
+#[tokio::test]
+async fn answers_that_are_not_reports_are_told_apart() {
+    let mesh = mesh(&["a"]).await;
+    let a = mesh.addr("a").unwrap();
+    let other = stand_in().await;
+
+    let (status, r) = report(a, &format!("/@{other}/up")).await;
+    assert_eq!(status, 502, "a health JSON is no report: {r:#?}");
+    let hop = hops(&r)[0];
+    assert_eq!(hop.result, "bad-answer");
+    assert!(hop.response.is_none(), "not dressed up as a report");
+    assert_eq!(hop.answered_by.as_deref(), Some("other"));
+    let error = hop.error.as_deref().unwrap();
+    assert!(error.contains("200 OK"), "{error}");
+    assert!(error.contains(r#""{\"status\":\"UP\"}""#) || error.contains("UP"), "{error}");
+
+    let (status, r) = report(a, &format!("/@{other}/envoy503")).await;
+    assert_eq!(status, 502);
+    let hop = hops(&r)[0];
+    assert_eq!(hop.result, "status");
+    assert_eq!(hop.status, Some(503));
+    let by = hop.answered_by.as_deref().unwrap();
+    assert!(by.starts_with("proxy (server: envoy"), "{by}");
+    assert!(by.contains("x-envoy-overloaded: true"), "{by}");
+    assert!(hop.error.as_deref().unwrap().contains("no healthy upstream"));
+
+    let (status, r) = report(a, &format!("/@{other}/lying")).await;
+    assert_eq!(status, 502, "the entry follows the tree, not the 200: {r:#?}");
+    let hop = hops(&r)[0];
+    assert_eq!(hop.result, "bad-answer");
+    assert!(
+        hop.error.as_deref().unwrap().contains("yet its report lists 1 failed hop"),
+        "{hop:#?}"
+    );
+    assert_eq!(hop.response.as_ref().unwrap().service, "liar", "the tree is kept");
+
+    // The text tree says who answered.
+    let (_, tree) = get(a, &format!("/@{other}/envoy503?view=tree")).await;
+    assert!(tree.contains("(answered by proxy (server: envoy"), "{tree}");
+    mesh.stop().await.unwrap();
+}
+
+/// A gRPC server that is no servicemock: `/empty` answers OK with a
+/// response naming nobody, `/envoy` a status Envoy makes itself.
+struct Imposter;
+
+#[tonic::async_trait]
+impl servicemock::pb::mock_service_server::MockService for Imposter {
+    async fn call(
+        &self,
+        request: tonic::Request<servicemock::pb::CallRequest>,
+    ) -> Result<tonic::Response<servicemock::pb::CallResponse>, tonic::Status> {
+        let uri = match request.into_inner().request {
+            Some(servicemock::pb::call_request::Request::Plan(p)) => p.uri,
+            _ => String::new(),
+        };
+        if uri == "/empty" {
+            return Ok(tonic::Response::new(Default::default()));
+        }
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("server", "envoy".parse().unwrap());
+        Err(tonic::Status::with_metadata(
+            Code::Unavailable,
+            "no healthy upstream",
+            metadata,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn grpc_answers_that_are_not_reports_are_told_apart() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imposter = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(servicemock::pb::mock_service_server::MockServiceServer::new(Imposter))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mesh = mesh(&["a"]).await;
+    let a = mesh.addr("a").unwrap();
+    let (status, r) = report(a, &format!("/@grpc:{imposter}/empty")).await;
+    assert_eq!(status, 502, "{r:#?}");
+    let hop = hops(&r)[0];
+    assert_eq!(hop.result, "bad-answer", "{hop:#?}");
+    assert!(hop.error.as_deref().unwrap().contains("names no service"));
+
+    let (status, r) = report(a, &format!("/@grpc:{imposter}/x")).await;
+    assert_eq!(status, 502);
+    let hop = hops(&r)[0];
+    assert_eq!((hop.result.as_str(), hop.status), ("status", Some(14)), "{hop:#?}");
+    assert_eq!(hop.answered_by.as_deref(), Some("proxy (server: envoy)"));
+    assert!(hop.error.as_deref().unwrap().contains("no healthy upstream"));
+    mesh.stop().await.unwrap();
+}

@@ -49,28 +49,37 @@ fn ms(value: f64) -> String {
     format!("{value:.2} ms")
 }
 
-/// Index of the hop that finished last (ties: the first), if any.
-fn slowest(report: &Report) -> Option<usize> {
+/// The group that finished last (ties: the first), if any: the slowest
+/// path runs through every hop of it, one after another, and through none
+/// of the groups that ran beside it.
+fn slowest_group(report: &Report) -> Option<usize> {
     report
-        .forwards()
+        .parallel_forwards
+        .iter()
         .enumerate()
-        .fold(None::<(usize, f64)>, |best, (i, f)| {
-            let end = f.start_ms + f.duration_ms;
-            match best {
-                Some((_, b)) if b >= end => best,
-                _ => Some((i, end)),
-            }
+        .map(|(g, group)| {
+            let end = group
+                .sequential_forwards
+                .iter()
+                .map(|f| f.start_ms + f.duration_ms)
+                .fold(0.0_f64, f64::max);
+            (g, end)
         })
-        .map(|(i, _)| i)
+        .fold(None::<(usize, f64)>, |best, (g, end)| match best {
+            Some((_, b)) if b >= end => best,
+            _ => Some((g, end)),
+        })
+        .map(|(g, _)| g)
 }
 
 /// Writes the hops below `report`; `on_path` says whether `report` lies on
 /// the slowest path, so only that path's hops get the mark.
 fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String) {
-    let slowest = slowest(report).filter(|_| on_path);
+    let slowest = slowest_group(report).filter(|_| on_path);
     let total = report.forwards().count();
     let mut index = 0;
     for (g, group) in report.parallel_forwards.iter().enumerate() {
+        let group_on_path = slowest == Some(g);
         for (h, hop) in group.sequential_forwards.iter().enumerate() {
             let last = index + 1 == total;
             let (branch, next_indent) = if last {
@@ -78,7 +87,7 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
             } else {
                 ("├─ ", "│  ")
             };
-            let mark = if slowest == Some(index) { " *" } else { "" };
+            let mark = if group_on_path { " *" } else { "" };
             let _ = writeln!(
                 out,
                 "{indent}{branch}{}.{} {}",
@@ -87,8 +96,7 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
                 hop_line(hop, mark)
             );
             if let Some(child) = &hop.response {
-                let child_on_path = slowest == Some(index);
-                write_children(child, &format!("{indent}{next_indent}"), child_on_path, out);
+                write_children(child, &format!("{indent}{next_indent}"), group_on_path, out);
             }
             index += 1;
         }
@@ -184,5 +192,22 @@ mod tests {
             "└─ 2.1 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
         );
         assert!(text.ends_with("* slowest path\n"));
+    }
+
+    #[test]
+    fn every_hop_of_the_slowest_sequence_is_on_the_path() {
+        // 1.1 took 22.7 ms, then 1.2 0.97 ms; beside them 2.1 took 10 ms.
+        let root = named(
+            "a",
+            vec![
+                vec![hop("http", 0.0, 22.7, None), hop("http", 22.8, 0.97, None)],
+                vec![hop("http", 0.0, 10.0, None)],
+            ],
+        );
+        let text = render_tree(&root);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("22.70 ms *"), "{text}");
+        assert!(lines[2].ends_with("0.97 ms *"), "{text}");
+        assert!(lines[3].ends_with("10.00 ms"), "{text}");
     }
 }

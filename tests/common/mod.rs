@@ -78,7 +78,9 @@ pub fn only_child(report: &Report) -> &Report {
 
 /// A downstream written for the test: `/slow/MS` sleeps MS milliseconds and
 /// answers an empty report; `/status/CODE` answers that status with a
-/// report; `/text` answers 200 with a body that is no report.
+/// report; `/text` answers 200 with a body that is no report, `/up` a
+/// health-check JSON, `/lying` a 200 report listing a failed hop, and
+/// `/envoy503` what Envoy answers itself when no upstream is healthy.
 pub async fn stand_in() -> SocketAddr {
     async fn slow(axum::extract::Path(ms): axum::extract::Path<u64>) -> String {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -93,12 +95,28 @@ pub async fn stand_in() -> SocketAddr {
     let app = Router::new()
         .route("/slow/{ms}", routing::get(slow))
         .route("/status/{code}", routing::get(status))
-        .route("/text", routing::get(|| async { "hello, I am no report" }));
+        .route("/text", routing::get(|| async { "hello, I am no report" }))
+        .route("/up", routing::get(|| async { "{\"status\":\"UP\"}" }))
+        .route("/lying", routing::get(|| async { LYING_REPORT }))
+        .route(
+            "/envoy503",
+            routing::get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("server", "envoy"), ("x-envoy-overloaded", "true")],
+                    "no healthy upstream",
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
+
+/// A well-formed report that answers 200 yet lists a failed hop: what no
+/// servicemock sends (it would answer 502), so the caller must not call it ok.
+pub const LYING_REPORT: &str = r#"{"Service":"liar","ReceivedDate":"2026-01-01T00:00:00Z","ParallelForwards":[{"SequentialForwards":[{"Url":"http://x:8080/","Result":"refused","Error":"connection refused by x:8080"}]}]}"#;
 
 /// Waits until `addr` answers `/health` with 200, at most `limit`.
 pub async fn wait_healthy(addr: SocketAddr, limit: Duration) {
