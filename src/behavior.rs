@@ -218,6 +218,30 @@ fn error(header: &'static str, value: &str, problem: impl fmt::Display) -> Direc
     }
 }
 
+/// Every directive header, for messages that list them.
+pub const DIRECTIVES: [&str; 5] = [DELAY, STATUS, GRPC_STATUS, SIZE, RESET];
+
+/// Checks the value of directive `name` as the service it is sent to will
+/// read it (delays are capped there, by that service's --max-delay), so a
+/// plan with a bad directive is refused where it is written, in every form.
+pub fn check_directive(name: &str, value: &str) -> Result<(), String> {
+    let value = value.trim();
+    let checked = match name {
+        DELAY => parse_delay(value, Duration::MAX).map(drop),
+        STATUS => parse_status(value).map(drop),
+        GRPC_STATUS => parse_grpc_status(value).map(drop),
+        SIZE => parse_size(value).map(drop),
+        RESET => parse_reset(value).map(drop),
+        _ => {
+            return Err(format!(
+                "unknown directive '{name}' (known: {})",
+                DIRECTIVES.join(", ")
+            ))
+        }
+    };
+    checked.map_err(|e| e.to_string())
+}
+
 /// Parses `v`, `v@P%` or `v1:P1,v2:P2` with `one` parsing each value.
 fn parse_weighted<T>(
     header: &'static str,

@@ -239,8 +239,15 @@ async fn bad_directives_name_header_and_value() {
         assert_eq!(grpc.code(), Code::InvalidArgument);
         assert!(grpc.message().contains(expected), "{}", grpc.message());
     }
+    // A bad directive written on a hop is refused where it is written,
+    // before anyone is called, naming it and its position.
     let (status, body) = get_with(a, "/@a[x-mock-status=999]/", &[]).await;
-    assert_eq!(status, 502, "a bad directive on a hop is that hop's 400");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("x-mock-status: \"999\""), "{body}");
+    assert!(body.contains("at position 3"), "{body}");
+    // Only the callee knows its own --max-delay: over it, that hop's 400.
+    let (status, body) = get_with(a, "/@a[x-mock-delay=1h]/", &[]).await;
+    assert_eq!(status, 502, "{body}");
     let hop_status = parse(&body).forwards().next().unwrap().status;
     assert_eq!(hop_status, Some(400));
     mesh.stop().await.unwrap();

@@ -297,7 +297,10 @@ async fn answers_that_are_not_reports_are_told_apart() {
     assert_eq!(hop.answered_by.as_deref(), Some("other"));
     let error = hop.error.as_deref().unwrap();
     assert!(error.contains("200 OK"), "{error}");
-    assert!(error.contains(r#""{\"status\":\"UP\"}""#) || error.contains("UP"), "{error}");
+    assert!(
+        error.contains(r#""{\"status\":\"UP\"}""#) || error.contains("UP"),
+        "{error}"
+    );
 
     let (status, r) = report(a, &format!("/@{other}/envoy503")).await;
     assert_eq!(status, 502);
@@ -307,17 +310,31 @@ async fn answers_that_are_not_reports_are_told_apart() {
     let by = hop.answered_by.as_deref().unwrap();
     assert!(by.starts_with("proxy (server: envoy"), "{by}");
     assert!(by.contains("x-envoy-overloaded: true"), "{by}");
-    assert!(hop.error.as_deref().unwrap().contains("no healthy upstream"));
+    assert!(hop
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no healthy upstream"));
 
     let (status, r) = report(a, &format!("/@{other}/lying")).await;
-    assert_eq!(status, 502, "the entry follows the tree, not the 200: {r:#?}");
+    assert_eq!(
+        status, 502,
+        "the entry follows the tree, not the 200: {r:#?}"
+    );
     let hop = hops(&r)[0];
     assert_eq!(hop.result, "bad-answer");
     assert!(
-        hop.error.as_deref().unwrap().contains("yet its report lists 1 failed hop"),
+        hop.error
+            .as_deref()
+            .unwrap()
+            .contains("yet its report lists 1 failed hop"),
         "{hop:#?}"
     );
-    assert_eq!(hop.response.as_ref().unwrap().service, "liar", "the tree is kept");
+    assert_eq!(
+        hop.response.as_ref().unwrap().service,
+        "liar",
+        "the tree is kept"
+    );
 
     // The text tree says who answered.
     let (_, tree) = get(a, &format!("/@{other}/envoy503?view=tree")).await;
@@ -372,8 +389,16 @@ async fn grpc_answers_that_are_not_reports_are_told_apart() {
     let (status, r) = report(a, &format!("/@grpc:{imposter}/x")).await;
     assert_eq!(status, 502);
     let hop = hops(&r)[0];
-    assert_eq!((hop.result.as_str(), hop.status), ("status", Some(14)), "{hop:#?}");
+    assert_eq!(
+        (hop.result.as_str(), hop.status),
+        ("status", Some(14)),
+        "{hop:#?}"
+    );
     assert_eq!(hop.answered_by.as_deref(), Some("proxy (server: envoy)"));
-    assert!(hop.error.as_deref().unwrap().contains("no healthy upstream"));
+    assert!(hop
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no healthy upstream"));
     mesh.stop().await.unwrap();
 }

@@ -54,13 +54,11 @@ pub struct Hop {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// What the called service calls in turn. Shared between the hops of one
-    /// @-path command, so a wide path stays small in memory.
-    #[serde(default, skip_serializing_if = "is_leaf")]
+    /// @-path command, so a wide path stays small in memory. Always written
+    /// out in JSON (a leaf as its `uri`), so a leaf's own remainder survives
+    /// a relay.
+    #[serde(default)]
     pub next: Arc<Plan>,
-}
-
-fn is_leaf(plan: &Arc<Plan>) -> bool {
-    plan.parallel.is_empty()
 }
 
 /// How a hop reaches its target.
@@ -165,6 +163,68 @@ impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         path::parse_target_text(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Headers a hop may not carry: they change how a message is framed or how
+/// the connection is kept (a bodiless GET with a `content-length` makes the
+/// callee close a pooled connection under unrelated requests), or they
+/// are servicemock's own and set by it.
+pub const FORBIDDEN_HOP_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "proxy-connection",
+    "host",
+];
+
+/// Why a header cannot go on a hop, if it cannot: the one rule for paths,
+/// JSON plans and proto plans. `name` is lower case.
+pub fn check_hop_header(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!("invalid header name '{name}'"));
+    }
+    if name == "host" {
+        return Err(
+            "header 'host' cannot be set on a hop: the target is the authority it is called with"
+                .into(),
+        );
+    }
+    if FORBIDDEN_HOP_HEADERS.contains(&name) {
+        return Err(format!(
+            "header '{name}' cannot be set on a hop: it changes how the message is framed or the connection is kept"
+        ));
+    }
+    if name.starts_with("x-servicemock-") {
+        return Err(format!("header '{name}' is set by servicemock itself"));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(format!(
+            "the value of header '{name}' must be visible ASCII, spaces and tabs (percent-encode anything else)"
+        ));
+    }
+    if name.starts_with("x-mock-") {
+        crate::behavior::check_directive(name, value)?;
+    }
+    Ok(())
+}
+
+/// Why a remainder cannot be a request target, if it cannot: the one rule
+/// for the path form and the structured `uri`.
+pub fn check_remainder(uri: &str) -> Result<(), String> {
+    if !uri.starts_with('/') {
+        Err(format!("must start with '/', got \"{uri}\""))
+    } else if uri.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
+        Err("contains a space, '#' or a control character (percent-encode it)".into())
+    } else {
+        Ok(())
     }
 }
 

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{Hop, Limits, Plan, PlanError, Protocol, Sequence, Target};
+use super::{
+    check_hop_header, check_remainder, Hop, Limits, Plan, PlanError, Protocol, Sequence, Target,
+};
 
 /// Characters of a header value that must be escaped in a rendered command:
 /// they would end the path segment, start a query, or be read as an escape.
@@ -68,6 +70,12 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
         });
     }
     let uri = normalize_uri(rest);
+    if let Err(problem) = check_remainder(&uri) {
+        return Err(PlanError::Field {
+            field: "path (after the @-commands)".into(),
+            problem,
+        });
+    }
     let mut next = Arc::new(Plan::leaf(uri.clone()));
     for command in commands.iter().rev() {
         let groups = parse_command(command, limits)?;
@@ -248,6 +256,12 @@ impl Cursor<'_> {
             {
                 return Err(self.error_at(start + i, format!("invalid character '{c}' in host")));
             }
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                // `h2c:1` would read as host h2c, port 1; and "1" is no name.
+                return Err(self.error(format!(
+                    "host '{name}' is only digits (write a name or an IP address; a port goes after the host)"
+                )));
+            }
             host = name.to_owned();
             self.pos += end;
         }
@@ -297,8 +311,12 @@ impl Cursor<'_> {
                 "invalid character {c:?} in the value of header '{name}'"
             )));
         }
+        let name = name.to_ascii_lowercase();
+        if let Err(problem) = check_hop_header(&name, value) {
+            return Err(self.error(problem));
+        }
         self.pos = open + 1 + close + 1;
-        Ok((name.to_ascii_lowercase(), value.to_owned()))
+        Ok((name, value.to_owned()))
     }
 }
 
@@ -324,6 +342,17 @@ pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
             });
             return Ok(());
         };
+        // A path has one remainder for every level; a level that says
+        // another one (a structured plan can) needs the JSON form.
+        if level.uri != leaf_uri(level) {
+            return Err(PlanError::Field {
+                field: "uri".into(),
+                problem: format!(
+                    "\"{}\" differs from the remainder below it, which an @-path cannot express (HTTP hops then carry a JSON plan)",
+                    level.uri
+                ),
+            });
+        }
         if let Some(other) =
             hops.find(|h| !Arc::ptr_eq(&h.next, &first.next) && h.next != first.next)
         {
@@ -349,6 +378,15 @@ pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
         }
         level = &first.next;
     }
+}
+
+/// The remainder at the bottom of the first chain of hops.
+fn leaf_uri(plan: &Plan) -> &str {
+    let mut level = plan;
+    while let Some(hop) = level.hops().next() {
+        level = &hop.next;
+    }
+    &level.uri
 }
 
 fn render_target(hop: &Hop, out: &mut String) {
@@ -609,8 +647,13 @@ mod tests {
             Just(Protocol::H2c),
             Just(Protocol::Grpc)
         ];
-        let headers =
-            proptest::collection::btree_map("[a-z][a-z0-9_-]{0,6}", "[^\\]\\p{Cc}]{0,8}", 0..3);
+        let headers = proptest::collection::btree_map(
+            "[a-z][a-z0-9_-]{0,6}".prop_filter("a header a hop may carry", |n| {
+                check_hop_header(n, "v").is_ok()
+            }),
+            "[\\x20-\\x5c\\x5e-\\x7e]{0,8}",
+            0..3,
+        );
         (proto, arb_target(), headers)
     }
 

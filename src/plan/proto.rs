@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::path::{parse_path, parse_target_text};
-use super::{Hop, Limits, Plan, PlanError, Protocol, Sequence};
+use super::{check_hop_header, check_remainder, Hop, Limits, Plan, PlanError, Protocol, Sequence};
 use crate::pb;
 
 /// The `x-mock-*` header each `Behavior` field stands for.
@@ -81,12 +81,10 @@ pub fn plan_from_proto(
 }
 
 fn check_uri(uri: &str, field: &str, limits: &Limits) -> Result<String, PlanError> {
-    let problem = if !uri.starts_with('/') {
-        Some(format!("must start with '/', got \"{uri}\""))
+    let problem = if let Err(problem) = check_remainder(uri) {
+        Some(problem)
     } else if uri.len() > limits.max_path_len {
         Some(format!("longer than {} bytes", limits.max_path_len))
-    } else if uri.chars().any(|c| c.is_control() || c == ' ' || c == '#') {
-        Some("contains a space, '#' or a control character (percent-encode it)".into())
     } else {
         match parse_path(uri, limits) {
             Ok(p) if p.parallel.is_empty() => None,
@@ -127,20 +125,11 @@ fn hop_from_proto(
     let mut headers = BTreeMap::new();
     for (name, value) in &hop.headers {
         let lower = name.to_ascii_lowercase();
-        if lower.is_empty()
-            || !lower
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        check_hop_header(&lower, value).map_err(|e| field_error("headers", e))?;
+        if value.contains(']') {
             return Err(field_error(
                 "headers",
-                format!("invalid header name \"{name}\""),
-            ));
-        }
-        if value.chars().any(|c| c.is_control() || c == ']') {
-            return Err(field_error(
-                "headers",
-                format!("the value of \"{name}\" holds ']' or a control character"),
+                format!("the value of \"{name}\" holds ']', which no @-path can carry"),
             ));
         }
         headers.insert(lower, value.clone());
@@ -152,10 +141,22 @@ fn hop_from_proto(
             &behavior.grpc_status,
             &behavior.size,
         ];
-        for (header, value) in BEHAVIOR_HEADERS.iter().zip(values) {
-            if !value.is_empty() {
-                headers.insert((*header).to_owned(), value.clone());
+        for ((header, value), field) in
+            BEHAVIOR_HEADERS
+                .iter()
+                .zip(values)
+                .zip(["delay", "status", "grpc_status", "size"])
+        {
+            if value.is_empty() {
+                continue;
             }
+            check_hop_header(header, value)
+                .map_err(|e| field_error(&format!("behavior.{field}"), e))?;
+            if value.contains(']') {
+                let problem = "holds ']', which no @-path can carry".to_owned();
+                return Err(field_error(&format!("behavior.{field}"), problem));
+            }
+            headers.insert((*header).to_owned(), value.clone());
         }
     }
     let next = match &hop.next {
@@ -196,14 +197,20 @@ pub fn plan_to_proto(plan: &Plan) -> pb::Plan {
             .parallel
             .iter()
             .map(|group| pb::Sequence {
-                hops: group.hops.iter().map(hop_to_proto).collect(),
+                hops: group
+                    .hops
+                    .iter()
+                    .map(|hop| hop_to_proto(hop, &plan.uri))
+                    .collect(),
             })
             .collect(),
         uri: plan.uri.clone(),
     }
 }
 
-fn hop_to_proto(hop: &Hop) -> pb::Hop {
+/// A hop as its message; `uri` is its level's, which a `next` without one
+/// inherits, so a leaf `next` is written only when its remainder differs.
+fn hop_to_proto(hop: &Hop, uri: &str) -> pb::Hop {
     let mut behavior = pb::Behavior::default();
     let mut headers = std::collections::HashMap::new();
     for (name, value) in &hop.headers {
@@ -225,7 +232,8 @@ fn hop_to_proto(hop: &Hop) -> pb::Hop {
         protocol: protocol_to_proto(hop.protocol),
         headers,
         behavior: has_behavior.then_some(behavior),
-        next: (!hop.next.parallel.is_empty()).then(|| plan_to_proto(&hop.next)),
+        next: (!hop.next.parallel.is_empty() || hop.next.uri != uri)
+            .then(|| plan_to_proto(&hop.next)),
     }
 }
 
