@@ -79,10 +79,8 @@ impl HopResult {
     /// time (so the slow hop is the one named), else a failing `status`.
     pub(crate) fn from_failed_report(status: i32, said: String, report: Report) -> HopResult {
         let (outcome, error) = if report.timed_out {
-            (
-                Outcome::Timeout,
-                format!("{} ran out of time: {}", report.service, report.message),
-            )
+            // Its message says who ran out of what time.
+            (Outcome::Timeout, report.message.clone())
         } else {
             (Outcome::Status, said)
         };
