@@ -57,7 +57,7 @@ async fn the_innermost_slow_hop_is_the_one_named() {
             to_c.error
                 .as_deref()
                 .unwrap()
-                .starts_with("c ran out of time"),
+                .starts_with("c v1 ran out of time: the caller allowed"),
             "{to_c:#?}"
         );
     }
@@ -106,7 +106,7 @@ async fn grpc_entries_see_the_same_truth() {
     assert!(
         answer
             .message
-            .contains("root cause grpc://c:8080: c ran out of time"),
+            .contains("root cause grpc://c:8080: c v1 ran out of time"),
         "{}",
         answer.message
     );
