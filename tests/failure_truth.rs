@@ -402,3 +402,118 @@ async fn grpc_answers_that_are_not_reports_are_told_apart() {
         .contains("no healthy upstream"));
     mesh.stop().await.unwrap();
 }
+
+/// A plan nested `levels` deep, each hop to `target` over `protocol`.
+fn nested_plan(
+    levels: usize,
+    target: &str,
+    protocol: servicemock::pb::Protocol,
+) -> servicemock::pb::Plan {
+    let mut plan = servicemock::pb::Plan {
+        parallel: vec![],
+        uri: "/end".into(),
+    };
+    for _ in 0..levels {
+        plan = servicemock::pb::Plan {
+            parallel: vec![servicemock::pb::Sequence {
+                hops: vec![servicemock::pb::Hop {
+                    target: target.into(),
+                    protocol: protocol as i32,
+                    next: Some(plan),
+                    ..Default::default()
+                }],
+            }],
+            uri: "/end".into(),
+        };
+    }
+    plan
+}
+
+/// The same --max-depth for the path, a JSON plan and a proto plan: 40
+/// levels pass every form when it is raised to 48, and every form is
+/// refused at the entry by default, before anyone is called.
+#[tokio::test]
+async fn one_depth_rule_for_every_form_honoured_when_raised() {
+    use servicemock::pb::Protocol as P;
+    let raised = Settings {
+        limits: Limits {
+            max_depth: 48,
+            ..Limits::default()
+        },
+        ..Settings::default()
+    };
+    for (settings, ok) in [(raised, true), (Settings::default(), false)] {
+        let mesh = mesh_with(&["s"], settings).await;
+        let s = mesh.addr("s").unwrap();
+        // Path form, first hop gRPC.
+        let path = format!("/@grpc:s{}/end", "/@s".repeat(39));
+        let (status, body) = get(s, &path).await;
+        // JSON form.
+        let plan = servicemock::pb::CallRequest {
+            request: Some(servicemock::pb::call_request::Request::Plan(nested_plan(
+                40,
+                "s",
+                P::H2c,
+            ))),
+        };
+        let json = servicemock::plan::json::request_json(
+            &servicemock::plan::proto::plan_from_request(
+                &plan,
+                &Limits {
+                    max_depth: 48,
+                    ..Limits::default()
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let posted = client()
+            .post(format!("http://{s}/"))
+            .header("content-type", "application/json")
+            .body(json)
+            .send()
+            .await
+            .unwrap();
+        let json_status = posted.status().as_u16();
+        let json_body = posted.text().await.unwrap();
+        // Proto form.
+        let mut grpc = grpc_client(s).await;
+        let proto = grpc
+            .call(servicemock::pb::CallRequest {
+                request: Some(servicemock::pb::call_request::Request::Plan(nested_plan(
+                    40,
+                    "s",
+                    P::Grpc,
+                ))),
+            })
+            .await;
+        if ok {
+            assert_eq!(status, 200, "path: {}", &body[..body.len().min(300)]);
+            let r: Report = servicemock::report::from_json_unbounded(&body).unwrap();
+            assert_eq!(first_hop_chain(&r).len(), 41);
+            assert_eq!(
+                json_status,
+                200,
+                "JSON: {}",
+                &json_body[..json_body.len().min(300)]
+            );
+            let r = Report::from(proto.expect("proto plan").into_inner());
+            assert_eq!(first_hop_chain(&r).len(), 41);
+        } else {
+            for (form, status, body) in [("path", status, &body), ("JSON", json_status, &json_body)]
+            {
+                assert_eq!(status, 400, "{form}: {body}");
+                assert!(body.contains("plan too deep"), "{form}: {body}");
+            }
+            let refused = proto.unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+            assert!(refused.message().contains("plan too deep"), "{refused:?}");
+            let (_, metrics) = get(s, "/metrics").await;
+            assert!(
+                !metrics.contains("servicemock_hops_total{"),
+                "nobody was called"
+            );
+        }
+        mesh.stop().await.unwrap();
+    }
+}
