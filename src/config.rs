@@ -34,6 +34,27 @@ impl Identity {
     }
 }
 
+/// How long connections may take, and how many there may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request head to its end.
+    pub header_read_timeout: Duration,
+    /// No bytes either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// What one request may ask of this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -53,6 +74,12 @@ pub struct Settings {
     /// `grpc-status-details-bin` (base64) and `grpc-message`. gRPC clients
     /// refuse more than 8 KiB of metadata by default, so that is ours.
     pub grpc_details_budget: usize,
+    /// Most bytes of downstream reports one request may receive, and of
+    /// padding and propagated headers its plan may ask for: a hop whose
+    /// answer would pass it is cut, a plan that asks for more is refused.
+    pub max_report_size: usize,
+    /// Bounds on inbound connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -64,6 +91,8 @@ impl Default for Settings {
             max_delay: Duration::from_secs(10),
             max_concurrent: 1024,
             grpc_details_budget: 8 * 1024,
+            max_report_size: 4 * 1024 * 1024,
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::HeaderName;
 
 use servicemock::behavior::{self, Directives};
-use servicemock::config::{local_host_name, parse_duration, Identity, Settings};
+use servicemock::config::{local_host_name, parse_duration, ConnectionLimits, Identity, Settings};
 use servicemock::exec::context::default_propagated;
 use servicemock::exec::resolve::Resolver;
 use servicemock::exec::Executor;
@@ -210,6 +210,21 @@ struct Tuning {
     /// clients refuse over 8 KiB of metadata by default.
     #[arg(long, env = "SERVICEMOCK_GRPC_DETAILS_BUDGET", default_value_t = Settings::default().grpc_details_budget)]
     grpc_details_budget: usize,
+    /// Most bytes of downstream reports one request may receive, and of
+    /// padding (x-mock-size) and propagated headers its plan may ask for in
+    /// all: a hop answer past it is cut, a plan asking more gets 400.
+    #[arg(long, env = "SERVICEMOCK_MAX_REPORT_SIZE", default_value_t = Settings::default().max_report_size)]
+    max_report_size: usize,
+    /// Longest a request head may take from its first byte (slowloris).
+    #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    #[arg(long, env = "SERVICEMOCK_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Inbound connections served at once (lowered to leave a quarter of
+    /// the open-file limit free); a new one past it is closed at once.
+    #[arg(long, env = "SERVICEMOCK_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
     /// Most calls one request's whole tree may make.
     #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
     max_hops: usize,
@@ -304,6 +319,12 @@ impl Tuning {
             max_delay: self.max_delay,
             max_concurrent: self.max_concurrent,
             grpc_details_budget: self.grpc_details_budget,
+            max_report_size: self.max_report_size,
+            connections: ConnectionLimits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
         }
     }
 

@@ -73,6 +73,8 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     injected: Family<KindLabel, Counter>,
     refused: Family<ReasonLabel, Counter>,
+    grpc_channels: Gauge<i64, AtomicI64>,
+    connections: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,18 @@ impl Default for Metrics {
         let in_flight = Gauge::<i64, AtomicI64>::default();
         let injected = Family::<KindLabel, Counter>::default();
         let refused = Family::<ReasonLabel, Counter>::default();
+        let grpc_channels = Gauge::<i64, AtomicI64>::default();
+        let connections = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "grpc_channels",
+            "gRPC channels the hop clients keep open (bounded, least recently used dropped)",
+            grpc_channels.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Inbound connections open now (bounded by --max-connections)",
+            connections.clone(),
+        );
         registry.register(
             "requests",
             "Inbound requests by protocol, route class and status",
@@ -134,6 +148,8 @@ impl Default for Metrics {
             in_flight,
             injected,
             refused,
+            grpc_channels,
+            connections,
         }
     }
 }
@@ -219,6 +235,17 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Sets how many gRPC channels are open, before an encode.
+    pub fn set_grpc_channels(&self, count: usize) {
+        self.grpc_channels
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The gauge of open inbound connections, for the listener to keep.
+    pub fn connections(&self) -> &Gauge<i64, AtomicI64> {
+        &self.connections
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -14,6 +14,7 @@
 //! for bytes that are not the message.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Buf;
 use prost::Message;
@@ -73,8 +74,19 @@ impl Kind {
 pub enum WireError {
     #[error("message nested deeper than {limit} levels (a plan or report of more than {hops} hops in depth)")]
     TooDeep { limit: usize, hops: u32 },
+    #[error("plan too large: it would make more than {limit} calls in all (limit --max-hops), refused while reading it")]
+    TooManyHops { limit: usize },
     #[error("not a valid protobuf message: {0}")]
     Malformed(&'static str),
+}
+
+/// The most hops a decoded plan may hold: the largest `--max-hops` of the
+/// services in this process (each then checks its own after decoding).
+static HOP_LIMIT: AtomicUsize = AtomicUsize::new(crate::plan::Limits::DEFAULT_MAX_HOPS);
+
+/// Makes room for a service whose `--max-hops` is `limit`.
+pub fn allow_hops(limit: usize) {
+    HOP_LIMIT.fetch_max(limit, Ordering::Relaxed);
 }
 
 struct Frame {
@@ -86,9 +98,12 @@ struct Frame {
 }
 
 /// Walks `bytes` as a message of `kind` and refuses nesting deeper than
-/// `limit`, or bytes that are not protobuf at all. Linear in the input,
+/// `limit`, more hops than `--max-hops` allows (before a single one is
+/// allocated), or bytes that are not protobuf at all. Linear in the input,
 /// constant stack.
 pub fn check_nesting(bytes: &[u8], kind: Kind, limit: usize) -> Result<(), WireError> {
+    let hop_limit = HOP_LIMIT.load(Ordering::Relaxed);
+    let mut hops = 0usize;
     let mut stack = vec![Frame {
         kind,
         end: bytes.len(),
@@ -133,6 +148,12 @@ pub fn check_nesting(bytes: &[u8], kind: Kind, limit: usize) -> Result<(), WireE
                 }
                 match kind.child(field) {
                     Some(child) => {
+                        if child == Kind::Hop {
+                            hops += 1;
+                            if hops > hop_limit {
+                                return Err(WireError::TooManyHops { limit: hop_limit });
+                            }
+                        }
                         push(&mut stack, child, end, None, limit)?;
                     }
                     None => pos = end,
@@ -244,7 +265,10 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        GuardedDecoder(PhantomData)
+        GuardedDecoder {
+            decoded: false,
+            _message: PhantomData,
+        }
     }
 }
 
@@ -262,25 +286,40 @@ impl<T: Message> Encoder for GuardedEncoder<T> {
     }
 }
 
-/// Checks the nesting, then decodes with prost.
+/// Checks the nesting, then decodes with prost. `Call` is unary both ways,
+/// so a second message on one call is refused, not silently ignored.
 #[derive(Debug)]
-pub struct GuardedDecoder<U>(PhantomData<U>);
+pub struct GuardedDecoder<U> {
+    decoded: bool,
+    _message: PhantomData<U>,
+}
 
 impl<U: Guarded> Decoder for GuardedDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        if self.decoded {
+            return Err(refused(
+                "a unary call carries one message; a second one came",
+            ));
+        }
+        self.decoded = true;
         let bytes = buf.copy_to_bytes(buf.remaining());
-        decode_guarded(&bytes).map(Some).map_err(|e| {
-            let mut marker = tonic::metadata::MetadataMap::new();
-            marker.insert(
-                REFUSED_BY_GUARD,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            Status::with_metadata(tonic::Code::InvalidArgument, e.to_string(), marker)
-        })
+        decode_guarded(&bytes)
+            .map(Some)
+            .map_err(|e| refused(&e.to_string()))
     }
+}
+
+/// INVALID_ARGUMENT marked as made here ([`REFUSED_BY_GUARD`]).
+fn refused(message: &str) -> Status {
+    let mut marker = tonic::metadata::MetadataMap::new();
+    marker.insert(
+        REFUSED_BY_GUARD,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    Status::with_metadata(tonic::Code::InvalidArgument, message, marker)
 }
 
 #[cfg(test)]
@@ -339,6 +378,26 @@ mod tests {
         let mut balanced = vec![(9 << 3) | 3; 3];
         balanced.extend([(9 << 3) | 4; 3]);
         assert_eq!(check_nesting(&balanced, Kind::CallRequest, 10), Ok(()));
+    }
+
+    #[test]
+    fn hops_are_counted_before_any_is_allocated() {
+        let hops: Vec<pb::Hop> = (0..2000)
+            .map(|_| pb::Hop {
+                target: "a".into(),
+                ..Default::default()
+            })
+            .collect();
+        let wide = pb::CallRequest {
+            request: Some(pb::call_request::Request::Plan(pb::Plan {
+                parallel: vec![pb::Sequence { hops }],
+                uri: "/".into(),
+            })),
+        };
+        assert!(matches!(
+            decode_guarded::<pb::CallRequest>(&wide.encode_to_vec()),
+            Err(WireError::TooManyHops { .. })
+        ));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct HopContext {
     pub deadline: Instant,
     /// Headers every outbound hop carries (propagated ones and the request id).
     pub outbound: HeaderMap,
+    /// Bytes of downstream answers received so far by this request's hops.
+    pub received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Reads the depth counter of an inbound request (0 when absent).

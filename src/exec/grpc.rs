@@ -1,10 +1,12 @@
 //! gRPC hops: the sub-plan travels as a `CallRequest`; one lazily connected
-//! channel per target is kept for the life of the process (HTTP/2
-//! multiplexes every call to that target over it).
+//! channel per target (HTTP/2 multiplexes every call to that target over
+//! it), kept in a bounded cache: least recently used dropped first, idle
+//! ones dropped, and a target that failed to connect not kept at all.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use tonic::transport::{Channel, Endpoint};
@@ -27,18 +29,72 @@ const MAX_HEADER_LIST: u32 = 256 * 1024;
 /// tree below is in the nested report.
 const MAX_STATUS_TEXT: usize = 200;
 
+/// Most channels kept; a new target past it replaces the least recently used.
+pub const MAX_CHANNELS: usize = 512;
+/// A channel unused this long is dropped when the cache next grows.
+pub const CHANNEL_IDLE: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+struct Cached {
+    channel: Channel,
+    /// Milliseconds since the cache was made, at the last use.
+    last_used: AtomicU64,
+}
+
 /// The pool of gRPC channels, one per (address, authority).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GrpcClients {
-    channels: Arc<Mutex<HashMap<Resolved, Channel>>>,
+    channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
+    epoch: Instant,
+}
+
+impl Default for GrpcClients {
+    fn default() -> Self {
+        GrpcClients {
+            channels: Arc::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl GrpcClients {
-    /// The pooled channel to `to`, made on first use.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How many channels are cached now.
+    pub fn len(&self) -> usize {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether no channel is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the channel to a target that could not be reached.
+    fn forget(&self, to: &Resolved) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(to);
+    }
+
+    /// The pooled channel to `to`, made on first use. A hit takes only a
+    /// shared lock.
     fn channel(&self, to: &Resolved) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(to) {
-            return Ok(channel.clone());
+        let now = self.now();
+        if let Some(cached) = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(to)
+        {
+            cached.last_used.store(now, Ordering::Relaxed);
+            return Ok(cached.channel.clone());
         }
         let origin = format!("http://{}", to.authority)
             .parse()
@@ -50,7 +106,27 @@ impl GrpcClients {
             .http2_max_header_list_size(MAX_HEADER_LIST)
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
-        channels.insert(to.clone(), channel.clone());
+        let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
+        if channels.len() >= MAX_CHANNELS {
+            let idle = u64::try_from(CHANNEL_IDLE.as_millis()).unwrap_or(u64::MAX);
+            channels.retain(|_, c| now.saturating_sub(c.last_used.load(Ordering::Relaxed)) < idle);
+        }
+        if channels.len() >= MAX_CHANNELS {
+            let oldest = channels
+                .iter()
+                .min_by_key(|(_, c)| c.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                channels.remove(&oldest);
+            }
+        }
+        channels.insert(
+            to.clone(),
+            Cached {
+                channel: channel.clone(),
+                last_used: AtomicU64::new(now),
+            },
+        );
         Ok(channel)
     }
 
@@ -62,6 +138,7 @@ impl GrpcClients {
         request: pb::CallRequest,
         headers: HeaderMap,
         timer: Duration,
+        room: usize,
     ) -> HopResult {
         let channel = match self.channel(to) {
             Ok(c) => c,
@@ -70,11 +147,13 @@ impl GrpcClients {
         let mut request = tonic::Request::new(request);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
         request.set_timeout(timer);
-        let mut client = MockServiceClient::new(channel);
+        let mut client = MockServiceClient::new(channel).max_decoding_message_size(room);
         match tokio::time::timeout(timer, client.call(request)).await {
             Err(elapsed) => HopResult::transport(&elapsed, to, timer),
             Ok(Ok(response)) => {
-                let report = Report::from(response.into_inner());
+                let response = response.into_inner();
+                let bytes = prost::Message::encoded_len(&response);
+                let report = Report::from(response);
                 if report.service.is_empty() {
                     return HopResult {
                         status: Some(0),
@@ -84,9 +163,36 @@ impl GrpcClients {
                         )
                     };
                 }
-                HopResult::from_ok_report(0, "OK", report)
+                HopResult {
+                    bytes,
+                    ..HopResult::from_ok_report(0, "OK", report)
+                }
             }
-            Ok(Err(status)) => judge_status(&status, to, timer),
+            Ok(Err(status))
+                if status.code() == tonic::Code::OutOfRange
+                    && status.details().is_empty()
+                    && status.metadata().is_empty() =>
+            {
+                // tonic's own refusal of a message over `room`.
+                HopResult {
+                    status: None,
+                    bytes: room,
+                    ..HopResult::failed(
+                        Outcome::BadAnswer,
+                        format!("answered with more than the {room} bytes left for this request's reports (--max-report-size): cut"),
+                    )
+                }
+            }
+            Ok(Err(status)) => {
+                let result = judge_status(&status, to, timer);
+                if matches!(result.outcome, Outcome::Refused | Outcome::Dns) {
+                    self.forget(to);
+                }
+                HopResult {
+                    bytes: status.details().len() + status.message().len(),
+                    ..result
+                }
+            }
         }
     }
 }
@@ -137,6 +243,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
         )),
         response: None,
         answered_by: Some(who),
+        bytes: 0,
     }
 }
 

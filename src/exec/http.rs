@@ -18,10 +18,10 @@ use super::resolve::Resolved;
 use super::HopResult;
 use crate::report::{json_nesting, Outcome, Report, MAX_REPORT_NESTING};
 
-/// Largest downstream body read; a bigger answer is a failed hop.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
 type Pool = Client<HttpConnector, Full<Bytes>>;
+
+/// Idle connections kept per host (each pool also drops them after 60 s).
+const MAX_IDLE_PER_HOST: usize = 64;
 
 /// The two pooled HTTP clients.
 #[derive(Debug, Clone)]
@@ -50,6 +50,7 @@ impl HttpClients {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
                 .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
                 .pool_timer(TokioTimer::new())
                 .http2_only(h2c);
             builder.build(connector)
@@ -70,6 +71,7 @@ impl HttpClients {
         plan: Option<Vec<u8>>,
         headers: HeaderMap,
         timeout: Duration,
+        room: usize,
     ) -> HopResult {
         let client = if h2c { &self.h2c } else { &self.http1 };
         let exchange = async {
@@ -97,7 +99,7 @@ impl HttpClients {
             }
             let response = client.request(request).await?;
             let (parts, body) = response.into_parts();
-            let body = match Limited::new(body, MAX_BODY).collect().await {
+            let body = match Limited::new(body, room).collect().await {
                 Ok(collected) => Some(collected.to_bytes()),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
                 Err(e) => return Err(ExchangeError::Body(e)),
@@ -107,7 +109,10 @@ impl HttpClients {
         match tokio::time::timeout(timeout, exchange).await {
             Err(elapsed) => HopResult::transport(&elapsed, to, timeout),
             Ok(Err(e)) => HopResult::transport(&e, to, timeout),
-            Ok(Ok((parts, body))) => judge_answer(&parts, body.as_deref()),
+            Ok(Ok((parts, body))) => HopResult {
+                bytes: body.as_ref().map_or(room, bytes::Bytes::len),
+                ..judge_answer(&parts, body.as_deref(), room)
+            },
         }
     }
 }
@@ -122,7 +127,7 @@ impl Default for HttpClients {
 /// (one that names the service that wrote it) is nested under the hop; any
 /// other answer is told apart as what it is — its status, who made it and a
 /// short quote — never dressed up as a report.
-fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult {
+fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize) -> HopResult {
     let status = parts.status;
     let code = i32::from(status.as_u16());
     let status_text = status_line(status);
@@ -131,7 +136,9 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult
             status: Some(code),
             ..HopResult::failed(
                 Outcome::BadAnswer,
-                format!("answered {status_text} with more than {MAX_BODY} bytes"),
+                format!(
+                    "answered {status_text} with more than the {room} bytes left for this request's reports (--max-report-size): cut"
+                ),
             )
         };
     };
@@ -161,6 +168,7 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult
                 )),
                 response: None,
                 answered_by: Some(who),
+                bytes: 0,
             }
         }
     }

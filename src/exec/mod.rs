@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod http;
 pub mod resolve;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +43,8 @@ pub struct HopResult {
     /// Who answered, when it was not a servicemock (a proxy's local reply,
     /// another server): what it said about itself.
     pub answered_by: Option<String>,
+    /// Bytes of answer received, counted against `--max-report-size`.
+    pub bytes: usize,
 }
 
 impl HopResult {
@@ -53,6 +56,7 @@ impl HopResult {
             error: Some(error),
             response: None,
             answered_by: None,
+            bytes: 0,
         }
     }
 
@@ -90,6 +94,7 @@ impl HopResult {
             error: Some(error),
             response: Some(report),
             answered_by: None,
+            bytes: 0,
         }
     }
 
@@ -114,6 +119,7 @@ impl HopResult {
             error,
             response: Some(report),
             answered_by: None,
+            bytes: 0,
         }
     }
 }
@@ -176,6 +182,11 @@ impl Executor {
         &self.inner.settings
     }
 
+    /// How many gRPC channels the hop clients keep open now.
+    pub fn grpc_channels(&self) -> usize {
+        self.inner.grpc.len()
+    }
+
     /// Reads what an inbound request's own headers ask — its depth, the time
     /// it allows, and the behaviour directives (with `defaults` for those not
     /// given) — and draws the behaviour for it. Both edges admit this way.
@@ -193,6 +204,49 @@ impl Executor {
             budget,
             decision: directives.decide(&mut rand::rng()),
         })
+    }
+
+    /// Refuses a plan whose answers would be bigger than `--max-report-size`
+    /// before anyone is called: the padding its hops ask for (`x-mock-size`
+    /// on every hop the tree makes) and this service's own, plus the
+    /// propagated headers every level's report repeats.
+    pub fn check_cost(
+        &self,
+        plan: &Plan,
+        headers: &HeaderMap,
+        admission: &Admission,
+    ) -> Result<(), String> {
+        let budget = self.inner.settings.max_report_size;
+        let propagated: usize = self
+            .inner
+            .propagate
+            .iter()
+            .flat_map(|name| {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .map(move |v| name.as_str().len() + v.len() + 4)
+            })
+            .sum();
+        let (mut hops, mut padding) = (0usize, admission.decision.size);
+        let mut levels = vec![plan];
+        while let Some(level) = levels.pop() {
+            for hop in level.hops() {
+                hops += 1;
+                if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
+                    padding += crate::behavior::parse_size(size.trim()).unwrap_or(0);
+                }
+                levels.push(&hop.next);
+            }
+        }
+        let total = padding.saturating_add(propagated.saturating_mul(hops + 1));
+        if total > budget {
+            return Err(format!(
+                "the plan's answers would take {total} bytes ({padding} of padding, {propagated} bytes of propagated headers repeated at {} levels), more than --max-report-size {budget}",
+                hops + 1
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `plan` for `inbound` and reports what happened, as `admission`
@@ -248,6 +302,7 @@ impl Executor {
                 depth,
                 deadline,
                 outbound,
+                received: Default::default(),
             };
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
         } else if injected_failure(decision, inbound.protocol) {
@@ -258,6 +313,7 @@ impl Executor {
                 depth,
                 deadline,
                 outbound,
+                received: Default::default(),
             };
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
@@ -343,10 +399,17 @@ impl Executor {
             None => format!("grpc://{}", to.authority),
         };
         let remaining = ctx.deadline.saturating_duration_since(start);
+        let budget = self.inner.settings.max_report_size;
+        let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
         let result = if remaining.is_zero() {
             HopResult::failed(
                 Outcome::Skipped,
                 "not called: the request's deadline had passed".into(),
+            )
+        } else if room == 0 {
+            HopResult::failed(
+                Outcome::Skipped,
+                format!("not called: the reports of this request already took {budget} bytes (--max-report-size)"),
             )
         } else {
             let timer = remaining.min(self.inner.settings.hop_timeout);
@@ -369,7 +432,7 @@ impl Executor {
                 None => {
                     self.inner
                         .grpc
-                        .call(&to, request_for(&hop.next), headers, timer)
+                        .call(&to, request_for(&hop.next), headers, timer, room)
                         .await
                 }
                 Some(rendered) => {
@@ -381,7 +444,7 @@ impl Executor {
                         Ok(body) => {
                             let h2c = hop.protocol == Protocol::H2c;
                             let http = &self.inner.http;
-                            http.call(h2c, &to, &path, body, headers, timer).await
+                            http.call(h2c, &to, &path, body, headers, timer, room).await
                         }
                         Err(e) => HopResult::failed(
                             Outcome::Error,
@@ -391,6 +454,7 @@ impl Executor {
                 }
             }
         };
+        ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
         tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
         Forward {
             url,

@@ -243,12 +243,17 @@ pub struct Limits {
     pub max_depth: u32,
 }
 
+impl Limits {
+    /// `--max-hops` when none is given.
+    pub const DEFAULT_MAX_HOPS: usize = 1024;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_path_len: 8 * 1024,
             max_targets: 64,
-            max_hops: 1024,
+            max_hops: Limits::DEFAULT_MAX_HOPS,
             max_depth: 32,
         }
     }

@@ -32,19 +32,23 @@ pub fn plan_from_request(request: &pb::CallRequest, limits: &Limits) -> Result<P
             }
             parse_path(path, limits)?
         }
-        Some(pb::call_request::Request::Plan(plan)) => plan_from_proto(plan, "/", "plan", limits)?,
+        Some(pb::call_request::Request::Plan(plan)) => {
+            plan_from_proto(plan, "/", "plan", limits, &mut 0)?
+        }
     };
     plan.check_size(limits)?;
     Ok(plan)
 }
 
 /// Converts a `Plan` message; `inherited_uri` is used when its `uri` is empty
-/// and `field` names it in errors.
-pub fn plan_from_proto(
+/// and `field` names it in errors. `converted` counts the hops of the whole
+/// tree so far: conversion stops as soon as it passes `--max-hops`.
+fn plan_from_proto(
     message: &pb::Plan,
     inherited_uri: &str,
     field: &str,
     limits: &Limits,
+    converted: &mut usize,
 ) -> Result<Plan, PlanError> {
     let uri = if message.uri.is_empty() {
         inherited_uri.to_owned()
@@ -73,7 +77,13 @@ pub fn plan_from_proto(
                     ),
                 });
             }
-            hops.push(hop_from_proto(hop, &uri, &here, limits)?);
+            *converted += 1;
+            if *converted > limits.max_hops {
+                return Err(PlanError::TooManyHops {
+                    limit: limits.max_hops,
+                });
+            }
+            hops.push(hop_from_proto(hop, &uri, &here, limits, converted)?);
         }
         parallel.push(Sequence { hops });
     }
@@ -106,6 +116,7 @@ fn hop_from_proto(
     uri: &str,
     field: &str,
     limits: &Limits,
+    converted: &mut usize,
 ) -> Result<Hop, PlanError> {
     let field_error = |name: &str, problem: String| PlanError::Field {
         field: format!("{field}.{name}"),
@@ -160,7 +171,7 @@ fn hop_from_proto(
         }
     }
     let next = match &hop.next {
-        Some(next) => plan_from_proto(next, uri, &format!("{field}.next"), limits)?,
+        Some(next) => plan_from_proto(next, uri, &format!("{field}.next"), limits, converted)?,
         None => Plan::leaf(uri),
     };
     Ok(Hop {

@@ -7,6 +7,7 @@
 //! `Url` and `Result`) so scripts written for it keep working. [`proto`]
 //! converts to and from the gRPC `CallResponse`, which carries the same tree.
 
+pub mod pretty;
 pub mod proto;
 pub mod text;
 pub mod trim;
@@ -310,7 +311,7 @@ impl Report {
     /// subtrees are parsed first, so all of them are indented.
     pub fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
         self.parallel_forwards.expand();
-        serde_json::to_vec_pretty(self)
+        pretty::to_vec(self)
     }
 
     /// The failure a person should read first: follow the first failed hop

@@ -94,8 +94,8 @@ impl MockService for GrpcMockService {
         let headers = metadata.into_headers();
         let refused = |r: Refused| refusal(service, r);
         let admission = pipeline::admit(service, &headers).map_err(refused)?;
-        let plan = pipeline::check_plan(service, &admission, plan_from_request(&message, &limits))
-            .map_err(refused)?;
+        let plan = plan_from_request(&message, &limits);
+        let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
         let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
         let what = inbound.request_line.clone();
         let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)

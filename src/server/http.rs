@@ -71,6 +71,14 @@ const MAX_PLAN_BODY: usize = 1024 * 1024;
 /// JSON body carries a `CallRequest` instead of the path.
 async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if parts.method == Method::CONNECT {
+        let allow = [(
+            header::ALLOW,
+            "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH",
+        )];
+        let message = "CONNECT is not served: servicemock is no proxy\n";
+        return (StatusCode::METHOD_NOT_ALLOWED, allow, message).into_response();
+    }
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let limits = service.executor.settings().limits;
     let admission = match pipeline::admit(&service, &parts.headers) {
@@ -102,7 +110,7 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     } else {
         parse_path(target, &limits)
     };
-    let plan = match pipeline::check_plan(&service, &admission, plan) {
+    let plan = match pipeline::check_plan(&service, &admission, &parts.headers, plan) {
         Ok(plan) => plan,
         Err(refused) => return refusal(refused, view),
     };
@@ -182,6 +190,9 @@ fn tree_response(status: StatusCode, report: &Report) -> Response {
 
 /// The Prometheus text exposition of this service's metrics.
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    service
+        .metrics
+        .set_grpc_channels(service.executor.grpc_channels());
     (
         [(
             header::CONTENT_TYPE,

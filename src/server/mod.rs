@@ -8,17 +8,17 @@
 
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod pipeline;
 pub mod shutdown;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -47,6 +47,7 @@ pub struct Service {
 impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
+        crate::wire::allow_hops(executor.settings().limits.max_hops);
         Arc::new(Service {
             identity,
             executor,
@@ -114,16 +115,22 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
             let route = route_class(grpc, request.uri().path());
             let metrics = &service.metrics;
             let _in_flight = metrics.in_flight();
-            let response = match service.in_flight.clone().try_acquire_owned() {
-                Err(_) => {
+            // Probes and metrics are never shed: a busy pod is not a dead one.
+            let permit = if is_probe(grpc, route, request.uri().path()) {
+                None
+            } else {
+                Some(service.in_flight.clone().try_acquire_owned())
+            };
+            let response = match permit {
+                Some(Err(_)) => {
                     metrics.refused(Refusal::Overloaded);
                     overloaded(grpc, service.executor.settings().max_concurrent)
                 }
-                Ok(_permit) if wants_reset(&request, &service.defaults) => {
+                _ if wants_reset(&request, &service.defaults) => {
                     metrics.reset();
                     reset()
                 }
-                Ok(_permit) => target.call(request).await?,
+                _permit => target.call(request).await?,
             };
             metrics.request(
                 protocol,
@@ -135,6 +142,16 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
         }
     }));
     (app, health)
+}
+
+/// Whether a request is a probe or a scrape, which load shedding spares:
+/// `/health`, `/ready`, `/metrics` and gRPC health.
+fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
+    if grpc {
+        path.starts_with("/grpc.health.v1.Health/")
+    } else {
+        matches!(route, "health" | "ready" | "metrics")
+    }
 }
 
 /// The route class a request is counted under.
@@ -212,6 +229,8 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (app, health) = app(service.clone()).await;
+    let service_limits = service.executor.settings().connections;
+    let connections_gauge = service.metrics.connections().clone();
     let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
     let name = service.identity.service.clone();
     let signal = async move {
@@ -225,10 +244,9 @@ pub async fn serve(
         tracing::info!(service = %name, grace = ?grace, "stopped accepting; letting requests in flight finish");
         let _ = begun_tx.send(());
     };
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let limits = service_limits;
+    let gauge = connections_gauge;
+    let server = listener::accept_until(listener, app, limits, gauge, signal);
     let deadline = async move {
         if begun_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
@@ -237,7 +255,7 @@ pub async fn serve(
         }
     };
     tokio::select! {
-        served = server.into_future() => served,
+        () = server => Ok(()),
         () = deadline => {
             tracing::warn!(?grace, "shutdown grace period over, closing the connections still open");
             Ok(())

@@ -70,6 +70,7 @@ pub fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refuse
 pub fn check_plan(
     service: &Service,
     admission: &Admission,
+    headers: &HeaderMap,
     plan: Result<Plan, PlanError>,
 ) -> Result<Plan, Refused> {
     let limits = service.executor.settings().limits;
@@ -78,6 +79,13 @@ pub fn check_plan(
         if admission.depth == 0 {
             plan.check_depth(&limits, 0)?;
         }
+        service
+            .executor
+            .check_cost(&plan, headers, admission)
+            .map_err(|problem| PlanError::Field {
+                field: "plan (size of the answers)".into(),
+                problem,
+            })?;
         Ok(plan)
     });
     checked.map_err(|e| {
