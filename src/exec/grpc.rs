@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
 use tonic::transport::{Channel, Endpoint};
 
 use super::resolve::Resolved;
-use super::HopResult;
+use super::{HopResult, Outgoing};
 use crate::behavior::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
@@ -132,14 +131,13 @@ impl GrpcClients {
 
     /// Sends `request` to `to` and reads the downstream report, waiting
     /// `timer` at most (also sent as `grpc-timeout`).
-    pub async fn call(
-        &self,
-        to: &Resolved,
-        request: pb::CallRequest,
-        headers: HeaderMap,
-        timer: Duration,
-        room: usize,
-    ) -> HopResult {
+    pub async fn call(&self, out: Outgoing<'_>, request: pb::CallRequest) -> HopResult {
+        let Outgoing {
+            to,
+            headers,
+            timer,
+            room,
+        } = out;
         let channel = match self.channel(to) {
             Ok(c) => c,
             Err(e) => return HopResult::failed(Outcome::Error, e),

@@ -14,8 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::resolve::Resolved;
-use super::HopResult;
+use super::{HopResult, Outgoing};
 use crate::report::{json_nesting, Outcome, Report, MAX_REPORT_NESTING};
 
 type Pool = Client<HttpConnector, Full<Bytes>>;
@@ -66,13 +65,16 @@ impl HttpClients {
     pub async fn call(
         &self,
         h2c: bool,
-        to: &Resolved,
+        out: Outgoing<'_>,
         path: &str,
         plan: Option<Vec<u8>>,
-        headers: HeaderMap,
-        timeout: Duration,
-        room: usize,
     ) -> HopResult {
+        let Outgoing {
+            to,
+            headers,
+            timer: timeout,
+            room,
+        } = out;
         let client = if h2c { &self.h2c } else { &self.http1 };
         let exchange = async {
             let uri = Uri::builder()

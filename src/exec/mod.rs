@@ -124,6 +124,17 @@ impl HopResult {
     }
 }
 
+/// What every hop transport needs for one call: where, with which
+/// headers, how long to wait, and how many bytes of answer are left.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub to: &'a resolve::Resolved,
+    pub headers: HeaderMap,
+    pub timer: Duration,
+    /// Bytes of answer this request may still receive (`--max-report-size`).
+    pub room: usize,
+}
+
 /// The request as the edge received it, in protocol-neutral terms.
 #[derive(Debug, Clone)]
 pub struct Inbound {
@@ -428,13 +439,14 @@ impl Executor {
                 TIMEOUT_HEADER,
                 HeaderValue::from(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
             );
+            let out = Outgoing {
+                to: &to,
+                headers,
+                timer,
+                room,
+            };
             match path {
-                None => {
-                    self.inner
-                        .grpc
-                        .call(&to, request_for(&hop.next), headers, timer, room)
-                        .await
-                }
+                None => self.inner.grpc.call(out, request_for(&hop.next)).await,
                 Some(rendered) => {
                     let (path, body) = match rendered {
                         Ok(path) => (path, None),
@@ -444,7 +456,7 @@ impl Executor {
                         Ok(body) => {
                             let h2c = hop.protocol == Protocol::H2c;
                             let http = &self.inner.http;
-                            http.call(h2c, &to, &path, body, headers, timer, room).await
+                            http.call(h2c, out, &path, body).await
                         }
                         Err(e) => HopResult::failed(
                             Outcome::Error,
