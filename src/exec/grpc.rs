@@ -45,18 +45,25 @@ struct Cached {
 pub struct GrpcClients {
     channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
     epoch: Instant,
+    capacity: usize,
 }
 
 impl Default for GrpcClients {
     fn default() -> Self {
-        GrpcClients {
-            channels: Arc::default(),
-            epoch: Instant::now(),
-        }
+        GrpcClients::with_capacity(MAX_CHANNELS)
     }
 }
 
 impl GrpcClients {
+    /// A pool that keeps at most `capacity` channels.
+    pub fn with_capacity(capacity: usize) -> GrpcClients {
+        GrpcClients {
+            channels: Arc::default(),
+            epoch: Instant::now(),
+            capacity: capacity.max(1),
+        }
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -106,11 +113,11 @@ impl GrpcClients {
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
-        if channels.len() >= MAX_CHANNELS {
+        if channels.len() >= self.capacity {
             let idle = u64::try_from(CHANNEL_IDLE.as_millis()).unwrap_or(u64::MAX);
             channels.retain(|_, c| now.saturating_sub(c.last_used.load(Ordering::Relaxed)) < idle);
         }
-        if channels.len() >= MAX_CHANNELS {
+        if channels.len() >= self.capacity {
             let oldest = channels
                 .iter()
                 .min_by_key(|(_, c)| c.last_used.load(Ordering::Relaxed))
@@ -255,4 +262,36 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(port: u16) -> Resolved {
+        Resolved {
+            connect: format!("127.0.0.1:{port}"),
+            authority: format!("svc:{port}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_channel_goes_first() {
+        let pool = GrpcClients::with_capacity(3);
+        for port in 1..=3 {
+            pool.channel(&target(port)).unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        pool.channel(&target(1)).unwrap(); // 1 is used again: 2 is oldest
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        pool.channel(&target(4)).unwrap();
+        assert_eq!(pool.len(), 3);
+        let kept = pool.channels.read().unwrap();
+        assert!(kept.contains_key(&target(1)));
+        assert!(
+            !kept.contains_key(&target(2)),
+            "the least recently used went"
+        );
+        assert!(kept.contains_key(&target(4)));
+    }
 }
