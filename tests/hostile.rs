@@ -185,14 +185,14 @@ async fn fan_in_bombs_are_refused_before_anyone_is_called() {
     let mesh = mesh(&["a", "b", "c"]).await;
     let a = mesh.addr("a").unwrap();
     // 16 b's each calling 15 c's padded to 1 MiB: 240 MiB of answers.
-    let bs = vec!["b"; 16].join("|");
-    let cs = vec!["c[x-mock-size=1MiB]"; 15].join("|");
+    let bs = ["b"; 16].join("|");
+    let cs = ["c[x-mock-size=1MiB]"; 15].join("|");
     let (status, body) = get(a, &format!("/@{bs}/@{cs}/end")).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("--max-report-size"), "{body}");
     // A 100 KB request id repeated in the report of 72 hops.
-    let bs = vec!["b"; 8].join("|");
-    let cs = vec!["c"; 8].join("|");
+    let bs = ["b"; 8].join("|");
+    let cs = ["c"; 8].join("|");
     let id = "i".repeat(100 * 1024);
     let (status, body) =
         get_with_header(a, &format!("/@{bs}/@{cs}/end"), "x-request-id", &id).await;
