@@ -27,6 +27,8 @@
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
 //! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
+//! * [`fuzzing`]: the properties the fuzz targets of `fuzz/` check, replayed
+//!   on stable by `tests/fuzz_corpus.rs`.
 //! * [`wire`]: the guard before every protobuf decode (nesting bounded by
 //!   `--max-depth`, no recursion on hostile input) and the tonic codec.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
@@ -34,6 +36,7 @@
 pub mod behavior;
 pub mod config;
 pub mod exec;
+pub mod fuzzing;
 pub mod manifests;
 pub mod mesh;
 pub mod metrics;
