@@ -168,9 +168,10 @@ impl Directives {
         let mut decision = Decision::default();
         if let Some(delay) = self.delay.as_ref().and_then(|w| w.pick(rng)) {
             decision.delay = delay.draw(rng);
-            decision
-                .injected
-                .push(format!("delay {:?}", decision.delay));
+            decision.injected.push(format!(
+                "delay {}",
+                crate::exec::deadline::human(decision.delay)
+            ));
         }
         if let Some(status) = self.status.as_ref().and_then(|w| w.pick(rng)) {
             decision.http_status = Some(status);
@@ -304,18 +305,28 @@ fn parse_weighted<T>(
     Ok(Weighted { choices })
 }
 
+/// One delay: a duration with its unit (`5` alone could be seconds or
+/// milliseconds, so it is refused; `0` needs none).
+fn delay_value(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text != "0" && !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("\"{text}\" has no unit: write {text}s or {text}ms"));
+    }
+    parse_duration(text)
+}
+
 /// `x-mock-delay`: durations, ranges, probabilities, weighted lists.
 pub fn parse_delay(text: &str, max: Duration) -> Result<Weighted<DelayValue>, DirectiveError> {
     let weighted = parse_weighted(DELAY, text, |v| {
         let value = match v.split_once("..") {
             Some((lo, hi)) => {
-                let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+                let (lo, hi) = (delay_value(lo)?, delay_value(hi)?);
                 if lo > hi {
                     return Err(format!("range {v} runs backwards"));
                 }
                 DelayValue::Range(lo, hi)
             }
-            None => DelayValue::Fixed(parse_duration(v)?),
+            None => DelayValue::Fixed(delay_value(v)?),
         };
         Ok(value)
     })?;
@@ -323,7 +334,11 @@ pub fn parse_delay(text: &str, max: Duration) -> Result<Weighted<DelayValue>, Di
         return Err(error(
             DELAY,
             text,
-            format!("{:?} is over the cap of {max:?} (--max-delay)", v.max()),
+            format!(
+                "{} is over the cap of {} (--max-delay)",
+                crate::exec::deadline::human(v.max()),
+                crate::exec::deadline::human(max)
+            ),
         ));
     }
     Ok(weighted)

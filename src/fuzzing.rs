@@ -15,8 +15,11 @@ use crate::plan::proto::{plan_from_request, request_for};
 use crate::plan::Limits;
 use crate::report::{json_nesting, Report, MAX_REPORT_NESTING};
 
+/// A property one fuzz target checks on one input.
+pub type Property = fn(&[u8]);
+
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Property); 7] = [
     ("path", path),
     ("json_plan", json_plan),
     ("proto_request", proto_request),

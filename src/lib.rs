@@ -23,6 +23,8 @@
 //!   original Go server kept) and its protobuf form.
 //! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC; the axum
 //!   routes, the tonic service, health, reflection and graceful shutdown.
+//! * [`client`]: the `call` and `health` commands' clients, reading addresses
+//!   and paths the way curl and grpcurl users write them.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
 //! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
@@ -34,6 +36,7 @@
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
 pub mod behavior;
+pub mod client;
 pub mod config;
 pub mod exec;
 pub mod fuzzing;

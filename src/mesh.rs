@@ -51,7 +51,7 @@ pub enum MeshError {
     NoNames,
     #[error("service name \"{0}\" given twice")]
     Duplicate(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

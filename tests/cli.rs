@@ -176,7 +176,59 @@ async fn call_over_http_and_grpc() {
     let r: Report =
         serde_json::from_slice(&out.stdout).expect("the report is printed on failure too");
     assert_eq!(r.forwards().next().unwrap().result, "refused");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Unavailable"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("answered UNAVAILABLE"));
+    mesh.stop().await.unwrap();
+}
+
+/// Addresses and paths the way people type them: URLs, a missing '/', a
+/// pasted URL; a path never becomes a host; the flat view for jq.
+#[tokio::test]
+async fn call_and_health_read_addresses_as_people_write_them() {
+    let mesh = mesh(&["entry", "service2"]).await;
+    let entry = mesh.addr("entry").unwrap().to_string();
+    let url = format!("http://{entry}/");
+    for grpc in [false, true] {
+        let mut args = vec!["call".to_owned()];
+        if grpc {
+            args.push("--grpc".into());
+        }
+        args.extend(["--flat".into(), url.clone(), "@service2/end".into()]);
+        let out = run_off_runtime(args).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[1]["Position"], "1.1");
+        assert_eq!(rows[1]["Service"], "service2");
+    }
+    // A path glued to the address is refused, never read as userinfo.
+    let glued = format!("{entry}@service2/end");
+    let out = run_off_runtime(vec!["call".into(), glued, "/".into()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an address"));
+    let out = run_off_runtime(vec!["health".into(), url]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // plan takes a path without its '/', or a pasted URL.
+    for typed in ["@a|b/end", "localhost:8080/@a|b/end"] {
+        let out = run(&["plan", typed]);
+        assert!(out.status.success());
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["plan"]["parallel"].as_array().unwrap().len(),
+            2,
+            "{typed}"
+        );
+    }
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("servicemock "));
     mesh.stop().await.unwrap();
 }
 

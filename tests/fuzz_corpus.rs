@@ -20,6 +20,9 @@ fn every_corpus_file_keeps_its_property() {
             replayed += 1;
         }
     }
-    assert!(replayed >= servicemock::fuzzing::TARGETS.len(), "{replayed} files");
+    assert!(
+        replayed >= servicemock::fuzzing::TARGETS.len(),
+        "{replayed} files"
+    );
     eprintln!("replayed {replayed} corpus files");
 }

@@ -466,6 +466,19 @@ impl Executor {
                 }
             }
         };
+        let mut result = result;
+        if result.outcome == Outcome::Dns {
+            if let (Some(error), Some(hint)) = (
+                result.error.as_mut(),
+                self.inner
+                    .resolver
+                    .hint(&hop.target.host, hop.target.port_or_default()),
+            ) {
+                error.push_str(" (");
+                error.push_str(&hint);
+                error.push(')');
+            }
+        }
         ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
         tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
         Forward {

@@ -35,9 +35,13 @@ impl Resolved {
 
 impl Resolver {
     /// A resolver that sends `name` and `name:8080` to `addr` for each pair.
+    /// Names match whatever their case, as DNS names do.
     pub fn with_names(names: impl IntoIterator<Item = (String, SocketAddr)>) -> Resolver {
         Resolver {
-            names: names.into_iter().collect(),
+            names: names
+                .into_iter()
+                .map(|(name, addr)| (name.to_ascii_lowercase(), addr))
+                .collect(),
         }
     }
 
@@ -45,7 +49,7 @@ impl Resolver {
     pub fn resolve(&self, target: &Target) -> Resolved {
         let authority = target.authority();
         let local = (target.port_or_default() == DEFAULT_PORT)
-            .then(|| self.names.get(&target.host))
+            .then(|| self.names.get(&target.host.to_ascii_lowercase()))
             .flatten();
         match local {
             Some(addr) => Resolved {
@@ -58,6 +62,53 @@ impl Resolver {
             },
         }
     }
+}
+
+impl Resolver {
+    /// A hint for a host that did not resolve, when the mesh explains it:
+    /// a mesh name called on another port, or a name one typo away.
+    pub fn hint(&self, host: &str, port: u16) -> Option<String> {
+        if self.names.is_empty() {
+            return None;
+        }
+        let lower = host.to_ascii_lowercase();
+        if let Some(addr) = self.names.get(&lower) {
+            return Some(format!(
+                "{host} is a service of this mesh and listens on port {DEFAULT_PORT} (here {addr}), not {port}: write @{host} or @{host}:{DEFAULT_PORT}"
+            ));
+        }
+        let mut known: Vec<&String> = self.names.keys().collect();
+        known.sort();
+        let close = known
+            .iter()
+            .filter(|name| edit_distance(name, &lower) <= 2)
+            .min_by_key(|name| edit_distance(name, &lower));
+        let list = known
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(match close {
+            Some(name) => format!("did you mean {name}? this mesh has {list}"),
+            None => format!("this mesh has {list}"),
+        })
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let replaced = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = replaced.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -80,5 +131,26 @@ mod tests {
             "service2:81"
         );
         assert_eq!(r.resolve(&Target::new("other", None)).connect, "other:8080");
+        assert_eq!(
+            r.resolve(&Target::new("Service2", None)).connect,
+            "127.0.0.1:9001",
+            "names match whatever their case"
+        );
+    }
+
+    #[test]
+    fn hints_for_names_that_do_not_resolve() {
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let r = Resolver::with_names([("service2".to_string(), addr)]);
+        assert!(r
+            .hint("service2", 8081)
+            .unwrap()
+            .contains("listens on port 8080"));
+        assert!(r
+            .hint("servce2", 8080)
+            .unwrap()
+            .starts_with("did you mean service2?"));
+        assert_eq!(r.hint("zzz", 8080).unwrap(), "this mesh has service2");
+        assert_eq!(Resolver::default().hint("x", 8080), None);
     }
 }

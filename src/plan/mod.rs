@@ -90,14 +90,15 @@ impl Protocol {
         }
     }
 
-    /// The protocol a scheme word names, if any.
+    /// Every protocol, in the order messages list them.
+    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::H2c, Protocol::Grpc];
+
+    /// The protocol a scheme word names, if any; case does not matter, as
+    /// in URLs.
     pub fn from_scheme(word: &str) -> Option<Protocol> {
-        match word {
-            "http" => Some(Protocol::Http),
-            "h2c" => Some(Protocol::H2c),
-            "grpc" => Some(Protocol::Grpc),
-            _ => None,
-        }
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(word))
     }
 }
 

@@ -201,11 +201,20 @@ impl Cursor<'_> {
         }
         let mut protocol = Protocol::Http;
         if let Some((word, after)) = rest.split_once(':') {
+            let port_like = after
+                .split(['[', '|', ','])
+                .next()
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            let starts_like_a_port = after.starts_with(|c: char| c.is_ascii_digit());
+            let a_word = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric());
+            if Protocol::from_scheme(word).is_none() && a_word && !starts_like_a_port {
+                let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
+                return Err(self.error(format!(
+                    "unknown scheme '{word}' (known: {}; after a host, ':' takes a port number)",
+                    known.join(", ")
+                )));
+            }
             if let Some(p) = Protocol::from_scheme(word) {
-                let port_like = after
-                    .split(['[', '|', ','])
-                    .next()
-                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
                 if !port_like {
                     protocol = p;
                     self.pos += word.len() + 1;
@@ -560,8 +569,18 @@ mod tests {
             "bad port '99999' (expected 1 to 65535) at position 4 in \"@a:99999\""
         );
         assert_eq!(
-            err("/@a:x"),
-            "bad port 'x' (expected 1 to 65535) at position 4 in \"@a:x\""
+            err("/@a:9x"),
+            "bad port '9x' (expected 1 to 65535) at position 4 in \"@a:9x\""
+        );
+        assert_eq!(
+            err("/@ftp:a"),
+            "unknown scheme 'ftp' (known: http, h2c, grpc; after a host, ':' takes a port number) at position 2 in \"@ftp:a\""
+        );
+        let upper = parse("/@GRPC:service2/").unwrap();
+        assert_eq!(
+            upper.parallel[0].hops[0].protocol,
+            Protocol::Grpc,
+            "schemes ignore case"
         );
         assert_eq!(
             err("/@a:0"),

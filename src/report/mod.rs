@@ -7,6 +7,7 @@
 //! `Url` and `Result`) so scripts written for it keep working. [`proto`]
 //! converts to and from the gRPC `CallResponse`, which carries the same tree.
 
+pub mod flat;
 pub mod pretty;
 pub mod proto;
 pub mod text;

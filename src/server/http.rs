@@ -93,19 +93,31 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         (full_target.to_owned(), View::Json)
     };
     let target = target.as_str();
-    let posts_plan = parts.method == Method::POST
-        && parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    let plan = if posts_plan {
-        match axum::body::to_bytes(body, MAX_PLAN_BODY).await {
-            Ok(bytes) => plan_from_json(&bytes, &limits),
+    // A POST with a body carries a JSON CallRequest. curl -d sends it as a
+    // form unless told otherwise, so a body that opens with '{' is read as
+    // JSON whatever its content type; any other body is refused, not ignored.
+    let plan = if parts.method == Method::POST {
+        let bytes = match axum::body::to_bytes(body, MAX_PLAN_BODY).await {
+            Ok(bytes) => bytes,
             Err(_) => {
                 service.metrics.refused(Refusal::BadRequest);
                 let message = format!("request body larger than {MAX_PLAN_BODY} bytes\n");
                 return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
             }
+        };
+        let json_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let opens_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if json_type || opens_like_json {
+            plan_from_json(&bytes, &limits)
+        } else if bytes.is_empty() {
+            parse_path(target, &limits)
+        } else {
+            service.metrics.refused(Refusal::BadRequest);
+            let message = "a POST body must be a CallRequest in JSON, e.g. {\"path\": \"/@service2/end\"} (content-type: application/json)\n";
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
         }
     } else {
         parse_path(target, &limits)
@@ -132,6 +144,7 @@ fn render(view: View, status: StatusCode, report: &Report, pretty: bool) -> Resp
     match view {
         View::Tree => tree_response(status, report),
         View::Json => report_response(status, report, pretty),
+        View::Flat => flat_response(status, report),
     }
 }
 
@@ -149,9 +162,11 @@ fn refusal(refused: Refused, view: View) -> Response {
 enum View {
     Json,
     Tree,
+    /// One JSON object per hop with its position ([`crate::report::flat`]).
+    Flat,
 }
 
-/// Takes `view=tree` (or `view=json`) out of the query, so it is not passed
+/// Takes `view=tree` (or `view=flat`, `view=json`) out of the query, so it is not passed
 /// on to the leaves; `Accept: text/plain` also asks for the tree.
 fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
     let mut view = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
@@ -166,6 +181,7 @@ fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
         match pair {
             "view=tree" => view = View::Tree,
             "view=json" => view = View::Json,
+            "view=flat" => view = View::Flat,
             other => kept.push(other),
         }
     }
@@ -175,6 +191,21 @@ fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
         format!("{path}?{}", kept.join("&"))
     };
     (target, view)
+}
+
+/// The report as a flat JSON list, one object per hop.
+fn flat_response(status: StatusCode, report: &Report) -> Response {
+    report.parallel_forwards.expand();
+    let rows = crate::report::flat::rows(report);
+    let mut body = crate::report::pretty::to_vec(&rows).unwrap_or_default();
+    body.push(b'\n');
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    identity_headers(&mut headers, report);
+    (status, headers, body).into_response()
 }
 
 /// The report as the indented text tree.

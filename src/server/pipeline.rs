@@ -131,6 +131,7 @@ pub async fn run(
         verdict.http_status(admission)
     };
     tracing::info!(
+        service = %service.identity.service,
         request_id = %sanitize(&report.request_id),
         trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
         protocol = inbound.protocol,

@@ -1,0 +1,314 @@
+//! The command line: every subcommand, flag and environment variable of
+//! `servicemock`. `--help` on each is the manual.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::HeaderName;
+
+use servicemock::behavior::{self, Directives};
+use servicemock::config::{parse_duration, ConnectionLimits, Settings};
+use servicemock::exec::context::default_propagated;
+use servicemock::plan::Limits;
+
+/// A mock service for testing service meshes: deploy it under many names and
+/// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
+/// gRPC message. HTTP/1.1, h2c and gRPC on one port.
+#[derive(Parser)]
+#[command(name = "servicemock", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, global = true, env = "SERVICEMOCK_THREADS")]
+    pub(crate) threads: Option<usize>,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICEMOCK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve one named service (HTTP/1.1, h2c and gRPC on one port).
+    Serve(ServeArgs),
+    /// Run several named services in this one process on consecutive
+    /// loopback ports; `@name` calls between them resolve in-process.
+    Mesh(MeshArgs),
+    /// Print the CallRequest (proto3 JSON, what `grpcurl -d` takes) for a path,
+    /// or the syntax error (exit status 2).
+    Plan {
+        /// An @-path, e.g. '/@service2|service3/@service1/end' (the leading
+        /// '/' may be left out; a pasted URL's path is taken).
+        path: String,
+    },
+    /// Call a running servicemock over HTTP or gRPC and print its report.
+    Call {
+        /// Use gRPC (servicemock.v1.MockService/Call) instead of HTTP/1.1.
+        #[arg(long)]
+        grpc: bool,
+        /// The service to call: host:port, host (port 8080) or http://host:port.
+        addr: String,
+        /// The @-path to send, e.g. '/@service2/@grpc:service3/end' (the
+        /// leading '/' may be left out).
+        path: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print the indented text tree instead of the JSON report.
+        #[arg(long, conflicts_with = "flat")]
+        tree: bool,
+        /// Print one JSON object per hop with its position (for jq and scripts).
+        #[arg(long)]
+        flat: bool,
+    },
+    /// Print Kubernetes manifests (Service + Deployment) for named services:
+    /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
+    Manifests {
+        /// Names of the services.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Namespace of every object (default: kubectl's current one).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The version label and reported version.
+        #[arg(long, default_value = "v1")]
+        version: String,
+        /// Container image.
+        #[arg(long, default_value = "servicemock:latest")]
+        image: String,
+        /// Replicas per Deployment.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+    },
+    /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
+    Health {
+        /// The server: host:port, host (port 8080) or http://host:port.
+        #[arg(default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (also spelled --listenAddress, as in the original).
+    #[arg(
+        long,
+        alias = "listenAddress",
+        env = "SERVICEMOCK_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub(crate) listen: String,
+    /// The name this copy answers as (default: the host name).
+    #[arg(long, env = "SERVICEMOCK_NAME")]
+    pub(crate) name: Option<String>,
+    /// The version this copy reports, e.g. v2 for a canary.
+    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    pub(crate) version: String,
+    /// Host or pod name to report (Kubernetes downward API: POD_NAME).
+    #[arg(long, env = "POD_NAME")]
+    pub(crate) host_name: Option<String>,
+    /// Namespace to report (Kubernetes downward API: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    pub(crate) namespace: String,
+    /// Pod IP to report (Kubernetes downward API: POD_IP).
+    #[arg(long, env = "POD_IP", default_value = "")]
+    pub(crate) pod_ip: String,
+    /// After SIGTERM: how long to keep serving new requests while `/ready`
+    /// answers 503 and gRPC health NOT_SERVING, before the listener closes
+    /// (Kubernetes takes seconds to take a pod out of its endpoints).
+    /// Ctrl-C stops at once.
+    #[arg(long, env = "SERVICEMOCK_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) drain_delay: Duration,
+    #[command(flatten)]
+    pub(crate) tuning: Tuning,
+}
+
+#[derive(Args)]
+pub(crate) struct MeshArgs {
+    /// Names of the services, e.g. service1 service2 service3.
+    #[arg(required = true)]
+    pub(crate) names: Vec<String>,
+    /// Port of the first name; the others get the following ports.
+    #[arg(long, env = "SERVICEMOCK_BASE_PORT", default_value_t = 8080)]
+    pub(crate) base_port: u16,
+    /// Address every member listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// The version every member reports.
+    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    pub(crate) version: String,
+    #[command(flatten)]
+    pub(crate) tuning: Tuning,
+}
+
+/// Limits and timeouts shared by `serve` and `mesh`.
+#[derive(Args)]
+pub(crate) struct Tuning {
+    /// Longest a single hop may take.
+    #[arg(long, env = "SERVICEMOCK_HOP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) hop_timeout: Duration,
+    /// Longest a whole request may take, hops included; callers pass on what is left.
+    #[arg(long, env = "SERVICEMOCK_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) request_timeout: Duration,
+    /// Most services a request may pass through (1 to 128). A plan nesting
+    /// deeper than what is left is refused before anyone is called (400 /
+    /// INVALID_ARGUMENT at the entry); a request arriving past it gets 508.
+    #[arg(long, env = "SERVICEMOCK_MAX_DEPTH", default_value_t = Limits::default().max_depth,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::plan::MAX_DEPTH_CEILING)))]
+    pub(crate) max_depth: u32,
+    /// Longest accepted path, in bytes.
+    #[arg(long, env = "SERVICEMOCK_MAX_PATH_LEN", default_value_t = Limits::default().max_path_len)]
+    pub(crate) max_path_len: usize,
+    /// Most targets in one @-command.
+    #[arg(long, env = "SERVICEMOCK_MAX_TARGETS", default_value_t = Limits::default().max_targets)]
+    pub(crate) max_targets: usize,
+    /// Most bytes of trailers a failed gRPC call carries (its report in
+    /// grpc-status-details-bin, trimmed to fit, and grpc-message). gRPC
+    /// clients refuse over 8 KiB of metadata by default.
+    #[arg(long, env = "SERVICEMOCK_GRPC_DETAILS_BUDGET", default_value_t = Settings::default().grpc_details_budget)]
+    pub(crate) grpc_details_budget: usize,
+    /// Most bytes of downstream reports one request may receive, and of
+    /// padding (x-mock-size) and propagated headers its plan may ask for in
+    /// all: a hop answer past it is cut, a plan asking more gets 400.
+    #[arg(long, env = "SERVICEMOCK_MAX_REPORT_SIZE", default_value_t = Settings::default().max_report_size)]
+    pub(crate) max_report_size: usize,
+    /// Longest a request head may take from its first byte (slowloris).
+    #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    #[arg(long, env = "SERVICEMOCK_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Duration,
+    /// Inbound connections served at once (lowered to leave a quarter of
+    /// the open-file limit free); a new one past it is closed at once.
+    #[arg(long, env = "SERVICEMOCK_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// Most calls one request's whole tree may make.
+    #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
+    pub(crate) max_hops: usize,
+    /// How long in-flight requests may take to finish once the listener has
+    /// closed (after SIGTERM and the drain delay, or after Ctrl-C).
+    #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+    /// Another inbound header to pass on to every hop (repeatable), e.g. end-user.
+    #[arg(
+        long = "propagate-header",
+        env = "SERVICEMOCK_PROPAGATE_HEADERS",
+        value_delimiter = ','
+    )]
+    pub(crate) propagate_headers: Vec<HeaderName>,
+    /// Requests served at once; more get 503 / RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "SERVICEMOCK_MAX_CONCURRENT", default_value_t = Settings::default().max_concurrent)]
+    pub(crate) max_concurrent: usize,
+    /// Longest delay a directive may ask for (a typo must not hold a connection for an hour).
+    #[arg(long, env = "SERVICEMOCK_MAX_DELAY", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) max_delay: Duration,
+    #[command(flatten)]
+    pub(crate) behavior: BehaviorFlags,
+}
+
+/// Process-wide behaviour, as x-mock-* headers would ask it of each request
+/// (a header of the same name wins): deploy a "slow v2" or a "flaky v2".
+#[derive(Args)]
+pub(crate) struct BehaviorFlags {
+    /// Delay every answer: 250ms, 50ms..200ms, 1s@10%, 150ms:10,2s:5.
+    #[arg(long, env = "SERVICEMOCK_DELAY")]
+    pub(crate) delay: Option<String>,
+    /// Answer with this HTTP status: 503, 503@25%, 503:20,404:10.
+    #[arg(long, env = "SERVICEMOCK_STATUS")]
+    pub(crate) status: Option<String>,
+    /// Answer gRPC calls with this code: UNAVAILABLE, 14@25%.
+    #[arg(long, env = "SERVICEMOCK_GRPC_STATUS")]
+    pub(crate) grpc_status: Option<String>,
+    /// Fail this percentage of requests (503 over HTTP, UNAVAILABLE over gRPC).
+    #[arg(long, env = "SERVICEMOCK_ERROR_RATE")]
+    pub(crate) error_rate: Option<f64>,
+    /// Pad every answer with this many bytes: 1024, 64KiB.
+    #[arg(long, env = "SERVICEMOCK_SIZE")]
+    pub(crate) size: Option<String>,
+    /// Drop this percentage of connections without an answer: 5%.
+    #[arg(long, env = "SERVICEMOCK_RESET_RATE")]
+    pub(crate) reset_rate: Option<String>,
+}
+
+impl BehaviorFlags {
+    pub(crate) fn directives(&self, max_delay: Duration) -> anyhow::Result<Directives> {
+        let mut d = Directives::default();
+        if let Some(v) = &self.delay {
+            d.delay = Some(behavior::parse_delay(v, max_delay).context("--delay")?);
+        }
+        if let Some(rate) = self.error_rate {
+            anyhow::ensure!(
+                (0.0..=100.0).contains(&rate),
+                "--error-rate {rate}: a percentage from 0 to 100"
+            );
+            d.status = Some(behavior::parse_status(&format!("503@{rate}%"))?);
+            d.grpc_status = Some(behavior::parse_grpc_status(&format!(
+                "UNAVAILABLE@{rate}%"
+            ))?);
+        }
+        if let Some(v) = &self.status {
+            d.status = Some(behavior::parse_status(v).context("--status")?);
+        }
+        if let Some(v) = &self.grpc_status {
+            d.grpc_status = Some(behavior::parse_grpc_status(v).context("--grpc-status")?);
+        }
+        if let Some(v) = &self.size {
+            d.size = Some(behavior::parse_size(v).context("--size")?);
+        }
+        if let Some(v) = &self.reset_rate {
+            d.reset = Some(behavior::parse_reset(v).context("--reset-rate")?);
+        }
+        Ok(d)
+    }
+}
+
+impl Tuning {
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            limits: Limits {
+                max_path_len: self.max_path_len,
+                max_targets: self.max_targets,
+                max_hops: self.max_hops,
+                max_depth: self.max_depth,
+            },
+            hop_timeout: self.hop_timeout,
+            request_timeout: self.request_timeout,
+            max_delay: self.max_delay,
+            max_concurrent: self.max_concurrent,
+            grpc_details_budget: self.grpc_details_budget,
+            max_report_size: self.max_report_size,
+            connections: ConnectionLimits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
+        }
+    }
+
+    pub(crate) fn propagate(&self) -> Vec<HeaderName> {
+        let mut names = default_propagated();
+        for name in &self.propagate_headers {
+            if name.as_str().starts_with("x-mock-") {
+                tracing::warn!(%name, "not propagated: x-mock-* directives are consumed by the service they are sent to");
+                continue;
+            }
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+}

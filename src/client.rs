@@ -1,0 +1,272 @@
+//! The clients of the `call` and `health` commands: call a running
+//! servicemock over HTTP or gRPC and render its report, or ask whether it is
+//! healthy. Addresses are read the way curl and grpcurl users write them
+//! (`host:port`, `host`, `http://host:port/`), and a path without its
+//! leading `/` gets one, so a path can never be read as part of the address.
+
+use std::time::Duration;
+
+use crate::pb;
+use crate::report::proto::decode_status_details;
+use crate::report::text::render_tree;
+use crate::report::Report;
+
+/// Why a client could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("\"{addr}\" is not an address: {problem} (write host:port, e.g. localhost:8080)")]
+    Address { addr: String, problem: String },
+    #[error("\"{path}\" is not a path: {problem}")]
+    Path { path: String, problem: String },
+    #[error("cannot reach {addr}: {cause}")]
+    Unreachable { addr: String, cause: String },
+}
+
+/// How to print a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The indented JSON report.
+    Json,
+    /// The text tree.
+    Tree,
+    /// One JSON object per hop.
+    Flat,
+}
+
+/// What a call answered, rendered.
+#[derive(Debug)]
+pub struct Answer {
+    /// The report (or the server's message) in the asked view.
+    pub body: String,
+    /// Whether the call succeeded (2xx / OK).
+    pub ok: bool,
+    /// The status, as the protocol says it (`502 Bad Gateway`, `UNAVAILABLE: …`).
+    pub status: String,
+}
+
+/// `host:port` from what a person typed: `host:port`, `host` (port 8080),
+/// `http://host:port`, with or without a trailing `/`.
+pub fn authority(addr: &str) -> Result<String, ClientError> {
+    let bad = |problem: &str| ClientError::Address {
+        addr: addr.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let mut rest = addr.trim();
+    for scheme in ["http://", "h2c://", "grpc://"] {
+        if let Some(stripped) = rest.strip_prefix(scheme) {
+            rest = stripped;
+        }
+    }
+    if rest.contains("://") {
+        return Err(bad(
+            "only http://, h2c:// or grpc:// (no TLS) may come before the host",
+        ));
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if rest.contains('/') {
+        return Err(bad("it holds a path; give the path as its own argument"));
+    }
+    if rest.contains('@') {
+        return Err(bad("'@' belongs to the path, not the address"));
+    }
+    let has_port = if rest.ends_with(']') {
+        false
+    } else if let Some((host, port)) = rest.rsplit_once(':') {
+        if host.contains(':') && !host.ends_with(']') {
+            return Err(bad("an IPv6 address goes in brackets, e.g. [::1]:8080"));
+        }
+        if port.parse::<u16>().is_err() {
+            return Err(bad("the port is not a number"));
+        }
+        true
+    } else {
+        false
+    };
+    Ok(if has_port {
+        rest.to_owned()
+    } else {
+        format!("{rest}:8080")
+    })
+}
+
+/// The request target from what a person typed: `/@a/end`, `@a/end` (the
+/// `/` is added), or a whole URL pasted (`localhost:8080/@a/end`,
+/// `http://…`), whose path is taken.
+pub fn request_path(path: &str) -> Result<String, ClientError> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Ok("/".to_owned());
+    }
+    if path.starts_with('/') {
+        return Ok(path.to_owned());
+    }
+    if path.starts_with('@') {
+        return Ok(format!("/{path}"));
+    }
+    // A pasted URL or host:port/path: keep what follows the authority.
+    let without_scheme = path.split_once("://").map_or(path, |(_, rest)| rest);
+    match without_scheme.find('/') {
+        Some(slash) if !without_scheme[..slash].contains('@') => {
+            Ok(without_scheme[slash..].to_owned())
+        }
+        _ => Err(ClientError::Path {
+            path: path.to_owned(),
+            problem: "a path starts with '/' or '@' (e.g. /@service2/end)".into(),
+        }),
+    }
+}
+
+/// Calls `path` on `addr` over HTTP/1.1 and renders the answer in `view`.
+pub async fn call_http(addr: &str, path: &str, view: View) -> Result<Answer, ClientError> {
+    let authority = authority(addr)?;
+    let path = request_path(path)?;
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let url = match view {
+        View::Json => format!("http://{authority}{path}"),
+        View::Tree => format!("http://{authority}{path}{separator}view=tree"),
+        View::Flat => format!("http://{authority}{path}{separator}view=flat"),
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| unreachable(&authority, &e))?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&authority, &e))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&authority, &e))?;
+    Ok(Answer {
+        body,
+        ok: status.is_success(),
+        status: status.to_string(),
+    })
+}
+
+/// Calls `path` on `addr` over gRPC and renders the report in `view`: the
+/// response, or the one a failed call carries in its details.
+pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, ClientError> {
+    let authority = authority(addr)?;
+    let path = request_path(path)?;
+    let mut client =
+        pb::mock_service_client::MockServiceClient::connect(format!("http://{authority}"))
+            .await
+            .map_err(|e| unreachable(&authority, &e))?;
+    let request = pb::CallRequest {
+        request: Some(pb::call_request::Request::Path(path)),
+    };
+    Ok(match client.call(request).await {
+        Ok(response) => Answer {
+            body: render(&Report::from(response.into_inner()), view),
+            ok: true,
+            status: "OK".to_owned(),
+        },
+        Err(status) => {
+            let name = crate::behavior::grpc_code_name(status.code() as i32);
+            Answer {
+                body: decode_status_details(status.details())
+                    .map(|r| render(&Report::from(r), view))
+                    .unwrap_or_default(),
+                ok: false,
+                status: format!("{name}: {}", status.message()),
+            }
+        }
+    })
+}
+
+/// Whether `addr` answers `/health` with 200 within `timeout`.
+pub async fn health(addr: &str, timeout: Duration) -> Result<(), ClientError> {
+    let authority = authority(addr)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| unreachable(&authority, &e))?;
+    let response = client
+        .get(format!("http://{authority}/health"))
+        .send()
+        .await
+        .map_err(|e| unreachable(&authority, &e))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(ClientError::Unreachable {
+            addr: authority,
+            cause: format!("/health answered {}", response.status()),
+        })
+    }
+}
+
+/// A report in a view, as text ending in a newline.
+pub fn render(report: &Report, view: View) -> String {
+    let json = match view {
+        View::Tree => return render_tree(report),
+        View::Json => report.to_pretty_json(),
+        View::Flat => {
+            report.parallel_forwards.expand();
+            crate::report::pretty::to_vec(&crate::report::flat::rows(report))
+        }
+    };
+    let mut text = json.map_or_else(
+        |e| format!("cannot encode the report: {e}"),
+        |bytes| String::from_utf8_lossy(&bytes).into_owned(),
+    );
+    text.push('\n');
+    text
+}
+
+fn unreachable(addr: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {
+    ClientError::Unreachable {
+        addr: addr.to_owned(),
+        cause: crate::exec::failure::error_chain(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_people_write_them() {
+        for (typed, meant) in [
+            ("localhost:8080", "localhost:8080"),
+            ("http://localhost:8080", "localhost:8080"),
+            ("http://localhost:8080/", "localhost:8080"),
+            ("grpc://svc:9000", "svc:9000"),
+            ("localhost", "localhost:8080"),
+            ("[::1]:81", "[::1]:81"),
+            ("[::1]", "[::1]:8080"),
+        ] {
+            assert_eq!(authority(typed).unwrap(), meant, "{typed}");
+        }
+        for bad in [
+            "",
+            "https://x:1",
+            "localhost:8080/@a/end",
+            "x:port",
+            "user@host:1",
+        ] {
+            assert!(authority(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_get_their_slash_and_never_become_hosts() {
+        assert_eq!(request_path("@service2/end").unwrap(), "/@service2/end");
+        assert_eq!(request_path("/@a|b/x").unwrap(), "/@a|b/x");
+        assert_eq!(request_path("").unwrap(), "/");
+        assert_eq!(request_path("localhost:8080/@a/end").unwrap(), "/@a/end");
+        assert_eq!(
+            request_path("http://localhost:8080/@a/end?q=1").unwrap(),
+            "/@a/end?q=1"
+        );
+        assert!(request_path("service2").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The report as a flat list: one JSON object per hop with its position in
+//! the tree, for jq, spreadsheets and scripts (`?view=flat`, `call --flat`).
+//! Nothing nests, so a report of any depth stays within jq 1.6's limits.
+//!
+//! Positions: the entry service is `1`; the hops it made are `1.1`, `1.2`, …
+//! in written order (groups one after another); the hops those services
+//! made are `1.1.1`, and so on. `Parent` is the position of the caller.
+
+use serde::Serialize;
+
+use super::Report;
+
+/// One row of the flat view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Row {
+    pub position: String,
+    pub parent: String,
+    /// The group (1-based) the hop was written in; 0 for the entry.
+    pub group: usize,
+    pub url: String,
+    pub protocol: String,
+    /// Who answered: service, version and host (pod), when a servicemock did.
+    pub service: String,
+    pub version: String,
+    pub host: String,
+    pub status: Option<i32>,
+    pub result: String,
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injected: Vec<String>,
+}
+
+/// Every hop of the tree under `report`, the entry first, depth first in
+/// written order.
+pub fn rows(report: &Report) -> Vec<Row> {
+    let mut out = vec![Row {
+        position: "1".into(),
+        parent: String::new(),
+        group: 0,
+        url: String::new(),
+        protocol: report.protocol.clone(),
+        service: report.service.clone(),
+        version: report.version.clone(),
+        host: report.host.clone(),
+        status: None,
+        result: "entry".into(),
+        start_ms: 0.0,
+        duration_ms: report.duration_ms,
+        error: None,
+        answered_by: None,
+        injected: report.injected.clone(),
+    }];
+    // (report, its position); children pushed in reverse so they pop in order.
+    let mut stack: Vec<(&Report, String)> = vec![(report, "1".into())];
+    while let Some((level, position)) = stack.pop() {
+        let mut children = Vec::new();
+        let mut index = 0;
+        for (g, group) in level.parallel_forwards.iter().enumerate() {
+            for hop in &group.sequential_forwards {
+                index += 1;
+                let here = format!("{position}.{index}");
+                let who = hop.response.as_deref();
+                children.push((
+                    Row {
+                        position: here.clone(),
+                        parent: position.clone(),
+                        group: g + 1,
+                        url: hop.url.clone(),
+                        protocol: hop.protocol.clone(),
+                        service: who.map(|r| r.service.clone()).unwrap_or_default(),
+                        version: who.map(|r| r.version.clone()).unwrap_or_default(),
+                        host: who.map(|r| r.host.clone()).unwrap_or_default(),
+                        status: hop.status,
+                        result: hop.result.clone(),
+                        start_ms: hop.start_ms,
+                        duration_ms: hop.duration_ms,
+                        error: hop.error.clone(),
+                        answered_by: hop.answered_by.clone(),
+                        injected: who.map(|r| r.injected.clone()).unwrap_or_default(),
+                    },
+                    who.map(|r| (r, here)),
+                ));
+            }
+        }
+        for (row, child) in children {
+            out.push(row);
+            if let Some(child) = child {
+                stack.push(child);
+            }
+        }
+    }
+    // Depth first in written order, whatever order the walk took.
+    out.sort_by_key(|row| position_key(&row.position));
+    out
+}
+
+/// Positions sort as numbers, level by level: 1.2 before 1.10.
+fn position_key(position: &str) -> Vec<usize> {
+    position.split('.').filter_map(|p| p.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Forward, ParallelForward};
+
+    fn hop(url: &str, child: Option<Report>) -> Forward {
+        Forward {
+            url: url.into(),
+            result: "ok".into(),
+            protocol: "http".into(),
+            status: Some(200),
+            response: child.map(Box::new),
+            ..Default::default()
+        }
+    }
+
+    fn named(name: &str, groups: Vec<Vec<Forward>>) -> Report {
+        Report {
+            service: name.into(),
+            parallel_forwards: groups
+                .into_iter()
+                .map(|sequential_forwards| ParallelForward {
+                    sequential_forwards,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn positions_follow_the_written_order() {
+        let c = named("c", vec![]);
+        let b = named("b", vec![vec![hop("http://c/", Some(c))]]);
+        let root = named(
+            "a",
+            vec![
+                vec![hop("http://b/", Some(b))],
+                vec![hop("http://d/", None)],
+            ],
+        );
+        let rows = rows(&root);
+        let seen: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.position.as_str(), r.parent.as_str(), r.service.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("1", "", "a"),
+                ("1.1", "1", "b"),
+                ("1.1.1", "1.1", "c"),
+                ("1.2", "1", "")
+            ]
+        );
+        assert_eq!(rows[3].group, 2);
+    }
+}
