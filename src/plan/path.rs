@@ -50,6 +50,13 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
             limit: limits.max_path_len,
         });
     }
+    if !path.starts_with('/') {
+        // Without it, "@a/x" would be a remainder that reads as a command.
+        return Err(PlanError::Field {
+            field: "path".into(),
+            problem: format!("must start with '/', got \"{}\"", path.chars().take(40).collect::<String>()),
+        });
+    }
     let mut commands = Vec::new();
     let mut rest = path;
     while let Some(after_slash) = rest.strip_prefix('/') {
