@@ -38,6 +38,37 @@ struct HopLabels {
     outcome: &'static str,
 }
 
+/// Rewrites an OpenMetrics exposition as Prometheus text 0.0.4.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_owned());
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# TYPE ", "# HELP "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The fixed label value for a word of the report (no allocation per hop).
 fn label(word: &str, known: &[&'static str]) -> &'static str {
     known
@@ -246,6 +277,14 @@ impl Metrics {
         &self.connections
     }
 
+    /// The Prometheus text format 0.0.4 (what a scraper gets unless it
+    /// asks for OpenMetrics): counter families are named with their
+    /// `_total` samples, and there is no `# EOF` or `# UNIT`.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+
+    /// OpenMetrics 1.0 (`application/openmetrics-text`).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -10,10 +10,15 @@ use common::*;
 use serde_json::Value;
 
 fn samples(python: &std::path::Path, text: &str) -> Vec<Value> {
+    parse_with(python, text, &[])
+}
+
+fn parse_with(python: &std::path::Path, text: &str, args: &[&str]) -> Vec<Value> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
     let mut child = Command::new(python)
         .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -63,9 +68,42 @@ async fn metrics_parse_with_the_reference_parser() {
         .await
         .unwrap();
     assert_eq!(injected.status(), 503);
-    let (status, text) = get(a, "/metrics").await;
-    assert_eq!(status, 200);
+    let plain = client()
+        .get(format!("http://{a}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = plain.text().await.unwrap();
+    assert!(!text.contains("# EOF"), "no OpenMetrics marker in 0.0.4");
+    assert!(
+        text.contains("# TYPE servicemock_requests_total counter"),
+        "{text}"
+    );
     let s = samples(&python, &text);
+    // A scraper that asks for OpenMetrics (as Prometheus does) gets it, and
+    // the OpenMetrics reference parser reads it.
+    let open = client()
+        .get(format!("http://{a}/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(open.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    let open_text = open.text().await.unwrap();
+    assert!(open_text.ends_with("# EOF\n"));
+    let o = parse_with(&python, &open_text, &["openmetrics"]);
+    assert!(o.iter().any(|s| s["name"] == "servicemock_requests_total"));
 
     assert_eq!(
         value(

@@ -54,7 +54,10 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
         // Without it, "@a/x" would be a remainder that reads as a command.
         return Err(PlanError::Field {
             field: "path".into(),
-            problem: format!("must start with '/', got \"{}\"", path.chars().take(40).collect::<String>()),
+            problem: format!(
+                "must start with '/', got \"{}\"",
+                path.chars().take(40).collect::<String>()
+            ),
         });
     }
     let mut commands = Vec::new();

@@ -219,19 +219,36 @@ fn tree_response(status: StatusCode, report: &Report) -> Response {
     (status, headers, render_tree(report)).into_response()
 }
 
-/// The Prometheus text exposition of this service's metrics.
-async fn metrics(State(service): State<Arc<Service>>) -> Response {
+/// This service's metrics: OpenMetrics when the scraper asks for it (as
+/// Prometheus does), the text format 0.0.4 otherwise.
+async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     service
         .metrics
         .set_grpc_channels(service.executor.grpc_channels());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        service.metrics.encode(),
-    )
-        .into_response()
+    let wants_openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(25)
+            .any(|w| w == b"application/openmetrics-t")
+    });
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            service.metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            service.metrics.encode_text(),
+        )
+            .into_response()
+    }
 }
 
 /// A one-line explanation of what is wrong with the request.
