@@ -287,3 +287,13 @@ pub async fn health_client(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
     tonic_health::pb::health_client::HealthClient::new(endpoint.connect().await.unwrap())
 }
+
+/// grpcurl: the one scripts/test puts in `.venv/bin`, or one on the PATH;
+/// `None` (with a note) where neither is, outside CI.
+pub fn grpcurl() -> Option<std::path::PathBuf> {
+    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/grpcurl");
+    if local.exists() {
+        return Some(local);
+    }
+    tool("grpcurl").map(std::path::PathBuf::from)
+}
