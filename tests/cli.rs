@@ -446,3 +446,119 @@ async fn one_json_log_line_per_request_with_ids() {
     assert_eq!(fields["status"], 200);
     assert!(fields["duration_ms"].is_number());
 }
+
+/// What a newcomer typing at the demo mesh is told: names whatever their
+/// case, "did you mean", which port a mesh name listens on, unknown schemes
+/// named, delays that need a unit, a JSON body without its content type;
+/// the service named on every log line; Ctrl-C stops at once and says so.
+#[tokio::test]
+async fn the_demo_mesh_explains_what_went_wrong() {
+    let base = free_ports(2);
+    let mut child = Command::new(BIN)
+        .args([
+            "mesh",
+            "service1",
+            "service2",
+            "--base-port",
+            &base.to_string(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Running(child);
+    let entry: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+    wait_healthy(entry, Duration::from_secs(10)).await;
+
+    let (status, r) = report(entry, "/@Service2/end").await;
+    assert_eq!(status, 200, "mesh names match whatever their case: {r:#?}");
+    let (_, r) = report(entry, "/@servce2/end").await;
+    let error = r.forwards().next().unwrap().error.clone().unwrap();
+    assert!(error.contains("did you mean service2?"), "{error}");
+    let (_, r) = report(entry, "/@service2:8081/end").await;
+    let error = r.forwards().next().unwrap().error.clone().unwrap();
+    assert!(error.contains("listens on port 8080"), "{error}");
+    for (path, says) in [
+        ("/@ftp:a/", "unknown scheme 'ftp' (known: http, h2c, grpc"),
+        (
+            "/@service2[x-mock-delay=5]/",
+            "has no unit: write 5s or 5ms",
+        ),
+    ] {
+        let (status, body) = get(entry, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    let (status, _) = report(entry, "/@GRPC:service2/").await;
+    assert_eq!(status, 200, "schemes ignore case");
+    // curl -d sends a form content type: the JSON plan is read anyway.
+    let posted = client()
+        .post(format!("http://{entry}/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"path":"/@service2/end"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let r: Report = serde_json::from_str(&posted.text().await.unwrap()).unwrap();
+    assert_eq!(r.forwards().count(), 1, "not 'calling nobody'");
+    let form = client()
+        .post(format!("http://{entry}/"))
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+
+    Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let sent = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(2), "Ctrl-C waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success());
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut printed).unwrap();
+    assert!(printed.contains("mesh stopped"), "{printed}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut logs).unwrap();
+    assert!(logs.contains("stopping now"), "{logs}");
+    let request_lines: Vec<&str> = logs.lines().filter(|l| l.contains(" request")).collect();
+    assert!(!request_lines.is_empty(), "{logs}");
+    for line in &request_lines {
+        assert!(
+            line.contains("service=service1") || line.contains("service=service2"),
+            "{line}"
+        );
+    }
+}
+
+/// A port already taken is said once, not twice.
+#[test]
+fn a_taken_port_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--listen", &addr]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("Address already in use").count(), 1, "{said}");
+    let out = run(&[
+        "mesh",
+        "a",
+        "--bind",
+        "127.0.0.1",
+        "--base-port",
+        &addr.rsplit(':').next().unwrap().to_string(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("Address already in use").count(), 1, "{said}");
+}
