@@ -557,7 +557,7 @@ fn a_taken_port_is_reported_once() {
         "--bind",
         "127.0.0.1",
         "--base-port",
-        &addr.rsplit(':').next().unwrap().to_string(),
+        addr.rsplit(':').next().unwrap(),
     ]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(said.matches("Address already in use").count(), 1, "{said}");
