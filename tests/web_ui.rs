@@ -234,6 +234,24 @@ async fn waterfall_renders_in_headless_chromium() {
         Some(4),
         "failed hops are coloured as failures"
     );
+    // Every error is shown whole on its own line, inside the window, with
+    // no mouse: bars near the right edge included.
+    let errors = driver
+        .script(
+            "return [...document.querySelectorAll('.errline')].map(e => { \
+               const r = e.getBoundingClientRect(); \
+               return [e.textContent, r.width > 0 && r.right <= window.innerWidth && e.scrollWidth <= e.clientWidth + 1]; })",
+        )
+        .await;
+    let errors = errors.as_array().unwrap();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    for error in errors {
+        assert_eq!(error[1], true, "readable: {error}");
+    }
+    assert!(
+        errors.iter().any(|e| e[0].as_str().unwrap().contains("cannot resolve \"nothere.invalid\"")),
+        "{errors:?}"
+    );
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-waterfall.png");
     driver.screenshot(&shot).await;
 
