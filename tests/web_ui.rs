@@ -249,7 +249,10 @@ async fn waterfall_renders_in_headless_chromium() {
         assert_eq!(error[1], true, "readable: {error}");
     }
     assert!(
-        errors.iter().any(|e| e[0].as_str().unwrap().contains("cannot resolve \"nothere.invalid\"")),
+        errors.iter().any(|e| e[0]
+            .as_str()
+            .unwrap()
+            .contains("cannot resolve \"nothere.invalid\"")),
         "{errors:?}"
     );
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-waterfall.png");

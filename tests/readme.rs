@@ -1,0 +1,156 @@
+//! README's shown outputs come from the product: every block marked
+//! `<!-- checked by tests/readme.rs -->` is its `$ curl …` command run with
+//! curl against the demo mesh, and must match line by line once what varies
+//! from run to run (timings, ids, dates, ports, the host name, the slowest
+//! path marks, the resolver's own words) is set aside. A block marked with
+//! `: PATH` is a JSON report compared field by field.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use regex::Regex;
+use serde_json::Value;
+
+const MARK: &str = "<!-- checked by tests/readme.rs";
+
+/// Each checked block: the path it shows, whether it is JSON, and its lines.
+fn checked_blocks(readme: &str) -> Vec<(String, bool, String)> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.strip_prefix(MARK) else {
+            continue;
+        };
+        let json_path = rest
+            .trim_end_matches("-->")
+            .trim()
+            .strip_prefix(':')
+            .map(str::trim);
+        assert!(
+            lines[i + 1].starts_with("```"),
+            "a fenced block follows the mark at line {}",
+            i + 1
+        );
+        let body: Vec<&str> = lines[i + 2..]
+            .iter()
+            .take_while(|l| !l.starts_with("```"))
+            .copied()
+            .collect();
+        let (path, shown) = match json_path {
+            Some(path) => (path.to_owned(), body.join("\n")),
+            None => {
+                let command = body[0]
+                    .strip_prefix("$ ")
+                    .expect("the block starts with its command");
+                let quoted = command.split('\'').nth(1).expect("the URL is quoted");
+                let path = quoted.trim_start_matches("localhost:8080").to_owned();
+                (path, body[1..].join("\n"))
+            }
+        };
+        out.push((path, json_path.is_some(), shown));
+    }
+    out
+}
+
+/// What varies from run to run, set aside.
+fn normalize(text: &str) -> String {
+    let rules = [
+        (r"\d+\.\d+ ms", "N ms"),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "ID",
+        ),
+        (r"(after|allowed) \d+(\.\d+)?(ms|s)", "$1 T"),
+        (r"(localhost|127\.0\.0\.1):\d+", "ADDR"),
+        (
+            r"failed to lookup address information: [^(\n]*",
+            "failed to lookup address information: … ",
+        ),
+        (r" \*", ""),
+    ];
+    let mut text = text.to_owned();
+    for (pattern, with) in rules {
+        text = Regex::new(pattern)
+            .unwrap()
+            .replace_all(&text, with)
+            .into_owned();
+    }
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A JSON report with what varies set aside: numbers, dates, the host, the
+/// client's own headers.
+fn normalize_json(value: &Value) -> Value {
+    match value {
+        Value::Number(_) => Value::from(0),
+        Value::String(s) => {
+            let date = Regex::new(r"^\d{4}-\d\d-\d\dT[\d:.]+Z$").unwrap();
+            Value::from(if date.is_match(s) {
+                "DATE".to_owned()
+            } else {
+                normalize(s)
+            })
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|i| !i.as_str().is_some_and(|s| s.starts_with("user-agent:")))
+                .map(normalize_json)
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if k == "Host" {
+                        Value::from("HOST")
+                    } else {
+                        normalize_json(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn every_shown_output_is_what_the_product_prints() {
+    let Some(curl) = tool("curl") else { return };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks = checked_blocks(&readme);
+    assert!(blocks.len() >= 5, "{} checked blocks", blocks.len());
+    let mesh = mesh(&["service1", "service2", "service3"]).await;
+    let entry = mesh.addr("service1").unwrap();
+    for (path, json, shown) in blocks {
+        let url = format!("http://localhost:{}{path}", entry.port());
+        let curl = curl.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(curl)
+                .args(["-s", "-g", &url])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let actual = String::from_utf8_lossy(&out.stdout).into_owned();
+        if json {
+            let shown: Value = serde_json::from_str(&shown).unwrap();
+            let actual: Value = serde_json::from_str(&actual).unwrap();
+            assert_eq!(normalize_json(&actual), normalize_json(&shown), "{path}");
+        } else {
+            assert_eq!(
+                normalize(actual.trim_end()),
+                normalize(shown.trim_end()),
+                "{path}"
+            );
+        }
+    }
+    mesh.stop().await.unwrap();
+}
