@@ -154,3 +154,41 @@ async fn every_shown_output_is_what_the_product_prints() {
     }
     mesh.stop().await.unwrap();
 }
+
+/// Debian's jq 1.6 gives up on JSON nested past 256 levels: a 32-deep report
+/// (the deepest that answers 200) is past it as a tree, and well within it
+/// as the flat view.
+#[tokio::test]
+async fn jq_reads_the_flat_view_of_the_deepest_report() {
+    let Some(jq) = tool("jq") else { return };
+    let mesh = mesh(&["s"]).await;
+    let s = mesh.addr("s").unwrap();
+    let path = format!("{}/end?view=flat", "/@s".repeat(32));
+    let (status, flat) = get(s, &path).await;
+    assert_eq!(status, 200, "{flat}");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(jq)
+            .args(["-r", ".[] | .Position"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), flat.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let positions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(positions.len(), 33, "the entry and 32 hops");
+    assert_eq!(positions[32], format!("1{}", ".1".repeat(32)));
+    mesh.stop().await.unwrap();
+}
