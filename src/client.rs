@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::pb;
 use crate::report::proto::decode_status_details;
-use crate::report::text::render_tree;
 use crate::report::Report;
 
 /// Why a client could not do what it was asked.
@@ -22,16 +21,7 @@ pub enum ClientError {
     Unreachable { addr: String, cause: String },
 }
 
-/// How to print a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// The indented JSON report.
-    Json,
-    /// The text tree.
-    Tree,
-    /// One JSON object per hop.
-    Flat,
-}
+pub use crate::report::View;
 
 /// What a call answered, rendered.
 #[derive(Debug)]
@@ -206,20 +196,7 @@ pub async fn health(addr: &str, timeout: Duration) -> Result<(), ClientError> {
 
 /// A report in a view, as text ending in a newline.
 pub fn render(report: &Report, view: View) -> String {
-    let json = match view {
-        View::Tree => return render_tree(report),
-        View::Json => report.to_pretty_json(),
-        View::Flat => {
-            report.parallel_forwards.expand();
-            crate::report::pretty::to_vec(&crate::report::flat::rows(report))
-        }
-    };
-    let mut text = json.map_or_else(
-        |e| format!("cannot encode the report: {e}"),
-        |bytes| String::from_utf8_lossy(&bytes).into_owned(),
-    );
-    text.push('\n');
-    text
+    String::from_utf8_lossy(&crate::report::render(report, view)).into_owned()
 }
 
 fn unreachable(addr: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {

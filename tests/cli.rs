@@ -42,6 +42,35 @@ fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
+/// Sends `signal` (TERM, INT) to the child.
+fn signal(child: &Running, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits for the child to exit, `limit` at most since `since`, and says it
+/// exited with status 0.
+async fn exits_ok(child: &mut Running, since: Instant, limit: Duration, what: &str) {
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(since.elapsed() < limit, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// Ctrl-C (SIGINT) is a person at a terminal: the process exits 0 at once.
+async fn interrupt_stops_at_once(child: &mut Running) {
+    signal(child, "INT");
+    let limit = Duration::from_secs(2);
+    exits_ok(child, Instant::now(), limit, "Ctrl-C waited").await;
+}
+
 /// Starts `servicemock serve` on a free loopback port with `args` (after
 /// the listen flag) and `envs`, and waits until it is healthy.
 async fn serve(
@@ -271,11 +300,7 @@ async fn sigterm_drains_in_the_order_kubernetes_needs() {
     let in_flight = tokio::spawn(async move { report(addr, &path).await });
     let mut health = health_client(addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(&child, "TERM");
     let sent = Instant::now();
     // A fresh connection per call, as a kubelet probe or a new client makes.
     let fresh = || {
@@ -330,37 +355,15 @@ async fn sigterm_drains_in_the_order_kubernetes_needs() {
     let (status, r) = in_flight.await.unwrap();
     assert_eq!(status, 200, "the request in flight finished: {r:#?}");
     assert_eq!(r.service, "draining");
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(7),
-            "did not exit within the drain delay and the grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(exit.success(), "exit status {exit:?}");
+    let what = "did not exit within the drain delay and the grace period";
+    exits_ok(&mut child, sent, Duration::from_secs(7), what).await;
 }
 
 /// Ctrl-C is a person at a terminal: no drain delay.
 #[tokio::test]
 async fn ctrl_c_stops_at_once() {
     let (mut child, _addr) = serve("--listen", &["--drain-delay", "30s"], &[], Stdio::null()).await;
-    let killed = Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let sent = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(2), "Ctrl-C waited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(exit.success(), "exit status {exit:?}");
+    interrupt_stops_at_once(&mut child).await;
 }
 
 #[tokio::test]
@@ -425,10 +428,7 @@ async fn one_json_log_line_per_request_with_ids() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&child, "TERM");
     let stderr = child.0.stderr.take().unwrap();
     let lines: Vec<serde_json::Value> = BufReader::new(stderr)
         .lines()
@@ -513,19 +513,7 @@ async fn the_demo_mesh_explains_what_went_wrong() {
         .unwrap();
     assert_eq!(form.status(), 415);
 
-    Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let sent = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(2), "Ctrl-C waited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(exit.success());
+    interrupt_stops_at_once(&mut child).await;
     let mut printed = String::new();
     std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut printed).unwrap();
     assert!(printed.contains("mesh stopped"), "{printed}");

@@ -59,30 +59,13 @@ async fn curl_http1_and_h2c_share_the_grpc_port() {
 
 #[tokio::test]
 async fn python_grpcio_client_by_reflection_only() {
-    let Some(python) = venv_python() else { return };
     let mesh = mesh(&["service1", "service2", "service3"]).await;
     let closed = closed_port().await;
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/reflection_client.py");
     let addr = mesh.addr("service1").unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(addr)
-            .arg(closed.port().to_string())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(seen["health"], "SERVING");
-    assert_eq!(seen["failed_hop"], "refused");
+    let args = vec![addr, closed.port().to_string()];
+    if let Some(seen) = python_json("reflection_client.py", args).await {
+        assert_eq!(seen["health"], "SERVING");
+        assert_eq!(seen["failed_hop"], "refused");
+    }
     mesh.stop().await.unwrap();
 }

@@ -208,7 +208,7 @@ impl GrpcClients {
 fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopResult {
     let code = status.code() as i32;
     let name = grpc_code_name(code);
-    let text = clip(status.message(), MAX_STATUS_TEXT);
+    let text = crate::report::trim::clip(status.message(), MAX_STATUS_TEXT);
     if status.metadata().contains_key(REFUSED_BY_GUARD) {
         return HopResult {
             status: Some(code),
@@ -250,18 +250,6 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
         answered_by: Some(who),
         bytes: 0,
     }
-}
-
-/// At most `max` bytes of `text`, cut on a character boundary, with `…`.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -108,41 +108,17 @@ fn position_key(position: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Forward, ParallelForward};
-
-    fn hop(url: &str, child: Option<Report>) -> Forward {
-        Forward {
-            url: url.into(),
-            result: "ok".into(),
-            protocol: "http".into(),
-            status: Some(200),
-            response: child.map(Box::new),
-            ..Default::default()
-        }
-    }
-
-    fn named(name: &str, groups: Vec<Vec<Forward>>) -> Report {
-        Report {
-            service: name.into(),
-            parallel_forwards: groups
-                .into_iter()
-                .map(|sequential_forwards| ParallelForward {
-                    sequential_forwards,
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
+    use crate::report::fixtures::{hop, named};
 
     #[test]
     fn positions_follow_the_written_order() {
         let c = named("c", vec![]);
-        let b = named("b", vec![vec![hop("http://c/", Some(c))]]);
+        let b = named("b", vec![vec![hop("http", 0.0, 1.0, Some(c))]]);
         let root = named(
             "a",
             vec![
-                vec![hop("http://b/", Some(b))],
-                vec![hop("http://d/", None)],
+                vec![hop("http", 0.0, 2.0, Some(b))],
+                vec![hop("grpc", 0.0, 1.0, None)],
             ],
         );
         let rows = rows(&root);

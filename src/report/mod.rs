@@ -20,6 +20,43 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// The ways a report is shown to a person: the entry's choice over HTTP
+/// (`?view=`), `servicemock call`'s flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The indented JSON report.
+    Json,
+    /// The text tree ([`text`]).
+    Tree,
+    /// One JSON object per hop ([`flat`]).
+    Flat,
+}
+
+impl View {
+    /// The content type of the view.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            View::Json | View::Flat => "application/json",
+            View::Tree => "text/plain; charset=utf-8",
+        }
+    }
+}
+
+/// A report in a view, ending in a newline; every level is shown.
+pub fn render(report: &Report, view: View) -> Vec<u8> {
+    let json = match view {
+        View::Tree => return text::render_tree(report).into_bytes(),
+        View::Json => report.to_pretty_json(),
+        View::Flat => {
+            report.parallel_forwards.expand();
+            pretty::to_vec(&flat::rows(report))
+        }
+    };
+    let mut bytes = json.unwrap_or_else(|e| format!("cannot encode the report: {e}").into_bytes());
+    bytes.push(b'\n');
+    bytes
+}
+
 /// JSON levels one hop adds to a report: the report object, its
 /// `ParallelForwards` array, a group object, its `SequentialForwards` array
 /// and the hop object whose `Response` is the next report.
@@ -329,6 +366,42 @@ impl Report {
     /// The first failed hop of this level, if any.
     pub fn first_failure(&self) -> Option<&Forward> {
         self.forwards().find(|f| f.error.is_some())
+    }
+}
+
+/// Small reports for the tests of the renderings.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Forward, ParallelForward, Report};
+
+    /// An ok hop to `http://x:8080/` over `protocol`.
+    pub(crate) fn hop(protocol: &str, start: f64, duration: f64, child: Option<Report>) -> Forward {
+        Forward {
+            url: "http://x:8080/".into(),
+            result: "ok".into(),
+            protocol: protocol.into(),
+            status: Some(200),
+            start_ms: start,
+            duration_ms: duration,
+            response: child.map(Box::new),
+            ..Forward::default()
+        }
+    }
+
+    /// A v1 report of `service` with these groups of hops.
+    pub(crate) fn named(service: &str, groups: Vec<Vec<Forward>>) -> Report {
+        Report {
+            service: service.into(),
+            version: "v1".into(),
+            protocol: "http/1.1".into(),
+            parallel_forwards: groups
+                .into_iter()
+                .map(|sequential_forwards| ParallelForward {
+                    sequential_forwards,
+                })
+                .collect(),
+            ..Default::default()
+        }
     }
 }
 

@@ -138,36 +138,7 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ParallelForward;
-
-    fn hop(protocol: &str, start: f64, duration: f64, child: Option<Report>) -> Forward {
-        Forward {
-            url: "http://x:8080/".into(),
-            result: "ok".into(),
-            protocol: protocol.into(),
-            status: Some(200),
-            start_ms: start,
-            duration_ms: duration,
-            error: None,
-            answered_by: None,
-            response: child.map(Box::new),
-        }
-    }
-
-    fn named(service: &str, groups: Vec<Vec<Forward>>) -> Report {
-        Report {
-            service: service.into(),
-            version: "v1".into(),
-            protocol: "http/1.1".into(),
-            parallel_forwards: groups
-                .into_iter()
-                .map(|sequential_forwards| ParallelForward {
-                    sequential_forwards,
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
+    use crate::report::fixtures::{hop, named};
 
     #[test]
     fn tree_marks_the_slowest_path() {

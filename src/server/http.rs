@@ -17,8 +17,7 @@ use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
 use crate::plan::path::parse_path;
-use crate::report::text::render_tree;
-use crate::report::Report;
+use crate::report::{Report, View};
 
 /// The HTTP routes of one service, for people and probes.
 pub fn router(service: Arc<Service>) -> Router {
@@ -139,13 +138,28 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     render(view, status, &report, pretty)
 }
 
-/// The report in the chosen view.
+/// The report in the chosen view, with the identity headers that let a
+/// `curl -sI` loop count versions. Between services (`pretty` false) the
+/// JSON is compact and received subtrees pass through as they came.
 fn render(view: View, status: StatusCode, report: &Report, pretty: bool) -> Response {
-    match view {
-        View::Tree => tree_response(status, report),
-        View::Json => report_response(status, report, pretty),
-        View::Flat => flat_response(status, report),
-    }
+    let body = if pretty || view != View::Json {
+        crate::report::render(report, view)
+    } else {
+        match serde_json::to_vec(report) {
+            Ok(body) => body,
+            Err(e) => {
+                let message = format!("cannot encode the report: {e}\n");
+                return (StatusCode::INTERNAL_SERVER_ERROR, message).into_response();
+            }
+        }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(view.content_type()),
+    );
+    identity_headers(&mut headers, report);
+    (status, headers, body).into_response()
 }
 
 /// The HTTP answer to a refused request: 400 naming the problem, or 508
@@ -155,15 +169,6 @@ fn refusal(refused: Refused, view: View) -> Response {
         Refused::BadRequest { message, .. } => bad_request(message),
         Refused::TooDeep(report) => render(view, StatusCode::LOOP_DETECTED, &report, false),
     }
-}
-
-/// How the entry answers a person: the JSON report, or the text tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum View {
-    Json,
-    Tree,
-    /// One JSON object per hop with its position ([`crate::report::flat`]).
-    Flat,
 }
 
 /// Takes `view=tree` (or `view=flat`, `view=json`) out of the query, so it is not passed
@@ -191,32 +196,6 @@ fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
         format!("{path}?{}", kept.join("&"))
     };
     (target, view)
-}
-
-/// The report as a flat JSON list, one object per hop.
-fn flat_response(status: StatusCode, report: &Report) -> Response {
-    report.parallel_forwards.expand();
-    let rows = crate::report::flat::rows(report);
-    let mut body = crate::report::pretty::to_vec(&rows).unwrap_or_default();
-    body.push(b'\n');
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    identity_headers(&mut headers, report);
-    (status, headers, body).into_response()
-}
-
-/// The report as the indented text tree.
-fn tree_response(status: StatusCode, report: &Report) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    identity_headers(&mut headers, report);
-    (status, headers, render_tree(report)).into_response()
 }
 
 /// This service's metrics: OpenMetrics when the scraper asks for it (as
@@ -254,34 +233,4 @@ async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Res
 /// A one-line explanation of what is wrong with the request.
 fn bad_request(error: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
-}
-
-/// The report as JSON, with the identity headers that let a `curl -sI` loop
-/// count versions.
-fn report_response(status: StatusCode, report: &Report, pretty: bool) -> Response {
-    let body = if pretty {
-        report.to_pretty_json()
-    } else {
-        serde_json::to_vec(report)
-    };
-    let mut body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode the report: {e}\n"),
-            )
-                .into_response()
-        }
-    };
-    if pretty {
-        body.push(b'\n');
-    }
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    identity_headers(&mut headers, report);
-    (status, headers, body).into_response()
 }

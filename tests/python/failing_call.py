@@ -11,25 +11,16 @@ import json
 import sys
 
 import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+from google.protobuf import json_format
 from grpc_status import rpc_status
+
+from reflected import mock_service_call
 
 
 def main() -> int:
     addr, path = sys.argv[1], sys.argv[2]
     channel = grpc.insecure_channel(addr)
-    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
-    method = pool.FindServiceByName("servicemock.v1.MockService").FindMethodByName("Call")
-    request_class = message_factory.GetMessageClass(method.input_type)
-    response_class = message_factory.GetMessageClass(method.output_type)
-    call = channel.unary_unary(
-        "/servicemock.v1.MockService/Call",
-        request_serializer=request_class.SerializeToString,
-        response_deserializer=response_class.FromString,
-    )
+    _, call, request_class, response_class = mock_service_call(channel)
     request = json_format.ParseDict({"path": path}, request_class())
     seen = {}
     try:

@@ -13,18 +13,17 @@ import json
 import sys
 
 import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
 from grpc_status import rpc_status
+
+from reflected import mock_service_call
 
 
 def main() -> int:
     addr, closed_port = sys.argv[1], sys.argv[2]
     channel = grpc.insecure_channel(addr)
-    database = ProtoReflectionDescriptorDatabase(channel)
+    database, call, request_class, response_class = mock_service_call(channel)
     services = sorted(database.get_services())
     for expected in (
         "servicemock.v1.MockService",
@@ -33,16 +32,6 @@ def main() -> int:
         "grpc.reflection.v1alpha.ServerReflection",
     ):
         assert expected in services, f"{expected} not listed by reflection: {services}"
-
-    pool = descriptor_pool.DescriptorPool(database)
-    method = pool.FindServiceByName("servicemock.v1.MockService").FindMethodByName("Call")
-    request_class = message_factory.GetMessageClass(method.input_type)
-    response_class = message_factory.GetMessageClass(method.output_type)
-    call = channel.unary_unary(
-        "/servicemock.v1.MockService/Call",
-        request_serializer=request_class.SerializeToString,
-        response_deserializer=response_class.FromString,
-    )
 
     # A path request that mixes protocols.
     request = json_format.ParseDict({"path": "/@service2/@grpc:service3/end"}, request_class())
