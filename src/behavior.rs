@@ -158,11 +158,6 @@ impl Directives {
         }
     }
 
-    /// Whether nothing is asked.
-    pub fn is_empty(&self) -> bool {
-        *self == Directives::default()
-    }
-
     /// Draws what happens to one request.
     pub fn decide(&self, rng: &mut impl Rng) -> Decision {
         let mut decision = Decision::default();

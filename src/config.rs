@@ -97,16 +97,13 @@ impl Default for Settings {
     }
 }
 
-/// The machine's host name (the pod name in Kubernetes).
+/// The machine's host name (the pod name in Kubernetes): `HOSTNAME` when
+/// set, else what the system says.
 pub fn local_host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
+        .or_else(|| gethostname::gethostname().into_string().ok())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -33,6 +33,7 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// mimalloc commits its first arena eagerly, 8 MiB of resident memory in an
 /// idle server; this asks it to commit on demand. It runs from `.init_array`,
 /// before the Rust runtime's first allocation creates that arena.
+#[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array"]
 static MIMALLOC_COMMIT_ON_DEMAND: extern "C" fn() = {

@@ -13,15 +13,7 @@ use crate::wire::decode_guarded;
 pub const CALL_RESPONSE_TYPE_URL: &str = "type.googleapis.com/servicemock.v1.CallResponse";
 
 /// `google.rpc.Status`, the standard payload of `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<prost_types::Any>,
-}
+pub use tonic_types::pb::Status as RpcStatus;
 
 /// Encodes the details of a failed `Call`: a `google.rpc.Status` holding the
 /// whole `CallResponse` as its one detail.
