@@ -306,8 +306,9 @@ async fn syntax_errors_answer_400_with_position() {
         ("/@a,/", "empty target at position 4 in \"@a,\""),
         (
             "/@a:http/",
-            "bad port 'http' (expected 1 to 65535) at position 4",
+            "unknown scheme 'a' (known: http, h2c, grpc; after a host, ':' takes a port number) at position 2",
         ),
+        ("/@a:80x/", "bad port '80x' (expected 1 to 65535) at position 4"),
         ("/@a[x=1/", "unclosed '[' at position 3"),
         ("/@a[x]/", "has no '='"),
         ("/@a[x=1]b/", "unexpected 'b' at position 8"),
