@@ -298,6 +298,15 @@ async fn slow_and_idle_connections_are_let_go_and_capped() {
         let started = Instant::now();
         let slow = raw_exchange(a, b"GET / HTTP/1.1\r\nhost: x\r\n", Duration::from_secs(10));
         let slow_closed_after = started.elapsed();
+        // A silent connection: nothing at all.
+        let started = Instant::now();
+        let silent = raw_exchange(a, b"", Duration::from_secs(10));
+        assert!(silent.is_empty());
+        let silent_closed_after = started.elapsed();
+        assert!(
+            silent_closed_after < Duration::from_secs(3),
+            "a silent connection held {silent_closed_after:?}"
+        );
         // Idle keep-alive: one request, then silence.
         let mut idle = TcpStream::connect(a).unwrap();
         idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -3,8 +3,10 @@
 //! held forever.
 //!
 //! * A request head must arrive within `--header-read-timeout` of its first
-//!   byte (slowloris), counted by [`GuardedIo`] so that an idle keep-alive
-//!   connection is not mistaken for a slow one.
+//!   byte (slowloris), and a new connection must send its first one within
+//!   that time too (silent connections); counted by [`GuardedIo`] so that an
+//!   idle keep-alive connection, which has been answered, is not mistaken
+//!   for a slow one.
 //! * A connection with no bytes either way for `--idle-timeout` is closed
 //!   (long enough for Envoy's pools, whose idle timeout is an hour by
 //!   default, not to race a close on every request: 5 minutes).
@@ -143,7 +145,9 @@ impl GuardedIo {
             phase: Phase::Idle,
             h2: false,
             tail: [0; 3],
-            timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+            // A new connection owes its first request head within the
+            // header timeout: silent connections are not idle keep-alives.
+            timer: Box::pin(tokio::time::sleep(limits.header_read_timeout)),
         }
     }
 
