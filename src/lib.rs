@@ -15,14 +15,18 @@
 //!   the gRPC messages, `plan::json` reads a `CallRequest` sent as JSON over
 //!   HTTP. Both directions round-trip.
 //! * [`exec`]: the executor that runs a plan (groups concurrently, hops of a
-//!   group in order), the pooled HTTP and gRPC hop clients, the name resolver of
-//!   the one-process mesh, and the per-request context (depth, deadline).
+//!   group in order) and knows no protocol; behind `exec::transport`, one
+//!   transport per hop protocol (pooled HTTP/1.1 and h2c clients, gRPC
+//!   channels); the name resolver of the one-process mesh; the per-request
+//!   context (depth, layered deadline).
 //! * [`behavior`]: the `x-mock-*` directives (delay, status, size, reset)
 //!   a service applies to itself, and the process defaults for them.
 //! * [`report`]: the tree of what happened, its JSON form (field names of the
 //!   original Go server kept) and its protobuf form.
-//! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC; the axum
-//!   routes, the tonic service, health, reflection and graceful shutdown.
+//! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC (with
+//!   its connection bounds); one pipeline both edges share (admit, check,
+//!   run, verdict); the axum routes, the tonic service, health, reflection
+//!   and the draining shutdown.
 //! * [`client`]: the `call` and `health` commands' clients, reading addresses
 //!   and paths the way curl and grpcurl users write them.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.

@@ -95,11 +95,7 @@ fn arb_target() -> impl Strategy<Value = Target> {
 }
 
 fn arb_protocol() -> impl Strategy<Value = Protocol> {
-    prop_oneof![
-        Just(Protocol::Http),
-        Just(Protocol::H2c),
-        Just(Protocol::Grpc)
-    ]
+    proptest::sample::select(Protocol::ALL.to_vec())
 }
 
 fn pair_strategy() -> impl Strategy<Value = (String, String)> {

@@ -2,7 +2,9 @@
 //! protocol: the hop depth (loop protection), the time left (deadline), the
 //! request id, and the trace headers that tie a cascade together.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 

@@ -13,20 +13,23 @@ pub mod failure;
 pub mod grpc;
 pub mod http;
 pub mod resolve;
+pub mod transport;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
 use crate::behavior::{Decision, DirectiveError, Directives};
 use crate::config::{Identity, Settings};
-use crate::plan::json::request_json;
-use crate::plan::path::render_path;
-use crate::plan::proto::request_for;
-use crate::plan::{Hop, Plan, Protocol, Sequence};
+use crate::plan::{Hop, Plan, Sequence};
 use crate::report::{Forward, Forwards, Outcome, ParallelForward, Report};
 use context::{HopContext, DEPTH_HEADER, TIMEOUT_HEADER};
 use resolve::Resolver;
@@ -167,8 +170,7 @@ pub struct Executor {
 
 #[derive(Debug)]
 struct Shared {
-    http: http::HttpClients,
-    grpc: grpc::GrpcClients,
+    transports: transport::Transports,
     resolver: Resolver,
     settings: Settings,
     propagate: Vec<HeaderName>,
@@ -178,10 +180,25 @@ impl Executor {
     /// An executor with its own pooled clients. `propagate` names the inbound
     /// headers passed on to every hop.
     pub fn new(resolver: Resolver, settings: Settings, propagate: Vec<HeaderName>) -> Executor {
+        Executor::with_transports(
+            resolver,
+            settings,
+            propagate,
+            transport::Transports::standard(),
+        )
+    }
+
+    /// An executor whose hops go out through `transports` (tests give it a
+    /// fake one).
+    pub fn with_transports(
+        resolver: Resolver,
+        settings: Settings,
+        propagate: Vec<HeaderName>,
+        transports: transport::Transports,
+    ) -> Executor {
         Executor {
             inner: Arc::new(Shared {
-                http: http::HttpClients::new(),
-                grpc: grpc::GrpcClients::default(),
+                transports,
                 resolver,
                 settings,
                 propagate,
@@ -195,7 +212,7 @@ impl Executor {
 
     /// How many gRPC channels the hop clients keep open now.
     pub fn grpc_channels(&self) -> usize {
-        self.inner.grpc.len()
+        self.inner.transports.grpc_channels()
     }
 
     /// Reads what an inbound request's own headers ask — its depth, the time
@@ -285,7 +302,7 @@ impl Executor {
             if wanted > deadline {
                 // The caller stops waiting soon after this deadline: answer
                 // at it, saying so, instead of racing the caller's timer.
-                tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+                tokio::time::sleep_until(deadline).await;
                 report.timed_out = true;
                 let cut = format!(
                     "delay {} cut at the deadline after {}",
@@ -298,7 +315,7 @@ impl Executor {
                     }
                 }
             } else {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(wanted)).await;
+                tokio::time::sleep_until(wanted).await;
             }
         }
         let who = format!("{} {}", identity.service, identity.version);
@@ -398,17 +415,8 @@ impl Executor {
     async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
         let start = Instant::now();
         let to = self.inner.resolver.resolve(&hop.target);
-        // HTTP hops get their sub-plan as a path, or, when no path can say
-        // it (hops that go on to different subtrees), as a JSON CallRequest.
-        let path = match hop.protocol {
-            Protocol::Grpc => None,
-            _ => Some(render_path(&hop.next)),
-        };
-        let url = match &path {
-            Some(Ok(p)) => format!("http://{}{p}", to.authority),
-            Some(Err(_)) => format!("http://{}/ (POST plan)", to.authority),
-            None => format!("grpc://{}", to.authority),
-        };
+        let transport = self.inner.transports.get(hop.protocol);
+        let url = transport.url(&to, &hop.next);
         let remaining = ctx.deadline.saturating_duration_since(start);
         let budget = self.inner.settings.max_report_size;
         let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
@@ -445,26 +453,7 @@ impl Executor {
                 timer,
                 room,
             };
-            match path {
-                None => self.inner.grpc.call(out, request_for(&hop.next)).await,
-                Some(rendered) => {
-                    let (path, body) = match rendered {
-                        Ok(path) => (path, None),
-                        Err(_) => ("/".to_owned(), Some(request_json(&hop.next))),
-                    };
-                    match body.transpose() {
-                        Ok(body) => {
-                            let h2c = hop.protocol == Protocol::H2c;
-                            let http = &self.inner.http;
-                            http.call(h2c, out, &path, body).await
-                        }
-                        Err(e) => HopResult::failed(
-                            Outcome::Error,
-                            format!("cannot encode the plan: {e}"),
-                        ),
-                    }
-                }
-            }
+            transport.call(out, &hop.next).await
         };
         let mut result = result;
         if result.outcome == Outcome::Dns {

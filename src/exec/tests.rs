@@ -1,0 +1,208 @@
+//! The executor over a fake transport with paused time: sequences run in
+//! order, groups at once, the report keeps the written order, deadlines
+//! skip what cannot run and each hop's callee is told less time than the
+//! hop is waited for. No sockets, no sleeps: tokio's clock is paused and
+//! jumps straight to each timer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::time::Instant;
+
+use super::deadline::callee_budget;
+use super::resolve::{Resolved, Resolver};
+use super::transport::{HopFuture, Transport, Transports};
+use super::{Admission, Executor, HopResult, Inbound, Outgoing};
+use crate::behavior::Decision;
+use crate::config::{Identity, Settings};
+use crate::plan::path::parse_path;
+use crate::plan::{Limits, Plan};
+use crate::report::{Outcome, Report};
+
+/// One call the fake transport saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    host: String,
+    at: Instant,
+    timer: Duration,
+    budget_header: Option<u64>,
+}
+
+/// Answers every hop after the delay set for its host (none: at once),
+/// unless the hop's timer runs out first.
+#[derive(Debug, Default)]
+struct Fake {
+    delays: HashMap<String, Duration>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Transport for Fake {
+    fn url(&self, to: &Resolved, _next: &Plan) -> String {
+        format!("fake://{}", to.authority)
+    }
+
+    fn call<'a>(&'a self, out: Outgoing<'a>, _next: &'a Plan) -> HopFuture<'a> {
+        Box::pin(async move {
+            let host = out.to.host().to_owned();
+            self.seen.lock().unwrap().push(Seen {
+                host: host.clone(),
+                at: Instant::now(),
+                timer: out.timer,
+                budget_header: out
+                    .headers
+                    .get(super::context::TIMEOUT_HEADER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+            });
+            let delay = self.delays.get(&host).copied().unwrap_or_default();
+            if tokio::time::timeout(out.timer, tokio::time::sleep(delay))
+                .await
+                .is_err()
+            {
+                return HopResult::failed(Outcome::Timeout, "no answer".into());
+            }
+            let report = Report {
+                service: host,
+                ..Report::default()
+            };
+            HopResult::from_ok_report(200, "200 OK", report)
+        })
+    }
+}
+
+fn executor(fake: Arc<Fake>, settings: Settings) -> Executor {
+    Executor::with_transports(
+        Resolver::default(),
+        settings,
+        Vec::new(),
+        Transports::all(fake),
+    )
+}
+
+fn fake(delays: &[(&str, u64)]) -> Arc<Fake> {
+    Arc::new(Fake {
+        delays: delays
+            .iter()
+            .map(|(h, ms)| ((*h).to_owned(), Duration::from_millis(*ms)))
+            .collect(),
+        seen: Mutex::default(),
+    })
+}
+
+async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
+    let plan = parse_path(path, &Limits::default()).unwrap();
+    let inbound = Inbound::new("http/1.1", format!("GET {path}"), HeaderMap::new());
+    let admission = Admission {
+        depth: 0,
+        budget,
+        decision: Decision::default(),
+    };
+    executor
+        .answer(&Identity::named("entry", "v1"), &plan, &inbound, &admission)
+        .await
+}
+
+fn results(report: &Report) -> Vec<(String, String, f64)> {
+    report
+        .forwards()
+        .map(|f| (f.url.clone(), f.result.clone(), f.start_ms))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequences_in_order_groups_at_once_report_in_written_order() {
+    let fake = fake(&[("a", 100), ("b", 50), ("c", 120)]);
+    let executor = executor(fake.clone(), Settings::default());
+    let report = run(&executor, "/@a,b|c/end", Duration::from_secs(30)).await;
+    assert_eq!(
+        results(&report),
+        [
+            ("fake://a:8080".to_owned(), "ok".to_owned(), 0.0),
+            ("fake://b:8080".to_owned(), "ok".to_owned(), 100.0),
+            ("fake://c:8080".to_owned(), "ok".to_owned(), 0.0),
+        ]
+    );
+    assert_eq!(report.duration_ms, 150.0, "the slower group sets the time");
+    let seen = fake.seen.lock().unwrap();
+    let order: Vec<&str> = seen.iter().map(|s| s.host.as_str()).collect();
+    assert_eq!(order, ["a", "c", "b"], "b waits for a, c does not");
+    assert_eq!(seen[1].at, seen[0].at, "the groups start together");
+    assert_eq!(seen[2].at - seen[0].at, Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_keeps_the_written_order_not_the_finishing_one() {
+    let executor = executor(fake(&[("slow", 200), ("fast", 10)]), Settings::default());
+    let report = run(&executor, "/@slow|fast/", Duration::from_secs(30)).await;
+    let hosts: Vec<String> = report
+        .forwards()
+        .map(|f| f.response.as_ref().unwrap().service.clone())
+        .collect();
+    assert_eq!(hosts, ["slow", "fast"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_times_out_the_hop_in_flight_and_skips_the_rest() {
+    let executor = executor(
+        fake(&[("a", 200), ("b", 200), ("c", 200)]),
+        Settings::default(),
+    );
+    let report = run(&executor, "/@a,b,c/", Duration::from_millis(300)).await;
+    let outcomes: Vec<(&str, f64)> = report
+        .forwards()
+        .map(|f| (f.result.as_str(), f.duration_ms))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("ok", 200.0), ("timeout", 100.0), ("skipped", 0.0)]
+    );
+    assert_eq!(report.duration_ms, 300.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_callee_is_told_less_time_than_its_hop_is_waited_for() {
+    let settings = Settings {
+        hop_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let fake = fake(&[("a", 250)]);
+    let executor = executor(fake.clone(), settings);
+    run(&executor, "/@a,b/", Duration::from_secs(1)).await;
+    let seen = fake.seen.lock().unwrap();
+    // a: the request's whole second (under --hop-timeout); b: what is left.
+    assert_eq!(seen[0].timer, Duration::from_secs(1));
+    assert_eq!(seen[1].timer, Duration::from_millis(750));
+    for s in seen.iter() {
+        let told = Duration::from_millis(s.budget_header.unwrap());
+        assert_eq!(told, callee_budget(s.timer), "{s:?}");
+        assert!(told < s.timer);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_the_deadline_is_cut_there_and_said() {
+    let executor = executor(fake(&[]), Settings::default());
+    let plan = parse_path("/@a/", &Limits::default()).unwrap();
+    let inbound = Inbound::new("http/1.1", "GET /@a/".into(), HeaderMap::new());
+    let admission = Admission {
+        depth: 0,
+        budget: Duration::from_millis(450),
+        decision: Decision {
+            delay: Duration::from_secs(2),
+            injected: vec!["delay 2s".into()],
+            ..Decision::default()
+        },
+    };
+    let started = Instant::now();
+    let report = executor
+        .answer(&Identity::named("b", "v1"), &plan, &inbound, &admission)
+        .await;
+    assert_eq!(started.elapsed(), Duration::from_millis(450));
+    assert!(report.timed_out);
+    assert_eq!(
+        report.injected,
+        ["delay 2s cut at the deadline after 450ms"]
+    );
+    assert_eq!(report.forwards().next().unwrap().result, "skipped");
+}

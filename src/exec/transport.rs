@@ -1,0 +1,147 @@
+//! The hop transport seam: everything that depends on how a hop travels.
+//!
+//! A [`Transport`] owns, for one hop protocol, how the sub-plan is encoded
+//! (an @-path, a JSON `CallRequest`, a `Plan` message), how the deadline
+//! travels (the budget header every protocol carries is set by the
+//! executor; a transport adds its own, such as `grpc-timeout`), how the
+//! hop's URL reads in the report, and how its failures are classified. The
+//! executor knows no protocol: it picks the transport for the hop's
+//! [`Protocol`] from [`Transports`].
+//!
+//! Adding a protocol: one file implementing [`Transport`], one variant of
+//! [`Protocol`] (with its scheme word), and its entry in
+//! [`Transports::standard`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::grpc::GrpcClients;
+use super::http::HttpClients;
+use super::resolve::Resolved;
+use super::{HopResult, Outgoing};
+use crate::plan::json::request_json;
+use crate::plan::path::render_path;
+use crate::plan::proto::request_for;
+use crate::plan::{Plan, Protocol};
+use crate::report::Outcome;
+
+/// A hop call in flight.
+pub type HopFuture<'a> = Pin<Box<dyn Future<Output = HopResult> + Send + 'a>>;
+
+/// How one hop protocol carries a call.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// The URL the report shows for a call to `to` carrying `next`.
+    fn url(&self, to: &Resolved, next: &Plan) -> String;
+
+    /// Calls `out.to` with `next` as the sub-plan, within `out.timer`.
+    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a>;
+}
+
+/// The transport of each protocol.
+#[derive(Debug, Clone)]
+pub struct Transports {
+    http: Arc<dyn Transport>,
+    h2c: Arc<dyn Transport>,
+    grpc: Arc<dyn Transport>,
+    /// The standard gRPC channel pool, for its size in /metrics.
+    grpc_clients: Option<GrpcClients>,
+}
+
+impl Transports {
+    /// The product's own: pooled HTTP/1.1 and h2c clients, gRPC channels.
+    pub fn standard() -> Transports {
+        let http = HttpClients::new();
+        let grpc = GrpcClients::default();
+        Transports {
+            http: Arc::new(HttpTransport {
+                clients: http.clone(),
+                h2c: false,
+            }),
+            h2c: Arc::new(HttpTransport {
+                clients: http,
+                h2c: true,
+            }),
+            grpc: Arc::new(GrpcTransport {
+                clients: grpc.clone(),
+            }),
+            grpc_clients: Some(grpc),
+        }
+    }
+
+    /// The same transport for every protocol (tests use a fake one).
+    pub fn all(transport: Arc<dyn Transport>) -> Transports {
+        Transports {
+            http: transport.clone(),
+            h2c: transport.clone(),
+            grpc: transport,
+            grpc_clients: None,
+        }
+    }
+
+    /// The transport for `protocol`.
+    pub fn get(&self, protocol: Protocol) -> &dyn Transport {
+        match protocol {
+            Protocol::Http => &*self.http,
+            Protocol::H2c => &*self.h2c,
+            Protocol::Grpc => &*self.grpc,
+        }
+    }
+}
+
+/// HTTP/1.1 or h2c: the sub-plan as an @-path, or as a JSON `CallRequest`
+/// POSTed to `/` when no single path can say it.
+#[derive(Debug)]
+struct HttpTransport {
+    clients: HttpClients,
+    h2c: bool,
+}
+
+impl Transport for HttpTransport {
+    fn url(&self, to: &Resolved, next: &Plan) -> String {
+        match render_path(next) {
+            Ok(path) => format!("http://{}{path}", to.authority),
+            Err(_) => format!("http://{}/ (POST plan)", to.authority),
+        }
+    }
+
+    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
+        Box::pin(async move {
+            let (path, body) = match render_path(next) {
+                Ok(path) => (path, None),
+                Err(_) => match request_json(next) {
+                    Ok(json) => ("/".to_owned(), Some(json)),
+                    Err(e) => {
+                        let why = format!("cannot encode the plan: {e}");
+                        return HopResult::failed(Outcome::Error, why);
+                    }
+                },
+            };
+            self.clients.call(self.h2c, out, &path, body).await
+        })
+    }
+}
+
+/// gRPC: the sub-plan as a `Plan` message in `MockService/Call`, the
+/// deadline also as `grpc-timeout`.
+#[derive(Debug)]
+struct GrpcTransport {
+    clients: GrpcClients,
+}
+
+impl Transport for GrpcTransport {
+    fn url(&self, to: &Resolved, _next: &Plan) -> String {
+        format!("grpc://{}", to.authority)
+    }
+
+    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
+        Box::pin(self.clients.call(out, request_for(next)))
+    }
+}
+
+impl Transports {
+    /// How many gRPC channels the standard transports keep open.
+    pub fn grpc_channels(&self) -> usize {
+        self.grpc_clients.as_ref().map_or(0, GrpcClients::len)
+    }
+}
