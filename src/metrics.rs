@@ -19,7 +19,7 @@ use crate::report::{Outcome, Report};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    /// `http/1.1`, `h2c` or `grpc`.
+    /// `http/1.0`, `http/1.1`, `h2c` or `grpc`, as the report says it.
     protocol: &'static str,
     /// `plan`, `health`, `ready`, `metrics`, `ui`, `grpc`.
     route: &'static str,

@@ -55,7 +55,7 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str
 }
 
 /// The word for how a request arrived, as reports show it.
-fn protocol_word(version: Version) -> &'static str {
+pub(crate) fn protocol_word(version: Version) -> &'static str {
     match version {
         Version::HTTP_2 => "h2c",
         Version::HTTP_10 => "http/1.0",

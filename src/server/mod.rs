@@ -107,10 +107,10 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
         let service = service.clone();
         async move {
             let started = std::time::Instant::now();
-            let protocol = match (grpc, request.version()) {
-                (true, _) => "grpc",
-                (false, ::http::Version::HTTP_2) => "h2c",
-                _ => "http/1.1",
+            let protocol = if grpc {
+                "grpc"
+            } else {
+                http::protocol_word(request.version())
             };
             let route = route_class(grpc, request.uri().path());
             let metrics = &service.metrics;
