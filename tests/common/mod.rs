@@ -140,46 +140,39 @@ pub async fn closed_port() -> SocketAddr {
     addr
 }
 
-/// True when CI=true: tools that may be missing on a laptop must exist there.
+/// True when CI=true.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// The test virtualenv's Python (made by `scripts/test`), or `None` with a
-/// note when it is missing outside CI. Under CI=true a missing venv fails.
-pub fn venv_python() -> Option<std::path::PathBuf> {
+/// The test virtualenv's Python (made by `scripts/test`). Tests that need
+/// it are `#[ignore]`d with that reason, so plain `cargo test` lists them
+/// as ignored and `scripts/test` (CI) runs them: when one runs, a missing
+/// virtualenv fails it.
+pub fn venv_python() -> std::path::PathBuf {
     let path = std::env::var_os("SERVICEMOCK_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
         });
-    if path.exists() {
-        return Some(path);
-    }
     assert!(
-        !in_ci(),
+        path.exists(),
         "{} is missing: scripts/test creates it",
         path.display()
     );
-    eprintln!(
-        "SKIPPED: {} is missing; run scripts/test to create the Python virtualenv",
-        path.display()
-    );
-    None
+    path
 }
 
-/// A command-line tool, or `None` with a note when it is missing outside CI.
-pub fn tool(name: &str) -> Option<String> {
+/// A command-line tool. Tests that need one are `#[ignore]`d with that
+/// reason and run by `scripts/test` (CI), which installs it: when one runs,
+/// a missing tool fails it.
+pub fn tool(name: &str) -> String {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if found {
-        return Some(name.to_owned());
-    }
-    assert!(!in_ci(), "{name} is missing: scripts/test installs it");
-    eprintln!("SKIPPED: {name} is not installed");
-    None
+    assert!(found, "{name} is missing: scripts/test installs it");
+    name.to_owned()
 }
 
 /// A tonic client of `servicemock.v1.MockService` at `addr`.
@@ -229,10 +222,9 @@ pub async fn grpc_call(addr: SocketAddr, path: &str) -> GrpcAnswer {
 }
 
 /// Runs a script of `tests/python` with the test virtualenv and parses the
-/// one JSON line it prints; `None` (with a note) where the venv is missing
-/// outside CI.
-pub async fn python_json(script: &str, args: Vec<String>) -> Option<serde_json::Value> {
-    let python = venv_python()?;
+/// one JSON line it prints (see [`venv_python`]).
+pub async fn python_json(script: &str, args: Vec<String>) -> serde_json::Value {
+    let python = venv_python();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
@@ -252,7 +244,7 @@ pub async fn python_json(script: &str, args: Vec<String>) -> Option<serde_json::
         String::from_utf8_lossy(&out.stderr)
     );
     // Deep reports nest past serde_json's default 128 levels.
-    Some(servicemock::report::from_json_unbounded(stdout.trim()).unwrap())
+    servicemock::report::from_json_unbounded(stdout.trim()).unwrap()
 }
 
 /// A loopback port that accepts connections and never answers: a frozen
@@ -288,12 +280,12 @@ pub async fn health_client(
     tonic_health::pb::health_client::HealthClient::new(endpoint.connect().await.unwrap())
 }
 
-/// grpcurl: the one scripts/test puts in `.venv/bin`, or one on the PATH;
-/// `None` (with a note) where neither is, outside CI.
-pub fn grpcurl() -> Option<std::path::PathBuf> {
+/// grpcurl: the one scripts/test puts in `.venv/bin`, or one on the PATH
+/// (see [`tool`]).
+pub fn grpcurl() -> std::path::PathBuf {
     let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/grpcurl");
     if local.exists() {
-        return Some(local);
+        return local;
     }
-    tool("grpcurl").map(std::path::PathBuf::from)
+    std::path::PathBuf::from(tool("grpcurl"))
 }
