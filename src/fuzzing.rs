@@ -29,14 +29,16 @@ pub const TARGETS: [(&str, Property); 7] = [
     ("received_report", received_report),
 ];
 
-/// Any request target: parsing never panics, and a plan that parses renders
-/// back to a path that parses to the same plan.
+/// Any request target: parsing never panics, and a plan that parses and
+/// passes the size limit renders back to a path that parses to the same plan.
 pub fn path(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let limits = Limits::default();
-    if let Ok(plan) = parse_path(text, &limits) {
+    // As the product does: a plan is sized before anything walks all of it
+    // (a wide path shares its levels, so it can stand for 64^32 hops).
+    if let Ok(plan) = parse_path(text, &limits).and_then(|p| p.check_size(&limits).map(|()| p)) {
         if let Ok(rendered) = render_path(&plan) {
             let back = parse_path(&rendered, &limits)
                 .unwrap_or_else(|e| panic!("{rendered:?} does not parse again: {e}"));
