@@ -21,6 +21,12 @@ use servicemock::plan::path::parse_path;
 use servicemock::plan::Limits;
 use servicemock::server::{self, shutdown};
 
+/// Stack of each runtime worker: what the main thread has, so a plan or a
+/// report of `--max-depth` 128 levels (decoded, converted, serialised by
+/// recursion bounded by `wire.rs`) has room to spare. Untouched pages cost
+/// no memory.
+const WORKER_STACK: usize = 8 * 1024 * 1024;
+
 /// Many small allocations per request (headers, reports): mimalloc keeps
 /// them off glibc's malloc locks and consolidation.
 #[global_allocator]
@@ -58,9 +64,11 @@ fn main() -> ExitCode {
             .build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n.max(1))
+            .thread_stack_size(WORKER_STACK)
             .enable_all()
             .build(),
         None => tokio::runtime::Builder::new_multi_thread()
+            .thread_stack_size(WORKER_STACK)
             .enable_all()
             .build(),
     };

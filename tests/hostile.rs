@@ -512,3 +512,43 @@ async fn the_small_ones() {
     );
     mesh.stop().await.unwrap();
 }
+
+/// Health and reflection decode with tonic's own codec: nested groups up to
+/// their size limit do not reach the stack's end, and bigger messages are
+/// refused before decoding.
+#[tokio::test]
+async fn nested_groups_cannot_crash_health_or_reflection() {
+    let mesh = mesh(&["a"]).await;
+    let a = mesh.addr("a").unwrap();
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (size, method) in [
+        (1024, "/grpc.health.v1.Health/Check"),
+        (64 * 1024, "/grpc.health.v1.Health/Check"),
+        (
+            1024,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ),
+    ] {
+        // Field 9 as a start group, again and again.
+        let payload = vec![(9u8 << 3) | 3; size];
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&payload);
+        let r = h2
+            .post(format!("http://{a}{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(frame)
+            .send()
+            .await
+            .unwrap();
+        let _ = r.bytes().await;
+    }
+    let (status, _) = get(a, "/health").await;
+    assert_eq!(status, 200, "still alive");
+    mesh.stop().await.unwrap();
+}

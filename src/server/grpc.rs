@@ -43,6 +43,13 @@ impl Health {
     }
 }
 
+/// Largest message health and reflection accept. Their codecs are tonic's
+/// own, not [`crate::wire`]'s guard, and prost decodes without a recursion
+/// limit here: at 1 KiB no nesting of groups goes deeper than a 2 MiB stack
+/// holds, even unoptimised (tests/hostile.rs; 4 KiB did not), and a health
+/// check or a reflection request is a few dozen bytes.
+const SMALL_MESSAGE: usize = 1024;
+
 /// The gRPC routes of one service, and its health handle.
 pub async fn router(service: Arc<Service>) -> (Router, Health) {
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -52,7 +59,7 @@ pub async fn router(service: Arc<Service>) -> (Router, Health) {
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(MockServiceServer::new(GrpcMockService { service }))
-        .add_service(health_service);
+        .add_service(health_service.max_decoding_message_size(SMALL_MESSAGE));
     // Each reflection version lists every service, the other version included.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -69,7 +76,9 @@ pub async fn router(service: Arc<Service>) -> (Router, Health) {
     // The descriptor sets are compiled in; they fail to load only if the build is broken.
     match (reflection().build_v1(), reflection().build_v1alpha()) {
         (Ok(v1), Ok(v1alpha)) => {
-            routes.add_service(v1).add_service(v1alpha);
+            routes
+                .add_service(v1.max_decoding_message_size(SMALL_MESSAGE))
+                .add_service(v1alpha.max_decoding_message_size(SMALL_MESSAGE));
         }
         (Err(e), _) | (_, Err(e)) => tracing::error!("server reflection is off: {e}"),
     }
