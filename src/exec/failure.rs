@@ -25,12 +25,16 @@ pub fn classify(error: &(dyn Error + 'static)) -> Failure {
         innermost = e;
         if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
             outcome = Outcome::Timeout;
+        } else if e.is::<super::resolve::LookupError>() {
+            // The hop clients resolve names with `resolve::Lookup`.
+            return Failure {
+                outcome: Outcome::Dns,
+                cause: innermost_text(e),
+            };
         } else if let Some(io) = e.downcast_ref::<io::Error>() {
             outcome = match io.kind() {
                 io::ErrorKind::ConnectionRefused => Outcome::Refused,
                 io::ErrorKind::TimedOut => Outcome::Timeout,
-                // getaddrinfo failures carry no kind of their own.
-                _ if is_resolution_failure(io) => Outcome::Dns,
                 _ => outcome,
             };
         }
@@ -42,14 +46,13 @@ pub fn classify(error: &(dyn Error + 'static)) -> Failure {
     }
 }
 
-/// Whether an io error is a failed name lookup. The standard library's
-/// resolver reports those as `Uncategorized` with getaddrinfo's text; the
-/// text is the only thing that says so.
-fn is_resolution_failure(error: &io::Error) -> bool {
-    error.raw_os_error().is_none()
-        && error
-            .to_string()
-            .starts_with("failed to lookup address information")
+/// The text of the innermost source of `error`.
+fn innermost_text(error: &(dyn Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 /// An error and its sources joined by ": ", each said once (hyper and tonic
@@ -103,6 +106,22 @@ mod tests {
         assert_eq!(classify(&timeout).outcome, Outcome::Timeout);
         let other = Wrap("x", Box::new(io::Error::other("boom")));
         assert_eq!(classify(&other).outcome, Outcome::Error);
+        let dns = Wrap(
+            "client error (Connect)",
+            Box::new(super::super::resolve::LookupError {
+                host: "nothere".into(),
+                source: io::Error::other("no such name"),
+            }),
+        );
+        let failure = classify(&dns);
+        assert_eq!(failure.outcome, Outcome::Dns);
+        assert_eq!(failure.cause, "no such name");
+        // The same words in an io error are not a failed lookup.
+        let words = Wrap(
+            "x",
+            Box::new(io::Error::other("failed to lookup address information")),
+        );
+        assert_eq!(classify(&words).outcome, Outcome::Error);
     }
 
     #[test]

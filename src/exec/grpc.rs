@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
 use super::resolve::Resolved;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::resolve::Lookup;
 use super::{HopResult, Outgoing};
 use crate::behavior::grpc_code_name;
 use crate::pb;
@@ -38,6 +41,15 @@ struct Cached {
     channel: Channel,
     /// Milliseconds since the cache was made, at the last use.
     last_used: AtomicU64,
+}
+
+/// The connector of every channel: names resolved by [`Lookup`] (typed
+/// failures), no Nagle delay.
+fn connector() -> HttpConnector<Lookup> {
+    let mut connector = HttpConnector::new_with_resolver(Lookup);
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    connector
 }
 
 /// The pool of gRPC channels, one per (address, authority).
@@ -108,10 +120,9 @@ impl GrpcClients {
         let channel = Endpoint::from_shared(format!("http://{}", to.connect))
             .map_err(|e| format!("bad address \"{}\": {e}", to.connect))?
             .origin(origin)
-            .tcp_nodelay(true)
             .http2_max_header_list_size(MAX_HEADER_LIST)
             .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            .connect_with_connector_lazy(connector());
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
         if channels.len() >= self.capacity {
             let idle = u64::try_from(CHANNEL_IDLE.as_millis()).unwrap_or(u64::MAX);

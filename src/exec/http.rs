@@ -14,10 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::resolve::Lookup;
 use super::{HopResult, Outgoing};
 use crate::report::{json_nesting, Outcome, Report, MAX_REPORT_NESTING};
 
-type Pool = Client<HttpConnector, Full<Bytes>>;
+type Pool = Client<HttpConnector<Lookup>, Full<Bytes>>;
 
 /// Idle connections kept per host (each pool also drops them after 60 s).
 const MAX_IDLE_PER_HOST: usize = 64;
@@ -43,7 +44,7 @@ enum ExchangeError {
 impl HttpClients {
     pub fn new() -> HttpClients {
         let pool = |h2c: bool| {
-            let mut connector = HttpConnector::new();
+            let mut connector = HttpConnector::new_with_resolver(Lookup);
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(Duration::from_secs(5)));
             let mut builder = Client::builder(TokioExecutor::new());
