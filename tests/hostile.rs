@@ -64,6 +64,23 @@ async fn hostile_downstream() -> SocketAddr {
     addr
 }
 
+/// An HTTP/2 prior-knowledge client, to speak gRPC by hand.
+fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+/// One gRPC message frame (uncompressed) around `payload`.
+fn grpc_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
 /// Writes raw bytes on a new connection and returns what came back before
 /// the server closed it or `wait` passed.
 fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
@@ -148,11 +165,7 @@ async fn header_bytes_that_once_panicked_are_a_400() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("grpc-timeout"), "{text}");
     // The same bytes over h2c and as gRPC metadata.
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = h2c_client();
     let value = reqwest::header::HeaderValue::from_bytes(b"1\xff").unwrap();
     let r = h2
         .get(format!("http://{a}/"))
@@ -455,11 +468,7 @@ async fn the_grpc_channel_cache_is_bounded_and_forgets_failures() {
 async fn the_small_ones() {
     let mesh = mesh(&["a"]).await;
     let a = mesh.addr("a").unwrap();
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = h2c_client();
     let grpc_status = |r: &reqwest::Response| {
         r.headers()
             .get("grpc-status")
@@ -477,10 +486,7 @@ async fn the_small_ones() {
         .unwrap();
     assert_eq!(grpc_status(&r).as_deref(), Some("3"), "{r:?}");
     // Two messages in one unary call.
-    let one = path_request("/").encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(one.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&one);
+    let frame = grpc_frame(&path_request("/").encode_to_vec());
     let two = [frame.clone(), frame].concat();
     let r = h2
         .post(format!("http://{a}/servicemock.v1.MockService/Call"))
@@ -520,11 +526,7 @@ async fn the_small_ones() {
 async fn nested_groups_cannot_crash_health_or_reflection() {
     let mesh = mesh(&["a"]).await;
     let a = mesh.addr("a").unwrap();
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = h2c_client();
     for (size, method) in [
         (1024, "/grpc.health.v1.Health/Check"),
         (64 * 1024, "/grpc.health.v1.Health/Check"),
@@ -534,10 +536,7 @@ async fn nested_groups_cannot_crash_health_or_reflection() {
         ),
     ] {
         // Field 9 as a start group, again and again.
-        let payload = vec![(9u8 << 3) | 3; size];
-        let mut frame = vec![0u8];
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
+        let frame = grpc_frame(&vec![(9u8 << 3) | 3; size]);
         let r = h2
             .post(format!("http://{a}{method}"))
             .header("content-type", "application/grpc")
