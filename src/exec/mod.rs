@@ -319,30 +319,23 @@ impl Executor {
             }
         }
         let who = format!("{} {}", identity.service, identity.version);
+        let ctx = HopContext {
+            started: inbound.started,
+            depth,
+            deadline,
+            outbound,
+            received: Default::default(),
+        };
         if report.timed_out {
             report.message = format!(
                 "{who} ran out of time: the caller allowed {}, its delay asked {}",
                 deadline::human(budget),
                 deadline::human(decision.delay)
             );
-            let ctx = HopContext {
-                started: inbound.started,
-                depth,
-                deadline,
-                outbound,
-                received: Default::default(),
-            };
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
         } else if injected_failure(decision, inbound.protocol) {
             report.message = format!("{who} failed on purpose ({})", decision.injected.join(", "));
         } else {
-            let ctx = HopContext {
-                started: inbound.started,
-                depth,
-                deadline,
-                outbound,
-                received: Default::default(),
-            };
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
             let failed = report.forwards().filter(|f| f.error.is_some()).count();
