@@ -154,7 +154,7 @@ pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, Cli
     };
     Ok(match client.call(request).await {
         Ok(response) => Answer {
-            body: render(&Report::from(response.into_inner()), view),
+            body: rendered(&Report::from(response.into_inner()), view),
             ok: true,
             status: "OK".to_owned(),
         },
@@ -162,7 +162,7 @@ pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, Cli
             let name = crate::behavior::grpc_code_name(status.code() as i32);
             Answer {
                 body: decode_status_details(status.details())
-                    .map(|r| render(&Report::from(r), view))
+                    .map(|r| rendered(&Report::from(r), view))
                     .unwrap_or_default(),
                 ok: false,
                 status: format!("{name}: {}", status.message()),
@@ -194,8 +194,8 @@ pub async fn health(addr: &str, timeout: Duration) -> Result<(), ClientError> {
     }
 }
 
-/// A report in a view, as text ending in a newline.
-pub fn render(report: &Report, view: View) -> String {
+/// A report in a view, as the text printed.
+fn rendered(report: &Report, view: View) -> String {
     String::from_utf8_lossy(&crate::report::render(report, view)).into_owned()
 }
 

@@ -49,7 +49,7 @@ pub enum ContextError {
 }
 
 /// The per-request state every hop of one request shares.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HopContext {
     /// When this service received the request; hop start times count from it.
     pub started: Instant,
@@ -60,7 +60,7 @@ pub struct HopContext {
     /// Headers every outbound hop carries (propagated ones and the request id).
     pub outbound: HeaderMap,
     /// Bytes of downstream answers received so far by this request's hops.
-    pub received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub received: std::sync::atomic::AtomicUsize,
 }
 
 /// Reads the depth counter of an inbound request (0 when absent).

@@ -1,10 +1,12 @@
 //! What kind of failure a transport error is, found by walking its
-//! `source()` chain and downcasting (io error kinds, tonic's timeout,
-//! hyper's connect errors), never by matching the text of a message that a
-//! new hyper or tonic could reword.
+//! `source()` chain and downcasting (io error kinds, tonic's timeout, our
+//! name lookup's error), never by matching the text of a message that a new
+//! hyper or tonic could reword; and who made an answer that is no report.
 
 use std::error::Error;
 use std::io;
+
+use http::HeaderMap;
 
 use crate::report::Outcome;
 
@@ -53,6 +55,45 @@ fn innermost_text(error: &(dyn Error + 'static)) -> String {
         current = source;
     }
     current.to_string()
+}
+
+/// Who made an answer that is not a servicemock report: a proxy when it
+/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, HAProxy's
+/// error pages), something else otherwise, with its `server` header.
+pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
+    let server = headers
+        .get(http::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::report::text::sanitize);
+    let envoy: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-envoy-"))
+        .map(|(name, value)| {
+            format!(
+                "{name}: {}",
+                crate::report::text::sanitize(&String::from_utf8_lossy(value.as_bytes()))
+            )
+        })
+        .collect();
+    let server_word = server.as_deref().unwrap_or("").to_ascii_lowercase();
+    let haproxy_page = body
+        .windows(b"No server is available".len())
+        .any(|w| w == b"No server is available");
+    let is_proxy = !envoy.is_empty()
+        || server_word.contains("envoy")
+        || server_word.contains("haproxy")
+        || haproxy_page;
+    let mut said = Vec::new();
+    if let Some(server) = server {
+        said.push(format!("server: {server}"));
+    }
+    said.extend(envoy);
+    let kind = if is_proxy { "proxy" } else { "other" };
+    if said.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} ({})", said.join(", "))
+    }
 }
 
 /// An error and its sources joined by ": ", each said once (hyper and tonic

@@ -155,6 +155,7 @@ impl GrpcClients {
             headers,
             timer,
             room,
+            ..
         } = out;
         let channel = match self.channel(to) {
             Ok(c) => c,
@@ -245,7 +246,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
     }
     let mut headers = status.metadata().clone().into_headers();
     headers.remove("grpc-status-details-bin");
-    let who = super::http::answered_by(&headers, text.as_bytes());
+    let who = super::failure::answered_by(&headers, text.as_bytes());
     HopResult {
         status: Some(code),
         outcome: if status.code() == tonic::Code::DeadlineExceeded {

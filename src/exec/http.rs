@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Request, Uri};
+use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -75,6 +75,7 @@ impl HttpClients {
             headers,
             timer: timeout,
             room,
+            ..
         } = out;
         let client = if h2c { &self.h2c } else { &self.http1 };
         let exchange = async {
@@ -151,7 +152,7 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize)
             HopResult::from_failed_report(code, format!("answered {status_text}"), report)
         }
         Err(why) => {
-            let who = answered_by(&parts.headers, body);
+            let who = super::failure::answered_by(&parts.headers, body);
             let outcome = if status.is_success() {
                 Outcome::BadAnswer
             } else {
@@ -198,45 +199,6 @@ fn read_report(body: &[u8]) -> Result<Report, String> {
         return Err("it names no Service: not written by a servicemock".into());
     }
     Ok(report)
-}
-
-/// Who made an answer that is not a servicemock report: a proxy when it
-/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, HAProxy's
-/// error pages), something else otherwise, with its `server` header.
-pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
-    let server = headers
-        .get(http::header::SERVER)
-        .and_then(|v| v.to_str().ok())
-        .map(crate::report::text::sanitize);
-    let envoy: Vec<String> = headers
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with("x-envoy-"))
-        .map(|(name, value)| {
-            format!(
-                "{name}: {}",
-                crate::report::text::sanitize(&String::from_utf8_lossy(value.as_bytes()))
-            )
-        })
-        .collect();
-    let server_word = server.as_deref().unwrap_or("").to_ascii_lowercase();
-    let haproxy_page = body
-        .windows(b"No server is available".len())
-        .any(|w| w == b"No server is available");
-    let is_proxy = !envoy.is_empty()
-        || server_word.contains("envoy")
-        || server_word.contains("haproxy")
-        || haproxy_page;
-    let mut said = Vec::new();
-    if let Some(server) = server {
-        said.push(format!("server: {server}"));
-    }
-    said.extend(envoy);
-    let kind = if is_proxy { "proxy" } else { "other" };
-    if said.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind} ({})", said.join(", "))
-    }
 }
 
 /// A short quote of a body that is not a report, for the error text.

@@ -85,19 +85,12 @@ impl HopResult {
     /// with a failing status: a `timeout` when the callee itself ran out of
     /// time (so the slow hop is the one named), else a failing `status`.
     pub(crate) fn from_failed_report(status: i32, said: String, report: Report) -> HopResult {
-        let (outcome, error) = if report.timed_out {
+        if report.timed_out {
             // Its message says who ran out of what time.
-            (Outcome::Timeout, report.message.clone())
+            let said = report.message.clone();
+            HopResult::with_report(status, Outcome::Timeout, Some(said), report)
         } else {
-            (Outcome::Status, said)
-        };
-        HopResult {
-            status: Some(status),
-            outcome,
-            error: Some(error),
-            response: Some(report),
-            answered_by: None,
-            bytes: 0,
+            HopResult::with_report(status, Outcome::Status, Some(said), report)
         }
     }
 
@@ -105,17 +98,22 @@ impl HopResult {
     /// lists failed hops (a real servicemock would not answer 2xx then; the
     /// entry's status must follow the tree as received).
     pub(crate) fn from_ok_report(status: i32, status_text: &str, report: Report) -> HopResult {
-        let failed = report.forwards().filter(|f| f.error.is_some()).count();
-        let (outcome, error) = if failed == 0 {
-            (Outcome::Ok, None)
-        } else {
-            (
-                Outcome::BadAnswer,
-                Some(format!(
-                    "answered {status_text}, yet its report lists {failed} failed hop(s)"
-                )),
-            )
-        };
+        match report.forwards().filter(|f| f.error.is_some()).count() {
+            0 => HopResult::with_report(status, Outcome::Ok, None, report),
+            failed => {
+                let why =
+                    format!("answered {status_text}, yet its report lists {failed} failed hop(s)");
+                HopResult::with_report(status, Outcome::BadAnswer, Some(why), report)
+            }
+        }
+    }
+
+    fn with_report(
+        status: i32,
+        outcome: Outcome,
+        error: Option<String>,
+        report: Report,
+    ) -> HopResult {
         HopResult {
             status: Some(status),
             outcome,
@@ -132,6 +130,9 @@ impl HopResult {
 #[derive(Debug)]
 pub struct Outgoing<'a> {
     pub to: &'a resolve::Resolved,
+    /// What the transport's [`transport::Transport::url`] said for this
+    /// hop: the sub-plan is encoded once, for the report and the call.
+    pub url: &'a str,
     pub headers: HeaderMap,
     pub timer: Duration,
     /// Bytes of answer this request may still receive (`--max-report-size`).
@@ -413,7 +414,7 @@ impl Executor {
         let remaining = ctx.deadline.saturating_duration_since(start);
         let budget = self.inner.settings.max_report_size;
         let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
-        let result = if remaining.is_zero() {
+        let mut result = if remaining.is_zero() {
             HopResult::failed(
                 Outcome::Skipped,
                 "not called: the request's deadline had passed".into(),
@@ -442,13 +443,13 @@ impl Executor {
             );
             let out = Outgoing {
                 to: &to,
+                url: &url,
                 headers,
                 timer,
                 room,
             };
             transport.call(out, &hop.next).await
         };
-        let mut result = result;
         if result.outcome == Outcome::Dns {
             if let (Some(error), Some(hint)) = (
                 result.error.as_mut(),

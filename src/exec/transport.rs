@@ -31,7 +31,9 @@ pub type HopFuture<'a> = Pin<Box<dyn Future<Output = HopResult> + Send + 'a>>;
 
 /// How one hop protocol carries a call.
 pub trait Transport: Send + Sync + std::fmt::Debug {
-    /// The URL the report shows for a call to `to` carrying `next`.
+    /// The URL the report shows for a call to `to` carrying `next`; it is
+    /// handed back to [`Transport::call`] in `out.url`, so a transport whose
+    /// URL holds the encoded sub-plan need not encode it again.
     fn url(&self, to: &Resolved, next: &Plan) -> String;
 
     /// Calls `out.to` with `next` as the sub-plan, within `out.timer`.
@@ -97,27 +99,32 @@ struct HttpTransport {
     h2c: bool,
 }
 
+/// How the URL of an HTTP hop whose sub-plan goes as a JSON POST ends.
+const POSTS_PLAN: &str = "/ (POST plan)";
+
 impl Transport for HttpTransport {
     fn url(&self, to: &Resolved, next: &Plan) -> String {
         match render_path(next) {
             Ok(path) => format!("http://{}{path}", to.authority),
-            Err(_) => format!("http://{}/ (POST plan)", to.authority),
+            Err(_) => format!("http://{}{POSTS_PLAN}", to.authority),
         }
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
         Box::pin(async move {
-            let (path, body) = match render_path(next) {
-                Ok(path) => (path, None),
-                Err(_) => match request_json(next) {
-                    Ok(json) => ("/".to_owned(), Some(json)),
+            // The path was rendered once, into the URL: take it from there.
+            let prefix = "http://".len() + out.to.authority.len();
+            let (path, body) = match out.url.get(prefix..) {
+                Some(POSTS_PLAN) | None => match request_json(next) {
+                    Ok(json) => ("/", Some(json)),
                     Err(e) => {
                         let why = format!("cannot encode the plan: {e}");
                         return HopResult::failed(Outcome::Error, why);
                     }
                 },
+                Some(path) => (path, None),
             };
-            self.clients.call(self.h2c, out, &path, body).await
+            self.clients.call(self.h2c, out, path, body).await
         })
     }
 }

@@ -350,6 +350,7 @@ pub fn render_path(plan: &Plan) -> Result<String, PlanError> {
 
 /// [`render_path`] appending to a buffer.
 pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
+    let remainder = leaf_uri(plan);
     let mut level = plan;
     loop {
         let mut hops = level.hops();
@@ -363,7 +364,7 @@ pub fn render_into(plan: &Plan, out: &mut String) -> Result<(), PlanError> {
         };
         // A path has one remainder for every level; a level that says
         // another one (a structured plan can) needs the JSON form.
-        if level.uri != leaf_uri(level) {
+        if level.uri != remainder {
             return Err(PlanError::Field {
                 field: "uri".into(),
                 problem: format!(

@@ -112,9 +112,14 @@ pub async fn run(
 ) -> Result<(Report, Verdict), Refused> {
     let executor = &service.executor;
     let limits = executor.settings().limits;
-    let refusal = match plan.check_depth(&limits, admission.depth) {
-        Err(too_deep) if admission.depth > 0 => Some(too_deep.to_string()),
-        _ => None,
+    // The entry's plan was measured by `check_plan` (and refused with 400);
+    // below it, a plan deeper than the depth left is refused with a report.
+    let refusal = if admission.depth > 0 {
+        plan.check_depth(&limits, admission.depth)
+            .err()
+            .map(|too_deep| too_deep.to_string())
+    } else {
+        None
     };
     if let Some(report) = executor.refuse_loop(&service.identity, inbound, admission, refusal) {
         service.metrics.refused(Refusal::Loop);
