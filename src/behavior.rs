@@ -104,8 +104,54 @@ pub struct Decision {
     pub http_status: Option<u16>,
     pub grpc_code: Option<i32>,
     pub size: usize,
-    /// One line per directive that took effect, for the report.
-    pub injected: Vec<String>,
+    /// The directives that took effect, in the order the report lists them.
+    pub injected: Vec<Injection>,
+}
+
+/// One directive that took effect on one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    Delay(Duration),
+    /// A delay that reached the caller's deadline and was cut there.
+    DelayCut {
+        asked: Duration,
+        after: Duration,
+    },
+    Status(u16),
+    GrpcStatus(i32),
+    Size(usize),
+}
+
+impl Injection {
+    /// The directive's kind, as metrics label it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Injection::Delay(_) | Injection::DelayCut { .. } => "delay",
+            Injection::Status(_) => "status",
+            Injection::GrpcStatus(_) => "grpc_status",
+            Injection::Size(_) => "size",
+        }
+    }
+}
+
+/// The report's words: `delay 250ms`, `status 503`, `grpc-status
+/// UNAVAILABLE`, `size 1024`, `delay 10s cut at the deadline after 9s`.
+impl fmt::Display for Injection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::exec::deadline::human;
+        match *self {
+            Injection::Delay(d) => write!(f, "delay {}", human(d)),
+            Injection::DelayCut { asked, after } => write!(
+                f,
+                "delay {} cut at the deadline after {}",
+                human(asked),
+                human(after)
+            ),
+            Injection::Status(s) => write!(f, "status {s}"),
+            Injection::GrpcStatus(c) => write!(f, "grpc-status {}", grpc_code_name(c)),
+            Injection::Size(n) => write!(f, "size {n}"),
+        }
+    }
 }
 
 impl Directives {
@@ -163,24 +209,19 @@ impl Directives {
         let mut decision = Decision::default();
         if let Some(delay) = self.delay.as_ref().and_then(|w| w.pick(rng)) {
             decision.delay = delay.draw(rng);
-            decision.injected.push(format!(
-                "delay {}",
-                crate::exec::deadline::human(decision.delay)
-            ));
+            decision.injected.push(Injection::Delay(decision.delay));
         }
         if let Some(status) = self.status.as_ref().and_then(|w| w.pick(rng)) {
             decision.http_status = Some(status);
-            decision.injected.push(format!("status {status}"));
+            decision.injected.push(Injection::Status(status));
         }
         if let Some(code) = self.grpc_status.as_ref().and_then(|w| w.pick(rng)) {
             decision.grpc_code = Some(code);
-            decision
-                .injected
-                .push(format!("grpc-status {}", grpc_code_name(code)));
+            decision.injected.push(Injection::GrpcStatus(code));
         }
         if let Some(size) = self.size {
             decision.size = size;
-            decision.injected.push(format!("size {size}"));
+            decision.injected.push(Injection::Size(size));
         }
         decision
     }

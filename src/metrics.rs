@@ -15,7 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::report::{Outcome, Report};
+use crate::behavior::Injection;
+use crate::report::{InboundProtocol, Report};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -70,14 +71,6 @@ pub fn openmetrics_to_text(openmetrics: &str) -> String {
 }
 
 /// The fixed label value for a word of the report (no allocation per hop).
-fn label(word: &str, known: &[&'static str]) -> &'static str {
-    known
-        .iter()
-        .find(|k| **k == word)
-        .copied()
-        .unwrap_or("other")
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
@@ -200,44 +193,41 @@ impl Metrics {
     /// Counts one finished inbound request.
     pub fn request(
         &self,
-        protocol: &'static str,
+        protocol: InboundProtocol,
         route: &'static str,
         status: i32,
         elapsed: Duration,
     ) {
         self.requests
             .get_or_create(&RequestLabels {
-                protocol,
+                protocol: protocol.as_str(),
                 route,
                 status,
             })
             .inc();
         self.request_seconds
-            .get_or_create(&ProtocolLabel { protocol })
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.as_str(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts the hops and injected faults of a finished report (its own
-    /// level only: deeper levels are counted by the services that made them).
-    pub fn report(&self, report: &Report) {
+    /// Counts the hops of a finished report (its own level only: deeper
+    /// levels are counted by the services that made them) and the
+    /// directives that took effect on the request.
+    pub fn report(&self, report: &Report, injected: &[Injection]) {
         for hop in report.forwards() {
             let labels = HopLabels {
-                protocol: label(&hop.protocol, &["http", "h2c", "grpc"]),
-                outcome: label(&hop.result, &Outcome::ALL.map(Outcome::as_str)),
+                protocol: hop.protocol.as_str(),
+                outcome: hop.result.as_str(),
             };
             self.hops.get_or_create(&labels).inc();
             self.hop_seconds
                 .get_or_create(&labels)
                 .observe(hop.duration_ms / 1000.0);
         }
-        for injected in &report.injected {
-            let kind = match injected.split_whitespace().next() {
-                Some("delay") => "delay",
-                Some("status") => "status",
-                Some("grpc-status") => "grpc_status",
-                Some("size") => "size",
-                _ => "other",
-            };
+        for injection in injected {
+            let kind = injection.kind();
             self.injected.get_or_create(&KindLabel { kind }).inc();
         }
     }

@@ -174,7 +174,7 @@ async fn named_containers_form_a_mesh() {
     let mut protocols = Vec::new();
     let mut level = &r;
     while let Some(hop) = level.forwards().next() {
-        protocols.push(hop.protocol.clone());
+        protocols.push(hop.protocol);
         level = hop.response.as_deref().unwrap();
     }
     assert_eq!(protocols, ["grpc", "h2c", "http"]);

@@ -59,7 +59,7 @@ fn chain(report: &Report) -> Vec<(String, String)> {
     let mut level = report;
     while let Some(hop) = level.forwards().next() {
         let child = hop.response.as_deref().expect("nested report");
-        out.push((hop.protocol.clone(), child.service.clone()));
+        out.push((hop.protocol.to_string(), child.service.clone()));
         level = child;
     }
     out
@@ -226,7 +226,7 @@ async fn divergent_subtrees_over_grpc() {
         .forwards()
         .map(|f| {
             (
-                f.protocol.clone(),
+                f.protocol.to_string(),
                 f.response.as_ref().unwrap().service.clone(),
             )
         })

@@ -529,7 +529,7 @@ async fn json_plans_over_http_reach_trees_no_path_can_say() {
         .iter()
         .map(|h| {
             (
-                h.protocol.clone(),
+                h.protocol.to_string(),
                 h.response.as_ref().unwrap().service.clone(),
             )
         })

@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
-use crate::behavior::{Decision, DirectiveError, Directives};
+use crate::behavior::{Decision, DirectiveError, Directives, Injection};
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
-use crate::report::{Forward, Forwards, Outcome, ParallelForward, Report};
+use crate::report::{Forward, Forwards, InboundProtocol, Outcome, ParallelForward, Report};
 use context::{HopContext, DEPTH_HEADER, TIMEOUT_HEADER};
 use resolve::Resolver;
 
@@ -142,8 +142,8 @@ pub struct Outgoing<'a> {
 /// The request as the edge received it, in protocol-neutral terms.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// How it arrived: `http/1.1`, `h2c` or `grpc`.
-    pub protocol: &'static str,
+    /// How it arrived.
+    pub protocol: InboundProtocol,
     /// e.g. `GET /@service2/end HTTP/1.1`.
     pub request_line: String,
     pub headers: HeaderMap,
@@ -152,7 +152,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(protocol: &'static str, request_line: String, headers: HeaderMap) -> Inbound {
+    pub fn new(protocol: InboundProtocol, request_line: String, headers: HeaderMap) -> Inbound {
         Inbound {
             protocol,
             request_line,
@@ -296,8 +296,8 @@ impl Executor {
         let (outbound, request_id) =
             context::outbound_headers(&inbound.headers, &self.inner.propagate);
         let mut report = base_report(identity, inbound, request_id);
-        report.injected.clone_from(&decision.injected);
         let deadline = inbound.started + budget;
+        let mut injected = decision.injected.clone();
         if !decision.delay.is_zero() {
             let wanted = inbound.started + decision.delay;
             if wanted > deadline {
@@ -305,14 +305,12 @@ impl Executor {
                 // at it, saying so, instead of racing the caller's timer.
                 tokio::time::sleep_until(deadline).await;
                 report.timed_out = true;
-                let cut = format!(
-                    "delay {} cut at the deadline after {}",
-                    deadline::human(decision.delay),
-                    deadline::human(budget)
-                );
-                for line in &mut report.injected {
-                    if line.starts_with("delay ") {
-                        line.clone_from(&cut);
+                for injection in &mut injected {
+                    if let Injection::Delay(asked) = *injection {
+                        *injection = Injection::DelayCut {
+                            asked,
+                            after: budget,
+                        };
                     }
                 }
             } else {
@@ -335,7 +333,8 @@ impl Executor {
             );
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
         } else if injected_failure(decision, inbound.protocol) {
-            report.message = format!("{who} failed on purpose ({})", decision.injected.join(", "));
+            let why: Vec<String> = injected.iter().map(Injection::to_string).collect();
+            report.message = format!("{who} failed on purpose ({})", why.join(", "));
         } else {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
@@ -349,6 +348,7 @@ impl Executor {
         if decision.size > 0 {
             report.padding = "x".repeat(decision.size);
         }
+        report.injected = injected.iter().map(Injection::to_string).collect();
         report.duration_ms = millis(inbound.started.elapsed());
         report
     }
@@ -466,8 +466,8 @@ impl Executor {
         tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
         Forward {
             url,
-            result: result.outcome.as_str().to_owned(),
-            protocol: hop.protocol.as_str().to_owned(),
+            result: result.outcome,
+            protocol: hop.protocol,
             status: result.status,
             start_ms: millis(start.saturating_duration_since(ctx.started)),
             duration_ms: millis(start.elapsed()),
@@ -499,8 +499,8 @@ pub enum AdmissionError {
 }
 
 /// Whether the decision makes this request fail, given how it arrived.
-pub fn injected_failure(decision: &Decision, protocol: &str) -> bool {
-    if protocol == "grpc" {
+pub fn injected_failure(decision: &Decision, protocol: InboundProtocol) -> bool {
+    if protocol == InboundProtocol::Grpc {
         decision.grpc_code().is_some_and(|c| c != 0)
     } else {
         decision
@@ -529,7 +529,7 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         host: identity.host.clone(),
         namespace: identity.namespace.clone(),
         pod_ip: identity.pod_ip.clone(),
-        protocol: inbound.protocol.to_owned(),
+        protocol: inbound.protocol,
         request_id,
         duration_ms: 0.0,
         parallel_forwards: Forwards::default(),

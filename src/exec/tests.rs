@@ -92,7 +92,11 @@ fn fake(delays: &[(&str, u64)]) -> Arc<Fake> {
 
 async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
     let plan = parse_path(path, &Limits::default()).unwrap();
-    let inbound = Inbound::new("http/1.1", format!("GET {path}"), HeaderMap::new());
+    let inbound = Inbound::new(
+        crate::report::InboundProtocol::Http11,
+        format!("GET {path}"),
+        HeaderMap::new(),
+    );
     let admission = Admission {
         depth: 0,
         budget,
@@ -103,10 +107,10 @@ async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
         .await
 }
 
-fn results(report: &Report) -> Vec<(String, String, f64)> {
+fn results(report: &Report) -> Vec<(String, &'static str, f64)> {
     report
         .forwards()
-        .map(|f| (f.url.clone(), f.result.clone(), f.start_ms))
+        .map(|f| (f.url.clone(), f.result.as_str(), f.start_ms))
         .collect()
 }
 
@@ -118,9 +122,9 @@ async fn sequences_in_order_groups_at_once_report_in_written_order() {
     assert_eq!(
         results(&report),
         [
-            ("fake://a:8080".to_owned(), "ok".to_owned(), 0.0),
-            ("fake://b:8080".to_owned(), "ok".to_owned(), 100.0),
-            ("fake://c:8080".to_owned(), "ok".to_owned(), 0.0),
+            ("fake://a:8080".to_owned(), "ok", 0.0),
+            ("fake://b:8080".to_owned(), "ok", 100.0),
+            ("fake://c:8080".to_owned(), "ok", 0.0),
         ]
     );
     assert_eq!(report.duration_ms, 150.0, "the slower group sets the time");
@@ -184,13 +188,17 @@ async fn each_callee_is_told_less_time_than_its_hop_is_waited_for() {
 async fn a_delay_past_the_deadline_is_cut_there_and_said() {
     let executor = executor(fake(&[]), Settings::default());
     let plan = parse_path("/@a/", &Limits::default()).unwrap();
-    let inbound = Inbound::new("http/1.1", "GET /@a/".into(), HeaderMap::new());
+    let inbound = Inbound::new(
+        crate::report::InboundProtocol::Http11,
+        "GET /@a/".into(),
+        HeaderMap::new(),
+    );
     let admission = Admission {
         depth: 0,
         budget: Duration::from_millis(450),
         decision: Decision {
             delay: Duration::from_secs(2),
-            injected: vec!["delay 2s".into()],
+            injected: vec![crate::behavior::Injection::Delay(Duration::from_secs(2))],
             ..Decision::default()
         },
     };

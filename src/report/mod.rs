@@ -12,6 +12,7 @@ pub mod pretty;
 pub mod proto;
 pub mod text;
 pub mod trim;
+mod word;
 
 use std::fmt;
 use std::ops::Deref;
@@ -19,6 +20,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::plan::Protocol;
 
 /// The ways a report is shown to a person: the entry's choice over HTTP
 /// (`?view=`), `servicemock call`'s flags.
@@ -115,8 +118,9 @@ pub struct Report {
     pub namespace: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub pod_ip: String,
-    /// How the request arrived: `http/1.1`, `h2c` or `grpc`.
-    pub protocol: String,
+    /// How the request arrived: `http/1.0`, `http/1.1`, `h2c` or `grpc`.
+    #[serde(with = "word")]
+    pub protocol: InboundProtocol,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub request_id: String,
     /// From arrival to answer, hops included.
@@ -172,7 +176,7 @@ impl Deref for Forwards {
             from_json_unbounded(raw.get()).unwrap_or_else(|e| {
                 vec![ParallelForward {
                     sequential_forwards: vec![Forward {
-                        result: Outcome::BadAnswer.as_str().to_owned(),
+                        result: Outcome::BadAnswer,
                         error: Some(format!(
                             "the downstream's ParallelForwards are not servicemock's shape: {e}"
                         )),
@@ -263,10 +267,12 @@ pub struct ParallelForward {
 pub struct Forward {
     /// What was called, e.g. `http://service2:8080/@service3/end`.
     pub url: String,
-    /// `ok`, or one word on the failure (see [`Outcome`]).
-    pub result: String,
+    /// `ok`, or one word on the failure.
+    #[serde(with = "word")]
+    pub result: Outcome,
     /// `http`, `h2c` or `grpc`.
-    pub protocol: String,
+    #[serde(with = "word")]
+    pub protocol: Protocol,
     /// HTTP status, or gRPC code for grpc hops; absent when nothing answered.
     pub status: Option<i32>,
     /// From the caller's arrival to the start of this hop.
@@ -286,8 +292,9 @@ pub struct Forward {
 }
 
 /// The one-word `Result` of a hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Outcome {
+    #[default]
     Ok,
     /// Nobody listened at the address.
     Refused,
@@ -331,6 +338,113 @@ impl Outcome {
         }
     }
 }
+
+impl word::Word for Outcome {
+    const WHAT: &'static str = "hop result";
+
+    fn as_str(self) -> &'static str {
+        Outcome::as_str(self)
+    }
+
+    fn from_word(word: &str) -> Option<Self> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == word)
+    }
+}
+
+impl word::Word for Protocol {
+    const WHAT: &'static str = "hop protocol";
+
+    fn as_str(self) -> &'static str {
+        Protocol::as_str(self)
+    }
+
+    fn from_word(word: &str) -> Option<Self> {
+        Protocol::from_scheme(word)
+    }
+}
+
+/// How a request reached the service that reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InboundProtocol {
+    Http10,
+    #[default]
+    Http11,
+    /// HTTP/2 without TLS, not a gRPC call.
+    H2c,
+    /// A gRPC `Call`.
+    Grpc,
+}
+
+impl InboundProtocol {
+    pub const ALL: [InboundProtocol; 4] = [
+        InboundProtocol::Http10,
+        InboundProtocol::Http11,
+        InboundProtocol::H2c,
+        InboundProtocol::Grpc,
+    ];
+
+    /// The word reports, logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundProtocol::Http10 => "http/1.0",
+            InboundProtocol::Http11 => "http/1.1",
+            InboundProtocol::H2c => "h2c",
+            InboundProtocol::Grpc => "grpc",
+        }
+    }
+
+    /// How an HTTP request (not a gRPC call) of this version arrived.
+    pub fn of_http(version: http::Version) -> InboundProtocol {
+        match version {
+            http::Version::HTTP_2 => InboundProtocol::H2c,
+            http::Version::HTTP_10 | http::Version::HTTP_09 => InboundProtocol::Http10,
+            _ => InboundProtocol::Http11,
+        }
+    }
+}
+
+impl fmt::Display for InboundProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl word::Word for InboundProtocol {
+    const WHAT: &'static str = "inbound protocol";
+
+    fn as_str(self) -> &'static str {
+        InboundProtocol::as_str(self)
+    }
+
+    fn from_word(word: &str) -> Option<Self> {
+        InboundProtocol::ALL
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tests and scripts compare the words: `hop.result == "ok"`.
+macro_rules! compare_with_words {
+    ($($t:ty),*) => {$(
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    )*};
+}
+compare_with_words!(Outcome, InboundProtocol, Protocol);
 
 impl Report {
     /// Whether every hop of this report succeeded.
@@ -378,8 +492,8 @@ pub(crate) mod fixtures {
     pub(crate) fn hop(protocol: &str, start: f64, duration: f64, child: Option<Report>) -> Forward {
         Forward {
             url: "http://x:8080/".into(),
-            result: "ok".into(),
-            protocol: protocol.into(),
+            result: super::Outcome::Ok,
+            protocol: crate::plan::Protocol::from_scheme(protocol).expect("a protocol word"),
             status: Some(200),
             start_ms: start,
             duration_ms: duration,
@@ -393,7 +507,7 @@ pub(crate) mod fixtures {
         Report {
             service: service.into(),
             version: "v1".into(),
-            protocol: "http/1.1".into(),
+            protocol: super::InboundProtocol::Http11,
             parallel_forwards: groups
                 .into_iter()
                 .map(|sequential_forwards| ParallelForward {

@@ -3,10 +3,9 @@
 
 use prost::Message;
 
-use super::{Forward, ParallelForward, Report};
+use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report};
 use crate::pb;
 use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
-use crate::plan::Protocol;
 use crate::wire::decode_guarded;
 
 /// The type URL of a `CallResponse` packed in a `google.protobuf.Any`.
@@ -49,7 +48,7 @@ impl From<&Report> for pb::CallResponse {
             host: r.host.clone(),
             namespace: r.namespace.clone(),
             pod_ip: r.pod_ip.clone(),
-            protocol: r.protocol.clone(),
+            protocol: r.protocol.as_str().to_owned(),
             received_date: r.received_date.clone(),
             message: r.message.clone(),
             duration_ms: r.duration_ms,
@@ -76,8 +75,8 @@ impl From<&Report> for pb::CallResponse {
 fn forward_to_proto(f: &Forward) -> pb::Forward {
     pb::Forward {
         url: f.url.clone(),
-        result: f.result.clone(),
-        protocol: Protocol::from_scheme(&f.protocol).map_or(0, protocol_to_proto),
+        result: f.result.as_str().to_owned(),
+        protocol: protocol_to_proto(f.protocol),
         status: f.status,
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
@@ -87,18 +86,29 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
     }
 }
 
+/// A word another servicemock sent that this one does not know is shown,
+/// not guessed at: the report's message or the hop's error names it.
+fn unknown_word(what: &str, word: &str) -> String {
+    format!("(the answer named its {what} {word:?}, a word this servicemock does not know)")
+}
+
 impl From<pb::CallResponse> for Report {
     fn from(r: pb::CallResponse) -> Self {
+        let mut message = r.message;
+        let protocol = word::Word::from_word(&r.protocol).unwrap_or_else(|| {
+            message = format!("{message} {}", unknown_word("protocol", &r.protocol));
+            InboundProtocol::default()
+        });
         Report {
             received_date: r.received_date,
-            message: r.message,
+            message,
             request_info: r.request_info,
             service: r.service,
             version: r.version,
             host: r.host,
             namespace: r.namespace,
             pod_ip: r.pod_ip,
-            protocol: r.protocol,
+            protocol,
             request_id: r.request_id,
             duration_ms: r.duration_ms,
             parallel_forwards: r
@@ -120,16 +130,26 @@ impl From<pb::CallResponse> for Report {
 }
 
 fn forward_from_proto(f: pb::Forward) -> Forward {
+    let mut error = (!f.error.is_empty()).then_some(f.error);
+    let result = match word::Word::from_word(&f.result) {
+        Some(result) => result,
+        None => {
+            let note = unknown_word("hop result", &f.result);
+            error = Some(match error {
+                Some(e) => format!("{e} {note}"),
+                None => note,
+            });
+            Outcome::BadAnswer
+        }
+    };
     Forward {
         url: f.url,
-        result: f.result,
-        protocol: protocol_from_proto(f.protocol)
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
+        result,
+        protocol: protocol_from_proto(f.protocol).unwrap_or_default(),
         status: f.status,
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
-        error: (!f.error.is_empty()).then_some(f.error),
+        error,
         answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
         response: f.response.map(|r| Box::new(Report::from(r))),
     }
@@ -142,7 +162,7 @@ mod tests {
     fn sample() -> Report {
         let leaf = Report {
             service: "b".into(),
-            protocol: "grpc".into(),
+            protocol: InboundProtocol::Grpc,
             duration_ms: 1.5,
             ..Default::default()
         };
@@ -154,16 +174,16 @@ mod tests {
                 sequential_forwards: vec![
                     Forward {
                         url: "grpc://b:8080".into(),
-                        result: "ok".into(),
-                        protocol: "grpc".into(),
+                        result: Outcome::Ok,
+                        protocol: crate::plan::Protocol::Grpc,
                         status: Some(0),
                         response: Some(Box::new(leaf)),
                         ..Default::default()
                     },
                     Forward {
                         url: "http://c:8080/".into(),
-                        result: "refused".into(),
-                        protocol: "http".into(),
+                        result: Outcome::Refused,
+                        protocol: crate::plan::Protocol::Http,
                         error: Some("connection refused".into()),
                         ..Default::default()
                     },

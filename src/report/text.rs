@@ -14,7 +14,7 @@ pub fn render_tree(report: &Report) -> String {
         "{} {}  {}  {}  {}",
         sanitize(&report.service),
         sanitize(&report.version),
-        sanitize(&report.protocol),
+        report.protocol,
         ms(report.duration_ms),
         sanitize(&report.message)
     );
@@ -118,9 +118,9 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
     let status = hop.status.map_or("-".to_owned(), |s| s.to_string());
     let mut line = format!(
         "{:<5} {}  {status} {}  {}{mark}",
-        sanitize(&hop.protocol),
+        hop.protocol.as_str(),
         sanitize(&who),
-        sanitize(&hop.result),
+        hop.result,
         ms(hop.duration_ms)
     );
     if let Some(injected) = hop.response.as_ref().filter(|r| !r.injected.is_empty()) {
@@ -146,7 +146,7 @@ mod tests {
         let b = named("b", vec![vec![hop("grpc", 0.1, 5.0, Some(leaf))]]);
         let mut failed = hop("http", 0.2, 1.0, None);
         failed.url = "http://gone:9/".into();
-        failed.result = "refused".into();
+        failed.result = crate::report::Outcome::Refused;
         failed.status = None;
         failed.error = Some("connection refused by gone:9".into());
         let root = named(

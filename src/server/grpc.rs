@@ -25,6 +25,7 @@ use crate::plan::path::render_path;
 use crate::plan::proto::plan_from_request;
 use crate::plan::Plan;
 use crate::report::proto::encode_status_details;
+use crate::report::InboundProtocol;
 use crate::report::{trim, Report};
 
 /// The gRPC health state of one service.
@@ -107,7 +108,11 @@ impl MockService for GrpcMockService {
         let admission = pipeline::admit(service, &headers).map_err(refused)?;
         let plan = plan_from_request(&message, &limits);
         let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
-        let inbound = Inbound::new("grpc", request_line(&message, &plan), headers);
+        let inbound = Inbound::new(
+            InboundProtocol::Grpc,
+            request_line(&message, &plan),
+            headers,
+        );
         let what = inbound.request_line.clone();
         let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
             .await

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -17,6 +17,7 @@ use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
 use crate::plan::path::parse_path;
+use crate::report::InboundProtocol;
 use crate::report::{Report, View};
 
 /// The HTTP routes of one service, for people and probes.
@@ -51,15 +52,6 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else {
         (StatusCode::OK, "ready\n")
-    }
-}
-
-/// The word for how a request arrived, as reports show it.
-pub(crate) fn protocol_word(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_2 => "h2c",
-        Version::HTTP_10 => "http/1.0",
-        _ => "http/1.1",
     }
 }
 
@@ -126,7 +118,11 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
         Err(refused) => return refusal(refused, view),
     };
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
-    let inbound = Inbound::new(protocol_word(parts.version), request_line, parts.headers);
+    let inbound = Inbound::new(
+        InboundProtocol::of_http(parts.version),
+        request_line,
+        parts.headers,
+    );
     let pretty = depth == 0;
     let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
     {

@@ -15,15 +15,16 @@ use axum::response::{IntoResponse, Response};
 use super::{is_grpc, Service};
 use crate::behavior::{self, Directives};
 use crate::metrics::Refusal;
+use crate::report::InboundProtocol;
 
 /// Counts and times every request, and keeps the in-flight gauge.
 pub async fn count(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let grpc = is_grpc(&request);
     let protocol = if grpc {
-        "grpc"
+        InboundProtocol::Grpc
     } else {
-        super::http::protocol_word(request.version())
+        InboundProtocol::of_http(request.version())
     };
     let route = route_class(grpc, request.uri().path());
     let metrics = &service.metrics;

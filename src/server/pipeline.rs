@@ -11,6 +11,7 @@ use crate::exec::{injected_failure, Admission, Inbound};
 use crate::metrics::Refusal;
 use crate::plan::{Plan, PlanError};
 use crate::report::text::sanitize;
+use crate::report::InboundProtocol;
 use crate::report::Report;
 
 /// Why a request was refused before anyone was called.
@@ -128,9 +129,11 @@ pub async fn run(
     let report = executor
         .answer(&service.identity, plan, inbound, admission)
         .await;
-    service.metrics.report(&report);
+    service
+        .metrics
+        .report(&report, &admission.decision.injected);
     let verdict = verdict(&report, admission, inbound.protocol);
-    let status = if inbound.protocol == "grpc" {
+    let status = if inbound.protocol == InboundProtocol::Grpc {
         verdict.grpc_code() as u16
     } else {
         verdict.http_status(admission)
@@ -139,7 +142,7 @@ pub async fn run(
         service = %service.identity.service,
         request_id = %sanitize(&report.request_id),
         trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
-        protocol = inbound.protocol,
+        protocol = inbound.protocol.as_str(),
         path = %sanitize(what),
         status,
         verdict = verdict.word(),
@@ -150,7 +153,7 @@ pub async fn run(
 }
 
 /// The verdict a report and the request's behaviour come to.
-fn verdict(report: &Report, admission: &Admission, protocol: &str) -> Verdict {
+fn verdict(report: &Report, admission: &Admission, protocol: InboundProtocol) -> Verdict {
     if report.timed_out {
         return Verdict::TimedOut;
     }
