@@ -300,7 +300,7 @@ async fn failed_hops_answer_unavailable_with_the_report_in_details() {
         "entry"
     );
     let r = Report::from(decode_status_details(status.details()).expect("CallResponse in details"));
-    let results: Vec<_> = r.forwards().map(|f| f.result.clone()).collect();
+    let results: Vec<_> = r.forwards().map(|f| f.result).collect();
     assert_eq!(results, ["ok", "refused"]);
     assert_eq!(r.forwards().nth(1).unwrap().status, None);
     mesh.stop().await.unwrap();
