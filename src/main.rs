@@ -227,12 +227,6 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A `CallRequest` with a structured plan, in proto3 JSON.
-#[derive(serde::Serialize)]
-struct CallRequestJson<'a> {
-    plan: &'a servicemock::plan::Plan,
-}
-
 fn print_plan(typed: &str) -> ExitCode {
     let path = match client::request_path(typed) {
         Ok(path) => path,
@@ -248,7 +242,7 @@ fn print_plan(typed: &str) -> ExitCode {
                     "note: {path} calls nobody: an @-command is read only as the first segment of the path"
                 );
             }
-            match serde_json::to_string_pretty(&CallRequestJson { plan: &plan }) {
+            match serde_json::to_string_pretty(&servicemock::plan::json::call_request(&plan)) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS

@@ -1,10 +1,12 @@
 //! The messages, client and server generated from
-//! `proto/servicemock/v1/servicemock.proto` by `build.rs`, and the encoded
+//! `proto/servicemock/v1/servicemock.proto` by `build.rs` (with their
+//! proto3 JSON form from pbjson), and the encoded
 //! file descriptor set that server reflection publishes.
 
 #![allow(clippy::all, missing_docs)]
 
 tonic::include_proto!("servicemock.v1");
+include!(concat!(env!("OUT_DIR"), "/servicemock.v1.serde.rs"));
 
 /// The encoded `FileDescriptorSet` of the servicemock proto, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -16,8 +16,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 /// The port a target gets when it names none, as in the original server.
 pub const DEFAULT_PORT: u16 = 8080;
 
@@ -27,56 +25,44 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const MAX_DEPTH_CEILING: u32 = 128;
 
 /// A hop tree: groups that run concurrently.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Groups run concurrently; the hops of one group run one after another.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parallel: Vec<Sequence>,
     /// The remainder (path and query) the leaves of the tree are called with.
-    #[serde(default)]
     pub uri: String,
 }
 
 /// Hops that run one after another.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sequence {
     pub hops: Vec<Hop>,
 }
 
 /// One call to another service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hop {
     pub target: Target,
-    #[serde(default)]
     pub protocol: Protocol,
     /// Headers (gRPC metadata) sent with this call; names are lower case.
     /// `x-mock-*` names are behaviour directives for the called service.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// What the called service calls in turn. Shared between the hops of one
-    /// @-path command, so a wide path stays small in memory. Always written
-    /// out in JSON (a leaf as its `uri`), so a leaf's own remainder survives
-    /// a relay.
-    #[serde(default)]
+    /// @-path command, so a wide path stays small in memory. A leaf keeps
+    /// its own `uri`; the messages write it when it differs from its
+    /// level's, so a leaf's own remainder survives a relay.
     pub next: Arc<Plan>,
 }
 
 /// How a hop reaches its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
     /// HTTP/1.1; the sub-plan travels as an @-path.
     #[default]
-    #[serde(
-        rename = "PROTOCOL_HTTP",
-        alias = "http",
-        alias = "PROTOCOL_UNSPECIFIED"
-    )]
     Http,
     /// HTTP/2 with prior knowledge, no TLS; the sub-plan travels as an @-path.
-    #[serde(rename = "PROTOCOL_H2C", alias = "h2c")]
     H2c,
     /// The gRPC `Call`; the sub-plan travels as a `Plan` message.
-    #[serde(rename = "PROTOCOL_GRPC", alias = "grpc")]
     Grpc,
 }
 
@@ -151,19 +137,6 @@ impl fmt::Display for Target {
             write!(f, ":{port}")?;
         }
         Ok(())
-    }
-}
-
-impl Serialize for Target {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Target {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        path::parse_target_text(&text).map_err(serde::de::Error::custom)
     }
 }
 
