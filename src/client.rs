@@ -159,7 +159,7 @@ pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, Cli
             status: "OK".to_owned(),
         },
         Err(status) => {
-            let name = crate::behavior::grpc_code_name(status.code() as i32);
+            let name = crate::codes::grpc_code_name(status.code() as i32);
             Answer {
                 body: decode_status_details(status.details())
                     .map(|r| rendered(&Report::from(r), view))

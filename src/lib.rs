@@ -21,6 +21,7 @@
 //!   context (depth, layered deadline).
 //! * [`behavior`]: the `x-mock-*` directives (delay, status, size, reset)
 //!   a service applies to itself, and the process defaults for them.
+//! * [`codes`]: gRPC code names and the HTTP status ↔ gRPC code mappings.
 //! * [`report`]: the tree of what happened, its JSON form (field names of the
 //!   original Go server kept) and its protobuf form.
 //! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC (with
@@ -39,8 +40,11 @@
 //!   `--max-depth`, no recursion on hostile input) and the tonic codec.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
+#![warn(unreachable_pub)]
+
 pub mod behavior;
 pub mod client;
+pub mod codes;
 pub mod config;
 pub mod exec;
 pub mod fuzzing;

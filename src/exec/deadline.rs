@@ -14,24 +14,24 @@
 use std::time::Duration;
 
 /// The smallest margin a level keeps for answering its caller.
-pub const MIN_MARGIN: Duration = Duration::from_millis(5);
+pub(crate) const MIN_MARGIN: Duration = Duration::from_millis(5);
 /// The largest margin a level keeps.
-pub const MAX_MARGIN: Duration = Duration::from_millis(500);
+pub(crate) const MAX_MARGIN: Duration = Duration::from_millis(500);
 
 /// The time a callee keeps to answer before its caller gives up: a tenth of
 /// what the caller waits, between [`MIN_MARGIN`] and [`MAX_MARGIN`] (so a
 /// 30 s budget still allows more than 32 levels of nesting).
-pub fn answer_margin(timer: Duration) -> Duration {
+pub(crate) fn answer_margin(timer: Duration) -> Duration {
     (timer / 10).clamp(MIN_MARGIN, MAX_MARGIN)
 }
 
 /// The budget a callee is given when its caller waits `timer` for it.
-pub fn callee_budget(timer: Duration) -> Duration {
+pub(crate) fn callee_budget(timer: Duration) -> Duration {
     timer.saturating_sub(answer_margin(timer))
 }
 
 /// A duration the way a person writes it: `450ms`, `9.5s`, `79.2ms`, `120us`.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let micros = d.as_micros();
     if micros >= 1_000_000 {
         trim_decimal(d.as_secs_f64(), "s")

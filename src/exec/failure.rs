@@ -12,14 +12,14 @@ use crate::report::Outcome;
 
 /// The kind of a transport failure, and the innermost message worth showing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub outcome: Outcome,
     /// The innermost cause, as its own type prints it.
     pub cause: String,
 }
 
 /// Sorts a transport error into an [`Outcome`].
-pub fn classify(error: &(dyn Error + 'static)) -> Failure {
+pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
     let mut outcome = Outcome::Error;
     let mut current = Some(error);
     let mut innermost = error;
@@ -98,7 +98,7 @@ pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
 
 /// An error and its sources joined by ": ", each said once (hyper and tonic
 /// often repeat their source's text in their own).
-pub fn error_chain(error: &(dyn Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(error);
     while let Some(e) = current {

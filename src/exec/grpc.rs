@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::resolve::Lookup;
 use super::{HopResult, Outgoing};
-use crate::behavior::grpc_code_name;
+use crate::codes::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
 use crate::report::proto::decode_status_details;
@@ -32,9 +32,9 @@ const MAX_HEADER_LIST: u32 = 256 * 1024;
 const MAX_STATUS_TEXT: usize = 200;
 
 /// Most channels kept; a new target past it replaces the least recently used.
-pub const MAX_CHANNELS: usize = 512;
+pub(super) const MAX_CHANNELS: usize = 512;
 /// A channel unused this long is dropped when the cache next grows.
-pub const CHANNEL_IDLE: Duration = Duration::from_secs(120);
+pub(super) const CHANNEL_IDLE: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 struct Cached {
@@ -54,7 +54,7 @@ fn connector() -> HttpConnector<Lookup> {
 
 /// The pool of gRPC channels, one per (address, authority).
 #[derive(Debug, Clone)]
-pub struct GrpcClients {
+pub(super) struct GrpcClients {
     channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
     epoch: Instant,
     capacity: usize,
@@ -68,7 +68,7 @@ impl Default for GrpcClients {
 
 impl GrpcClients {
     /// A pool that keeps at most `capacity` channels.
-    pub fn with_capacity(capacity: usize) -> GrpcClients {
+    pub(super) fn with_capacity(capacity: usize) -> GrpcClients {
         GrpcClients {
             channels: Arc::default(),
             epoch: Instant::now(),
@@ -81,16 +81,11 @@ impl GrpcClients {
     }
 
     /// How many channels are cached now.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.channels
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len()
-    }
-
-    /// Whether no channel is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Drops the channel to a target that could not be reached.
@@ -149,7 +144,7 @@ impl GrpcClients {
 
     /// Sends `request` to `to` and reads the downstream report, waiting
     /// `timer` at most (also sent as `grpc-timeout`).
-    pub async fn call(&self, out: Outgoing<'_>, request: pb::CallRequest) -> HopResult {
+    pub(super) async fn call(&self, out: Outgoing<'_>, request: pb::CallRequest) -> HopResult {
         let Outgoing {
             to,
             headers,

@@ -25,7 +25,7 @@ const MAX_IDLE_PER_HOST: usize = 64;
 
 /// The two pooled HTTP clients.
 #[derive(Debug, Clone)]
-pub struct HttpClients {
+pub(super) struct HttpClients {
     http1: Pool,
     h2c: Pool,
 }
@@ -42,7 +42,7 @@ enum ExchangeError {
 }
 
 impl HttpClients {
-    pub fn new() -> HttpClients {
+    pub(super) fn new() -> HttpClients {
         let pool = |h2c: bool| {
             let mut connector = HttpConnector::new_with_resolver(Lookup);
             connector.set_nodelay(true);
@@ -63,7 +63,7 @@ impl HttpClients {
 
     /// Calls `path` on `to` and reads the downstream report: a GET, or with
     /// `plan` (a JSON `CallRequest`) a POST of it.
-    pub async fn call(
+    pub(super) async fn call(
         &self,
         h2c: bool,
         out: Outgoing<'_>,

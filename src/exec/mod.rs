@@ -8,10 +8,10 @@
 //! [`Inbound`] and render the report it returns.
 
 pub mod context;
-pub mod deadline;
-pub mod failure;
-pub mod grpc;
-pub mod http;
+pub(crate) mod deadline;
+pub(crate) mod failure;
+mod grpc;
+mod http;
 pub mod resolve;
 pub mod transport;
 

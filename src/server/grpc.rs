@@ -17,7 +17,7 @@ use tonic_types::StatusExt as _;
 
 use super::pipeline::{self, Refused, Verdict};
 use super::{identity_headers, Service};
-use crate::behavior::grpc_code_name;
+use crate::codes::grpc_code_name;
 use crate::exec::Inbound;
 use crate::pb;
 use crate::pb::mock_service_server::{MockService, MockServiceServer};
@@ -52,7 +52,7 @@ impl Health {
 const SMALL_MESSAGE: usize = 1024;
 
 /// The gRPC routes of one service, and its health handle.
-pub async fn router(service: Arc<Service>) -> (Router, Health) {
+pub(super) async fn router(service: Arc<Service>) -> (Router, Health) {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<MockServiceServer<GrpcMockService>>()
@@ -90,7 +90,7 @@ pub async fn router(service: Arc<Service>) -> (Router, Health) {
 }
 
 /// `servicemock.v1.MockService` on top of the shared executor.
-pub struct GrpcMockService {
+pub(super) struct GrpcMockService {
     service: Arc<Service>,
 }
 

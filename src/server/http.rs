@@ -21,7 +21,7 @@ use crate::report::InboundProtocol;
 use crate::report::{Report, View};
 
 /// The HTTP routes of one service, for people and probes.
-pub fn router(service: Arc<Service>) -> Router {
+pub(super) fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -33,7 +33,7 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 /// The planner alone, for requests that come from another servicemock.
-pub fn planner_router(service: Arc<Service>) -> Router {
+pub(super) fn planner_router(service: Arc<Service>) -> Router {
     Router::new().fallback(planner).with_state(service)
 }
 

@@ -18,7 +18,11 @@ use crate::metrics::Refusal;
 use crate::report::InboundProtocol;
 
 /// Counts and times every request, and keeps the in-flight gauge.
-pub async fn count(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+pub(super) async fn count(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = std::time::Instant::now();
     let grpc = is_grpc(&request);
     let protocol = if grpc {
@@ -37,7 +41,11 @@ pub async fn count(State(service): State<Arc<Service>>, request: Request, next: 
 
 /// Sheds what is over `--max-concurrent`, sparing probes and scrapes: a
 /// busy pod is not a dead one.
-pub async fn shed(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+pub(super) async fn shed(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let grpc = is_grpc(&request);
     let path = request.uri().path();
     if is_probe(grpc, route_class(grpc, path), path) {
@@ -53,7 +61,7 @@ pub async fn shed(State(service): State<Arc<Service>>, request: Request, next: N
 }
 
 /// Drops the connection when `x-mock-reset` (or `--reset-rate`) draws so.
-pub async fn reset_directive(
+pub(super) async fn reset_directive(
     State(service): State<Arc<Service>>,
     request: Request,
     next: Next,

@@ -38,13 +38,13 @@ use crate::config::ConnectionLimits;
 
 /// Raises the soft limit on open files to the hard limit, and returns the
 /// limit in force (so the connection cap can keep headroom under it).
-pub fn raise_open_files_limit() -> Option<u64> {
+pub(super) fn raise_open_files_limit() -> Option<u64> {
     rlimit::increase_nofile_limit(u64::MAX).ok()
 }
 
 /// The connection cap in force: `--max-connections`, lowered to leave a
 /// quarter of the descriptors (at least 64) for hops, channels and logs.
-pub fn effective_cap(asked: usize, open_files: Option<u64>) -> usize {
+pub(super) fn effective_cap(asked: usize, open_files: Option<u64>) -> usize {
     match open_files {
         Some(limit) => {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -58,7 +58,7 @@ pub fn effective_cap(asked: usize, open_files: Option<u64>) -> usize {
 /// Accepts connections until `stop` resolves, then lets the open ones
 /// finish what they are doing (HTTP/1.1 after the response in flight, HTTP/2
 /// with GOAWAY). Returns once every connection has closed.
-pub async fn accept_until(
+pub(super) async fn accept_until(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
@@ -126,7 +126,7 @@ enum Phase {
 }
 
 /// A TCP stream that times request heads and idleness (see the module docs).
-pub struct GuardedIo {
+pub(super) struct GuardedIo {
     inner: TcpStream,
     limits: ConnectionLimits,
     phase: Phase,

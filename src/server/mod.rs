@@ -9,11 +9,11 @@
 //! one [`pipeline`]. Shutdown drains, then is graceful and bounded
 //! ([`shutdown`]).
 
-pub mod grpc;
-pub mod http;
-pub mod layers;
-pub mod listener;
-pub mod pipeline;
+mod grpc;
+mod http;
+mod layers;
+mod listener;
+mod pipeline;
 pub mod shutdown;
 
 use std::future::Future;

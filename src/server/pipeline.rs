@@ -16,7 +16,7 @@ use crate::report::Report;
 
 /// Why a request was refused before anyone was called.
 #[derive(Debug)]
-pub enum Refused {
+pub(super) enum Refused {
     /// The request itself is wrong (400 / INVALID_ARGUMENT); the message
     /// names what and where, and `field` the part of a plan it concerns.
     BadRequest { message: String, field: String },
@@ -37,7 +37,7 @@ impl Refused {
 
 /// How a request ended, whatever edge it came by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// Every hop succeeded.
     Ok,
     /// At least one hop failed; the report says which. `root_url` and
@@ -56,7 +56,7 @@ pub enum Verdict {
 }
 
 /// Reads what the request's headers ask (depth, time, behaviour).
-pub fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refused> {
+pub(super) fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refused> {
     service
         .executor
         .admit(headers, &service.defaults)
@@ -68,7 +68,7 @@ pub fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refuse
 
 /// Checks a plan the edge read (`plan`) against the size and depth limits,
 /// before anyone is called.
-pub fn check_plan(
+pub(super) fn check_plan(
     service: &Service,
     admission: &Admission,
     headers: &HeaderMap,
@@ -104,7 +104,7 @@ pub fn check_plan(
 /// Runs an admitted plan, or refuses it with a report when the request is
 /// past the depth limit (a loop through proxies, or services configured
 /// with different limits), and logs one line.
-pub async fn run(
+pub(super) async fn run(
     service: &Service,
     plan: &Plan,
     inbound: &Inbound,
@@ -178,7 +178,7 @@ fn verdict(report: &Report, admission: &Admission, protocol: InboundProtocol) ->
 impl Verdict {
     /// The HTTP status of the answer: 200 (or an injected 2xx), 502 when a
     /// hop failed, 504 when this service ran out of time, or the injected one.
-    pub fn http_status(&self, admission: &Admission) -> u16 {
+    pub(super) fn http_status(&self, admission: &Admission) -> u16 {
         match self {
             Verdict::Ok => admission.decision.http_status().unwrap_or(200),
             Verdict::HopsFailed { .. } => 502,
@@ -189,7 +189,7 @@ impl Verdict {
 
     /// The gRPC code of the answer: OK, UNAVAILABLE when a hop failed,
     /// DEADLINE_EXCEEDED when this service ran out of time, or the injected one.
-    pub fn grpc_code(&self) -> i32 {
+    pub(super) fn grpc_code(&self) -> i32 {
         match self {
             Verdict::Ok => 0,
             Verdict::HopsFailed { .. } => tonic::Code::Unavailable as i32,
@@ -199,7 +199,7 @@ impl Verdict {
     }
 
     /// One word for logs.
-    pub fn word(&self) -> &'static str {
+    pub(super) fn word(&self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::HopsFailed { .. } => "hops-failed",
