@@ -299,7 +299,7 @@ async fn sigterm_drains_in_the_order_kubernetes_needs() {
     let path = format!("/@127.0.0.1:{}/slow/1500", slow.port());
     let in_flight = tokio::spawn(async move { report(addr, &path).await });
     let mut health = health_client(addr).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_in_flight(addr, 1, Duration::from_secs(5)).await;
     signal(&child, "TERM");
     let sent = Instant::now();
     // A fresh connection per call, as a kubelet probe or a new client makes.

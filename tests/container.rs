@@ -196,9 +196,9 @@ async fn named_containers_form_a_mesh() {
     // completes and service1 exits 0 within its grace period.
     docker(&["pause", &name("service2")]);
     let in_flight = tokio::spawn(async move { report(entry, "/@service2/end").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_in_flight(entry, 1, Duration::from_secs(10)).await;
     docker(&["kill", "--signal", "TERM", &name("service1")]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_ready_status(entry, 503, Duration::from_secs(10)).await;
     let stopping_since = Instant::now();
     docker(&["unpause", &name("service2")]);
     let (status, r) = in_flight.await.unwrap();

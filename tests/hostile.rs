@@ -397,7 +397,7 @@ async fn probes_and_metrics_are_never_shed() {
     for b in busy {
         let _ = b.await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_in_flight(a, 2, Duration::from_secs(5)).await;
     let (status, _) = get(a, "/").await;
     assert_eq!(status, 503, "plans are shed");
     for path in ["/health", "/ready", "/metrics"] {

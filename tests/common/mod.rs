@@ -118,6 +118,44 @@ pub async fn stand_in() -> SocketAddr {
 /// servicemock sends (it would answer 502), so the caller must not call it ok.
 pub const LYING_REPORT: &str = r#"{"Service":"liar","ReceivedDate":"2026-01-01T00:00:00Z","ParallelForwards":[{"SequentialForwards":[{"Url":"http://x:8080/","Result":"refused","Error":"connection refused by x:8080"}]}]}"#;
 
+/// Waits until `addr` is serving at least `requests` other requests (its
+/// in-flight gauge, which counts the scrape itself too), at most `limit`:
+/// the signal that a request sent elsewhere has arrived.
+pub async fn wait_in_flight(addr: SocketAddr, requests: i64, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (_, text) = get(addr, "/metrics").await;
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix("servicemock_in_flight_requests "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if now > requests {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never had {requests} request(s) in flight: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `addr` answers `/ready` with `status`, at most `limit`.
+pub async fn wait_ready_status(addr: SocketAddr, status: u16, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if get(addr, "/ready").await.0 == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr}/ready never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until `addr` answers `/health` with 200, at most `limit`.
 pub async fn wait_healthy(addr: SocketAddr, limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
