@@ -84,18 +84,161 @@ impl DelayValue {
     }
 }
 
+/// Where and when a directive takes effect: the conditions written after
+/// its value (`503@version=v2`, `503@first=2`, `2s@pod=reviews-7d9f`).
+/// A directive whose conditions do not hold is ignored where it arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Only {
+    /// Only on the first N attempts of a request (retries get past it).
+    pub first: Option<u32>,
+    /// Only where the answering service has this name.
+    pub service: Option<String>,
+    /// Only where the answering service has this version.
+    pub version: Option<String>,
+    /// Only where the answering host (pod) has this name.
+    pub pod: Option<String>,
+}
+
+/// The service a directive arrived at and the attempt it is answering:
+/// what [`Only`] is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Here<'a> {
+    pub service: &'a str,
+    pub version: &'a str,
+    pub pod: &'a str,
+    /// 1 for a first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+}
+
+impl Here<'_> {
+    /// A first attempt at a service that matches no name condition.
+    pub const ANYWHERE: Here<'static> = Here {
+        service: "",
+        version: "",
+        pod: "",
+        attempt: 1,
+    };
+}
+
+/// The most attempts `@first=N` may name.
+pub const MAX_FIRST: u32 = 1000;
+
+impl Only {
+    /// Whether a directive with these conditions takes effect `here`.
+    pub fn admits(&self, here: &Here<'_>) -> bool {
+        let named = |want: &Option<String>, have: &str| {
+            want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
+        self.first.is_none_or(|n| here.attempt <= n)
+            && named(&self.service, here.service)
+            && named(&self.version, here.version)
+            && named(&self.pod, here.pod)
+    }
+
+    /// Splits the conditions off the end of a directive's value.
+    fn split<'t>(header: &'static str, text: &'t str) -> Result<(&'t str, Only), DirectiveError> {
+        let mut only = Only::default();
+        let mut rest = text;
+        while let Some((head, tail)) = rest.rsplit_once('@') {
+            let Some((key, value)) = tail.split_once('=') else {
+                break;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if value.is_empty() {
+                return Err(error(header, text, format!("@{key}= names nothing")));
+            }
+            let slot = match key {
+                "first" => {
+                    let n = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_FIRST).contains(n))
+                        .ok_or_else(|| {
+                            error(
+                                header,
+                                text,
+                                format!("@first={value}: write a count of attempts from 1 to {MAX_FIRST}"),
+                            )
+                        })?;
+                    if only.first.replace(n).is_some() {
+                        return Err(error(header, text, "@first is given twice"));
+                    }
+                    rest = head;
+                    continue;
+                }
+                "service" => &mut only.service,
+                "version" => &mut only.version,
+                "pod" => &mut only.pod,
+                _ => return Err(error(
+                    header,
+                    text,
+                    format!(
+                        "unknown condition @{key}= (known: @first=N, @service=, @version=, @pod=)"
+                    ),
+                )),
+            };
+            if slot.replace(value.to_owned()).is_some() {
+                return Err(error(header, text, format!("@{key} is given twice")));
+            }
+            rest = head;
+        }
+        if rest.contains('=') {
+            return Err(error(
+                header,
+                text,
+                "conditions come last, after the value and its probability (e.g. 503@25%@version=v2)",
+            ));
+        }
+        Ok((rest.trim(), only))
+    }
+}
+
+impl fmt::Display for Only {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.first {
+            write!(f, "@first={n}")?;
+        }
+        for (key, value) in [
+            ("service", &self.service),
+            ("version", &self.version),
+            ("pod", &self.pod),
+        ] {
+            if let Some(v) = value {
+                write!(f, "@{key}={v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A directive's value with its conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scoped<T> {
+    pub value: T,
+    pub only: Only,
+    /// The value as written, conditions included, for `GET /control`.
+    pub text: String,
+}
+
+impl<T> Scoped<T> {
+    /// The value, if the conditions hold `here`.
+    pub fn here(&self, here: &Here<'_>) -> Option<&T> {
+        self.only.admits(here).then_some(&self.value)
+    }
+}
+
 /// The directives in force for one request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directives {
-    pub delay: Option<Weighted<DelayValue>>,
+    pub delay: Option<Scoped<Weighted<DelayValue>>>,
     /// HTTP statuses to answer with.
-    pub status: Option<Weighted<u16>>,
+    pub status: Option<Scoped<Weighted<u16>>>,
     /// gRPC codes to answer with.
-    pub grpc_status: Option<Weighted<i32>>,
+    pub grpc_status: Option<Scoped<Weighted<i32>>>,
     /// Bytes of padding in the report.
-    pub size: Option<usize>,
+    pub size: Option<Scoped<usize>>,
     /// Percentage of requests whose connection is dropped without an answer.
-    pub reset: Option<f64>,
+    pub reset: Option<Scoped<f64>>,
 }
 
 /// What was drawn for one request.
@@ -121,6 +264,10 @@ pub enum Injection {
     Status(u16),
     GrpcStatus(i32),
     Size(usize),
+    /// `/control` set this replica not ready.
+    NotReady,
+    /// `/control` set this replica not live.
+    NotLive,
 }
 
 impl Injection {
@@ -131,6 +278,7 @@ impl Injection {
             Injection::Status(_) => "status",
             Injection::GrpcStatus(_) => "grpc_status",
             Injection::Size(_) => "size",
+            Injection::NotReady | Injection::NotLive => "control",
         }
     }
 }
@@ -151,6 +299,8 @@ impl fmt::Display for Injection {
             Injection::Status(s) => write!(f, "status {s}"),
             Injection::GrpcStatus(c) => write!(f, "grpc-status {}", grpc_code_name(c)),
             Injection::Size(n) => write!(f, "size {n}"),
+            Injection::NotReady => f.write_str("not ready (set by /control)"),
+            Injection::NotLive => f.write_str("not live (set by /control)"),
         }
     }
 }
@@ -176,22 +326,71 @@ impl Directives {
             }
         };
         let mut d = Directives::default();
-        if let Some(v) = text(DELAY)? {
-            d.delay = Some(parse_delay(&v, max_delay)?);
-        }
-        if let Some(v) = text(STATUS)? {
-            d.status = Some(parse_status(&v)?);
-        }
-        if let Some(v) = text(GRPC_STATUS)? {
-            d.grpc_status = Some(parse_grpc_status(&v)?);
-        }
-        if let Some(v) = text(SIZE)? {
-            d.size = Some(parse_size(&v)?);
-        }
-        if let Some(v) = text(RESET)? {
-            d.reset = Some(parse_reset(&v)?);
+        for name in DIRECTIVES {
+            if let Some(v) = text(name)? {
+                d.set(name, &v, max_delay)?;
+            }
         }
         Ok(d)
+    }
+
+    /// Sets directive `name` (one of [`DIRECTIVES`]) from its text, with
+    /// its conditions; `max_delay` caps delays.
+    pub fn set(
+        &mut self,
+        name: &str,
+        text: &str,
+        max_delay: Duration,
+    ) -> Result<(), DirectiveError> {
+        fn scoped<T>(value: T, only: Only, text: &str) -> Option<Scoped<T>> {
+            Some(Scoped {
+                value,
+                only,
+                text: text.to_owned(),
+            })
+        }
+        let text = text.trim();
+        let header = DIRECTIVES
+            .into_iter()
+            .find(|d| d.eq_ignore_ascii_case(name))
+            .ok_or_else(|| DirectiveError {
+                header: "directive",
+                value: name.to_owned(),
+                problem: format!("unknown directive (known: {})", DIRECTIVES.join(", ")),
+            })?;
+        let (value, only) = Only::split(header, text)?;
+        let wrong = |e: DirectiveError| DirectiveError {
+            value: text.to_owned(),
+            ..e
+        };
+        match header {
+            DELAY => self.delay = scoped(parse_delay(value, max_delay).map_err(wrong)?, only, text),
+            STATUS => self.status = scoped(parse_status(value).map_err(wrong)?, only, text),
+            GRPC_STATUS => {
+                self.grpc_status = scoped(parse_grpc_status(value).map_err(wrong)?, only, text)
+            }
+            SIZE => self.size = scoped(parse_size(value).map_err(wrong)?, only, text),
+            _ => self.reset = scoped(parse_reset(value).map_err(wrong)?, only, text),
+        }
+        Ok(())
+    }
+
+    /// Each directive set, with its text as written: what `GET /control`
+    /// shows.
+    pub fn texts(&self) -> Vec<(&'static str, &str)> {
+        [
+            (DELAY, self.delay.as_ref().map(|d| d.text.as_str())),
+            (STATUS, self.status.as_ref().map(|d| d.text.as_str())),
+            (
+                GRPC_STATUS,
+                self.grpc_status.as_ref().map(|d| d.text.as_str()),
+            ),
+            (SIZE, self.size.as_ref().map(|d| d.text.as_str())),
+            (RESET, self.reset.as_ref().map(|d| d.text.as_str())),
+        ]
+        .into_iter()
+        .filter_map(|(name, text)| Some((name, text?)))
+        .collect()
     }
 
     /// These directives, with `defaults` filling the ones not given.
@@ -200,36 +399,52 @@ impl Directives {
             delay: self.delay.or_else(|| defaults.delay.clone()),
             status: self.status.or_else(|| defaults.status.clone()),
             grpc_status: self.grpc_status.or_else(|| defaults.grpc_status.clone()),
-            size: self.size.or(defaults.size),
-            reset: self.reset.or(defaults.reset),
+            size: self.size.or_else(|| defaults.size.clone()),
+            reset: self.reset.or_else(|| defaults.reset.clone()),
         }
     }
 
-    /// Draws what happens to one request.
-    pub fn decide(&self, rng: &mut impl Rng) -> Decision {
+    /// Draws what happens to one request answered `here`: directives whose
+    /// conditions do not hold here are left out.
+    pub fn decide(&self, here: &Here<'_>, rng: &mut impl Rng) -> Decision {
         let mut decision = Decision::default();
-        if let Some(delay) = self.delay.as_ref().and_then(|w| w.pick(rng)) {
+        if let Some(delay) = self
+            .delay
+            .as_ref()
+            .and_then(|d| d.here(here))
+            .and_then(|w| w.pick(rng))
+        {
             decision.delay = delay.draw(rng);
             decision.injected.push(Injection::Delay(decision.delay));
         }
-        if let Some(status) = self.status.as_ref().and_then(|w| w.pick(rng)) {
+        if let Some(status) = self
+            .status
+            .as_ref()
+            .and_then(|d| d.here(here))
+            .and_then(|w| w.pick(rng))
+        {
             decision.http_status = Some(status);
             decision.injected.push(Injection::Status(status));
         }
-        if let Some(code) = self.grpc_status.as_ref().and_then(|w| w.pick(rng)) {
+        if let Some(code) = self
+            .grpc_status
+            .as_ref()
+            .and_then(|d| d.here(here))
+            .and_then(|w| w.pick(rng))
+        {
             decision.grpc_code = Some(code);
             decision.injected.push(Injection::GrpcStatus(code));
         }
-        if let Some(size) = self.size {
+        if let Some(&size) = self.size.as_ref().and_then(|d| d.here(here)) {
             decision.size = size;
             decision.injected.push(Injection::Size(size));
         }
         decision
     }
 
-    /// Draws whether to drop this request's connection.
-    pub fn decide_reset(&self, rng: &mut impl Rng) -> bool {
-        decide_reset(self.reset, rng)
+    /// Draws whether to drop this request's connection, answered `here`.
+    pub fn decide_reset(&self, here: &Here<'_>, rng: &mut impl Rng) -> bool {
+        decide_reset(self.reset.as_ref().and_then(|d| d.here(here)).copied(), rng)
     }
 }
 
@@ -264,20 +479,15 @@ pub const DIRECTIVES: [&str; 5] = [DELAY, STATUS, GRPC_STATUS, SIZE, RESET];
 /// plan with a bad directive is refused where it is written, in every form.
 pub fn check_directive(name: &str, value: &str) -> Result<(), String> {
     let value = value.trim();
-    let checked = match name {
-        DELAY => parse_delay(value, Duration::MAX).map(drop),
-        STATUS => parse_status(value).map(drop),
-        GRPC_STATUS => parse_grpc_status(value).map(drop),
-        SIZE => parse_size(value).map(drop),
-        RESET => parse_reset(value).map(drop),
-        _ => {
-            return Err(format!(
-                "unknown directive '{name}' (known: {})",
-                DIRECTIVES.join(", ")
-            ))
-        }
-    };
-    checked.map_err(|e| e.to_string())
+    if !DIRECTIVES.contains(&name) {
+        return Err(format!(
+            "unknown directive '{name}' (known: {})",
+            DIRECTIVES.join(", ")
+        ));
+    }
+    Directives::default()
+        .set(name, value, Duration::MAX)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `v`, `v@P%` or `v1:P1,v2:P2` with `one` parsing each value.
@@ -539,31 +749,112 @@ mod tests {
         assert!(e(from(STATUS, "503@25")).contains("percentage"));
     }
 
+    fn set(pairs: &[(&'static str, &str)]) -> Directives {
+        let mut d = Directives::default();
+        for (name, text) in pairs {
+            d.set(name, text, CAP).unwrap();
+        }
+        d
+    }
+
+    fn here(version: &str, pod: &str, attempt: u32) -> Here<'static> {
+        Here {
+            service: "reviews",
+            version: Box::leak(version.to_owned().into_boxed_str()),
+            pod: Box::leak(pod.to_owned().into_boxed_str()),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn conditions_choose_where_and_when() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let status = |text: &str, at: Here<'_>, rng: &mut rand::rngs::StdRng| {
+            set(&[(STATUS, text)]).decide(&at, rng).http_status
+        };
+        // The first two attempts fail, the third gets through.
+        let by_attempt: Vec<_> = (1..=3)
+            .map(|n| status("503@first=2", here("v1", "p", n), &mut rng))
+            .collect();
+        assert_eq!(by_attempt, [Some(503), Some(503), None]);
+        // Only v2 is sick; names compare without case.
+        assert_eq!(
+            status("503@version=v2", here("v2", "p", 1), &mut rng),
+            Some(503)
+        );
+        assert_eq!(
+            status("503@version=V2", here("v2", "p", 1), &mut rng),
+            Some(503)
+        );
+        assert_eq!(status("503@version=v2", here("v1", "p", 1), &mut rng), None);
+        assert_eq!(
+            status("503@pod=p-7", here("v1", "p-7", 1), &mut rng),
+            Some(503)
+        );
+        assert_eq!(
+            status("503@service=ratings", here("v1", "p", 1), &mut rng),
+            None
+        );
+        // Combined with each other and with a probability.
+        let both = "503@100%@version=v2@first=1";
+        assert_eq!(status(both, here("v2", "p", 1), &mut rng), Some(503));
+        assert_eq!(status(both, here("v2", "p", 2), &mut rng), None);
+        assert_eq!(
+            status("503@0%@version=v2", here("v2", "p", 1), &mut rng),
+            None
+        );
+        // Every directive takes them.
+        let d = set(&[
+            (DELAY, "5ms@version=v2"),
+            (SIZE, "8@first=1"),
+            (RESET, "true@version=v2"),
+        ]);
+        let v1 = d.decide(&here("v1", "p", 1), &mut rng);
+        assert_eq!((v1.delay, v1.size), (Duration::ZERO, 8));
+        assert!(v1.injected.iter().all(|i| i.kind() == "size"), "{v1:?}");
+        assert!(!d.decide_reset(&here("v1", "p", 1), &mut rng));
+        assert!(d.decide_reset(&here("v2", "p", 1), &mut rng));
+        assert_eq!(d.texts()[0], (DELAY, "5ms@version=v2"));
+    }
+
+    #[test]
+    fn bad_conditions_are_named() {
+        let e = |name, text: &str| {
+            Directives::default()
+                .set(name, text, CAP)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e(STATUS, "503@first=0"),
+            "x-mock-status: \"503@first=0\": @first=0: write a count of attempts from 1 to 1000"
+        );
+        assert!(e(STATUS, "503@colour=red").contains("unknown condition @colour="));
+        assert!(e(STATUS, "503@version=").contains("@version= names nothing"));
+        assert!(e(STATUS, "503@version=v2@version=v3").contains("given twice"));
+        assert!(e(STATUS, "503@version=v2@25%").contains("conditions come last"));
+        assert!(e(STATUS, "700@version=v2").contains("\"700\" is not an HTTP status"));
+        assert_eq!(check_directive(STATUS, "503@first=2@pod=a"), Ok(()));
+    }
+
     #[test]
     fn headers_override_process_defaults() {
-        let defaults = Directives {
-            status: Some(parse_status("500").unwrap()),
-            size: Some(10),
-            ..Default::default()
-        };
+        let defaults = set(&[(STATUS, "500"), (SIZE, "10")]);
         let given = Directives::from_headers(&headers(&[(STATUS, "503")]), CAP)
             .unwrap()
             .or(&defaults);
-        assert_eq!(given.status.unwrap().choices, vec![(503, 100.0)]);
-        assert_eq!(given.size, Some(10));
+        assert_eq!(given.status.unwrap().value.choices, vec![(503, 100.0)]);
+        assert_eq!(given.size.unwrap().value, 10);
     }
 
     #[test]
     fn observed_rates_match_the_asked_ones() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let d = Directives {
-            status: Some(parse_status("503:20,404:10").unwrap()),
-            ..Default::default()
-        };
+        let d = set(&[(STATUS, "503:20,404:10")]);
         let n = 100_000;
         let (mut s503, mut s404) = (0, 0);
         for _ in 0..n {
-            match d.decide(&mut rng).http_status {
+            match d.decide(&Here::ANYWHERE, &mut rng).http_status {
                 Some(503) => s503 += 1,
                 Some(404) => s404 += 1,
                 _ => {}
@@ -582,12 +873,9 @@ mod tests {
     #[test]
     fn ranges_stay_in_bounds_and_statuses_map() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let d = Directives {
-            delay: Some(parse_delay("10ms..20ms", CAP).unwrap()),
-            ..Default::default()
-        };
+        let d = set(&[(DELAY, "10ms..20ms")]);
         for _ in 0..1000 {
-            let delay = d.decide(&mut rng).delay;
+            let delay = d.decide(&Here::ANYWHERE, &mut rng).delay;
             assert!(delay >= Duration::from_millis(10) && delay <= Duration::from_millis(20));
         }
         let http = Decision {

@@ -92,6 +92,23 @@ pub(crate) enum Command {
         /// Replicas per Deployment.
         #[arg(long, default_value_t = 1)]
         replicas: u32,
+        /// Start each replica with --control (GET/PUT /control changes its
+        /// behaviour, readiness and liveness at run time; for test clusters).
+        #[arg(long)]
+        control: bool,
+    },
+    /// Show or change a running service's /control (it must run with
+    /// --control): `servicemock control localhost:8080 status=503@50% ready=false`;
+    /// `KEY=` clears a directive; `--reset` goes back to its flags.
+    Control {
+        /// The server: host:port, host (port 8080) or http://host:port.
+        addr: String,
+        /// Changes: delay=, status=, grpcStatus=, size=, reset= (directive
+        /// values, conditions included), ready=true|false, live=true|false.
+        changes: Vec<String>,
+        /// Back to the flags' defaults, ready and live.
+        #[arg(long, conflicts_with = "changes")]
+        reset: bool,
     },
     /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
     Health {
@@ -198,6 +215,12 @@ pub(crate) struct Tuning {
     /// Most calls one request's whole tree may make.
     #[arg(long, env = "SERVICEMOCK_MAX_HOPS", default_value_t = Limits::default().max_hops)]
     pub(crate) max_hops: usize,
+    /// Serve GET/PUT/DELETE /control: anyone who reaches the port may then
+    /// change this process's default behaviour, readiness and liveness at
+    /// run time (for outlier-detection and readiness experiments). Off by
+    /// default.
+    #[arg(long, env = "SERVICEMOCK_CONTROL")]
+    pub(crate) control: bool,
     /// How long in-flight requests may take to finish once the listener has
     /// closed (after SIGTERM and the drain delay, or after Ctrl-C).
     #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -246,30 +269,28 @@ pub(crate) struct BehaviorFlags {
 impl BehaviorFlags {
     pub(crate) fn directives(&self, max_delay: Duration) -> anyhow::Result<Directives> {
         let mut d = Directives::default();
-        if let Some(v) = &self.delay {
-            d.delay = Some(behavior::parse_delay(v, max_delay).context("--delay")?);
-        }
         if let Some(rate) = self.error_rate {
             anyhow::ensure!(
                 (0.0..=100.0).contains(&rate),
                 "--error-rate {rate}: a percentage from 0 to 100"
             );
-            d.status = Some(behavior::parse_status(&format!("503@{rate}%"))?);
-            d.grpc_status = Some(behavior::parse_grpc_status(&format!(
-                "UNAVAILABLE@{rate}%"
-            ))?);
+            d.set(behavior::STATUS, &format!("503@{rate}%"), max_delay)?;
+            d.set(
+                behavior::GRPC_STATUS,
+                &format!("UNAVAILABLE@{rate}%"),
+                max_delay,
+            )?;
         }
-        if let Some(v) = &self.status {
-            d.status = Some(behavior::parse_status(v).context("--status")?);
-        }
-        if let Some(v) = &self.grpc_status {
-            d.grpc_status = Some(behavior::parse_grpc_status(v).context("--grpc-status")?);
-        }
-        if let Some(v) = &self.size {
-            d.size = Some(behavior::parse_size(v).context("--size")?);
-        }
-        if let Some(v) = &self.reset_rate {
-            d.reset = Some(behavior::parse_reset(v).context("--reset-rate")?);
+        for (flag, name, value) in [
+            ("--delay", behavior::DELAY, &self.delay),
+            ("--status", behavior::STATUS, &self.status),
+            ("--grpc-status", behavior::GRPC_STATUS, &self.grpc_status),
+            ("--size", behavior::SIZE, &self.size),
+            ("--reset-rate", behavior::RESET, &self.reset_rate),
+        ] {
+            if let Some(v) = value {
+                d.set(name, v, max_delay).context(flag)?;
+            }
         }
         Ok(d)
     }
@@ -295,6 +316,7 @@ impl Tuning {
                 idle_timeout: self.idle_timeout,
                 max_connections: self.max_connections,
             },
+            control: self.control,
         }
     }
 

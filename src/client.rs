@@ -19,6 +19,12 @@ pub enum ClientError {
     Path { path: String, problem: String },
     #[error("cannot reach {addr}: {cause}")]
     Unreachable { addr: String, cause: String },
+    #[error("{addr} answered {status}: {said}")]
+    Refused {
+        addr: String,
+        status: String,
+        said: String,
+    },
 }
 
 pub use crate::report::View;
@@ -190,6 +196,61 @@ pub async fn health(addr: &str, timeout: Duration) -> Result<(), ClientError> {
         Err(ClientError::Unreachable {
             addr: authority,
             cause: format!("/health answered {}", response.status()),
+        })
+    }
+}
+
+/// What `servicemock control` asks of a service's `/control`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Show the state.
+    Show,
+    /// Change these keys (`status=503`, `ready=false`, `delay=` clears).
+    Change(Vec<(String, String)>),
+    /// Back to the flags' defaults, ready and live.
+    Reset,
+}
+
+/// Sends `request` to `addr`'s `/control` and returns the state it answers
+/// with (JSON), or what went wrong.
+pub async fn control(addr: &str, request: &ControlRequest) -> Result<String, ClientError> {
+    let authority = authority(addr)?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| unreachable(&authority, &e))?;
+    let url = format!("http://{authority}/control");
+    let builder = match request {
+        ControlRequest::Show => client.get(&url),
+        ControlRequest::Reset => client.delete(&url),
+        ControlRequest::Change(pairs) => {
+            let body: serde_json::Map<String, serde_json::Value> = pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect();
+            client
+                .put(&url)
+                .header("content-type", "application/json")
+                .body(serde_json::Value::Object(body).to_string())
+        }
+    };
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| unreachable(&authority, &e))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&authority, &e))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(ClientError::Refused {
+            addr: authority,
+            status: status.to_string(),
+            said: body.trim_end().to_owned(),
         })
     }
 }

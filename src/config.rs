@@ -80,6 +80,9 @@ pub struct Settings {
     pub max_report_size: usize,
     /// Bounds on inbound connections.
     pub connections: ConnectionLimits,
+    /// Whether `GET/PUT/DELETE /control` may change this process's
+    /// behaviour, readiness and liveness at run time (`--control`).
+    pub control: bool,
 }
 
 impl Default for Settings {
@@ -93,6 +96,7 @@ impl Default for Settings {
             grpc_details_budget: 8 * 1024,
             max_report_size: 4 * 1024 * 1024,
             connections: ConnectionLimits::default(),
+            control: false,
         }
     }
 }

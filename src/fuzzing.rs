@@ -89,7 +89,7 @@ pub fn directives(data: &[u8]) {
                 &headers,
                 std::time::Duration::from_secs(10),
             ) {
-                let _ = d.decide(&mut rand::rng());
+                let _ = d.decide(&crate::behavior::Here::ANYWHERE, &mut rand::rng());
             }
         }
     }

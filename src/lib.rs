@@ -42,6 +42,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod attempts;
 pub mod behavior;
 pub mod client;
 pub mod codes;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use cli::{Cli, Command, LogFormat, MeshArgs, ServeArgs};
-use servicemock::client;
+use servicemock::client::{self, ControlRequest};
 use servicemock::config::{local_host_name, Identity};
 use servicemock::exec::resolve::Resolver;
 use servicemock::exec::Executor;
@@ -130,18 +130,51 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
+        Command::Control {
+            addr,
+            changes,
+            reset,
+        } => {
+            let request = if reset {
+                ControlRequest::Reset
+            } else if changes.is_empty() {
+                ControlRequest::Show
+            } else {
+                let mut pairs = Vec::new();
+                for change in &changes {
+                    let Some((key, value)) = change.split_once('=') else {
+                        eprintln!("\"{change}\" is not a change: write KEY=VALUE, e.g. status=503 or ready=false");
+                        return Ok(ExitCode::from(2));
+                    };
+                    pairs.push((key.to_owned(), value.to_owned()));
+                }
+                ControlRequest::Change(pairs)
+            };
+            Ok(match client::control(&addr, &request).await {
+                Ok(state) => {
+                    print!("{state}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::Manifests {
             names,
             namespace,
             version,
             image,
             replicas,
+            control,
         } => {
             let options = ManifestOptions {
                 namespace,
                 version,
                 image,
                 replicas,
+                control,
             };
             print!("{}", manifests::render(&names, &options)?);
             Ok(ExitCode::SUCCESS)

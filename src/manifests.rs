@@ -16,6 +16,9 @@ pub struct ManifestOptions {
     pub version: String,
     pub image: String,
     pub replicas: u32,
+    /// Serve `/control` (`--control`), so each replica can be made sick,
+    /// unready or slow at run time.
+    pub control: bool,
 }
 
 impl Default for ManifestOptions {
@@ -25,6 +28,7 @@ impl Default for ManifestOptions {
             version: "v1".into(),
             image: "servicemock:latest".into(),
             replicas: 1,
+            control: false,
         }
     }
 }
@@ -75,6 +79,8 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
         .map(|ns| format!("\n  namespace: {ns}"))
         .unwrap_or_default();
     let termination = SHUTDOWN_GRACE_SECS + 5;
+    // Anyone who reaches the pod may then change it: for test clusters.
+    let control = if o.control { ", \"--control\"" } else { "" };
     let _ = write!(
         out,
         r#"# servicemock "{name}" ({version}): a Service and a Deployment.
@@ -132,7 +138,7 @@ spec:
         - name: servicemock
           image: {image}
           imagePullPolicy: IfNotPresent
-          args: ["--listen", "0.0.0.0:8080"]
+          args: ["--listen", "0.0.0.0:8080"{control}]
           ports:
             - name: http2
               containerPort: 8080

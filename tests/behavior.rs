@@ -197,11 +197,13 @@ async fn delay_size_and_reset() {
 
 #[tokio::test]
 async fn process_defaults_and_header_override() {
-    let defaults = Directives {
-        status: Some(behavior::parse_status("503").unwrap()),
-        delay: Some(behavior::parse_delay("30ms", Duration::from_secs(1)).unwrap()),
-        ..Default::default()
-    };
+    let mut defaults = Directives::default();
+    defaults
+        .set(behavior::STATUS, "503", Duration::from_secs(1))
+        .unwrap();
+    defaults
+        .set(behavior::DELAY, "30ms", Duration::from_secs(1))
+        .unwrap();
     let mesh = mesh_with_defaults(&["flaky"], defaults).await;
     let flaky = mesh.addr("flaky").unwrap();
     let (status, body) = get_with(flaky, "/", &[]).await;

@@ -69,6 +69,7 @@ fn normalize(text: &str) -> String {
             "failed to lookup address information: … ",
         ),
         (r" \*", ""),
+        (r"x-servicemock-call: \d+", "x-servicemock-call: N"),
     ];
     let mut text = text.to_owned();
     for (pattern, with) in rules {

@@ -12,6 +12,10 @@ use super::deadline::callee_budget;
 
 /// How many services the request has passed through before this one.
 pub const DEPTH_HEADER: &str = "x-servicemock-depth";
+/// A random number per hop call: a proxy's retry resends it, two calls of
+/// one plan never share it, so the callee can count attempts
+/// ([`crate::attempts`]) even when a plan calls one service twice.
+pub const CALL_HEADER: &str = "x-servicemock-call";
 /// Milliseconds left for the whole request, set on HTTP hops (gRPC hops use
 /// the standard `grpc-timeout`).
 pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";

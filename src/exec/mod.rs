@@ -27,11 +27,11 @@ use tokio::time::Instant;
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
-use crate::behavior::{Decision, DirectiveError, Directives, Injection};
+use crate::behavior::{Decision, DirectiveError, Directives, Here, Injection};
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
 use crate::report::{Forward, Forwards, InboundProtocol, Outcome, ParallelForward, Report};
-use context::{HopContext, DEPTH_HEADER, TIMEOUT_HEADER};
+use context::{HopContext, CALL_HEADER, DEPTH_HEADER, TIMEOUT_HEADER};
 use resolve::Resolver;
 
 /// What came back from one hop, before it is placed in the report.
@@ -223,6 +223,7 @@ impl Executor {
         &self,
         headers: &HeaderMap,
         defaults: &Directives,
+        here: &Here<'_>,
     ) -> Result<Admission, AdmissionError> {
         let settings = &self.inner.settings;
         let depth = context::inbound_depth(headers)?;
@@ -231,7 +232,8 @@ impl Executor {
         Ok(Admission {
             depth,
             budget,
-            decision: directives.decide(&mut rand::rng()),
+            decision: directives.decide(here, &mut rand::rng()),
+            attempt: here.attempt,
         })
     }
 
@@ -292,10 +294,12 @@ impl Executor {
             depth,
             budget,
             ref decision,
+            attempt,
         } = *admission;
         let (outbound, request_id) =
             context::outbound_headers(&inbound.headers, &self.inner.propagate);
         let mut report = base_report(identity, inbound, request_id);
+        report.attempt = attempt;
         let deadline = inbound.started + budget;
         let mut injected = decision.injected.clone();
         if !decision.delay.is_zero() {
@@ -375,6 +379,7 @@ impl Executor {
         };
         let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
         let mut report = base_report(identity, inbound, request_id);
+        report.attempt = admission.attempt;
         report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());
         Some(report)
@@ -437,6 +442,7 @@ impl Executor {
                 }
             }
             headers.insert(DEPTH_HEADER, HeaderValue::from(ctx.depth + 1));
+            headers.insert(CALL_HEADER, HeaderValue::from(rand::random::<u64>()));
             headers.insert(
                 TIMEOUT_HEADER,
                 HeaderValue::from(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
@@ -473,6 +479,11 @@ impl Executor {
             duration_ms: millis(start.elapsed()),
             error: result.error,
             answered_by: result.answered_by,
+            received_as: result
+                .response
+                .as_ref()
+                .filter(|r| !r.protocol.is_how(hop.protocol))
+                .map(|r| r.protocol.as_str().to_owned()),
             response: result.response.map(Box::new),
         }
     }
@@ -487,6 +498,8 @@ pub struct Admission {
     pub budget: Duration,
     /// What its behaviour directives drew.
     pub decision: Decision,
+    /// Which attempt of the request this is (1 for the first).
+    pub attempt: u32,
 }
 
 /// Why an inbound request's own headers were refused.
@@ -536,6 +549,7 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         injected: Vec::new(),
         padding: String::new(),
         timed_out: false,
+        attempt: 1,
     }
 }
 

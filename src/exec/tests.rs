@@ -101,6 +101,7 @@ async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
         depth: 0,
         budget,
         decision: Decision::default(),
+        attempt: 1,
     };
     executor
         .answer(&Identity::named("entry", "v1"), &plan, &inbound, &admission)
@@ -201,6 +202,7 @@ async fn a_delay_past_the_deadline_is_cut_there_and_said() {
             injected: vec![crate::behavior::Injection::Delay(Duration::from_secs(2))],
             ..Decision::default()
         },
+        attempt: 1,
     };
     let started = Instant::now();
     let report = executor

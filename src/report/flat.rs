@@ -34,6 +34,11 @@ pub struct Row {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// How the callee received it, when a proxy translated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_as: Option<String>,
+    /// Which attempt the answering service saw (1 for the first).
+    pub attempt: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub injected: Vec<String>,
 }
@@ -56,6 +61,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
         duration_ms: report.duration_ms,
         error: None,
         answered_by: None,
+        received_as: None,
+        attempt: report.attempt,
         injected: report.injected.clone(),
     }];
     // (report, its position); children pushed in reverse so they pop in order.
@@ -84,6 +91,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
                         duration_ms: hop.duration_ms,
                         error: hop.error.clone(),
                         answered_by: hop.answered_by.clone(),
+                        received_as: hop.received_as.clone(),
+                        attempt: who.map_or(0, |r| r.attempt),
                         injected: who.map(|r| r.injected.clone()).unwrap_or_default(),
                     },
                     who.map(|r| (r, here)),

@@ -138,6 +138,9 @@ pub struct Report {
     /// its caller names this hop as the `timeout`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
+    /// Which attempt of the request this answered: 1 for the first, 2 for
+    /// the first retry ([`crate::attempts`]).
+    pub attempt: u32,
 }
 
 /// The hop groups of a report. A report received from downstream keeps its
@@ -286,6 +289,11 @@ pub struct Forward {
     /// with what it said about itself. Absent when a servicemock answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// How the called service says the request reached it, when that
+    /// differs from how it was sent: a proxy between them translated it
+    /// (HTTP/1.1 sent, `h2c` received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_as: Option<String>,
     /// The called service's own report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Box<Report>>,
@@ -391,6 +399,19 @@ impl InboundProtocol {
             InboundProtocol::H2c => "h2c",
             InboundProtocol::Grpc => "grpc",
         }
+    }
+
+    /// Whether a request sent over `sent` arrives as this: false when a
+    /// proxy on the way translated it (HTTP/1.1 in, HTTP/2 out).
+    pub fn is_how(self, sent: Protocol) -> bool {
+        matches!(
+            (sent, self),
+            (
+                Protocol::Http,
+                InboundProtocol::Http11 | InboundProtocol::Http10
+            ) | (Protocol::H2c, InboundProtocol::H2c)
+                | (Protocol::Grpc, InboundProtocol::Grpc)
+        )
     }
 
     /// How an HTTP request (not a gRPC call) of this version arrived.

@@ -68,6 +68,7 @@ impl From<&Report> for pb::CallResponse {
             injected: r.injected.clone(),
             padding: r.padding.clone(),
             timed_out: r.timed_out,
+            attempt: r.attempt,
         }
     }
 }
@@ -82,6 +83,7 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
         duration_ms: f.duration_ms,
         error: f.error.clone().unwrap_or_default(),
         answered_by: f.answered_by.clone().unwrap_or_default(),
+        received_as: f.received_as.clone().unwrap_or_default(),
         response: f.response.as_deref().map(pb::CallResponse::from),
     }
 }
@@ -125,6 +127,7 @@ impl From<pb::CallResponse> for Report {
             injected: r.injected,
             padding: r.padding,
             timed_out: r.timed_out,
+            attempt: r.attempt,
         }
     }
 }
@@ -151,6 +154,7 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
         duration_ms: f.duration_ms,
         error,
         answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
+        received_as: (!f.received_as.is_empty()).then_some(f.received_as),
         response: f.response.map(|r| Box::new(Report::from(r))),
     }
 }

@@ -9,9 +9,14 @@ use super::{Forward, Report};
 /// Renders the whole cascade below `report`.
 pub fn render_tree(report: &Report) -> String {
     let mut out = String::new();
+    let attempt = if report.attempt > 1 {
+        format!("  attempt {}", report.attempt)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} {}  {}  {}  {}",
+        "{} {}  {}  {}  {}{attempt}",
         sanitize(&report.service),
         sanitize(&report.version),
         report.protocol,
@@ -116,13 +121,20 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
             .to_owned(),
     };
     let status = hop.status.map_or("-".to_owned(), |s| s.to_string());
+    // Sent one way, received another: a proxy translated it (`http→h2c`).
+    let protocol = match &hop.received_as {
+        Some(received) => format!("{}→{}", hop.protocol, sanitize(received)),
+        None => hop.protocol.as_str().to_owned(),
+    };
     let mut line = format!(
-        "{:<5} {}  {status} {}  {}{mark}",
-        hop.protocol.as_str(),
+        "{protocol:<5} {}  {status} {}  {}{mark}",
         sanitize(&who),
         hop.result,
         ms(hop.duration_ms)
     );
+    if let Some(attempt) = hop.response.as_ref().map(|r| r.attempt).filter(|a| *a > 1) {
+        let _ = write!(line, "  attempt {attempt}");
+    }
     if let Some(injected) = hop.response.as_ref().filter(|r| !r.injected.is_empty()) {
         let _ = write!(line, "  [{}]", sanitize(&injected.injected.join(", ")));
     }

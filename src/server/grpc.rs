@@ -32,14 +32,31 @@ use crate::report::{trim, Report};
 #[derive(Clone)]
 pub struct Health(HealthReporter);
 
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Health")
+    }
+}
+
 impl Health {
     /// Reports NOT_SERVING for the server and for MockService.
     pub async fn set_not_serving(&self) {
+        self.set(false).await;
+    }
+
+    /// Reports SERVING or NOT_SERVING for the server and for MockService.
+    pub async fn set(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.0.set_service_status("", status).await;
         self.0
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        self.0
-            .set_not_serving::<MockServiceServer<GrpcMockService>>()
+            .set_service_status(
+                <MockServiceServer<GrpcMockService> as tonic::server::NamedService>::NAME,
+                status,
+            )
             .await;
     }
 }
@@ -102,10 +119,10 @@ impl MockService for GrpcMockService {
     ) -> Result<tonic::Response<pb::CallResponse>, Status> {
         let service = &*self.service;
         let limits = service.executor.settings().limits;
-        let (metadata, _, message) = request.into_parts();
+        let (metadata, extensions, message) = request.into_parts();
         let headers = metadata.into_headers();
         let refused = |r: Refused| refusal(service, r);
-        let admission = pipeline::admit(service, &headers).map_err(refused)?;
+        let admission = pipeline::admit(service, &headers, extensions.get()).map_err(refused)?;
         let plan = plan_from_request(&message, &limits);
         let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
         let inbound = Inbound::new(

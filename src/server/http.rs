@@ -26,6 +26,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/control", axum::routing::any(super::control::handle))
         .route("/ui", get(ui))
         .route("/ui/", get(|| async { Redirect::permanent("../ui") }))
         .fallback(planner)
@@ -43,13 +44,25 @@ async fn ui() -> Html<&'static str> {
     Html(include_str!("ui.html"))
 }
 
-async fn health() -> &'static str {
-    "ok\n"
+async fn health(State(service): State<Arc<Service>>) -> (StatusCode, &'static str) {
+    if service.control.live() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not live (set by /control)\n",
+        )
+    }
 }
 
 async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str) {
     if service.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if !service.control.ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready (set by /control)\n",
+        )
     } else {
         (StatusCode::OK, "ready\n")
     }
@@ -72,7 +85,7 @@ async fn planner(State(service): State<Arc<Service>>, request: Request) -> Respo
     }
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let limits = service.executor.settings().limits;
-    let admission = match pipeline::admit(&service, &parts.headers) {
+    let admission = match pipeline::admit(&service, &parts.headers, parts.extensions.get()) {
         Ok(a) => a,
         Err(refused) => return refusal(refused, View::Json),
     };

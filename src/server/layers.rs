@@ -2,18 +2,20 @@
 //! first: [`count`] (in-flight gauge, and every request counted and timed by
 //! protocol, route class and status), [`shed`] (over `--max-concurrent`
 //! answer 503 / RESOURCE_EXHAUSTED at once instead of queueing; probes,
-//! metrics and gRPC health are never shed) and [`reset_directive`]
-//! (`x-mock-reset` / `--reset-rate` drop the connection). Each is a plain
+//! metrics and gRPC health are never shed) and [`attempt_and_reset`]
+//! (which attempt a plan's request is; `x-mock-reset` / `--reset-rate`
+//! drop the connection). Each is a plain
 //! axum middleware function over the service's state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{is_grpc, Service};
-use crate::behavior::{self, Directives};
+use crate::behavior::{self, Directives, Here};
 use crate::metrics::Refusal;
 use crate::report::InboundProtocol;
 
@@ -60,18 +62,44 @@ pub(super) async fn shed(
     }
 }
 
-/// Drops the connection when `x-mock-reset` (or `--reset-rate`) draws so.
-pub(super) async fn reset_directive(
+/// For a request that runs a plan: counts which attempt it is (kept in the
+/// request's extensions for the pipeline), and drops the connection when
+/// `x-mock-reset` (or `--reset-rate`) draws so for this attempt here.
+pub(super) async fn attempt_and_reset(
     State(service): State<Arc<Service>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if wants_reset(&request, &service.defaults) {
+    let grpc = is_grpc(&request);
+    let path = request.uri().path();
+    let runs_plan = if grpc {
+        path == CALL_PATH
+    } else {
+        route_class(false, path) == "plan"
+    };
+    if !runs_plan {
+        return next.run(request).await;
+    }
+    let line = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let attempt = service.attempts.observe(request.headers(), &line);
+    request.extensions_mut().insert(attempt);
+    if wants_reset(
+        &request,
+        &service.control.defaults(),
+        &service.here(attempt.number),
+    ) {
         service.metrics.reset();
         return reset();
     }
     next.run(request).await
 }
+
+/// The path of `servicemock.v1.MockService/Call`.
+const CALL_PATH: &str = "/servicemock.v1.MockService/Call";
 
 /// Whether a request is a probe or a scrape, which load shedding spares:
 /// `/health`, `/ready`, `/metrics` and gRPC health.
@@ -79,7 +107,7 @@ fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
     if grpc {
         path.starts_with("/grpc.health.v1.Health/")
     } else {
-        matches!(route, "health" | "ready" | "metrics")
+        matches!(route, "health" | "ready" | "metrics" | "control")
     }
 }
 
@@ -90,6 +118,7 @@ fn route_class(grpc: bool, path: &str) -> &'static str {
         "/health" => "health",
         "/ready" => "ready",
         "/metrics" => "metrics",
+        "/control" => "control",
         p if p == "/ui" || p.starts_with("/ui/") => "ui",
         _ => "plan",
     }
@@ -123,15 +152,16 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
 
 /// Whether `x-mock-reset` (or `--reset-rate`) drops this request. A bad
 /// value does not reset; the handlers refuse it with 400/INVALID_ARGUMENT.
-fn wants_reset(request: &Request, defaults: &Directives) -> bool {
-    let rate = match request.headers().get(behavior::RESET) {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|t| behavior::parse_reset(t.trim()).ok()),
-        None => defaults.reset,
+fn wants_reset(request: &Request, defaults: &Directives, here: &Here<'_>) -> bool {
+    let mut given = Directives::default();
+    let directives = match request.headers().get(behavior::RESET) {
+        Some(v) => match v.to_str() {
+            Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
+            _ => return false,
+        },
+        None => defaults,
     };
-    behavior::decide_reset(rate, &mut rand::rng())
+    directives.decide_reset(here, &mut rand::rng())
 }
 
 /// An answer whose body fails at once: hyper aborts the connection

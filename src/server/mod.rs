@@ -9,6 +9,7 @@
 //! one [`pipeline`]. Shutdown drains, then is graceful and bounded
 //! ([`shutdown`]).
 
+pub mod control;
 mod grpc;
 mod http;
 mod layers;
@@ -28,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::Service as _;
 
-use crate::behavior::Directives;
+use crate::attempts::Attempts;
+use crate::behavior::{Directives, Here};
 use crate::config::Identity;
 use crate::exec::context::DEPTH_HEADER;
 use crate::exec::Executor;
@@ -41,8 +43,11 @@ use crate::report::Report;
 pub struct Service {
     pub identity: Identity,
     pub executor: Executor,
-    /// Process-wide behaviour defaults (`--delay`, `--status`, ...).
-    pub defaults: Directives,
+    /// Process-wide behaviour defaults (`--delay`, `--status`, ...), and
+    /// readiness and liveness, as `/control` may change them.
+    pub control: control::Control,
+    /// Which attempt each request is (for `@first=N`).
+    pub attempts: Attempts,
     pub metrics: Metrics,
     draining: AtomicBool,
     in_flight: Arc<Semaphore>,
@@ -52,10 +57,12 @@ impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
         crate::wire::allow_hops(executor.settings().limits.max_hops);
+        let control = control::Control::new(executor.settings().control, defaults);
         Arc::new(Service {
             identity,
             executor,
-            defaults,
+            control,
+            attempts: Attempts::default(),
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(limit)),
@@ -65,6 +72,17 @@ impl Service {
     /// Whether shutdown has begun (readiness answers 503 from then on).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// This service answering `attempt`: what directive conditions
+    /// (`@version=`, `@first=`) are checked against.
+    pub fn here(&self, attempt: u32) -> Here<'_> {
+        Here {
+            service: &self.identity.service,
+            version: &self.identity.version,
+            pod: &self.identity.host,
+            attempt,
+        }
     }
 }
 
@@ -94,10 +112,12 @@ pub fn is_grpc(request: &Request) -> bool {
 /// The whole application for one service: gRPC and HTTP behind one router.
 pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
     let (grpc_router, health) = grpc::router(service.clone()).await;
+    service.control.attach_health(health.clone());
     let http_router = http::router(service.clone());
     let planner_router = http::planner_router(service.clone());
     // Steering is the router's one job; counting, shedding and the reset
-    // directive are layers around it (outermost first: count, shed, reset).
+    // directive are layers around it (outermost first: count, shed,
+    // attempt and reset).
     let steer = tower::service_fn(move |request: Request| {
         // Requests from another servicemock (they carry the depth header)
         // always reach the planner, so a remainder such as `/health` or
@@ -113,7 +133,10 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
     });
     let app = Router::new()
         .fallback_service(steer)
-        .layer(from_fn_with_state(service.clone(), layers::reset_directive))
+        .layer(from_fn_with_state(
+            service.clone(),
+            layers::attempt_and_reset,
+        ))
         .layer(from_fn_with_state(service.clone(), layers::shed))
         .layer(from_fn_with_state(service, layers::count));
     (app, health)

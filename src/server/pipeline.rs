@@ -5,6 +5,9 @@
 
 use http::HeaderMap;
 
+use crate::attempts::Attempt;
+use crate::behavior::Injection;
+
 use super::Service;
 use crate::exec::context::trace_id;
 use crate::exec::{injected_failure, Admission, Inbound};
@@ -55,15 +58,30 @@ pub(super) enum Verdict {
     TimedOut,
 }
 
-/// Reads what the request's headers ask (depth, time, behaviour).
-pub(super) fn admit(service: &Service, headers: &HeaderMap) -> Result<Admission, Refused> {
-    service
+/// Reads what the request's headers ask (depth, time, behaviour), for
+/// this service answering `attempt` (counted by the layers).
+pub(super) fn admit(
+    service: &Service,
+    headers: &HeaderMap,
+    attempt: Option<&Attempt>,
+) -> Result<Admission, Refused> {
+    let attempt = attempt.copied().unwrap_or_default();
+    let control = &service.control;
+    let mut admission = service
         .executor
-        .admit(headers, &service.defaults)
+        .admit(headers, &control.defaults(), &service.here(attempt.number))
         .map_err(|e| {
             service.metrics.refused(Refusal::BadRequest);
             Refused::bad(e, "metadata")
-        })
+        })?;
+    admission.attempt = attempt.number;
+    if !control.ready() {
+        admission.decision.injected.push(Injection::NotReady);
+    }
+    if !control.live() {
+        admission.decision.injected.push(Injection::NotLive);
+    }
+    Ok(admission)
 }
 
 /// Checks a plan the edge read (`plan`) against the size and depth limits,
