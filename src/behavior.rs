@@ -169,13 +169,15 @@ impl Only {
                 "service" => &mut only.service,
                 "version" => &mut only.version,
                 "pod" => &mut only.pod,
-                _ => return Err(error(
-                    header,
-                    text,
-                    format!(
+                _ => {
+                    return Err(error(
+                        header,
+                        text,
+                        format!(
                         "unknown condition @{key}= (known: @first=N, @service=, @version=, @pod=)"
                     ),
-                )),
+                    ))
+                }
             };
             if slot.replace(value.to_owned()).is_some() {
                 return Err(error(header, text, format!("@{key} is given twice")));

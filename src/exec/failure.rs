@@ -57,10 +57,24 @@ fn innermost_text(error: &(dyn Error + 'static)) -> String {
     current.to_string()
 }
 
+/// What proxies write in the answers they make themselves: Envoy's local
+/// replies and HAProxy's default error pages.
+const PROXY_PHRASES: [&[u8]; 7] = [
+    b"no healthy upstream",
+    b"upstream connect error or disconnect/reset before headers",
+    b"upstream request timeout",
+    b"No server is available to handle this request",
+    b"The server didn't respond in time",
+    b"The server returned an invalid or incomplete response",
+    b"<h1>503 Service Unavailable</h1>",
+];
+
 /// Who made an answer that is not a servicemock report: a proxy when it
-/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, HAProxy's
-/// error pages), something else otherwise, with its `server` header.
-pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
+/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, the local
+/// replies of Envoy and HAProxy), something else otherwise, with its
+/// `server` header. A gRPC call answered without a gRPC content type was
+/// answered by something between (gRPC servers always set it).
+pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8], grpc: bool) -> String {
     let server = headers
         .get(http::header::SERVER)
         .and_then(|v| v.to_str().ok())
@@ -76,16 +90,32 @@ pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8]) -> String {
         })
         .collect();
     let server_word = server.as_deref().unwrap_or("").to_ascii_lowercase();
-    let haproxy_page = body
-        .windows(b"No server is available".len())
-        .any(|w| w == b"No server is available");
+    let local_reply = PROXY_PHRASES
+        .iter()
+        .any(|phrase| body.windows(phrase.len()).any(|w| w == *phrase));
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_ascii_lowercase());
+    let not_grpc = grpc
+        && content_type
+            .as_deref()
+            .is_some_and(|ct| !ct.starts_with(b"application/grpc"));
     let is_proxy = !envoy.is_empty()
         || server_word.contains("envoy")
         || server_word.contains("haproxy")
-        || haproxy_page;
+        || local_reply
+        || not_grpc;
     let mut said = Vec::new();
     if let Some(server) = server {
         said.push(format!("server: {server}"));
+    }
+    if not_grpc {
+        if let Some(ct) = &content_type {
+            said.push(format!(
+                "content-type: {}",
+                crate::report::text::sanitize(&String::from_utf8_lossy(ct))
+            ));
+        }
     }
     said.extend(envoy);
     let kind = if is_proxy { "proxy" } else { "other" };

@@ -159,6 +159,9 @@ impl GrpcClients {
         let mut request = tonic::Request::new(request);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
         request.set_timeout(timer);
+        let channel = tower::ServiceBuilder::new()
+            .map_response(status_from_http)
+            .service(channel);
         let mut client = MockServiceClient::new(channel).max_decoding_message_size(room);
         match tokio::time::timeout(timer, client.call(request)).await {
             Err(elapsed) => HopResult::transport(&elapsed, to, timer),
@@ -209,6 +212,36 @@ impl GrpcClients {
     }
 }
 
+/// An answer to a gRPC call that is not gRPC — a proxy's own `503` page, a
+/// `504` from a route timeout — gets the status gRPC's HTTP mapping gives
+/// it (503 → UNAVAILABLE, 504 → UNAVAILABLE, 404 → UNIMPLEMENTED, ...), as
+/// the gRPC spec asks of clients, instead of the body being decoded as gRPC
+/// messages. Its headers stay, for [`answered_by`](super::failure::answered_by).
+fn status_from_http(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let grpc_content = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let status = response.status();
+    if (status == http::StatusCode::OK && grpc_content)
+        || response.headers().contains_key("grpc-status")
+    {
+        return response;
+    }
+    let code = crate::codes::grpc_code_for_http(status.as_u16());
+    let code = if code == 0 { 2 } else { code };
+    let headers = response.headers_mut();
+    headers.insert("grpc-status", http::HeaderValue::from(code));
+    if let Ok(message) = http::HeaderValue::from_str(&format!("not a gRPC answer: HTTP {status}")) {
+        headers.insert("grpc-message", message);
+    }
+    *response.status_mut() = http::StatusCode::OK;
+    *response.body_mut() = tonic::body::Body::empty();
+    response
+}
+
 /// Turns a failed call into a hop result, telling a transport failure (no
 /// answer), a downstream servicemock's failure (its report in the details)
 /// and a status made by something else (a proxy) apart.
@@ -241,7 +274,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
     }
     let mut headers = status.metadata().clone().into_headers();
     headers.remove("grpc-status-details-bin");
-    let who = super::failure::answered_by(&headers, text.as_bytes());
+    let who = super::failure::answered_by(&headers, text.as_bytes(), true);
     HopResult {
         status: Some(code),
         outcome: if status.code() == tonic::Code::DeadlineExceeded {

@@ -152,7 +152,7 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize)
             HopResult::from_failed_report(code, format!("answered {status_text}"), report)
         }
         Err(why) => {
-            let who = super::failure::answered_by(&parts.headers, body);
+            let who = super::failure::answered_by(&parts.headers, body, false);
             let outcome = if status.is_success() {
                 Outcome::BadAnswer
             } else {

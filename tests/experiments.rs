@@ -1,0 +1,548 @@
+//! Mesh experiments behind a real proxy: HAProxy (from Debian) plays the
+//! sidecar between servicemocks — it speaks HTTP/2 to the upstream (`proto
+//! h2`, as Istio does for an `http2` port), retries (`retry-on`), times out,
+//! balances with weights, health-checks `/ready`, and answers 503 or 504
+//! itself. The tests show from curl, grpcurl, grpcio and tonic that the tree
+//! tells the truth about all of it: the translation, who made an answer,
+//! which attempt got through, which replica a fault was aimed at.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use servicemock::config::Settings;
+use servicemock::mesh::Mesh;
+use servicemock::report::{Forward, Report};
+
+/// A servicemock named `name` reporting `version`, with `/control` on.
+async fn replica(name: &str, version: &str) -> Mesh {
+    let mut options = options(Settings {
+        control: true,
+        ..Settings::default()
+    });
+    options.version = version.to_owned();
+    Mesh::start(&[name.to_owned()], options)
+        .await
+        .expect("replica starts")
+}
+
+/// A free loopback port (bound, then let go for HAProxy to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How HAProxy treats the upstream servers of its one backend.
+#[derive(Default)]
+struct Proxy<'a> {
+    /// Upstream servers and their weights.
+    servers: &'a [(SocketAddr, u32)],
+    /// `retry-on 503` with this many retries (3 attempts: 2).
+    retries: Option<u32>,
+    /// `timeout server`, in milliseconds (default 10 s).
+    server_timeout_ms: Option<u64>,
+    /// Health-check `GET /ready` every 100 ms.
+    check_ready: bool,
+}
+
+/// HAProxy on a loopback port, stopped when dropped.
+struct HaProxy {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Proxy<'_> {
+    /// The configuration: one frontend (HTTP/1.1 and h2c on one port, as
+    /// HAProxy tells them apart), one backend speaking h2 to the servers.
+    fn config(&self, port: u16) -> String {
+        let mut backend = String::from("  balance roundrobin\n");
+        // As Envoy does: a request id for requests that come without one,
+        // kept by every retry.
+        backend.push_str(
+            "  http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }\n",
+        );
+        if let Some(retries) = self.retries {
+            backend.push_str(&format!(
+                "  retry-on 503\n  retries {retries}\n  option redispatch 0\n"
+            ));
+        }
+        if self.check_ready {
+            backend.push_str("  option httpchk GET /ready\n");
+        }
+        for (i, (addr, weight)) in self.servers.iter().enumerate() {
+            let check = if self.check_ready {
+                " check inter 100ms fall 1 rise 1"
+            } else {
+                ""
+            };
+            backend.push_str(&format!(
+                "  server s{i} {addr} proto h2 weight {weight}{check}\n"
+            ));
+        }
+        format!(
+            "global\n  maxconn 512\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server {}ms\n  timeout check 1s\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n{backend}",
+            self.server_timeout_ms.unwrap_or(10_000)
+        )
+    }
+
+    /// Starts HAProxy in the foreground and waits until it listens.
+    async fn start(&self) -> HaProxy {
+        let haproxy = tool("haproxy");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("servicemock-haproxy-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, self.config(port)).unwrap();
+        let child = Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let proxy = HaProxy {
+            child,
+            addr,
+            _dir: TempDir(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy
+    }
+}
+
+/// curl's answer: status and body.
+async fn curl(url: String, headers: &[&str]) -> (u16, String) {
+    let curl = tool("curl");
+    let mut args = vec![
+        "-s".to_owned(),
+        "-g".to_owned(),
+        "-w".to_owned(),
+        "\n%{http_code}".to_owned(),
+    ];
+    for h in headers {
+        args.push("-H".into());
+        args.push((*h).to_owned());
+    }
+    args.push(url);
+    let out = tokio::task::spawn_blocking(move || Command::new(curl).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
+
+fn parse(body: &str) -> Report {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The one hop of a report.
+fn hop(report: &Report) -> &Forward {
+    report.forwards().next().expect("one hop")
+}
+
+/// The hop protocols a test runs over, with the status an upstream 503 has
+/// on each (gRPC maps HTTP 503 to UNAVAILABLE).
+const PROTOCOLS: [(&str, i32); 3] = [("http", 503), ("h2c", 503), ("grpc", 14)];
+
+#[ignore = "needs haproxy, curl and grpcurl: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn a_translating_proxy_shows_in_the_tree() {
+    let entry = replica("frontend", "v1").await;
+    let leaf = replica("reviews", "v1").await;
+    let proxy = Proxy {
+        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    let e = entry.addr("frontend").unwrap();
+    let p = proxy.addr;
+
+    // HTTP/1.1 sent, h2c received: the hop says so, and the tree marks it.
+    let (status, body) = curl(format!("http://{e}/@{p}/end"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let r = parse(&body);
+    let h = hop(&r);
+    assert_eq!(h.received_as.as_deref(), Some("h2c"), "{h:#?}");
+    assert_eq!(h.response.as_ref().unwrap().protocol, "h2c");
+    let (_, tree) = curl(format!("http://{e}/@{p}/end?view=tree"), &[]).await;
+    eprintln!("{tree}");
+    assert!(tree.contains("http→h2c reviews v1  200 ok"), "{tree}");
+
+    // h2c and gRPC hops arrive as sent: nothing to mark.
+    for (protocol, _) in &PROTOCOLS[1..] {
+        let (status, body) = curl(format!("http://{e}/@{protocol}:{p}/end"), &[]).await;
+        assert_eq!(status, 200, "{protocol}: {body}");
+        let r = parse(&body);
+        assert_eq!(hop(&r).received_as, None, "{protocol}: {r:#?}");
+        assert_eq!(hop(&r).response.as_ref().unwrap().service, "reviews");
+    }
+
+    // curl straight to the proxy: the service says it got h2c.
+    let (status, body) = curl(format!("http://{p}/x"), &[]).await;
+    assert_eq!((status, parse(&body).protocol.as_str()), (200, "h2c"));
+
+    // grpcurl through the proxy: reflection and the call both pass it.
+    let grpcurl = grpcurl();
+    let target = p.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(grpcurl)
+            .args(["-plaintext", "-d", r#"{"path": "/x"}"#])
+            .args([
+                "-max-time",
+                "20",
+                &target,
+                "servicemock.v1.MockService/Call",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["service"], "reviews");
+    assert_eq!(answer["protocol"], "grpc");
+    assert_eq!(answer["attempt"], 1);
+}
+
+#[ignore = "needs haproxy and curl: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn answers_the_proxy_made_are_attributed_to_the_proxy() {
+    let entry = replica("frontend", "v1").await;
+    let leaf = replica("reviews", "v1").await;
+    let e = entry.addr("frontend").unwrap();
+    // Nobody behind it: HAProxy answers 503 itself.
+    let nobody = Proxy {
+        servers: &[(closed_port().await, 1)],
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    // A slow upstream: HAProxy gives up after 300 ms and answers 504.
+    let impatient = Proxy {
+        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        server_timeout_ms: Some(300),
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    for (protocol, unavailable) in PROTOCOLS {
+        let path = format!("/@{protocol}:{}/end", nobody.addr);
+        let (status, body) = curl(format!("http://{e}{path}"), &[]).await;
+        assert_eq!(status, 502, "{protocol}: {body}");
+        let r = parse(&body);
+        let h = hop(&r);
+        assert_eq!(
+            (h.result.as_str(), h.status),
+            ("status", Some(unavailable)),
+            "{protocol}: {h:#?}"
+        );
+        assert!(h.response.is_none(), "no servicemock answered: {h:#?}");
+        let by = h.answered_by.as_deref().unwrap_or_default();
+        assert!(
+            by.starts_with("proxy"),
+            "{protocol}: answered by {by:?}: {h:#?}"
+        );
+
+        let path = format!("/@{protocol}:{}[x-mock-delay=2s]/end", impatient.addr);
+        let (status, body) = curl(format!("http://{e}{path}"), &[]).await;
+        assert_eq!(status, 502, "{protocol}: {body}");
+        let r = parse(&body);
+        let h = hop(&r);
+        let timeout_status = if protocol == "grpc" { unavailable } else { 504 };
+        assert_eq!(h.status, Some(timeout_status), "{protocol}: {h:#?}");
+        assert!(
+            h.answered_by
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("proxy"),
+            "{protocol}: {h:#?}"
+        );
+        assert!(
+            h.duration_ms < 1500.0,
+            "the proxy's timeout answered, not the delay: {h:#?}"
+        );
+    }
+    // The text tree names the proxy on the right hop.
+    let (_, tree) = curl(format!("http://{e}/@{}/end?view=tree", nobody.addr), &[]).await;
+    eprintln!("{tree}");
+    let line = tree.lines().nth(1).unwrap();
+    assert!(
+        line.contains("503 status") && line.contains("answered by proxy"),
+        "{tree}"
+    );
+}
+
+#[ignore = "needs haproxy, curl and the test virtualenv: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn a_retry_policy_of_three_gets_past_503_at_first_2() {
+    let entry = replica("frontend", "v1").await;
+    let leaf = replica("reviews", "v1").await;
+    let proxy = Proxy {
+        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        retries: Some(2),
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    let e = entry.addr("frontend").unwrap();
+    let p = proxy.addr;
+    // HTTP/1.1 and h2c hops through the retrying proxy, every time.
+    for protocol in ["http", "h2c"] {
+        for _ in 0..5 {
+            let path = format!("/@{protocol}:{p}[x-mock-status=503@first=2]/end");
+            let (status, body) = curl(format!("http://{e}{path}"), &[]).await;
+            assert_eq!(status, 200, "{protocol}: {body}");
+            let r = parse(&body);
+            let answered = hop(&r).response.as_ref().unwrap();
+            assert_eq!(answered.attempt, 3, "{protocol}: {r:#?}");
+            assert!(answered.injected.is_empty(), "{r:#?}");
+        }
+    }
+    // The tree shows it.
+    let (_, tree) = curl(
+        format!("http://{e}/@{p}[x-mock-status=503@first=2]/end?view=tree"),
+        &[],
+    )
+    .await;
+    eprintln!("{tree}");
+    assert!(
+        tree.contains("200 ok") && tree.contains("attempt 3"),
+        "{tree}"
+    );
+    // curl straight to the proxy: the proxy's request id marks the retries.
+    let (status, body) = curl(format!("http://{p}/x"), &["x-mock-status: 503@first=2"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body).attempt, 3);
+    // Two retries are not enough for @first=3: the third 503 comes back.
+    let (status, body) = curl(format!("http://{p}/x"), &["x-mock-status: 503@first=3"]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(parse(&body).attempt, 3);
+
+    // gRPC: a grpcio client with a retry policy of 3 attempts, through the
+    // proxy; it says which attempt this is in grpc-previous-rpc-attempts.
+    for target in [p, leaf.addr("reviews").unwrap()] {
+        let seen = python_json(
+            "retrying_call.py",
+            vec![
+                target.to_string(),
+                "/x".into(),
+                "x-mock-status=503@first=2".into(),
+            ],
+        )
+        .await;
+        assert_eq!(seen["code"], "OK", "{seen}");
+        assert_eq!(seen["response"]["attempt"], 3, "{seen}");
+    }
+}
+
+#[ignore = "needs haproxy and curl: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn a_fault_aimed_at_v2_behind_a_50_50_split_fails_only_v2() {
+    let entry = replica("frontend", "v1").await;
+    let v1 = replica("reviews", "v1").await;
+    let v2 = replica("reviews", "v2").await;
+    let proxy = Proxy {
+        servers: &[
+            (v1.addr("reviews").unwrap(), 50),
+            (v2.addr("reviews").unwrap(), 50),
+        ],
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    let e = entry.addr("frontend").unwrap();
+    for (protocol, unavailable) in PROTOCOLS {
+        let (mut ok_v1, mut failed_v2) = (0, 0);
+        for _ in 0..20 {
+            let path = format!(
+                "/@{protocol}:{}[x-mock-status=503@version=v2]/end",
+                proxy.addr
+            );
+            let (status, body) = curl(format!("http://{e}{path}"), &[]).await;
+            let r = parse(&body);
+            let h = hop(&r);
+            let answered = h.response.as_ref().expect("a servicemock answered");
+            match answered.version.as_str() {
+                "v1" => {
+                    assert_eq!((status, h.result.as_str()), (200, "ok"), "{r:#?}");
+                    assert!(answered.injected.is_empty(), "nothing injected on v1");
+                    ok_v1 += 1;
+                }
+                "v2" => {
+                    assert_eq!((status, h.status), (502, Some(unavailable)), "{r:#?}");
+                    assert_eq!(answered.injected, ["status 503"]);
+                    failed_v2 += 1;
+                }
+                other => panic!("version {other}"),
+            }
+        }
+        assert!(
+            ok_v1 > 0 && failed_v2 > 0,
+            "{protocol}: v1 {ok_v1}, v2 {failed_v2}"
+        );
+    }
+}
+
+/// Which replica answered each of `n` calls through the proxy, and whether
+/// it failed.
+async fn who_answers(entry: SocketAddr, proxy: SocketAddr, n: usize) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (_, r) = report(entry, &format!("/@{proxy}/end")).await;
+        let h = hop(&r);
+        let who = h
+            .response
+            .as_ref()
+            .map_or("proxy".to_owned(), |r| r.version.clone());
+        out.push((who, h.error.is_some()));
+    }
+    out
+}
+
+#[ignore = "needs haproxy: scripts/test installs it and runs ignored tests"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_makes_one_of_two_replicas_sick_then_unready() {
+    let entry = replica("frontend", "v1").await;
+    let a = replica("reviews", "a").await;
+    let b = replica("reviews", "b").await;
+    let (a_addr, b_addr) = (a.addr("reviews").unwrap(), b.addr("reviews").unwrap());
+    let proxy = Proxy {
+        servers: &[(a_addr, 1), (b_addr, 1)],
+        check_ready: true,
+        ..Proxy::default()
+    }
+    .start()
+    .await;
+    let e = entry.addr("frontend").unwrap();
+    let control = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_servicemock"))
+            .arg("control")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let b_text = b_addr.to_string();
+
+    // b answers 503 from now on; a stays healthy.
+    let state = control(&[&b_text, "status=503"]);
+    assert_eq!(state["status"], "503");
+    let seen = who_answers(e, proxy.addr, 10).await;
+    assert!(seen.iter().any(|(v, _)| v == "b"), "{seen:?}");
+    for (who, failed) in &seen {
+        assert_eq!(*failed, who == "b", "only b fails: {seen:?}");
+    }
+    let (_, r) = report(b_addr, "/").await;
+    assert_eq!(r.injected, ["status 503"], "the answer says what is set");
+
+    // b not ready: /ready and gRPC health say so, the proxy's health check
+    // takes it out, every answer comes from a.
+    let state = control(&[&b_text, "status=", "ready=false"]);
+    assert_eq!(
+        (state["status"].is_null(), state["ready"].as_bool()),
+        (true, Some(false))
+    );
+    assert_eq!(get(b_addr, "/ready").await.0, 503);
+    let mut health = health_client(b_addr).await;
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        serving,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = who_answers(e, proxy.addr, 6).await;
+        if seen.iter().all(|(who, failed)| who == "a" && !failed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy kept sending to b: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, r) = report(b_addr, "/").await;
+    assert!(
+        r.injected.iter().any(|i| i.starts_with("not ready")),
+        "{r:#?}"
+    );
+
+    // Reset: b is back in the rotation.
+    let state = control(&[&b_text, "--reset"]);
+    assert_eq!(state["ready"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !who_answers(e, proxy.addr, 6)
+        .await
+        .iter()
+        .any(|(v, _)| v == "b")
+    {
+        assert!(Instant::now() < deadline, "b never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // /control is off unless asked for, and a bad change names the key.
+    let plain = mesh(&["plain"]).await;
+    let (status, body) = get(plain.addr("plain").unwrap(), "/control").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("--control"));
+    let response = client()
+        .put(format!("http://{b_addr}/control?status=700"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("not an HTTP status"));
+}
