@@ -478,6 +478,9 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
     }
     let (_, r) = report(b_addr, "/").await;
     assert_eq!(r.injected, ["status 503"], "the answer says what is set");
+    let answer = grpc_call(b_addr, "/").await;
+    assert_eq!(answer.code, tonic::Code::Unavailable, "{}", answer.message);
+    assert_eq!(answer.report.unwrap().injected, ["status 503"]);
 
     // b not ready: /ready and gRPC health say so, the proxy's health check
     // takes it out, every answer comes from a.
