@@ -74,6 +74,10 @@ pub(crate) enum Command {
         #[arg(long)]
         flat: bool,
     },
+    /// Drive a cascade with many calls and say what the mesh did, per position
+    /// of the tree; with --expect, test the shares seen (exit 0 pass, 1 fail,
+    /// 2 too few answers to judge).
+    Load(LoadArgs),
     /// Print Kubernetes manifests (Service + Deployment) for named services:
     /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
     Manifests {
@@ -116,6 +120,123 @@ pub(crate) enum Command {
         #[arg(default_value = "127.0.0.1:8080")]
         addr: String,
     },
+}
+
+#[derive(Args)]
+pub(crate) struct LoadArgs {
+    /// The service to call: host:port, host (port 8080) or http://host:port.
+    pub(crate) target: String,
+    /// The @-path the target runs, e.g. '/@service2/end' (not with --plan).
+    #[arg(required_unless_present = "plan")]
+    pub(crate) path: Option<String>,
+    /// A JSON CallRequest (as grpcurl -d takes it) instead of a path.
+    #[arg(long, conflicts_with = "path")]
+    pub(crate) plan: Option<std::path::PathBuf>,
+    /// Call the target over gRPC (servicemock.v1.MockService/Call).
+    #[arg(long, conflicts_with = "h2c")]
+    pub(crate) grpc: bool,
+    /// Call the target over HTTP/2 without TLS (prior knowledge).
+    #[arg(long)]
+    pub(crate) h2c: bool,
+    /// Workers (closed loop), or most calls in flight (with --qps).
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub(crate) connections: usize,
+    /// Calls to make (default 200 when -d is not given either).
+    #[arg(short = 'n', long)]
+    pub(crate) requests: Option<u64>,
+    /// How long to run.
+    #[arg(short = 'd', long, value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Open loop: calls per second, on a fixed schedule, timed from when
+    /// each was due.
+    #[arg(long)]
+    pub(crate) qps: Option<f64>,
+    /// Longest one call may take.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// A header on every call, 'name: value' (directives too: 'x-mock-status: 503@10%').
+    #[arg(short = 'H', long = "header")]
+    pub(crate) headers: Vec<String>,
+    /// Expected shares, tested: '[PLACE.]FIELD=VALUE:PERCENT,…', e.g.
+    /// 'service2.version=v1:90,v2:10' or 'status=200:90,503:10' (repeatable).
+    #[arg(long)]
+    pub(crate) expect: Vec<String>,
+    /// Confidence of the --expect tests, in percent.
+    #[arg(long, default_value_t = 99.0)]
+    pub(crate) confidence: f64,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl LoadArgs {
+    /// The run these arguments ask for, or what is wrong with them.
+    pub(crate) fn options(&self) -> anyhow::Result<servicemock::load::LoadOptions> {
+        use servicemock::plan::{check_hop_header, path, Protocol};
+        let limits = Limits::default();
+        let authority = servicemock::client::authority(&self.target)?;
+        let target = path::parse_target_text(&authority)
+            .map_err(|e| anyhow::anyhow!("target {:?}: {e}", self.target))?;
+        let plan = match (&self.plan, &self.path) {
+            (Some(file), _) => {
+                let body = std::fs::read(file)
+                    .with_context(|| format!("cannot read --plan {}", file.display()))?;
+                servicemock::plan::json::plan_from_json(&body, &limits)
+                    .with_context(|| format!("--plan {}", file.display()))?
+            }
+            (None, Some(p)) => {
+                let p = servicemock::client::request_path(p)?;
+                path::parse_path(&p, &limits)?
+            }
+            (None, None) => anyhow::bail!("give a path or --plan FILE"),
+        };
+        let mut headers = std::collections::BTreeMap::new();
+        for h in &self.headers {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))?;
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            check_hop_header(&name, value).map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
+            if name.starts_with("x-mock-") {
+                behavior::check_directive(&name, value)
+                    .map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
+            }
+            headers.insert(name, value.to_owned());
+        }
+        anyhow::ensure!(
+            (50.0..100.0).contains(&self.confidence),
+            "--confidence {}: a percentage from 50 to below 100",
+            self.confidence
+        );
+        anyhow::ensure!(self.connections >= 1, "-c: at least 1");
+        if let Some(qps) = self.qps {
+            anyhow::ensure!(qps > 0.0 && qps.is_finite(), "--qps {qps}: a positive rate");
+        }
+        let expectations = self
+            .expect
+            .iter()
+            .map(|e| servicemock::load::expect::Expectation::parse(e).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(servicemock::load::LoadOptions {
+            target,
+            protocol: if self.grpc {
+                Protocol::Grpc
+            } else if self.h2c {
+                Protocol::H2c
+            } else {
+                Protocol::Http
+            },
+            plan,
+            headers,
+            connections: self.connections,
+            requests: self.requests,
+            duration: self.duration,
+            qps: self.qps,
+            timeout: self.timeout,
+            expectations,
+            confidence: self.confidence / 100.0,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -274,12 +395,9 @@ impl BehaviorFlags {
                 (0.0..=100.0).contains(&rate),
                 "--error-rate {rate}: a percentage from 0 to 100"
             );
+            // One draw: 503 over HTTP, UNAVAILABLE (its gRPC mapping) over
+            // gRPC. Two independent draws would fail 19 % at --error-rate 10.
             d.set(behavior::STATUS, &format!("503@{rate}%"), max_delay)?;
-            d.set(
-                behavior::GRPC_STATUS,
-                &format!("UNAVAILABLE@{rate}%"),
-                max_delay,
-            )?;
         }
         for (flag, name, value) in [
             ("--delay", behavior::DELAY, &self.delay),

@@ -49,6 +49,7 @@ pub mod codes;
 pub mod config;
 pub mod exec;
 pub mod fuzzing;
+pub mod load;
 pub mod manifests;
 pub mod mesh;
 pub mod metrics;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 
-use cli::{Cli, Command, LogFormat, MeshArgs, ServeArgs};
+use cli::{Cli, Command, LoadArgs, LogFormat, MeshArgs, ServeArgs};
 use servicemock::client::{self, ControlRequest};
 use servicemock::config::{local_host_name, Identity};
 use servicemock::exec::resolve::Resolver;
@@ -161,6 +161,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             })
         }
+        Command::Load(args) => load(args).await,
         Command::Manifests {
             names,
             namespace,
@@ -180,6 +181,54 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `servicemock load`: the run, a live line on a terminal (plain lines
+/// otherwise), then the table or JSON; the exit code is the verdict.
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let options = args.options()?;
+    let what = format!(
+        "servicemock load {} {}{}",
+        args.target,
+        args.path.as_deref().unwrap_or("(--plan)"),
+        match options.protocol {
+            servicemock::plan::Protocol::Grpc => " over gRPC",
+            servicemock::plan::Protocol::H2c => " over h2c",
+            servicemock::plan::Protocol::Http => "",
+        }
+    );
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if terminal {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let line = bar.clone();
+    let run = servicemock::load::run(options, move |progress| {
+        if terminal {
+            line.set_message(progress.to_string());
+        } else {
+            eprintln!("load: {progress}");
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", servicemock::load::render::json(&run));
+    } else {
+        print!("{}", servicemock::load::render::table(&run, &what));
+    }
+    use servicemock::load::expect::Verdict;
+    let verdicts: Vec<Verdict> = run.judgements.iter().map(|j| j.verdict).collect();
+    Ok(if verdicts.contains(&Verdict::Fail) {
+        ExitCode::from(1)
+    } else if verdicts.contains(&Verdict::CannotJudge) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -407,6 +407,22 @@ impl Executor {
         forwards
     }
 
+    /// Calls `hop` once as a client (`servicemock load`): the same pooled
+    /// transports, headers and judgement as a hop of a plan, with `timeout`
+    /// for the whole call. The callee sees a request from a servicemock
+    /// (depth 1) and makes its own request id.
+    pub async fn call_once(&self, hop: &Hop, timeout: Duration) -> Forward {
+        let started = Instant::now();
+        let ctx = HopContext {
+            started,
+            depth: 0,
+            deadline: started + timeout,
+            outbound: HeaderMap::new(),
+            received: Default::default(),
+        };
+        self.call(hop, &ctx).await
+    }
+
     /// Calls one hop within the time left, and records what happened.
     /// The hop is waited for until the request's deadline (at most
     /// `--hop-timeout`); the callee is told a smaller budget

@@ -1,0 +1,256 @@
+//! `servicemock load`: drives a cascade with many calls and says what the
+//! mesh did — per position of the tree, who answered, with which outcome,
+//! attempt and latency — and, with `--expect`, whether the shares seen are
+//! the ones expected, by a statistical test ([`expect`]).
+//!
+//! Every call goes through the product's own executor ([`Executor::call_once`]):
+//! the same pooled HTTP/1.1, h2c and gRPC clients and the same judgement
+//! of an answer as a hop of a plan. Load is closed-loop (`-c` workers, each
+//! one call after another) or open-loop (`--qps`: calls are due on a fixed
+//! schedule and timed from when they were due, so a slow answer cannot hide
+//! the latency of the calls queued behind it, as wrk2 and fortio do). It is
+//! always bounded, by `-n` or `-d`.
+
+pub mod expect;
+pub mod render;
+pub mod tally;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use crate::exec::resolve::Resolver;
+use crate::exec::Executor;
+use crate::plan::{Hop, Plan, Protocol, Target};
+use expect::{Expectation, Judgement};
+use tally::{Percentiles, Tally};
+
+/// Most calls one run may make, and longest it may last.
+pub const MAX_REQUESTS: u64 = 100_000_000;
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Calls made when neither `-n` nor `-d` is given.
+pub const DEFAULT_REQUESTS: u64 = 200;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where the calls go.
+    pub target: Target,
+    pub protocol: Protocol,
+    /// What the target is asked to do (from the path or `--plan`).
+    pub plan: Plan,
+    /// Headers on every call (`-H`), directives included.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Workers (closed loop), or most calls in flight (open loop).
+    pub connections: usize,
+    pub requests: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Calls per second, open loop.
+    pub qps: Option<f64>,
+    /// Longest one call may take.
+    pub timeout: Duration,
+    pub expectations: Vec<Expectation>,
+    /// 0..1, e.g. 0.99.
+    pub confidence: f64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub tally: Tally,
+    pub elapsed: Duration,
+    /// For an open loop: the rate asked, and whether it was held.
+    pub asked_qps: Option<f64>,
+    pub held: bool,
+    pub judgements: Vec<Judgement>,
+}
+
+impl Finished {
+    /// Calls per second over the run.
+    pub fn rate(&self) -> f64 {
+        self.tally.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Live counts for the progress line.
+#[derive(Default)]
+struct Live {
+    issued: AtomicU64,
+    done: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Runs the load, calling `progress` about once a second with the counts
+/// so far (requests, errors, rate, p50 and p99 in ms).
+pub async fn run(
+    options: LoadOptions,
+    progress: impl Fn(&ProgressLine) + Send + 'static,
+) -> Finished {
+    let settings = Settings {
+        hop_timeout: options.timeout,
+        ..Settings::default()
+    };
+    let executor = Executor::new(Resolver::default(), settings, Vec::new());
+    let hop = Arc::new(Hop {
+        target: options.target.clone(),
+        protocol: options.protocol,
+        headers: options.headers.clone(),
+        next: Arc::new(options.plan.clone()),
+    });
+    let limit = options
+        .requests
+        .or(if options.duration.is_none() {
+            Some(DEFAULT_REQUESTS)
+        } else {
+            None
+        })
+        .map(|n| n.min(MAX_REQUESTS));
+    let duration = options.duration.map(|d| d.min(MAX_DURATION));
+    let started = Instant::now();
+    let ends = duration.map(|d| started + d);
+    let live = Arc::new(Live::default());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let ticker = {
+        let (live, tally) = (live.clone(), tally.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if live.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let latency = tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .latency
+                    .clone();
+                progress(&ProgressLine::new(&live, &latency, started.elapsed()));
+            }
+        })
+    };
+    // Takes the next call's number, or None when the run is over.
+    let next = {
+        let live = live.clone();
+        move || -> Option<u64> {
+            if ends.is_some_and(|end| Instant::now() >= end) {
+                return None;
+            }
+            let n = live.issued.fetch_add(1, Ordering::Relaxed);
+            limit.is_none_or(|limit| n < limit).then_some(n)
+        }
+    };
+    let record = {
+        let (live, tally) = (live.clone(), tally.clone());
+        move |call: &crate::report::Forward, latency: Duration| {
+            live.done.fetch_add(1, Ordering::Relaxed);
+            if call.result != "ok" {
+                live.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            tally
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(call, latency);
+        }
+    };
+    let connections = options.connections.max(1);
+    let mut held = true;
+    match options.qps {
+        None => {
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..connections {
+                let (executor, hop, next, record) =
+                    (executor.clone(), hop.clone(), next.clone(), record.clone());
+                let timeout = options.timeout;
+                workers.spawn(async move {
+                    while next().is_some() {
+                        let due = Instant::now();
+                        let call = executor.call_once(&hop, timeout).await;
+                        record(&call, due.elapsed());
+                    }
+                });
+            }
+            while workers.join_next().await.is_some() {}
+        }
+        Some(qps) => {
+            let qps = qps.max(0.001);
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(connections));
+            let mut calls = tokio::task::JoinSet::new();
+            let mut late = Duration::ZERO;
+            while let Some(n) = next() {
+                let due = started + Duration::from_secs_f64(n as f64 / qps);
+                tokio::time::sleep_until(due).await;
+                // Waiting for a free slot delays the call, and the delay
+                // counts in its latency (it is timed from `due`).
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                late = late.max(Instant::now().saturating_duration_since(due));
+                let (executor, hop, record) = (executor.clone(), hop.clone(), record.clone());
+                let timeout = options.timeout;
+                calls.spawn(async move {
+                    let call = executor.call_once(&hop, timeout).await;
+                    record(&call, due.elapsed());
+                    drop(permit);
+                });
+                while calls.try_join_next().is_some() {}
+            }
+            while calls.join_next().await.is_some() {}
+            // Held when no call started more than a tenth of a second, or
+            // ten intervals, after it was due.
+            let slack = Duration::from_secs_f64((10.0 / qps).max(0.1));
+            held = late <= slack;
+        }
+    }
+    let elapsed = started.elapsed();
+    live.stop.store(true, Ordering::Relaxed);
+    ticker.abort();
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    let judgements = options
+        .expectations
+        .iter()
+        .map(|e| e.judge(&tally, options.confidence))
+        .collect();
+    Finished {
+        tally,
+        elapsed,
+        asked_qps: options.qps,
+        held,
+        judgements,
+    }
+}
+
+/// The counts a progress line shows.
+#[derive(Debug, Clone)]
+pub struct ProgressLine {
+    pub done: u64,
+    pub errors: u64,
+    pub rate: f64,
+    pub latency: Percentiles,
+}
+
+impl ProgressLine {
+    fn new(live: &Live, latency: &hdrhistogram::Histogram<u64>, elapsed: Duration) -> ProgressLine {
+        let done = live.done.load(Ordering::Relaxed);
+        ProgressLine {
+            done,
+            errors: live.errors.load(Ordering::Relaxed),
+            rate: done as f64 / elapsed.as_secs_f64().max(1e-9),
+            latency: Percentiles::of(latency),
+        }
+    }
+}
+
+impl std::fmt::Display for ProgressLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} calls, {:.0}/s, {} errors, p50 {:.2} ms, p99 {:.2} ms",
+            self.done, self.rate, self.errors, self.latency.p50, self.latency.p99
+        )
+    }
+}

@@ -1,0 +1,307 @@
+//! What many answers say together: for the call itself and for every
+//! position of the tree (`1` the target, `1.1` the first hop it made, …),
+//! the outcomes, statuses, who answered (service, version, pod), the
+//! attempts, what was injected, and latency percentiles (HDR histograms).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::codes::grpc_code_name;
+use crate::plan::Protocol;
+use crate::report::{Forward, Report};
+
+/// Latencies are kept in microseconds, from 1 µs to 1 hour, 3 digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Counts of words (values seen), in a stable order.
+pub type Counts = BTreeMap<String, u64>;
+
+/// What was seen at one position of the tree.
+#[derive(Debug, Clone)]
+pub struct PositionTally {
+    /// The host the hop at this position called, as written.
+    pub target: String,
+    /// Answers that reached this position.
+    pub count: u64,
+    pub results: Counts,
+    /// HTTP status, or gRPC code name for gRPC hops; `-` when none came.
+    pub statuses: Counts,
+    /// Who answered: the service name, its version, its host (pod).
+    pub services: Counts,
+    pub versions: Counts,
+    pub pods: Counts,
+    /// `proxy`/`other` when something else than a servicemock answered.
+    pub answered_by: Counts,
+    pub attempts: Counts,
+    pub injected: Counts,
+    /// Microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl PositionTally {
+    fn new(target: String) -> PositionTally {
+        PositionTally {
+            target,
+            count: 0,
+            results: Counts::new(),
+            statuses: Counts::new(),
+            services: Counts::new(),
+            versions: Counts::new(),
+            pods: Counts::new(),
+            answered_by: Counts::new(),
+            attempts: Counts::new(),
+            injected: Counts::new(),
+            latency: histogram(),
+        }
+    }
+
+    /// The counts of one field, by the name `--expect` uses.
+    pub fn field(&self, name: &str) -> Option<&Counts> {
+        Some(match name {
+            "result" => &self.results,
+            "status" => &self.statuses,
+            "service" => &self.services,
+            "version" => &self.versions,
+            "pod" => &self.pods,
+            "attempt" => &self.attempts,
+            _ => return None,
+        })
+    }
+
+    /// The fields `--expect` knows.
+    pub const FIELDS: [&'static str; 6] =
+        ["result", "status", "service", "version", "pod", "attempt"];
+
+    fn merge(&mut self, other: &PositionTally) {
+        self.count += other.count;
+        for (mine, theirs) in [
+            (&mut self.results, &other.results),
+            (&mut self.statuses, &other.statuses),
+            (&mut self.services, &other.services),
+            (&mut self.versions, &other.versions),
+            (&mut self.pods, &other.pods),
+            (&mut self.answered_by, &other.answered_by),
+            (&mut self.attempts, &other.attempts),
+            (&mut self.injected, &other.injected),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k.clone()).or_default() += v;
+            }
+        }
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+/// Everything seen over a run.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Calls made and answered (or failed).
+    pub requests: u64,
+    /// Calls whose outcome was not `ok`.
+    pub errors: u64,
+    /// Microseconds, each call from when it was due to its answer.
+    pub latency: Histogram<u64>,
+    /// By position, in tree order.
+    pub positions: BTreeMap<PositionKey, PositionTally>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            requests: 0,
+            errors: 0,
+            latency: histogram(),
+            positions: BTreeMap::new(),
+        }
+    }
+}
+
+/// A position (`1.2.1`) ordered as the tree is: by its numbers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PositionKey(pub Vec<u32>);
+
+impl std::fmt::Display for PositionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+impl PositionKey {
+    /// Reads `1.2.1`.
+    pub fn parse(text: &str) -> Option<PositionKey> {
+        text.split('.')
+            .map(|p| p.parse::<u32>().ok())
+            .collect::<Option<Vec<u32>>>()
+            .map(PositionKey)
+    }
+}
+
+fn bump(counts: &mut Counts, key: impl Into<String>) {
+    *counts.entry(key.into()).or_default() += 1;
+}
+
+fn status_word(protocol: Option<Protocol>, status: Option<i32>) -> String {
+    match (protocol, status) {
+        (_, None) => "-".to_owned(),
+        (Some(Protocol::Grpc), Some(code)) => grpc_code_name(code).to_owned(),
+        (_, Some(s)) => s.to_string(),
+    }
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', ' ']).next().unwrap_or_default().to_owned()
+}
+
+impl Tally {
+    /// Adds one call: the hop to the target, its answer, and `latency`
+    /// measured by the caller.
+    pub fn record(&mut self, call: &Forward, latency: Duration) {
+        self.requests += 1;
+        if call.result != "ok" {
+            self.errors += 1;
+        }
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self.latency.record(micros);
+        let root = self
+            .positions
+            .entry(PositionKey(vec![1]))
+            .or_insert_with(|| PositionTally::new(host_of(&call.url)));
+        root.count += 1;
+        bump(&mut root.results, call.result.as_str());
+        bump(
+            &mut root.statuses,
+            status_word(Some(call.protocol), call.status),
+        );
+        if let Some(by) = &call.answered_by {
+            bump(
+                &mut root.answered_by,
+                by.split(' ').next().unwrap_or("other"),
+            );
+        }
+        let _ = root.latency.record(micros);
+        let Some(report) = call.response.as_deref() else {
+            return;
+        };
+        record_answerer(root, report);
+        // Every hop below, with the position the flat view gives it.
+        let mut below = Vec::new();
+        collect_hops(report, &mut vec![1], &mut below);
+        for (key, hop) in below {
+            let at = self
+                .positions
+                .entry(key)
+                .or_insert_with(|| PositionTally::new(host_of(&hop.url)));
+            at.count += 1;
+            bump(&mut at.results, hop.result.as_str());
+            bump(
+                &mut at.statuses,
+                status_word(Some(hop.protocol), hop.status),
+            );
+            if let Some(by) = &hop.answered_by {
+                bump(&mut at.answered_by, by.split(' ').next().unwrap_or("other"));
+            }
+            let hop_micros = (hop.duration_ms * 1000.0).max(1.0) as u64;
+            let _ = at.latency.record(hop_micros);
+            if let Some(child) = hop.response.as_deref() {
+                record_answerer(at, child);
+            }
+        }
+    }
+
+    /// Adds another tally (from another worker).
+    pub fn merge(&mut self, other: &Tally) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        let _ = self.latency.add(&other.latency);
+        for (key, theirs) in &other.positions {
+            match self.positions.get_mut(key) {
+                Some(mine) => mine.merge(theirs),
+                None => {
+                    self.positions.insert(key.clone(), theirs.clone());
+                }
+            }
+        }
+    }
+
+    /// The positions a `--expect` names: a position (`1.1`), or every
+    /// position whose hop called that host or was answered by that service.
+    pub fn positions_named(&self, place: &str) -> Vec<(&PositionKey, &PositionTally)> {
+        if let Some(key) = PositionKey::parse(place) {
+            return self.positions.get_key_value(&key).into_iter().collect();
+        }
+        self.positions
+            .iter()
+            .filter(|(_, p)| {
+                p.target.eq_ignore_ascii_case(place)
+                    || p.target
+                        .split(':')
+                        .next()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(place))
+                    || p.services.keys().any(|s| s.eq_ignore_ascii_case(place))
+            })
+            .collect()
+    }
+}
+
+/// Who answered at a position, from its report.
+fn record_answerer(at: &mut PositionTally, report: &Report) {
+    if report.service.is_empty() {
+        return;
+    }
+    bump(&mut at.services, report.service.as_str());
+    bump(&mut at.versions, report.version.as_str());
+    bump(&mut at.pods, report.host.as_str());
+    bump(&mut at.attempts, report.attempt.to_string());
+    for injected in &report.injected {
+        bump(&mut at.injected, injected.as_str());
+    }
+}
+
+/// The hops under `report`, each with its position, depth first in written
+/// order (the order of the flat view's rows).
+fn collect_hops<'r>(
+    report: &'r Report,
+    position: &mut Vec<u32>,
+    out: &mut Vec<(PositionKey, &'r Forward)>,
+) {
+    let mut index = 0;
+    for hop in report.forwards() {
+        index += 1;
+        position.push(index);
+        out.push((PositionKey(position.clone()), hop));
+        if let Some(child) = hop.response.as_deref() {
+            collect_hops(child, position, out);
+        }
+        position.pop();
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let ms = |v: u64| v as f64 / 1000.0;
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! HAProxy (from Debian) as the sidecar between servicemocks in tests: one
+//! frontend on a loopback port (HTTP/1.1 and h2c), one backend speaking h2
+//! to its servers, with weights, retries, timeouts and `/ready` checks.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use servicemock::config::Settings;
+use servicemock::mesh::Mesh;
+
+/// A servicemock named `name` reporting `version`, with `/control` on.
+pub async fn replica(name: &str, version: &str) -> Mesh {
+    let mut options = super::options(Settings {
+        control: true,
+        ..Settings::default()
+    });
+    options.version = version.to_owned();
+    Mesh::start(&[name.to_owned()], options)
+        .await
+        .expect("replica starts")
+}
+
+/// A free loopback port (bound, then let go for HAProxy to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How HAProxy treats the upstream servers of its one backend.
+#[derive(Default)]
+pub struct Proxy<'a> {
+    /// Upstream servers and their weights.
+    pub servers: &'a [(SocketAddr, u32)],
+    /// `retry-on 503` with this many retries (3 attempts: 2).
+    pub retries: Option<u32>,
+    /// `timeout server`, in milliseconds (default 10 s).
+    pub server_timeout_ms: Option<u64>,
+    /// Health-check `GET /ready` every 100 ms.
+    pub check_ready: bool,
+}
+
+/// HAProxy on a loopback port, stopped when dropped.
+pub struct HaProxy {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Proxy<'_> {
+    /// The configuration: one frontend (HTTP/1.1 and h2c on one port, as
+    /// HAProxy tells them apart), one backend speaking h2 to the servers.
+    fn config(&self, port: u16) -> String {
+        let mut backend = String::from("  balance roundrobin\n");
+        // As Envoy does: a request id for requests that come without one,
+        // kept by every retry.
+        backend.push_str(
+            "  http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }\n",
+        );
+        if let Some(retries) = self.retries {
+            backend.push_str(&format!(
+                "  retry-on 503\n  retries {retries}\n  option redispatch 0\n"
+            ));
+        }
+        if self.check_ready {
+            backend.push_str("  option httpchk GET /ready\n");
+        }
+        for (i, (addr, weight)) in self.servers.iter().enumerate() {
+            let check = if self.check_ready {
+                " check inter 100ms fall 1 rise 1"
+            } else {
+                ""
+            };
+            backend.push_str(&format!(
+                "  server s{i} {addr} proto h2 weight {weight}{check}\n"
+            ));
+        }
+        format!(
+            "global\n  maxconn 512\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server {}ms\n  timeout check 1s\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n{backend}",
+            self.server_timeout_ms.unwrap_or(10_000)
+        )
+    }
+
+    /// Starts HAProxy in the foreground and waits until it listens.
+    pub async fn start(&self) -> HaProxy {
+        let haproxy = super::tool("haproxy");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("servicemock-haproxy-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, self.config(port)).unwrap();
+        let child = Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let proxy = HaProxy {
+            child,
+            addr,
+            _dir: TempDir(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy
+    }
+}
