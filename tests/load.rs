@@ -66,6 +66,7 @@ async fn a_90_10_split_by_a_real_proxy_is_judged() {
         "reviews.version=v1:90,v2:10",
     ])
     .await;
+    eprintln!("{table}");
     assert_eq!(code, 0, "{table}\n{said}");
     assert!(table.contains("600 calls"), "{table}");
     assert!(table.contains("1.1 "), "a row for the hop: {table}");

@@ -128,7 +128,7 @@ pub struct PositionKey(pub Vec<u32>);
 impl std::fmt::Display for PositionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
-        f.write_str(&parts.join("."))
+        f.pad(&parts.join("."))
     }
 }
 
