@@ -3,6 +3,13 @@
 //! leaf through hyper-util's pooled client — no planner, no report.
 //!
 //!   cargo run --release --example hop_ceiling -- 127.0.0.1:19310 127.0.0.1:19311
+//!
+//! As two processes (the real shape, each service its own pod): `front`
+//! serves only the front and fetches a leaf served elsewhere, `leaf` only
+//! the leaf (examples/hello.rs's answer):
+//!
+//!   hop_ceiling 127.0.0.1:19320 127.0.0.1:19321 front
+//!   hop_ceiling 127.0.0.1:19320 127.0.0.1:19321 leaf
 
 use axum::body::Body;
 use axum::extract::State;
@@ -31,6 +38,7 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let front_addr = args.next().unwrap_or_else(|| "127.0.0.1:19310".into());
     let leaf_addr = args.next().unwrap_or_else(|| "127.0.0.1:19311".into());
+    let role = args.next().unwrap_or_else(|| "both".into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -38,12 +46,16 @@ fn main() -> std::io::Result<()> {
         let nodelay = |tcp: &mut tokio::net::TcpStream| {
             let _ = tcp.set_nodelay(true);
         };
-        let leaf = tokio::net::TcpListener::bind(&leaf_addr)
-            .await?
-            .tap_io(nodelay);
-        tokio::spawn(async move {
-            axum::serve(leaf, Router::new().fallback(get(|| async { "hello\n" }))).await
-        });
+        if role != "front" {
+            let leaf = tokio::net::TcpListener::bind(&leaf_addr)
+                .await?
+                .tap_io(nodelay);
+            let serving = axum::serve(leaf, Router::new().fallback(get(|| async { "hello\n" })));
+            if role == "leaf" {
+                return serving.await;
+            }
+            tokio::spawn(async move { serving.await });
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Pool = Client::builder(TokioExecutor::new()).build(connector);

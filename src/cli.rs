@@ -342,6 +342,11 @@ pub(crate) struct Tuning {
     /// default.
     #[arg(long, env = "SERVICEMOCK_CONTROL")]
     pub(crate) control: bool,
+    /// Log one line per request at info level (request id, trace id,
+    /// protocol, path, status, duration). Off, the line is at debug level
+    /// (RUST_LOG=servicemock=debug shows it).
+    #[arg(long, env = "SERVICEMOCK_ACCESS_LOG")]
+    pub(crate) access_log: bool,
     /// How long in-flight requests may take to finish once the listener has
     /// closed (after SIGTERM and the drain delay, or after Ctrl-C).
     #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -435,6 +440,7 @@ impl Tuning {
                 max_connections: self.max_connections,
             },
             control: self.control,
+            access_log: self.access_log,
         }
     }
 

@@ -83,6 +83,10 @@ pub struct Settings {
     /// Whether `GET/PUT/DELETE /control` may change this process's
     /// behaviour, readiness and liveness at run time (`--control`).
     pub control: bool,
+    /// One info line per request (`--access-log`); otherwise the line is
+    /// at debug level. Off by default: formatting and writing it is a
+    /// large share of a service's own work per request.
+    pub access_log: bool,
 }
 
 impl Default for Settings {
@@ -97,6 +101,7 @@ impl Default for Settings {
             max_report_size: 4 * 1024 * 1024,
             connections: ConnectionLimits::default(),
             control: false,
+            access_log: false,
         }
     }
 }

@@ -415,7 +415,7 @@ fn bad_process_directives_stop_the_start() {
 
 #[tokio::test]
 async fn one_json_log_line_per_request_with_ids() {
-    let args = ["--name", "logged", "--log-format", "json"];
+    let args = ["--name", "logged", "--log-format", "json", "--access-log"];
     let (mut child, addr) = serve("--listen", &args, &[("RUST_LOG", "info")], Stdio::piped()).await;
     let response = client()
         .get(format!("http://{addr}/some/path"))

@@ -296,8 +296,13 @@ impl Executor {
             ref decision,
             attempt,
         } = *admission;
-        let (outbound, request_id) =
-            context::outbound_headers(&inbound.headers, &self.inner.propagate);
+        // A leaf calls nobody: only its request id is needed.
+        let propagate: &[HeaderName] = if plan.parallel.is_empty() {
+            &[]
+        } else {
+            &self.inner.propagate
+        };
+        let (outbound, request_id) = context::outbound_headers(&inbound.headers, propagate);
         let mut report = base_report(identity, inbound, request_id);
         report.attempt = attempt;
         let deadline = inbound.started + budget;
@@ -543,11 +548,12 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
     request_info.push(inbound.request_line.clone());
     for (name, value) in &inbound.headers {
-        request_info.push(format!(
-            "{}: {}",
-            name,
-            String::from_utf8_lossy(value.as_bytes())
-        ));
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
+        line.push_str(name.as_str());
+        line.push_str(": ");
+        line.push_str(&value);
+        request_info.push(line);
     }
     Report {
         received_date: rfc3339(inbound.received),
@@ -569,10 +575,31 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
     }
 }
 
+/// RFC 3339 in UTC with nanoseconds. The date and time to the second are
+/// formatted once per second (per thread), the fraction for each call.
 fn rfc3339(at: SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    use std::cell::RefCell;
+    use std::fmt::Write as _;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let Ok(since) = at.duration_since(SystemTime::UNIX_EPOCH) else {
+        return String::new();
+    };
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != since.as_secs() {
+            let whole = at - Duration::from_nanos(u64::from(since.subsec_nanos()));
+            let text = time::OffsetDateTime::from(whole)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            *cached = (since.as_secs(), text.trim_end_matches('Z').to_owned());
+        }
+        let mut out = String::with_capacity(cached.1.len() + 11);
+        out.push_str(&cached.1);
+        let _ = write!(out, ".{:09}Z", since.subsec_nanos());
+        out
+    })
 }
 
 /// A duration in milliseconds with microsecond precision.

@@ -216,3 +216,12 @@ async fn a_delay_past_the_deadline_is_cut_there_and_said() {
     );
     assert_eq!(report.forwards().next().unwrap().result, "skipped");
 }
+
+#[test]
+fn dates_are_rfc3339_with_nanoseconds_whatever_the_cache_holds() {
+    let at = std::time::SystemTime::UNIX_EPOCH + Duration::new(1_764_000_000, 5_000);
+    assert_eq!(super::rfc3339(at), "2025-11-24T16:00:00.000005000Z");
+    let next = at + Duration::from_millis(1_500);
+    assert_eq!(super::rfc3339(next), "2025-11-24T16:00:01.500005000Z");
+    assert_eq!(super::rfc3339(at), "2025-11-24T16:00:00.000005000Z");
+}

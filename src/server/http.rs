@@ -33,11 +33,6 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// The planner alone, for requests that come from another servicemock.
-pub(super) fn planner_router(service: Arc<Service>) -> Router {
-    Router::new().fallback(planner).with_state(service)
-}
-
 /// The web view: one page embedded in the binary, using relative URLs only
 /// so that it works behind an ingress path prefix.
 async fn ui() -> Html<&'static str> {
@@ -73,7 +68,7 @@ const MAX_PLAN_BODY: usize = 1024 * 1024;
 
 /// Every path but the health routes: parse, run, report. A `POST` with a
 /// JSON body carries a `CallRequest` instead of the path.
-async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
+pub(super) async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if parts.method == Method::CONNECT {
         let allow = [(

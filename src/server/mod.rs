@@ -27,7 +27,7 @@ use axum::middleware::from_fn_with_state;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::Service as _;
+use tower::ServiceExt as _;
 
 use crate::attempts::Attempts;
 use crate::behavior::{Directives, Here};
@@ -114,22 +114,26 @@ pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
     let (grpc_router, health) = grpc::router(service.clone()).await;
     service.control.attach_health(health.clone());
     let http_router = http::router(service.clone());
-    let planner_router = http::planner_router(service.clone());
+    let planner_service = service.clone();
     // Steering is the router's one job; counting, shedding and the reset
     // directive are layers around it (outermost first: count, shed,
     // attempt and reset).
     let steer = tower::service_fn(move |request: Request| {
         // Requests from another servicemock (they carry the depth header)
-        // always reach the planner, so a remainder such as `/health` or
-        // `/ui` at a leaf is answered with a report like any other.
-        let mut target = if is_grpc(&request) {
-            grpc_router.clone()
-        } else if request.headers().contains_key(DEPTH_HEADER) {
-            planner_router.clone()
-        } else {
-            http_router.clone()
-        };
-        async move { target.call(request).await }
+        // go straight to the planner, with no route to match, so a
+        // remainder such as `/health` or `/ui` at a leaf is answered with a
+        // report like any other.
+        let (grpc_router, http_router) = (grpc_router.clone(), http_router.clone());
+        let service = planner_service.clone();
+        async move {
+            if is_grpc(&request) {
+                grpc_router.oneshot(request).await
+            } else if request.headers().contains_key(DEPTH_HEADER) {
+                Ok(http::planner(axum::extract::State(service), request).await)
+            } else {
+                http_router.oneshot(request).await
+            }
+        }
     });
     let app = Router::new()
         .fallback_service(steer)

@@ -156,17 +156,26 @@ pub(super) async fn run(
     } else {
         verdict.http_status(admission)
     };
-    tracing::info!(
-        service = %service.identity.service,
-        request_id = %sanitize(&report.request_id),
-        trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
-        protocol = inbound.protocol.as_str(),
-        path = %sanitize(what),
-        status,
-        verdict = verdict.word(),
-        duration_ms = report.duration_ms,
-        "request"
-    );
+    macro_rules! access_line {
+        ($level:ident) => {
+            tracing::$level!(
+                service = %service.identity.service,
+                request_id = %sanitize(&report.request_id),
+                trace_id = %sanitize(trace_id(&inbound.headers).unwrap_or("-")),
+                protocol = inbound.protocol.as_str(),
+                path = %sanitize(what),
+                status,
+                verdict = verdict.word(),
+                duration_ms = report.duration_ms,
+                "request"
+            )
+        };
+    }
+    if executor.settings().access_log {
+        access_line!(info);
+    } else {
+        access_line!(debug);
+    }
     Ok((report, verdict))
 }
 
