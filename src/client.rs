@@ -129,16 +129,7 @@ pub async fn call_http(addr: &str, path: &str, view: View) -> Result<Answer, Cli
         .no_proxy()
         .build()
         .map_err(|e| unreachable(&authority, &e))?;
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| unreachable(&authority, &e))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&authority, &e))?;
+    let (status, body) = exchange(client.get(&url), &authority).await?;
     Ok(Answer {
         body,
         ok: status.is_success(),
@@ -235,15 +226,7 @@ pub async fn control(addr: &str, request: &ControlRequest) -> Result<String, Cli
                 .body(serde_json::Value::Object(body).to_string())
         }
     };
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| unreachable(&authority, &e))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&authority, &e))?;
+    let (status, body) = exchange(builder, &authority).await?;
     if status.is_success() {
         Ok(body)
     } else {
@@ -253,6 +236,23 @@ pub async fn control(addr: &str, request: &ControlRequest) -> Result<String, Cli
             said: body.trim_end().to_owned(),
         })
     }
+}
+
+/// Sends a request and reads its status and body as text.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    authority: &str,
+) -> Result<(reqwest::StatusCode, String), ClientError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unreachable(authority, &e))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| unreachable(authority, &e))?;
+    Ok((status, body))
 }
 
 /// A report in a view, as the text printed.

@@ -50,22 +50,27 @@ async fn a_90_10_split_by_a_real_proxy_is_judged() {
     let path = format!("/@{}/end", proxy.addr);
     let hop = format!("{}.version", proxy.addr);
 
+    // 600 calls through the proxy, with these expectations.
+    let split = |expect: &[&str]| {
+        let mut args = vec![
+            e.clone(),
+            path.clone(),
+            "-n".into(),
+            "600".into(),
+            "-c".into(),
+            "4".into(),
+        ];
+        for x in expect {
+            args.push("--expect".into());
+            args.push((*x).to_owned());
+        }
+        args
+    };
     // The split as written passes, by the hop's place or by the name of
     // the service that answered there.
     let expect = format!("{hop}=v1:90,v2:10");
-    let (code, table, said) = load(&[
-        &e,
-        &path,
-        "-n",
-        "600",
-        "-c",
-        "4",
-        "--expect",
-        &expect,
-        "--expect",
-        "reviews.version=v1:90,v2:10",
-    ])
-    .await;
+    let args = split(&[&expect, "reviews.version=v1:90,v2:10"]);
+    let (code, table, said) = load(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     eprintln!("{table}");
     assert_eq!(code, 0, "{table}\n{said}");
     assert!(table.contains("600 calls"), "{table}");
@@ -77,17 +82,8 @@ async fn a_90_10_split_by_a_real_proxy_is_judged() {
     assert_eq!(table.matches("  PASS").count(), 2, "{table}");
 
     // 50/50 is not what the proxy does.
-    let (code, table, _) = load(&[
-        &e,
-        &path,
-        "-n",
-        "600",
-        "-c",
-        "4",
-        "--expect",
-        "1.1.version=v1:50,v2:50",
-    ])
-    .await;
+    let args = split(&["1.1.version=v1:50,v2:50"]);
+    let (code, table, _) = load(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 1, "{table}");
     assert!(
         table.contains("FAIL: the observed shares differ"),

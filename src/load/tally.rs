@@ -77,6 +77,23 @@ impl PositionTally {
     pub const FIELDS: [&'static str; 6] =
         ["result", "status", "service", "version", "pod", "attempt"];
 
+    /// One hop that reached this position, and how long it took.
+    fn observe(&mut self, hop: &Forward, micros: u64) {
+        self.count += 1;
+        bump(&mut self.results, hop.result.as_str());
+        bump(&mut self.statuses, status_word(hop.protocol, hop.status));
+        if let Some(by) = &hop.answered_by {
+            bump(
+                &mut self.answered_by,
+                by.split(' ').next().unwrap_or("other"),
+            );
+        }
+        let _ = self.latency.record(micros);
+        if let Some(report) = hop.response.as_deref() {
+            record_answerer(self, report);
+        }
+    }
+
     fn merge(&mut self, other: &PositionTally) {
         self.count += other.count;
         for (mine, theirs) in [
@@ -146,10 +163,10 @@ fn bump(counts: &mut Counts, key: impl Into<String>) {
     *counts.entry(key.into()).or_default() += 1;
 }
 
-fn status_word(protocol: Option<Protocol>, status: Option<i32>) -> String {
+fn status_word(protocol: Protocol, status: Option<i32>) -> String {
     match (protocol, status) {
         (_, None) => "-".to_owned(),
-        (Some(Protocol::Grpc), Some(code)) => grpc_code_name(code).to_owned(),
+        (Protocol::Grpc, Some(code)) => grpc_code_name(code).to_owned(),
         (_, Some(s)) => s.to_string(),
     }
 }
@@ -171,49 +188,17 @@ impl Tally {
             .unwrap_or(u64::MAX)
             .max(1);
         let _ = self.latency.record(micros);
-        let root = self
-            .positions
-            .entry(PositionKey(vec![1]))
-            .or_insert_with(|| PositionTally::new(host_of(&call.url)));
-        root.count += 1;
-        bump(&mut root.results, call.result.as_str());
-        bump(
-            &mut root.statuses,
-            status_word(Some(call.protocol), call.status),
-        );
-        if let Some(by) = &call.answered_by {
-            bump(
-                &mut root.answered_by,
-                by.split(' ').next().unwrap_or("other"),
-            );
+        // The call is position 1; every hop below it gets the position the
+        // flat view gives it, and the time its caller measured.
+        let mut hops = vec![(PositionKey(vec![1]), call, micros)];
+        if let Some(report) = call.response.as_deref() {
+            collect_hops(report, &mut vec![1], &mut hops);
         }
-        let _ = root.latency.record(micros);
-        let Some(report) = call.response.as_deref() else {
-            return;
-        };
-        record_answerer(root, report);
-        // Every hop below, with the position the flat view gives it.
-        let mut below = Vec::new();
-        collect_hops(report, &mut vec![1], &mut below);
-        for (key, hop) in below {
-            let at = self
-                .positions
+        for (key, hop, micros) in hops {
+            self.positions
                 .entry(key)
-                .or_insert_with(|| PositionTally::new(host_of(&hop.url)));
-            at.count += 1;
-            bump(&mut at.results, hop.result.as_str());
-            bump(
-                &mut at.statuses,
-                status_word(Some(hop.protocol), hop.status),
-            );
-            if let Some(by) = &hop.answered_by {
-                bump(&mut at.answered_by, by.split(' ').next().unwrap_or("other"));
-            }
-            let hop_micros = (hop.duration_ms * 1000.0).max(1.0) as u64;
-            let _ = at.latency.record(hop_micros);
-            if let Some(child) = hop.response.as_deref() {
-                record_answerer(at, child);
-            }
+                .or_insert_with(|| PositionTally::new(host_of(&hop.url)))
+                .observe(hop, micros);
         }
     }
 
@@ -266,18 +251,19 @@ fn record_answerer(at: &mut PositionTally, report: &Report) {
     }
 }
 
-/// The hops under `report`, each with its position, depth first in written
-/// order (the order of the flat view's rows).
+/// The hops under `report`, each with its position and duration, depth
+/// first in written order (the order of the flat view's rows).
 fn collect_hops<'r>(
     report: &'r Report,
     position: &mut Vec<u32>,
-    out: &mut Vec<(PositionKey, &'r Forward)>,
+    out: &mut Vec<(PositionKey, &'r Forward, u64)>,
 ) {
     let mut index = 0;
     for hop in report.forwards() {
         index += 1;
         position.push(index);
-        out.push((PositionKey(position.clone()), hop));
+        let micros = (hop.duration_ms * 1000.0).max(1.0) as u64;
+        out.push((PositionKey(position.clone()), hop, micros));
         if let Some(child) = hop.response.as_deref() {
             collect_hops(child, position, out);
         }
