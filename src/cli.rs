@@ -208,7 +208,12 @@ impl LoadArgs {
             "--confidence {}: a percentage from 50 to below 100",
             self.confidence
         );
-        anyhow::ensure!(self.connections >= 1, "-c: at least 1");
+        anyhow::ensure!(
+            (1..=servicemock::load::MAX_CONNECTIONS).contains(&self.connections),
+            "-c {}: from 1 to {}",
+            self.connections,
+            servicemock::load::MAX_CONNECTIONS
+        );
         if let Some(qps) = self.qps {
             anyhow::ensure!(qps > 0.0 && qps.is_finite(), "--qps {qps}: a positive rate");
         }

@@ -31,6 +31,8 @@ use tally::{Percentiles, Tally};
 /// Most calls one run may make, and longest it may last.
 pub const MAX_REQUESTS: u64 = 100_000_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Most workers (or calls in flight) one run may have.
+pub const MAX_CONNECTIONS: usize = 10_000;
 /// Calls made when neither `-n` nor `-d` is given.
 pub const DEFAULT_REQUESTS: u64 = 200;
 
