@@ -423,3 +423,55 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
         .unwrap()
         .contains("not an HTTP status"));
 }
+
+/// What Envoy says on each retry (`x-envoy-attempt-count`), over each
+/// protocol a hop can use: `@first=2` fails the first two attempts, the
+/// third gets through, and every answer names its attempt.
+#[tokio::test]
+async fn envoy_attempt_counts_drive_first_n_over_every_protocol() {
+    let entry = mesh(&["entry", "reviews"]).await;
+    let e = entry.addr("entry").unwrap();
+    for protocol in ["http", "h2c", "grpc"] {
+        let mut seen = Vec::new();
+        for attempt in 1..=3 {
+            // The entry calls reviews as a sidecar's retry would arrive:
+            // the attempt count set on the hop.
+            let path = format!(
+                "/@{protocol}:reviews[x-mock-status=503@first=2][x-envoy-attempt-count={attempt}]/end"
+            );
+            let (_, r) = report(e, &path).await;
+            let h = hop(&r);
+            let answered = h.response.as_ref().expect("reviews answered");
+            seen.push((h.result.as_str(), answered.attempt));
+        }
+        assert_eq!(
+            seen,
+            [("status", 1), ("status", 2), ("ok", 3)],
+            "{protocol}"
+        );
+    }
+    // Straight to a service over gRPC, as a sidecar retrying a gRPC call.
+    let mut client = grpc_client(e).await;
+    let mut codes = Vec::new();
+    for attempt in 1..=3 {
+        let mut request = tonic::Request::new(path_request("/"));
+        let metadata = request.metadata_mut();
+        metadata.insert("x-mock-grpc-status", "UNAVAILABLE@first=2".parse().unwrap());
+        metadata.insert(
+            "x-envoy-attempt-count",
+            attempt.to_string().parse().unwrap(),
+        );
+        codes.push(match client.call(request).await {
+            Ok(answer) => (tonic::Code::Ok, answer.into_inner().attempt),
+            Err(status) => (status.code(), attempt),
+        });
+    }
+    assert_eq!(
+        codes,
+        [
+            (tonic::Code::Unavailable, 1),
+            (tonic::Code::Unavailable, 2),
+            (tonic::Code::Ok, 3)
+        ]
+    );
+}
