@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{is_grpc, Service};
+use crate::attempts::Attempt;
 use crate::behavior::{self, Directives, Here};
 use crate::metrics::Refusal;
 use crate::report::InboundProtocol;
@@ -80,13 +81,12 @@ pub(super) async fn attempt_and_reset(
     if !runs_plan {
         return next.run(request).await;
     }
-    let line = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let attempt = service.attempts.observe(request.headers(), &line);
-    request.extensions_mut().insert(attempt);
+    let line = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let attempt = service.attempts.observe(request.headers(), line);
+    // A first attempt is what the pipeline assumes when none is recorded.
+    if attempt != Attempt::default() {
+        request.extensions_mut().insert(attempt);
+    }
     if wants_reset(
         &request,
         &service.control.defaults(),

@@ -90,11 +90,16 @@ impl Service {
 /// report, as response headers (HTTP) or metadata (gRPC), so a `curl -sI`
 /// loop can count who answered.
 pub fn identity_headers(headers: &mut ::http::HeaderMap, report: &Report) {
-    for (name, value) in [
-        ("x-servicemock-service", &report.service),
-        ("x-servicemock-version", &report.version),
-        ("x-request-id", &report.request_id),
-    ] {
+    const NAMES: [::http::HeaderName; 3] = [
+        ::http::HeaderName::from_static("x-servicemock-service"),
+        ::http::HeaderName::from_static("x-servicemock-version"),
+        ::http::HeaderName::from_static("x-request-id"),
+    ];
+    for (name, value) in
+        NAMES
+            .into_iter()
+            .zip([&report.service, &report.version, &report.request_id])
+    {
         if let Ok(v) = ::http::HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
