@@ -351,10 +351,11 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
         assert_eq!(*failed, who == "b", "only b fails: {seen:?}");
     }
     let (_, r) = report(b_addr, "/").await;
-    assert_eq!(r.injected, ["status 503"], "the answer says what is set");
+    let set = ["status 503", "set by /control: x-mock-status=503"];
+    assert_eq!(r.injected, set, "the answer says what is set");
     let answer = grpc_call(b_addr, "/").await;
     assert_eq!(answer.code, tonic::Code::Unavailable, "{}", answer.message);
-    assert_eq!(answer.report.unwrap().injected, ["status 503"]);
+    assert_eq!(answer.report.unwrap().injected, set);
 
     // b not ready: /ready and gRPC health say so, the proxy's health check
     // takes it out, every answer comes from a.
@@ -391,6 +392,10 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
     assert!(
         r.injected.iter().any(|i| i.starts_with("not ready")),
         "{r:#?}"
+    );
+    assert!(
+        !r.injected.iter().any(|i| i.starts_with("set by")),
+        "status cleared, back to the flags: {r:#?}"
     );
 
     // Reset: b is back in the rotation.

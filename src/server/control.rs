@@ -34,6 +34,9 @@ pub struct Control {
     enabled: bool,
     flags: Arc<Directives>,
     defaults: RwLock<Arc<Directives>>,
+    /// What `/control` has set beside the flags, as every answer lists it
+    /// in `Injected`; `None` while nothing is.
+    summary: RwLock<Option<Arc<str>>>,
     ready: AtomicBool,
     live: AtomicBool,
     health: OnceLock<Health>,
@@ -45,6 +48,7 @@ impl Control {
         Control {
             enabled,
             defaults: RwLock::new(flags.clone()),
+            summary: RwLock::new(None),
             flags,
             ready: AtomicBool::new(true),
             live: AtomicBool::new(true),
@@ -58,6 +62,34 @@ impl Control {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The line every answer's `Injected` carries while `/control` has
+    /// changed a directive: `set by /control: x-mock-status=503@50%`.
+    pub fn summary(&self) -> Option<Arc<str>> {
+        self.summary
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, defaults: Arc<Directives>) {
+        let flags = self.flags.texts();
+        let changed: Vec<String> = defaults
+            .texts()
+            .into_iter()
+            .filter(|set| !flags.contains(set))
+            .map(|(name, text)| format!("{name}={text}"))
+            .chain(
+                flags
+                    .iter()
+                    .filter(|(name, _)| !defaults.texts().iter().any(|(n, _)| n == name))
+                    .map(|(name, _)| format!("{name} cleared")),
+            )
+            .collect();
+        *self.summary.write().unwrap_or_else(|p| p.into_inner()) = (!changed.is_empty())
+            .then(|| Arc::from(format!("set by /control: {}", changed.join(", "))));
+        *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = defaults;
     }
 
     /// Whether `/control` said this replica is ready (draining aside).
@@ -137,7 +169,7 @@ impl Control {
                 }
             }
         }
-        *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(defaults);
+        self.publish(Arc::new(defaults));
         if let Some(r) = ready {
             self.ready.store(r, Ordering::Relaxed);
             said.push(format!("ready={r}"));
@@ -151,7 +183,7 @@ impl Control {
 
     /// Back to what the flags said: ready and live.
     fn reset(&self) {
-        *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = self.flags.clone();
+        self.publish(self.flags.clone());
         self.ready.store(true, Ordering::Relaxed);
         self.live.store(true, Ordering::Relaxed);
     }

@@ -144,9 +144,12 @@ pub(super) async fn run(
         service.metrics.refused(Refusal::Loop);
         return Err(Refused::TooDeep(Box::new(report)));
     }
-    let report = executor
+    let mut report = executor
         .answer(&service.identity, plan, inbound, admission)
         .await;
+    if let Some(line) = service.control.summary() {
+        report.injected.push(line.to_string());
+    }
     service
         .metrics
         .report(&report, &admission.decision.injected);
