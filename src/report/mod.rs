@@ -242,6 +242,15 @@ impl Serialize for Forwards {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.parsed.get(), &self.raw) {
             (Some(parsed), _) => parsed.serialize(s),
+            // Indented output re-indents the received text token by token,
+            // without building the tree (its nesting was measured when it
+            // arrived; the stack grows on the heap as it is walked).
+            (None, Some(raw)) if pretty::indenting() => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                de.disable_recursion_limit();
+                serde_transcode::Transcoder::new(serde_stacker::Deserializer::new(&mut de))
+                    .serialize(s)
+            }
             (None, Some(raw)) => raw.serialize(s),
             (None, None) => s.collect_seq(std::iter::empty::<ParallelForward>()),
         }
@@ -481,9 +490,8 @@ impl Report {
     }
 
     /// The report as indented JSON, every level included: received
-    /// subtrees are parsed first, so all of them are indented.
+    /// subtrees are re-indented from the text they came in.
     pub fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
-        self.parallel_forwards.expand();
         pretty::to_vec(self)
     }
 

@@ -101,8 +101,35 @@ impl Formatter for CappedPretty {
 pub fn to_vec<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1024);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, CappedPretty::default());
+    let _indenting = Indenting::begin();
     value.serialize(&mut serializer)?;
     Ok(out)
+}
+
+thread_local! {
+    static INDENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as writing indented JSON until dropped, so received
+/// subtrees kept as raw text ([`super::Forwards`]) are re-indented as they
+/// are written instead of copied verbatim.
+struct Indenting(bool);
+
+impl Indenting {
+    fn begin() -> Indenting {
+        Indenting(INDENTING.with(|i| i.replace(true)))
+    }
+}
+
+impl Drop for Indenting {
+    fn drop(&mut self) {
+        INDENTING.with(|i| i.set(self.0));
+    }
+}
+
+/// Whether this thread is writing indented JSON ([`to_vec`]).
+pub(crate) fn indenting() -> bool {
+    INDENTING.with(std::cell::Cell::get)
 }
 
 #[cfg(test)]
