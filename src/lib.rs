@@ -22,12 +22,16 @@
 //! * [`behavior`]: the `x-mock-*` directives (delay, status, size, reset)
 //!   a service applies to itself, and the process defaults for them.
 //! * [`codes`]: gRPC code names and the HTTP status ↔ gRPC code mappings.
+//! * [`attempts`]: which attempt of a request this is (`x-envoy-attempt-count`,
+//!   `grpc-previous-rpc-attempts`, or the same call seen again), for `@first=N`.
+//! * [`load`]: `servicemock load` — many calls through the executor, tallied
+//!   per position of the tree, judged against `--expect` by a chi-square test.
 //! * [`report`]: the tree of what happened, its JSON form (field names of the
 //!   original Go server kept) and its protobuf form.
 //! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC (with
 //!   its connection bounds); one pipeline both edges share (admit, check,
-//!   run, verdict); the axum routes, the tonic service, health, reflection
-//!   and the draining shutdown.
+//!   run, verdict); the axum routes, the tonic service, health, reflection,
+//!   `/control` and the draining shutdown.
 //! * [`client`]: the `call` and `health` commands' clients, reading addresses
 //!   and paths the way curl and grpcurl users write them.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.
