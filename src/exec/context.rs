@@ -85,7 +85,7 @@ pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
 /// The time an inbound request allows: the smaller of this service's own
 /// limit and what the caller said is left. Another servicemock says it in
 /// `x-servicemock-timeout-ms`, with the answering margin already kept
-/// ([`super::deadline`]). A plain gRPC client's `grpc-timeout` and Envoy's
+/// (`exec::deadline`). A plain gRPC client's `grpc-timeout` and Envoy's
 /// `x-envoy-expected-rq-timeout-ms` (an Istio route timeout) are the
 /// instant the caller gives up, so the margin is kept here: the answer
 /// leaves before the caller stops waiting.

@@ -1,12 +1,12 @@
 //! The one listener that speaks HTTP/1.1, h2c and gRPC.
 //!
-//! Every connection is served by hyper's auto builder ([`listener`], with its
+//! Every connection is served by hyper's auto builder (`listener.rs`, with its
 //! bounds), which tells HTTP/1.1 from the HTTP/2 preface. Each request passes
-//! the [`layers`] (metrics, load shedding, the reset directive) and is then
+//! the layers of `layers.rs` (metrics, load shedding, the reset directive) and is then
 //! steered by its content type: `application/grpc*` goes to the tonic
 //! services (MockService, health, reflection), everything else, HTTP/2
-//! included, to the HTTP routes of [`http`]; both edges run plans through the
-//! one [`pipeline`]. Shutdown drains, then is graceful and bounded
+//! included, to the HTTP routes of `http.rs`; both edges run plans through the
+//! one pipeline of `pipeline.rs`. Shutdown drains, then is graceful and bounded
 //! ([`shutdown`]).
 
 pub mod control;
