@@ -105,6 +105,17 @@ impl Proxy<'_> {
 
     /// Starts HAProxy in the foreground and waits until it listens.
     pub async fn start(&self) -> HaProxy {
+        // The port is free when chosen but could be taken before HAProxy
+        // binds it: a HAProxy that exits at once is tried again elsewhere.
+        for _ in 0..3 {
+            if let Some(proxy) = self.try_start().await {
+                return proxy;
+            }
+        }
+        panic!("haproxy did not start (three ports tried)");
+    }
+
+    async fn try_start(&self) -> Option<HaProxy> {
         let haproxy = super::tool("haproxy");
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("servicemock-haproxy-{port}"));
@@ -120,16 +131,19 @@ impl Proxy<'_> {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let proxy = HaProxy {
+        let mut proxy = HaProxy {
             child,
             addr,
             _dir: TempDir(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if proxy.child.try_wait().unwrap().is_some() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "haproxy did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        proxy
+        Some(proxy)
     }
 }
