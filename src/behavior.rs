@@ -266,10 +266,6 @@ pub enum Injection {
     Status(u16),
     GrpcStatus(i32),
     Size(usize),
-    /// `/control` set this replica not ready.
-    NotReady,
-    /// `/control` set this replica not live.
-    NotLive,
 }
 
 impl Injection {
@@ -280,7 +276,6 @@ impl Injection {
             Injection::Status(_) => "status",
             Injection::GrpcStatus(_) => "grpc_status",
             Injection::Size(_) => "size",
-            Injection::NotReady | Injection::NotLive => "control",
         }
     }
 }
@@ -301,8 +296,6 @@ impl fmt::Display for Injection {
             Injection::Status(s) => write!(f, "status {s}"),
             Injection::GrpcStatus(c) => write!(f, "grpc-status {}", grpc_code_name(c)),
             Injection::Size(n) => write!(f, "size {n}"),
-            Injection::NotReady => f.write_str("not ready (set by /control)"),
-            Injection::NotLive => f.write_str("not live (set by /control)"),
         }
     }
 }
@@ -375,6 +368,18 @@ impl Directives {
             _ => self.reset = scoped(parse_reset(value).map_err(wrong)?, only, text),
         }
         Ok(())
+    }
+
+    /// Unsets directive `name` (one of [`DIRECTIVES`]; others are ignored).
+    pub fn clear(&mut self, name: &str) {
+        match name {
+            DELAY => self.delay = None,
+            STATUS => self.status = None,
+            GRPC_STATUS => self.grpc_status = None,
+            SIZE => self.size = None,
+            RESET => self.reset = None,
+            _ => {}
+        }
     }
 
     /// Each directive set, with its text as written: what `GET /control`

@@ -35,8 +35,8 @@ pub struct Control {
     flags: Arc<Directives>,
     defaults: RwLock<Arc<Directives>>,
     /// What `/control` has set beside the flags, as every answer lists it
-    /// in `Injected`; `None` while nothing is.
-    summary: RwLock<Option<Arc<str>>>,
+    /// in `Injected`: made again on each change, never per request.
+    injected: RwLock<Arc<[String]>>,
     ready: AtomicBool,
     live: AtomicBool,
     health: OnceLock<Health>,
@@ -48,7 +48,7 @@ impl Control {
         Control {
             enabled,
             defaults: RwLock::new(flags.clone()),
-            summary: RwLock::new(None),
+            injected: RwLock::new(Arc::from([])),
             flags,
             ready: AtomicBool::new(true),
             live: AtomicBool::new(true),
@@ -64,32 +64,45 @@ impl Control {
             .clone()
     }
 
-    /// The line every answer's `Injected` carries while `/control` has
-    /// changed a directive: `set by /control: x-mock-status=503@50%`.
-    pub fn summary(&self) -> Option<Arc<str>> {
-        self.summary
+    /// The lines every answer's `Injected` carries for what `/control`
+    /// has set: `set by /control: x-mock-status=503@50%`, `not ready (set
+    /// by /control)`, `not live (set by /control)`; none while nothing is.
+    pub fn injected(&self) -> Arc<[String]> {
+        self.injected
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn publish(&self, defaults: Arc<Directives>) {
-        let flags = self.flags.texts();
-        let changed: Vec<String> = defaults
-            .texts()
-            .into_iter()
-            .filter(|set| !flags.contains(set))
+    /// Puts `defaults`, readiness and liveness in force, and the lines
+    /// that say so.
+    fn publish(&self, defaults: Arc<Directives>, ready: bool, live: bool) {
+        let (flags, set) = (self.flags.texts(), defaults.texts());
+        let changed: Vec<String> = set
+            .iter()
+            .filter(|text| !flags.contains(text))
             .map(|(name, text)| format!("{name}={text}"))
             .chain(
                 flags
                     .iter()
-                    .filter(|(name, _)| !defaults.texts().iter().any(|(n, _)| n == name))
+                    .filter(|(name, _)| !set.iter().any(|(n, _)| n == name))
                     .map(|(name, _)| format!("{name} cleared")),
             )
             .collect();
-        *self.summary.write().unwrap_or_else(|p| p.into_inner()) = (!changed.is_empty())
-            .then(|| Arc::from(format!("set by /control: {}", changed.join(", "))));
+        let mut lines = Vec::new();
+        if !changed.is_empty() {
+            lines.push(format!("set by /control: {}", changed.join(", ")));
+        }
+        if !ready {
+            lines.push("not ready (set by /control)".to_owned());
+        }
+        if !live {
+            lines.push("not live (set by /control)".to_owned());
+        }
         *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = defaults;
+        self.ready.store(ready, Ordering::Relaxed);
+        self.live.store(live, Ordering::Relaxed);
+        *self.injected.write().unwrap_or_else(|p| p.into_inner()) = Arc::from(lines);
     }
 
     /// Whether `/control` said this replica is ready (draining aside).
@@ -109,13 +122,13 @@ impl Control {
     /// The state as `GET /control` shows it.
     fn state(&self) -> Value {
         let defaults = self.defaults();
+        let texts = defaults.texts();
         let mut out = Map::new();
         for (key, header) in KEYS {
-            let text = defaults
-                .texts()
-                .into_iter()
-                .find(|(name, _)| name == &header)
-                .map(|(_, t)| Value::from(t));
+            let text = texts
+                .iter()
+                .find(|(name, _)| *name == header)
+                .map(|(_, t)| Value::from(*t));
             out.insert(key.to_owned(), text.unwrap_or(Value::Null));
         }
         out.insert("ready".into(), self.ready().into());
@@ -158,7 +171,7 @@ impl Control {
                         }
                     };
                     if text.is_empty() {
-                        clear(&mut defaults, header);
+                        defaults.clear(header);
                         said.push(format!("{key} cleared"));
                     } else {
                         defaults
@@ -169,23 +182,23 @@ impl Control {
                 }
             }
         }
-        self.publish(Arc::new(defaults));
         if let Some(r) = ready {
-            self.ready.store(r, Ordering::Relaxed);
             said.push(format!("ready={r}"));
         }
         if let Some(l) = live {
-            self.live.store(l, Ordering::Relaxed);
             said.push(format!("live={l}"));
         }
+        self.publish(
+            Arc::new(defaults),
+            ready.unwrap_or_else(|| self.ready()),
+            live.unwrap_or_else(|| self.live()),
+        );
         Ok(said.join(" "))
     }
 
     /// Back to what the flags said: ready and live.
     fn reset(&self) {
-        self.publish(self.flags.clone());
-        self.ready.store(true, Ordering::Relaxed);
-        self.live.store(true, Ordering::Relaxed);
+        self.publish(self.flags.clone(), true, true);
     }
 
     /// gRPC health follows readiness (and draining).
@@ -193,16 +206,6 @@ impl Control {
         if let Some(health) = self.health.get() {
             health.set(self.ready() && !draining).await;
         }
-    }
-}
-
-fn clear(d: &mut Directives, header: &str) {
-    match header {
-        behavior::DELAY => d.delay = None,
-        behavior::STATUS => d.status = None,
-        behavior::GRPC_STATUS => d.grpc_status = None,
-        behavior::SIZE => d.size = None,
-        _ => d.reset = None,
     }
 }
 

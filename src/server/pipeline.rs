@@ -6,7 +6,6 @@
 use http::HeaderMap;
 
 use crate::attempts::Attempt;
-use crate::behavior::Injection;
 
 use super::Service;
 use crate::exec::context::trace_id;
@@ -66,22 +65,17 @@ pub(super) fn admit(
     attempt: Option<&Attempt>,
 ) -> Result<Admission, Refused> {
     let attempt = attempt.copied().unwrap_or_default();
-    let control = &service.control;
-    let mut admission = service
+    service
         .executor
-        .admit(headers, &control.defaults(), &service.here(attempt.number))
+        .admit(
+            headers,
+            &service.control.defaults(),
+            &service.here(attempt.number),
+        )
         .map_err(|e| {
             service.metrics.refused(Refusal::BadRequest);
             Refused::bad(e, "metadata")
-        })?;
-    admission.attempt = attempt.number;
-    if !control.ready() {
-        admission.decision.injected.push(Injection::NotReady);
-    }
-    if !control.live() {
-        admission.decision.injected.push(Injection::NotLive);
-    }
-    Ok(admission)
+        })
 }
 
 /// Checks a plan the edge read (`plan`) against the size and depth limits,
@@ -147,9 +141,9 @@ pub(super) async fn run(
     let mut report = executor
         .answer(&service.identity, plan, inbound, admission)
         .await;
-    if let Some(line) = service.control.summary() {
-        report.injected.push(line.to_string());
-    }
+    report
+        .injected
+        .extend(service.control.injected().iter().cloned());
     service
         .metrics
         .report(&report, &admission.decision.injected);
