@@ -180,7 +180,7 @@ impl GrpcClients {
                 }
                 HopResult {
                     bytes,
-                    ..HopResult::from_ok_report(0, "OK", report)
+                    ..HopResult::from_ok_report(0, &"OK", report)
                 }
             }
             Ok(Err(status))

@@ -134,7 +134,8 @@ impl Default for HttpClients {
 fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize) -> HopResult {
     let status = parts.status;
     let code = i32::from(status.as_u16());
-    let status_text = status_line(status);
+    // Written out only when an error names it, not for every good answer.
+    let status_text = StatusLine(status);
     let Some(body) = body else {
         return HopResult {
             status: Some(code),
@@ -179,10 +180,14 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize)
 }
 
 /// `503 Service Unavailable`.
-fn status_line(status: http::StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
+struct StatusLine(http::StatusCode);
+
+impl std::fmt::Display for StatusLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.canonical_reason() {
+            Some(reason) => write!(f, "{} {reason}", self.0.as_u16()),
+            None => write!(f, "{}", self.0.as_u16()),
+        }
     }
 }
 

@@ -97,7 +97,11 @@ impl HopResult {
     /// A successful status with a servicemock report: ok, unless the report
     /// lists failed hops (a real servicemock would not answer 2xx then; the
     /// entry's status must follow the tree as received).
-    pub(crate) fn from_ok_report(status: i32, status_text: &str, report: Report) -> HopResult {
+    pub(crate) fn from_ok_report(
+        status: i32,
+        status_text: &dyn std::fmt::Display,
+        report: Report,
+    ) -> HopResult {
         match report.forwards().filter(|f| f.error.is_some()).count() {
             0 => HopResult::with_report(status, Outcome::Ok, None, report),
             failed => {
@@ -303,8 +307,7 @@ impl Executor {
             &self.inner.propagate
         };
         let (outbound, request_id) = context::outbound_headers(&inbound.headers, propagate);
-        let mut report = base_report(identity, inbound, request_id);
-        report.attempt = attempt;
+        let mut report = base_report(identity, inbound, request_id, attempt);
         let deadline = inbound.started + budget;
         let mut injected = decision.injected.clone();
         if !decision.delay.is_zero() {
@@ -326,6 +329,7 @@ impl Executor {
                 tokio::time::sleep_until(wanted).await;
             }
         }
+        report.injected = injected.iter().map(Injection::to_string).collect();
         let who = format!("{} {}", identity.service, identity.version);
         let ctx = HopContext {
             started: inbound.started,
@@ -342,8 +346,7 @@ impl Executor {
             );
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
         } else if injected_failure(decision, inbound.protocol) {
-            let why: Vec<String> = injected.iter().map(Injection::to_string).collect();
-            report.message = format!("{who} failed on purpose ({})", why.join(", "));
+            report.message = format!("{who} failed on purpose ({})", report.injected.join(", "));
         } else {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
@@ -357,7 +360,6 @@ impl Executor {
         if decision.size > 0 {
             report.padding = "x".repeat(decision.size);
         }
-        report.injected = injected.iter().map(Injection::to_string).collect();
         report.duration_ms = millis(inbound.started.elapsed());
         report
     }
@@ -383,8 +385,7 @@ impl Executor {
             None => return None,
         };
         let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
-        let mut report = base_report(identity, inbound, request_id);
-        report.attempt = admission.attempt;
+        let mut report = base_report(identity, inbound, request_id, admission.attempt);
         report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());
         Some(report)
@@ -543,8 +544,9 @@ pub fn injected_failure(decision: &Decision, protocol: InboundProtocol) -> bool 
     }
 }
 
-/// The report of a request before any hop ran: identity and request info.
-pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -> Report {
+/// The report of a request before any hop ran: identity, request info and
+/// the attempt it answers.
+fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attempt: u32) -> Report {
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
     request_info.push(inbound.request_line.clone());
     for (name, value) in &inbound.headers {
@@ -571,7 +573,7 @@ pub fn base_report(identity: &Identity, inbound: &Inbound, request_id: String) -
         injected: Vec::new(),
         padding: String::new(),
         timed_out: false,
-        attempt: 1,
+        attempt,
     }
 }
 

@@ -55,7 +55,8 @@ impl Resolver {
     /// Where to connect for `target`.
     pub fn resolve(&self, target: &Target) -> Resolved {
         let authority = target.authority();
-        let local = (target.port_or_default() == DEFAULT_PORT)
+        // Outside a mesh there are no names: nothing to look up.
+        let local = (!self.names.is_empty() && target.port_or_default() == DEFAULT_PORT)
             .then(|| self.names.get(&target.host.to_ascii_lowercase()))
             .flatten();
         match local {

@@ -66,7 +66,7 @@ impl Transport for Fake {
                 service: host,
                 ..Report::default()
             };
-            HopResult::from_ok_report(200, "200 OK", report)
+            HopResult::from_ok_report(200, &"200 OK", report)
         })
     }
 }

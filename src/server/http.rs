@@ -3,6 +3,7 @@
 //! every hop succeeded, 502 when one failed, 400 for a path that does not
 //! parse, 508 past the depth limit.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -89,9 +90,9 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let (target, view) = if depth == 0 {
         choose_view(full_target, &parts.headers)
     } else {
-        (full_target.to_owned(), View::Json)
+        (Cow::Borrowed(full_target), View::Json)
     };
-    let target = target.as_str();
+    let target: &str = &target;
     // A POST with a body carries a JSON CallRequest. curl -d sends it as a
     // form unless told otherwise, so a body that opens with '{' is read as
     // JSON whatever its content type; any other body is refused, not ignored.
@@ -177,27 +178,33 @@ fn refusal(refused: Refused, view: View) -> Response {
 
 /// Takes `view=tree` (or `view=flat`, `view=json`) out of the query, so it is not passed
 /// on to the leaves; `Accept: text/plain` also asks for the tree.
-fn choose_view(target: &str, headers: &HeaderMap) -> (String, View) {
+fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> (Cow<'t, str>, View) {
     let mut view = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(accept) if accept.starts_with("text/plain") => View::Tree,
         _ => View::Json,
     };
     let Some((path, query)) = target.split_once('?') else {
-        return (target.to_owned(), view);
+        return (Cow::Borrowed(target), view);
     };
-    let mut kept = Vec::new();
+    let (mut kept, mut taken) = (Vec::new(), false);
     for pair in query.split('&') {
         match pair {
             "view=tree" => view = View::Tree,
             "view=json" => view = View::Json,
             "view=flat" => view = View::Flat,
-            other => kept.push(other),
+            other => {
+                kept.push(other);
+                continue;
+            }
         }
+        taken = true;
     }
-    let target = if kept.is_empty() {
-        path.to_owned()
+    let target = if !taken {
+        Cow::Borrowed(target)
+    } else if kept.is_empty() {
+        Cow::Borrowed(path)
     } else {
-        format!("{path}?{}", kept.join("&"))
+        Cow::Owned(format!("{path}?{}", kept.join("&")))
     };
     (target, view)
 }
