@@ -90,22 +90,14 @@ async fn a_translating_proxy_shows_in_the_tree() {
     assert_eq!((status, parse(&body).protocol.as_str()), (200, "h2c"));
 
     // grpcurl through the proxy: reflection and the call both pass it.
-    let grpcurl = grpcurl();
-    let target = p.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(grpcurl)
-            .args(["-plaintext", "-d", r#"{"path": "/x"}"#])
-            .args([
-                "-max-time",
-                "20",
-                &target,
-                "servicemock.v1.MockService/Call",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = grpcurl_run(
+        ["-plaintext", "-d", r#"{"path": "/x"}"#, "-max-time", "20"]
+            .map(String::from)
+            .into_iter()
+            .chain([p.to_string(), "servicemock.v1.MockService/Call".into()])
+            .collect(),
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",

@@ -5,16 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::*;
-
-async fn grpcurl_run(args: Vec<String>) -> Output {
-    let bin = grpcurl();
-    tokio::task::spawn_blocking(move || Command::new(bin).args(args).output().unwrap())
-        .await
-        .unwrap()
-}
 
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()

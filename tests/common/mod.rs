@@ -329,3 +329,13 @@ pub fn grpcurl() -> std::path::PathBuf {
     }
     std::path::PathBuf::from(tool("grpcurl"))
 }
+
+/// Runs grpcurl ([`grpcurl`]) with `args`, off the async threads.
+pub async fn grpcurl_run(args: Vec<String>) -> std::process::Output {
+    let bin = grpcurl();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin).args(args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
