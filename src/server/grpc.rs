@@ -30,7 +30,7 @@ use crate::report::{trim, Report};
 
 /// The gRPC health state of one service.
 #[derive(Clone)]
-pub struct Health(HealthReporter);
+pub(super) struct Health(HealthReporter);
 
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,12 +40,12 @@ impl std::fmt::Debug for Health {
 
 impl Health {
     /// Reports NOT_SERVING for the server and for MockService.
-    pub async fn set_not_serving(&self) {
+    pub(super) async fn set_not_serving(&self) {
         self.set(false).await;
     }
 
     /// Reports SERVING or NOT_SERVING for the server and for MockService.
-    pub async fn set(&self, serving: bool) {
+    pub(super) async fn set(&self, serving: bool) {
         let status = if serving {
             ServingStatus::Serving
         } else {

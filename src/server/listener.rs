@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -60,7 +59,7 @@ pub(super) fn effective_cap(asked: usize, open_files: Option<u64>) -> usize {
 /// with GOAWAY). Returns once every connection has closed.
 pub(super) async fn accept_until(
     listener: TcpListener,
-    app: Router,
+    app: super::front::Front,
     limits: ConnectionLimits,
     gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
     stop: impl std::future::Future<Output = ()>,

@@ -2,17 +2,18 @@
 //!
 //! Every connection is served by hyper's auto builder (`listener.rs`, with its
 //! bounds), which tells HTTP/1.1 from the HTTP/2 preface. Each request passes
-//! the layers of `layers.rs` (metrics, load shedding, the reset directive) and is then
-//! steered by its content type: `application/grpc*` goes to the tonic
-//! services (MockService, health, reflection), everything else, HTTP/2
-//! included, to the HTTP routes of `http.rs`; both edges run plans through the
-//! one pipeline of `pipeline.rs`. Shutdown drains, then is graceful and bounded
+//! the one front service of `front.rs` (metrics, load shedding, attempts and
+//! the reset directive) and is then steered: `application/grpc*` goes to the
+//! tonic services (MockService, health, reflection), a request that runs a
+//! plan, HTTP/2 included, to the planner of `http.rs`, and the rest to its
+//! HTTP routes; both edges run plans through the one pipeline of
+//! `pipeline.rs`. Shutdown drains, then is graceful and bounded
 //! ([`shutdown`]).
 
 pub mod control;
+mod front;
 mod grpc;
 mod http;
-mod layers;
 mod listener;
 mod pipeline;
 pub mod shutdown;
@@ -23,16 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::middleware::from_fn_with_state;
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt as _;
 
 use crate::attempts::Attempts;
 use crate::behavior::{Directives, Here};
 use crate::config::Identity;
-use crate::exec::context::DEPTH_HEADER;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::report::Report;
@@ -114,41 +111,12 @@ pub fn is_grpc(request: &Request) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The whole application for one service: gRPC and HTTP behind one router.
-pub async fn app(service: Arc<Service>) -> (Router, grpc::Health) {
+/// The whole application for one service: gRPC and HTTP behind one front.
+async fn app(service: Arc<Service>) -> (front::Front, grpc::Health) {
     let (grpc_router, health) = grpc::router(service.clone()).await;
     service.control.attach_health(health.clone());
     let http_router = http::router(service.clone());
-    let planner_service = service.clone();
-    // Steering is the router's one job; counting, shedding and the reset
-    // directive are layers around it (outermost first: count, shed,
-    // attempt and reset).
-    let steer = tower::service_fn(move |request: Request| {
-        // Requests from another servicemock (they carry the depth header)
-        // go straight to the planner, with no route to match, so a
-        // remainder such as `/health` or `/ui` at a leaf is answered with a
-        // report like any other.
-        let (grpc_router, http_router) = (grpc_router.clone(), http_router.clone());
-        let service = planner_service.clone();
-        async move {
-            if is_grpc(&request) {
-                grpc_router.oneshot(request).await
-            } else if request.headers().contains_key(DEPTH_HEADER) {
-                Ok(http::planner(axum::extract::State(service), request).await)
-            } else {
-                http_router.oneshot(request).await
-            }
-        }
-    });
-    let app = Router::new()
-        .fallback_service(steer)
-        .layer(from_fn_with_state(
-            service.clone(),
-            layers::attempt_and_reset,
-        ))
-        .layer(from_fn_with_state(service.clone(), layers::shed))
-        .layer(from_fn_with_state(service, layers::count));
-    (app, health)
+    (front::Front::new(service, grpc_router, http_router), health)
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains

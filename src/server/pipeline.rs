@@ -58,7 +58,7 @@ pub(super) enum Verdict {
 }
 
 /// Reads what the request's headers ask (depth, time, behaviour), for
-/// this service answering `attempt` (counted by the layers).
+/// this service answering `attempt` (counted by the front, `front.rs`).
 pub(super) fn admit(
     service: &Service,
     headers: &HeaderMap,

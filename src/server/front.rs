@@ -1,0 +1,245 @@
+//! The front of the server: the one tower service every request on the
+//! port passes, which does in order what each request needs before it is
+//! steered: it is counted and timed by protocol, route class and status,
+//! with the in-flight gauge ([`Front::call`]); over `--max-concurrent` it is
+//! shed, answered 503 / RESOURCE_EXHAUSTED at once instead of queueing
+//! (probes, metrics and gRPC health never are); a request that runs a plan
+//! is told which attempt it is, and `x-mock-reset` / `--reset-rate` may drop
+//! its connection; then `application/grpc*` goes to the tonic services,
+//! requests that run a plan straight to the planner, and the rest (health,
+//! readiness, metrics, `/control`, the web view) to the HTTP routes.
+//!
+//! One hand-written service instead of axum middleware and routers stacked
+//! around each other: each of those boxes its future and clones its inner
+//! service per request, which cost a hop about 15 allocations and copies of
+//! kilobyte-sized futures on every request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt as _;
+
+use super::{http, is_grpc, Service};
+use crate::attempts::Attempt;
+use crate::behavior::{self, Directives, Here};
+use crate::metrics::Refusal;
+use crate::report::InboundProtocol;
+
+/// The service hyper serves on every connection (see the module docs).
+#[derive(Clone)]
+pub(super) struct Front(Arc<Parts>);
+
+struct Parts {
+    service: Arc<Service>,
+    grpc: Router,
+    http: Router,
+}
+
+impl Front {
+    pub(super) fn new(service: Arc<Service>, grpc: Router, http: Router) -> Front {
+        Front(Arc::new(Parts {
+            service,
+            grpc,
+            http,
+        }))
+    }
+}
+
+impl<B> tower::Service<::http::Request<B>> for Front
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ::http::Request<B>) -> Self::Future {
+        let parts = self.0.clone();
+        Box::pin(async move { Ok(parts.count(request.map(Body::new)).await) })
+    }
+}
+
+impl Parts {
+    /// Counts and times every request, and keeps the in-flight gauge.
+    async fn count(&self, request: Request) -> Response {
+        let started = Instant::now();
+        let grpc = is_grpc(&request);
+        let protocol = if grpc {
+            InboundProtocol::Grpc
+        } else {
+            InboundProtocol::of_http(request.version())
+        };
+        let route = route_class(grpc, request.uri().path());
+        let metrics = &self.service.metrics;
+        let _in_flight = metrics.in_flight();
+        let response = self.shed(grpc, route, request).await;
+        let status = response_status(grpc, &response);
+        metrics.request(protocol, route, status, started.elapsed());
+        response
+    }
+
+    /// Sheds what is over `--max-concurrent`, sparing probes and scrapes: a
+    /// busy pod is not a dead one.
+    async fn shed(&self, grpc: bool, route: &'static str, request: Request) -> Response {
+        if is_probe(grpc, route, request.uri().path()) {
+            return self.steer(grpc, route, request).await;
+        }
+        let service = &self.service;
+        match service.in_flight.clone().try_acquire_owned() {
+            Ok(_permit) => self.attempt_and_reset(grpc, route, request).await,
+            Err(_) => {
+                service.metrics.refused(Refusal::Overloaded);
+                overloaded(grpc, service.executor.settings().max_concurrent)
+            }
+        }
+    }
+
+    /// For a request that runs a plan: counts which attempt it is (kept in
+    /// the request's extensions for the pipeline), and drops the connection
+    /// when `x-mock-reset` (or `--reset-rate`) draws so for this attempt here.
+    async fn attempt_and_reset(
+        &self,
+        grpc: bool,
+        route: &'static str,
+        mut request: Request,
+    ) -> Response {
+        let runs_plan = if grpc {
+            request.uri().path() == CALL_PATH
+        } else {
+            route == PLAN
+        };
+        if runs_plan {
+            let service = &self.service;
+            let line = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let attempt = service.attempts.observe(request.headers(), line);
+            // A first attempt is what the pipeline assumes when none is recorded.
+            if attempt != Attempt::default() {
+                request.extensions_mut().insert(attempt);
+            }
+            if wants_reset(
+                &request,
+                &service.control.defaults(),
+                &service.here(attempt.number),
+            ) {
+                service.metrics.reset();
+                return reset();
+            }
+        }
+        self.steer(grpc, route, request).await
+    }
+
+    /// gRPC to the tonic services; a request that runs a plan straight to
+    /// the planner, with no route to match (so a remainder such as
+    /// `/health` or `/ui` at a leaf, which arrives with the depth header, is
+    /// answered with a report like any other); the rest to the HTTP routes.
+    async fn steer(&self, grpc: bool, route: &'static str, request: Request) -> Response {
+        let routed = if grpc {
+            self.grpc.clone().oneshot(request).await
+        } else if route == PLAN
+            || request
+                .headers()
+                .contains_key(crate::exec::context::DEPTH_HEADER)
+        {
+            return http::planner(State(self.service.clone()), request).await;
+        } else {
+            self.http.clone().oneshot(request).await
+        };
+        match routed {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// The route class of a request that runs a plan.
+const PLAN: &str = "plan";
+
+/// The path of `servicemock.v1.MockService/Call`.
+const CALL_PATH: &str = "/servicemock.v1.MockService/Call";
+
+/// Whether a request is a probe or a scrape, which load shedding spares:
+/// `/health`, `/ready`, `/metrics` and gRPC health.
+fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
+    if grpc {
+        path.starts_with("/grpc.health.v1.Health/")
+    } else {
+        matches!(route, "health" | "ready" | "metrics" | "control")
+    }
+}
+
+/// The route class a request is counted under.
+fn route_class(grpc: bool, path: &str) -> &'static str {
+    match path {
+        _ if grpc => "grpc",
+        "/health" => "health",
+        "/ready" => "ready",
+        "/metrics" => "metrics",
+        "/control" => "control",
+        p if p == "/ui" || p.starts_with("/ui/") => "ui",
+        _ => PLAN,
+    }
+}
+
+/// The status a request is counted with: the HTTP status, or for gRPC the
+/// `grpc-status` of a trailers-only answer (0 when it comes in trailers: OK).
+fn response_status(grpc: bool, response: &Response) -> i32 {
+    if grpc {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0)
+    } else {
+        i32::from(response.status().as_u16())
+    }
+}
+
+/// The answer to a request over the concurrency limit: shed, not queued.
+fn overloaded(grpc: bool, limit: usize) -> Response {
+    let message = format!("overloaded: {limit} requests in flight (--max-concurrent)");
+    if grpc {
+        tonic::Status::resource_exhausted(message)
+            .into_http::<axum::body::Body>()
+            .map(axum::body::Body::new)
+    } else {
+        (::http::StatusCode::SERVICE_UNAVAILABLE, message + "\n").into_response()
+    }
+}
+
+/// Whether `x-mock-reset` (or `--reset-rate`) drops this request. A bad
+/// value does not reset; the handlers refuse it with 400/INVALID_ARGUMENT.
+fn wants_reset(request: &Request, defaults: &Directives, here: &Here<'_>) -> bool {
+    let mut given = Directives::default();
+    let directives = match request.headers().get(behavior::RESET) {
+        Some(v) => match v.to_str() {
+            Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
+            _ => return false,
+        },
+        None => defaults,
+    };
+    directives.decide_reset(here, &mut rand::rng())
+}
+
+/// An answer whose body fails at once: hyper aborts the connection
+/// (HTTP/1.1) or resets the stream (HTTP/2), what a crashing peer does.
+fn reset() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::other(
+            "connection reset on purpose (x-mock-reset)",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(failing))
+}
