@@ -145,7 +145,10 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 /// Returns them and the request id.
 pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (HeaderMap, String) {
     let mut out = HeaderMap::with_capacity(propagate.len() + 1);
-    for name in propagate {
+    // A request carries a few headers and the list names a dozen: look
+    // up only the names it carries, in the list's order.
+    let carried = |name: &HeaderName| inbound.keys().any(|k| k == name);
+    for name in propagate.iter().filter(|name| carried(name)) {
         for value in inbound.get_all(name) {
             out.append(name.clone(), value.clone());
         }
