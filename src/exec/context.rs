@@ -145,10 +145,7 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 /// Returns them and the request id.
 pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (HeaderMap, String) {
     let mut out = HeaderMap::with_capacity(propagate.len() + 1);
-    // A request carries a few headers and the list names a dozen: look
-    // up only the names it carries, in the list's order.
-    let carried = |name: &HeaderName| inbound.keys().any(|k| k == name);
-    for name in propagate.iter().filter(|name| carried(name)) {
+    for name in carried(inbound, propagate) {
         for value in inbound.get_all(name) {
             out.append(name.clone(), value.clone());
         }
@@ -168,6 +165,19 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
         }
     };
     (out, request_id)
+}
+
+/// The names of `propagate` that `inbound` carries, in `propagate`'s
+/// order. A request carries a few headers and the list names a dozen, so
+/// the names it carries are compared instead of each name looked up (which
+/// parses and hashes it).
+pub fn carried<'a>(
+    inbound: &'a HeaderMap,
+    propagate: &'a [HeaderName],
+) -> impl Iterator<Item = &'a HeaderName> {
+    propagate
+        .iter()
+        .filter(|name| inbound.keys().any(|k| k == *name))
 }
 
 /// The trace id of a request, from `traceparent` (W3C) or `x-b3-traceid`.

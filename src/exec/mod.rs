@@ -252,10 +252,7 @@ impl Executor {
         admission: &Admission,
     ) -> Result<(), String> {
         let budget = self.inner.settings.max_report_size;
-        let propagated: usize = self
-            .inner
-            .propagate
-            .iter()
+        let propagated: usize = context::carried(headers, &self.inner.propagate)
             .flat_map(|name| {
                 headers
                     .get_all(name)
@@ -330,7 +327,7 @@ impl Executor {
             }
         }
         report.injected = injected.iter().map(Injection::to_string).collect();
-        let who = format!("{} {}", identity.service, identity.version);
+        let who = Who(identity);
         let ctx = HopContext {
             started: inbound.started,
             depth,
@@ -541,6 +538,15 @@ pub fn injected_failure(decision: &Decision, protocol: InboundProtocol) -> bool 
         decision
             .http_status()
             .is_some_and(|s| !(200..300).contains(&s))
+    }
+}
+
+/// `service version`, as a report's message names its writer.
+struct Who<'a>(&'a Identity);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0.service, self.0.version)
     }
 }
 

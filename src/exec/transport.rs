@@ -104,10 +104,13 @@ const POSTS_PLAN: &str = "/ (POST plan)";
 
 impl Transport for HttpTransport {
     fn url(&self, to: &Resolved, next: &Plan) -> String {
-        match render_path(next) {
-            Ok(path) => format!("http://{}{path}", to.authority),
-            Err(_) => format!("http://{}{POSTS_PLAN}", to.authority),
-        }
+        let path = render_path(next);
+        let path = path.as_deref().unwrap_or(POSTS_PLAN);
+        let mut url = String::with_capacity("http://".len() + to.authority.len() + path.len());
+        url.push_str("http://");
+        url.push_str(&to.authority);
+        url.push_str(path);
+        url
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
