@@ -16,12 +16,16 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// Envoy's attempt header: 1 for the first attempt, 2 for the first retry.
 pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
 /// gRPC's retry header: how many attempts came before this one.
 pub const GRPC_PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
+
+// The same as names made at compile time, not parsed on every request.
+const ENVOY_ATTEMPT: HeaderName = HeaderName::from_static(ENVOY_ATTEMPT_COUNT);
+const GRPC_PREVIOUS: HeaderName = HeaderName::from_static(GRPC_PREVIOUS_ATTEMPTS);
 
 /// How long a request id is remembered (a retry comes within seconds).
 pub const REMEMBER: Duration = Duration::from_secs(60);
@@ -90,28 +94,31 @@ impl Attempts {
     /// The attempt `headers` are: from a retry header when there is one,
     /// else by counting the caller's `x-request-id` with `request_line`.
     pub fn observe(&self, headers: &HeaderMap, request_line: &str) -> Attempt {
-        let number = |name: &str| {
+        let number = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u32>().ok())
         };
-        if let Some(n) = number(ENVOY_ATTEMPT_COUNT).filter(|n| *n >= 1) {
+        if let Some(n) = number(&ENVOY_ATTEMPT).filter(|n| *n >= 1) {
             return Attempt {
                 number: n,
                 source: AttemptSource::Envoy,
             };
         }
-        if let Some(n) = number(GRPC_PREVIOUS_ATTEMPTS) {
+        if let Some(n) = number(&GRPC_PREVIOUS) {
             return Attempt {
                 number: n.saturating_add(1),
                 source: AttemptSource::Grpc,
             };
         }
         let mut hasher = self.hasher.build_hasher();
-        if let Some(call) = headers.get(crate::exec::context::CALL_HEADER) {
+        if let Some(call) = headers.get(crate::exec::context::CALL) {
             call.as_bytes().hash(&mut hasher);
-        } else if let Some(id) = headers.get("x-request-id").filter(|v| !v.is_empty()) {
+        } else if let Some(id) = headers
+            .get(crate::exec::context::REQUEST_ID)
+            .filter(|v| !v.is_empty())
+        {
             id.as_bytes().hash(&mut hasher);
             request_line.hash(&mut hasher);
         } else {

@@ -24,6 +24,15 @@ pub const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 /// The request id that every level of the report shows.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+// The headers read on every request, as names made at compile time: a
+// lookup by `HeaderName` does not parse the name again each time.
+pub(crate) const DEPTH: HeaderName = HeaderName::from_static(DEPTH_HEADER);
+const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
+const ENVOY_TIMEOUT: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+pub(crate) const CALL: HeaderName = HeaderName::from_static(CALL_HEADER);
+
 /// Headers passed on from each inbound request to every outbound hop, unless
 /// configured otherwise: the request id and the trace context of every
 /// tracer Istio and Envoy know.
@@ -47,7 +56,7 @@ pub const DEFAULT_PROPAGATED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
     #[error("header {name}: \"{value}\" is not a number")]
-    BadNumber { name: &'static str, value: String },
+    BadNumber { name: HeaderName, value: String },
     #[error("header grpc-timeout: \"{0}\" is not a gRPC timeout (like 250m or 2S)")]
     BadGrpcTimeout(String),
 }
@@ -69,14 +78,14 @@ pub struct HopContext {
 
 /// Reads the depth counter of an inbound request (0 when absent).
 pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
-    match headers.get(DEPTH_HEADER) {
+    match headers.get(DEPTH) {
         None => Ok(0),
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| ContextError::BadNumber {
-                name: DEPTH_HEADER,
+                name: DEPTH,
                 value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
             }),
     }
@@ -91,13 +100,13 @@ pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
 /// leaves before the caller stops waiting.
 pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Duration, ContextError> {
     let mut budget = own_limit;
-    if let Some(ms) = millis_header(headers, TIMEOUT_HEADER)? {
+    if let Some(ms) = millis_header(headers, TIMEOUT)? {
         budget = budget.min(Duration::from_millis(ms));
     }
-    if let Some(ms) = millis_header(headers, ENVOY_TIMEOUT_HEADER)? {
+    if let Some(ms) = millis_header(headers, ENVOY_TIMEOUT)? {
         budget = budget.min(callee_budget(Duration::from_millis(ms)));
     }
-    if let Some(v) = headers.get("grpc-timeout") {
+    if let Some(v) = headers.get(GRPC_TIMEOUT) {
         let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
         let timeout = parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?;
         budget = budget.min(callee_budget(timeout));
@@ -106,9 +115,9 @@ pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Durati
 }
 
 /// A header holding a whole number of milliseconds, if present.
-fn millis_header(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, ContextError> {
+fn millis_header(headers: &HeaderMap, name: HeaderName) -> Result<Option<u64>, ContextError> {
     headers
-        .get(name)
+        .get(&name)
         .map(|v| {
             v.to_str()
                 .ok()
@@ -151,7 +160,7 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
         }
     }
     let request_id = match inbound
-        .get(REQUEST_ID_HEADER)
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty())
     {
@@ -159,7 +168,7 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
         None => {
             let id = new_request_id();
             if let Ok(v) = HeaderValue::from_str(&id) {
-                out.insert(REQUEST_ID_HEADER, v);
+                out.insert(REQUEST_ID, v);
             }
             id
         }

@@ -148,11 +148,7 @@ impl Parts {
     async fn steer(&self, grpc: bool, route: &'static str, request: Request) -> Response {
         let routed = if grpc {
             self.grpc.clone().oneshot(request).await
-        } else if route == PLAN
-            || request
-                .headers()
-                .contains_key(crate::exec::context::DEPTH_HEADER)
-        {
+        } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
             return http::planner(State(self.service.clone()), request).await;
         } else {
             self.http.clone().oneshot(request).await
