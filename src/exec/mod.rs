@@ -102,7 +102,7 @@ impl HopResult {
         status_text: &dyn std::fmt::Display,
         report: Report,
     ) -> HopResult {
-        match report.forwards().filter(|f| f.error.is_some()).count() {
+        match report.failed_hops() {
             0 => HopResult::with_report(status, Outcome::Ok, None, report),
             failed => {
                 let why =

@@ -165,6 +165,35 @@ impl Forwards {
     }
 }
 
+impl Forwards {
+    /// How many hops of these groups carry an `Error`, read from the raw
+    /// text when the groups were not parsed (hops with an error, nothing
+    /// built); groups of another shape are parsed, and so counted as the
+    /// failed hop [`Deref`] makes of them.
+    fn failed(&self) -> usize {
+        #[derive(Deserialize)]
+        struct Group {
+            #[serde(rename = "SequentialForwards", default)]
+            hops: Vec<Hop>,
+        }
+        #[derive(Deserialize)]
+        struct Hop {
+            #[serde(rename = "Error", default)]
+            error: Option<serde::de::IgnoredAny>,
+        }
+        if let (None, Some(raw)) = (self.parsed.get(), &self.raw) {
+            if let Ok(groups) = from_json_unbounded::<Vec<Group>>(raw.get()) {
+                let hops = groups.iter().flat_map(|g| &g.hops);
+                return hops.filter(|h| h.error.is_some()).count();
+            }
+        }
+        self.iter()
+            .flat_map(|g| &g.sequential_forwards)
+            .filter(|f| f.error.is_some())
+            .count()
+    }
+}
+
 impl Deref for Forwards {
     type Target = Vec<ParallelForward>;
 
@@ -482,6 +511,13 @@ impl Report {
         self.forwards().all(|f| f.error.is_none())
     }
 
+    /// How many hops of this level failed. Of a report received from
+    /// downstream only whether each hop has an `Error` is read: its hop
+    /// groups stay the text they came in, passed on as they are.
+    pub fn failed_hops(&self) -> usize {
+        self.parallel_forwards.failed()
+    }
+
     /// Every hop of this level, group by group.
     pub fn forwards(&self) -> impl Iterator<Item = &Forward> {
         self.parallel_forwards
@@ -553,6 +589,36 @@ mod tests {
     use super::*;
 
     const DOWNSTREAM: &str = r#"{"Service":"b","ParallelForwards":[{"SequentialForwards":[{"Url":"http://c:8080/","Result":"ok","Protocol":"http","Status":200,"StartMs":0.1,"DurationMs":1.0,"Response":{"Service":"c","ParallelForwards":[]}}]}]}"#;
+
+    #[test]
+    fn failed_hops_of_a_received_report_are_counted_without_parsing_its_groups() {
+        let failing = DOWNSTREAM.replacen(
+            r#""Result":"ok","#,
+            r#""Result":"status","Error":"answered 503","#,
+            1,
+        );
+        let two_groups = failing.replacen(
+            r#""ParallelForwards":[{"#,
+            r#""ParallelForwards":[{"SequentialForwards":[{"Url":"http://d/","Result":"ok"}]},{"#,
+            1,
+        );
+        for (text, failed) in [(DOWNSTREAM, 0), (&failing, 1), (&two_groups, 1)] {
+            let report: Report = serde_json::from_str(text).unwrap();
+            assert_eq!(report.failed_hops(), failed, "{text}");
+            assert!(report.parallel_forwards.parsed.get().is_none(), "{text}");
+            assert_eq!(
+                report.forwards().filter(|f| f.error.is_some()).count(),
+                failed
+            );
+        }
+        // Groups of another shape are parsed, and so count as the failed
+        // hop that says so.
+        let odd: Report = serde_json::from_str(
+            r#"{"Service":"b","ParallelForwards":[{"SequentialForwards":7}]}"#,
+        )
+        .unwrap();
+        assert_eq!(odd.failed_hops(), 1);
+    }
 
     #[test]
     fn received_subtrees_pass_through_unparsed_until_looked_at() {
