@@ -347,7 +347,7 @@ impl Executor {
         } else {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             let total = report.forwards().count();
-            let failed = report.forwards().filter(|f| f.error.is_some()).count();
+            let failed = report.failed_hops();
             report.message = match (total, failed) {
                 (0, _) => format!("{who} answered, calling nobody"),
                 (n, 0) => format!("{who} called {n} hop(s), all ok"),

@@ -163,9 +163,7 @@ impl Forwards {
             }
         }
     }
-}
 
-impl Forwards {
     /// How many hops of these groups carry an `Error`, read from the raw
     /// text when the groups were not parsed (hops with an error, nothing
     /// built); groups of another shape are parsed, and so counted as the
@@ -508,7 +506,7 @@ compare_with_words!(Outcome, InboundProtocol, Protocol);
 impl Report {
     /// Whether every hop of this report succeeded.
     pub fn all_ok(&self) -> bool {
-        self.forwards().all(|f| f.error.is_none())
+        self.failed_hops() == 0
     }
 
     /// How many hops of this level failed. Of a report received from

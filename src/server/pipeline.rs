@@ -187,12 +187,11 @@ fn verdict(report: &Report, admission: &Admission, protocol: InboundProtocol) ->
             return Verdict::Injected { http, grpc };
         }
     }
-    let total = report.forwards().count();
     match report.deepest_failure() {
         None => Verdict::Ok,
         Some(root) => Verdict::HopsFailed {
-            failed: report.forwards().filter(|f| f.error.is_some()).count(),
-            total,
+            failed: report.failed_hops(),
+            total: report.forwards().count(),
             root_url: root.url.clone(),
             root_error: root.error.clone().unwrap_or_default(),
         },
