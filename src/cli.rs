@@ -196,11 +196,8 @@ impl LoadArgs {
                 .split_once(':')
                 .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))?;
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            // Directives (x-mock-*) included: the one rule for hop headers.
             check_hop_header(&name, value).map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
-            if name.starts_with("x-mock-") {
-                behavior::check_directive(&name, value)
-                    .map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
-            }
             headers.insert(name, value.to_owned());
         }
         anyhow::ensure!(

@@ -77,12 +77,10 @@ impl Finished {
     }
 }
 
-/// Live counts for the progress line.
+/// Calls handed out, and whether the run is over (for the progress line).
 #[derive(Default)]
 struct Live {
     issued: AtomicU64,
-    done: AtomicU64,
-    errors: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -97,21 +95,33 @@ pub async fn run(
         ..Settings::default()
     };
     let executor = Executor::new(Resolver::default(), settings, Vec::new());
+    let LoadOptions {
+        target,
+        protocol,
+        plan,
+        headers,
+        connections,
+        requests,
+        duration,
+        qps,
+        timeout,
+        expectations,
+        confidence,
+    } = options;
     let hop = Arc::new(Hop {
-        target: options.target.clone(),
-        protocol: options.protocol,
-        headers: options.headers.clone(),
-        next: Arc::new(options.plan.clone()),
+        target,
+        protocol,
+        headers,
+        next: Arc::new(plan),
     });
-    let limit = options
-        .requests
-        .or(if options.duration.is_none() {
+    let limit = requests
+        .or(if duration.is_none() {
             Some(DEFAULT_REQUESTS)
         } else {
             None
         })
         .map(|n| n.min(MAX_REQUESTS));
-    let duration = options.duration.map(|d| d.min(MAX_DURATION));
+    let duration = duration.map(|d| d.min(MAX_DURATION));
     let started = Instant::now();
     let ends = duration.map(|d| started + d);
     let live = Arc::new(Live::default());
@@ -126,12 +136,11 @@ pub async fn run(
                 if live.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let latency = tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .latency
-                    .clone();
-                progress(&ProgressLine::new(&live, &latency, started.elapsed()));
+                let line = ProgressLine::new(
+                    &tally.lock().unwrap_or_else(|p| p.into_inner()),
+                    started.elapsed(),
+                );
+                progress(&line);
             }
         })
     };
@@ -147,27 +156,22 @@ pub async fn run(
         }
     };
     let record = {
-        let (live, tally) = (live.clone(), tally.clone());
+        let tally = tally.clone();
         move |call: &crate::report::Forward, latency: Duration| {
-            live.done.fetch_add(1, Ordering::Relaxed);
-            if call.result != "ok" {
-                live.errors.fetch_add(1, Ordering::Relaxed);
-            }
             tally
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .record(call, latency);
         }
     };
-    let connections = options.connections.max(1);
+    let connections = connections.max(1);
     let mut held = true;
-    match options.qps {
+    match qps {
         None => {
             let mut workers = tokio::task::JoinSet::new();
             for _ in 0..connections {
                 let (executor, hop, next, record) =
                     (executor.clone(), hop.clone(), next.clone(), record.clone());
-                let timeout = options.timeout;
                 workers.spawn(async move {
                     while next().is_some() {
                         let due = Instant::now();
@@ -193,7 +197,6 @@ pub async fn run(
                 };
                 late = late.max(Instant::now().saturating_duration_since(due));
                 let (executor, hop, record) = (executor.clone(), hop.clone(), record.clone());
-                let timeout = options.timeout;
                 calls.spawn(async move {
                     let call = executor.call_once(&hop, timeout).await;
                     record(&call, due.elapsed());
@@ -212,15 +215,14 @@ pub async fn run(
     live.stop.store(true, Ordering::Relaxed);
     ticker.abort();
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
-    let judgements = options
-        .expectations
+    let judgements = expectations
         .iter()
-        .map(|e| e.judge(&tally, options.confidence))
+        .map(|e| e.judge(&tally, confidence))
         .collect();
     Finished {
         tally,
         elapsed,
-        asked_qps: options.qps,
+        asked_qps: qps,
         held,
         judgements,
     }
@@ -236,13 +238,12 @@ pub struct ProgressLine {
 }
 
 impl ProgressLine {
-    fn new(live: &Live, latency: &hdrhistogram::Histogram<u64>, elapsed: Duration) -> ProgressLine {
-        let done = live.done.load(Ordering::Relaxed);
+    fn new(tally: &Tally, elapsed: Duration) -> ProgressLine {
         ProgressLine {
-            done,
-            errors: live.errors.load(Ordering::Relaxed),
-            rate: done as f64 / elapsed.as_secs_f64().max(1e-9),
-            latency: Percentiles::of(latency),
+            done: tally.requests,
+            errors: tally.errors,
+            rate: tally.requests as f64 / elapsed.as_secs_f64().max(1e-9),
+            latency: Percentiles::of(&tally.latency),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::codes::grpc_code_name;
 use crate::plan::Protocol;
-use crate::report::{Forward, Report};
+use crate::report::{Forward, Outcome, Report};
 
 /// Latencies are kept in microseconds, from 1 µs to 1 hour, 3 digits.
 fn histogram() -> Histogram<u64> {
@@ -93,25 +93,6 @@ impl PositionTally {
             record_answerer(self, report);
         }
     }
-
-    fn merge(&mut self, other: &PositionTally) {
-        self.count += other.count;
-        for (mine, theirs) in [
-            (&mut self.results, &other.results),
-            (&mut self.statuses, &other.statuses),
-            (&mut self.services, &other.services),
-            (&mut self.versions, &other.versions),
-            (&mut self.pods, &other.pods),
-            (&mut self.answered_by, &other.answered_by),
-            (&mut self.attempts, &other.attempts),
-            (&mut self.injected, &other.injected),
-        ] {
-            for (k, v) in theirs {
-                *mine.entry(k.clone()).or_default() += v;
-            }
-        }
-        let _ = self.latency.add(&other.latency);
-    }
 }
 
 /// Everything seen over a run.
@@ -181,7 +162,7 @@ impl Tally {
     /// measured by the caller.
     pub fn record(&mut self, call: &Forward, latency: Duration) {
         self.requests += 1;
-        if call.result != "ok" {
+        if call.result != Outcome::Ok {
             self.errors += 1;
         }
         let micros = u64::try_from(latency.as_micros())
@@ -199,21 +180,6 @@ impl Tally {
                 .entry(key)
                 .or_insert_with(|| PositionTally::new(host_of(&hop.url)))
                 .observe(hop, micros);
-        }
-    }
-
-    /// Adds another tally (from another worker).
-    pub fn merge(&mut self, other: &Tally) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        let _ = self.latency.add(&other.latency);
-        for (key, theirs) in &other.positions {
-            match self.positions.get_mut(key) {
-                Some(mine) => mine.merge(theirs),
-                None => {
-                    self.positions.insert(key.clone(), theirs.clone());
-                }
-            }
         }
     }
 
