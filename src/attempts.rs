@@ -157,14 +157,10 @@ impl Attempts {
     }
 
     /// How many request ids are remembered now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table.current.len() + table.previous.len()
-    }
-
-    /// Whether no request id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -188,7 +184,7 @@ mod tests {
         let grpc = a.observe(&headers(&[(GRPC_PREVIOUS_ATTEMPTS, "2")]), "CALL");
         assert_eq!((grpc.number, grpc.source), (3, AttemptSource::Grpc));
         assert_eq!(a.observe(&HeaderMap::new(), "GET /"), Attempt::default());
-        assert!(a.is_empty(), "nothing to remember without a request id");
+        assert_eq!(a.len(), 0, "nothing to remember without a request id");
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn openmetrics_to_text(openmetrics: &str) -> String {
     out
 }
 
-/// The fixed label value for a word of the report (no allocation per hop).
+/// The kind of an injected directive (`Injection::kind`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,

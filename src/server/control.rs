@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::grpc::Health;
 use super::Service;
@@ -263,7 +263,7 @@ pub(super) async fn handle(
         }
     }
     control.publish_health(service.is_draining()).await;
-    let mut body = serde_json::to_vec_pretty(&json!(control.state())).unwrap_or_default();
+    let mut body = serde_json::to_vec_pretty(&control.state()).unwrap_or_default();
     body.push(b'\n');
     ([("content-type", "application/json")], body).into_response()
 }

@@ -39,11 +39,6 @@ impl std::fmt::Debug for Health {
 }
 
 impl Health {
-    /// Reports NOT_SERVING for the server and for MockService.
-    pub(super) async fn set_not_serving(&self) {
-        self.set(false).await;
-    }
-
     /// Reports SERVING or NOT_SERVING for the server and for MockService.
     pub(super) async fn set(&self, serving: bool) {
         let status = if serving {

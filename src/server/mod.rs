@@ -139,7 +139,7 @@ pub async fn serve(
     let signal = async move {
         let drain = shutdown.await;
         service.draining.store(true, Ordering::Relaxed);
-        health.set_not_serving().await;
+        health.set(false).await;
         if !drain.is_zero() {
             tracing::info!(service = %name, drain = ?drain, "draining: not ready, still serving new requests");
             tokio::time::sleep(drain).await;
