@@ -11,12 +11,12 @@
 //! bounded in size and forgets after a while. A request with neither is a
 //! first attempt.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName};
+use nohash_hasher::IntMap;
 
 /// Envoy's attempt header: 1 for the first attempt, 2 for the first retry.
 pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
@@ -70,10 +70,12 @@ pub struct Attempts {
     hasher: RandomState,
 }
 
+/// The table's keys are already hashes (keyed by [`Attempts`]'s own
+/// `RandomState`): it uses them as they are instead of hashing them again.
 #[derive(Debug)]
 struct Generations {
-    current: HashMap<u64, u32>,
-    previous: HashMap<u64, u32>,
+    current: IntMap<u64, u32>,
+    previous: IntMap<u64, u32>,
     turned: Instant,
 }
 
@@ -81,8 +83,8 @@ impl Default for Attempts {
     fn default() -> Self {
         Attempts {
             table: Mutex::new(Generations {
-                current: HashMap::new(),
-                previous: HashMap::new(),
+                current: IntMap::default(),
+                previous: IntMap::default(),
                 turned: Instant::now(),
             }),
             hasher: RandomState::new(),
