@@ -132,7 +132,7 @@ impl MockService for GrpcMockService {
         let message = match &verdict {
             Verdict::Ok => {
                 let mut response = tonic::Response::new(pb::CallResponse::from(&report));
-                *response.metadata_mut() = identity_metadata(&report);
+                *response.metadata_mut() = identity_metadata(service, &report);
                 return Ok(response);
             }
             Verdict::Injected { .. } | Verdict::TimedOut => report.message.clone(),
@@ -186,7 +186,7 @@ const MAX_STATUS_MESSAGE: usize = 512;
 /// ([`trim::fit`]) so that the trailers stay within `--grpc-details-budget`.
 fn failure(service: &Service, code: Code, message: String, report: &Report) -> Status {
     let message = trim::clip(&message, MAX_STATUS_MESSAGE);
-    let metadata = identity_metadata(report);
+    let metadata = identity_metadata(service, report);
     let budget = service.executor.settings().grpc_details_budget;
     // What the other trailers take: each entry costs its name, its value
     // and 32 bytes (HTTP/2's accounting, which clients limit).
@@ -217,8 +217,8 @@ fn failure(service: &Service, code: Code, message: String, report: &Report) -> S
     Status::with_details_and_metadata(code, message, details.into(), metadata)
 }
 /// The identity headers of a report as gRPC metadata.
-fn identity_metadata(report: &Report) -> MetadataMap {
+fn identity_metadata(service: &Service, report: &Report) -> MetadataMap {
     let mut headers = http::HeaderMap::new();
-    identity_headers(&mut headers, report);
+    identity_headers(service, &mut headers, report);
     MetadataMap::from_headers(headers)
 }

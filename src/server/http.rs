@@ -83,7 +83,7 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let limits = service.executor.settings().limits;
     let admission = match pipeline::admit(&service, &parts.headers, parts.extensions.get()) {
         Ok(a) => a,
-        Err(refused) => return refusal(refused, View::Json),
+        Err(refused) => return refusal(&service, refused, View::Json),
     };
     let depth = admission.depth;
     // The view is the entry's choice; services between themselves exchange JSON.
@@ -124,7 +124,7 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     };
     let plan = match pipeline::check_plan(&service, &admission, &parts.headers, plan) {
         Ok(plan) => plan,
-        Err(refused) => return refusal(refused, view),
+        Err(refused) => return refusal(&service, refused, view),
     };
     let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
     let inbound = Inbound::new(
@@ -136,17 +136,23 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
     {
         Ok(done) => done,
-        Err(refused) => return refusal(refused, view),
+        Err(refused) => return refusal(&service, refused, view),
     };
     let status = StatusCode::from_u16(verdict.http_status(&admission))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    render(view, status, &report, pretty)
+    render(&service, view, status, &report, pretty)
 }
 
 /// The report in the chosen view, with the identity headers that let a
 /// `curl -sI` loop count versions. Between services (`pretty` false) the
 /// JSON is compact and received subtrees pass through as they came.
-fn render(view: View, status: StatusCode, report: &Report, pretty: bool) -> Response {
+fn render(
+    service: &Service,
+    view: View,
+    status: StatusCode,
+    report: &Report,
+    pretty: bool,
+) -> Response {
     let body = if pretty || view != View::Json {
         crate::report::render(report, view)
     } else {
@@ -163,16 +169,18 @@ fn render(view: View, status: StatusCode, report: &Report, pretty: bool) -> Resp
         header::CONTENT_TYPE,
         HeaderValue::from_static(view.content_type()),
     );
-    identity_headers(&mut headers, report);
+    identity_headers(service, &mut headers, report);
     (status, headers, body).into_response()
 }
 
 /// The HTTP answer to a refused request: 400 naming the problem, or 508
 /// with the report of a request past the depth limit.
-fn refusal(refused: Refused, view: View) -> Response {
+fn refusal(service: &Service, refused: Refused, view: View) -> Response {
     match refused {
         Refused::BadRequest { message, .. } => bad_request(message),
-        Refused::TooDeep(report) => render(view, StatusCode::LOOP_DETECTED, &report, false),
+        Refused::TooDeep(report) => {
+            render(service, view, StatusCode::LOOP_DETECTED, &report, false)
+        }
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Service {
     /// Which attempt each request is (for `@first=N`).
     pub attempts: Attempts,
     pub metrics: Metrics,
+    /// `x-servicemock-service` and `-version` as header values, made once.
+    identity_values: [Option<::http::HeaderValue>; 2],
     draining: AtomicBool,
     in_flight: Arc<Semaphore>,
 }
@@ -55,7 +57,10 @@ impl Service {
         let limit = executor.settings().max_concurrent.max(1);
         crate::wire::allow_hops(executor.settings().limits.max_hops);
         let control = control::Control::new(executor.settings().control, defaults);
+        let identity_values = [&identity.service, &identity.version]
+            .map(|text| ::http::HeaderValue::from_str(text).ok());
         Arc::new(Service {
+            identity_values,
             identity,
             executor,
             control,
@@ -83,23 +88,21 @@ impl Service {
     }
 }
 
-/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id` of a
-/// report, as response headers (HTTP) or metadata (gRPC), so a `curl -sI`
-/// loop can count who answered.
-pub fn identity_headers(headers: &mut ::http::HeaderMap, report: &Report) {
-    const NAMES: [::http::HeaderName; 3] = [
+/// `x-servicemock-service`, `x-servicemock-version` and `x-request-id` of
+/// a report of this service, as response headers (HTTP) or metadata
+/// (gRPC), so a `curl -sI` loop can count who answered.
+fn identity_headers(service: &Service, headers: &mut ::http::HeaderMap, report: &Report) {
+    const NAMES: [::http::HeaderName; 2] = [
         ::http::HeaderName::from_static("x-servicemock-service"),
         ::http::HeaderName::from_static("x-servicemock-version"),
-        ::http::HeaderName::from_static("x-request-id"),
     ];
-    for (name, value) in
-        NAMES
-            .into_iter()
-            .zip([&report.service, &report.version, &report.request_id])
-    {
-        if let Ok(v) = ::http::HeaderValue::from_str(value) {
-            headers.insert(name, v);
+    for (name, value) in NAMES.into_iter().zip(&service.identity_values) {
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
         }
+    }
+    if let Ok(id) = ::http::HeaderValue::from_str(&report.request_id) {
+        headers.insert(crate::exec::context::REQUEST_ID, id);
     }
 }
 
