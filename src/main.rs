@@ -324,7 +324,7 @@ fn print_plan(typed: &str) -> ExitCode {
                     "note: {path} calls nobody: an @-command is read only as the first segment of the path"
                 );
             }
-            match serde_json::to_string_pretty(&servicemock::plan::json::call_request(&plan)) {
+            match serde_json::to_string_pretty(&servicemock::plan::proto::request_for(&plan)) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS

@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::proto::{plan_from_request, plan_to_proto};
+use super::proto::{plan_from_request, request_for};
 use super::{Limits, Plan, PlanError};
 use crate::pb;
 use crate::report::json_nesting;
@@ -45,16 +45,9 @@ pub fn plan_from_json(body: &[u8], limits: &Limits) -> Result<Plan, PlanError> {
     plan_from_request(&request, limits)
 }
 
-/// The `CallRequest` that asks a service to run `plan`.
-pub fn call_request(plan: &Plan) -> pb::CallRequest {
-    pb::CallRequest {
-        request: Some(pb::call_request::Request::Plan(plan_to_proto(plan))),
-    }
-}
-
 /// The JSON body that asks a service to run `plan` (its `CallRequest`).
 pub fn request_json(plan: &Plan) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&call_request(plan))
+    serde_json::to_vec(&request_for(plan))
 }
 
 #[cfg(test)]
