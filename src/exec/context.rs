@@ -27,7 +27,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 // The headers read on every request, as names made at compile time: a
 // lookup by `HeaderName` does not parse the name again each time.
 pub(crate) const DEPTH: HeaderName = HeaderName::from_static(DEPTH_HEADER);
-const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
+pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 const ENVOY_TIMEOUT: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);

@@ -31,7 +31,7 @@ use crate::behavior::{Decision, DirectiveError, Directives, Here, Injection};
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
 use crate::report::{Forward, Forwards, InboundProtocol, Outcome, ParallelForward, Report};
-use context::{HopContext, CALL_HEADER, DEPTH_HEADER, TIMEOUT_HEADER};
+use context::{HopContext, CALL, DEPTH, TIMEOUT};
 use resolve::Resolver;
 
 /// What came back from one hop, before it is placed in the report.
@@ -261,14 +261,18 @@ impl Executor {
             })
             .sum();
         let (mut hops, mut padding) = (0usize, admission.decision.size);
-        let mut levels = vec![plan];
-        while let Some(level) = levels.pop() {
+        // Plans still to walk; leaves call nobody and are not kept, so a
+        // plan of one level walks without a heap.
+        let (mut first, mut more) = (Some(plan), Vec::new());
+        while let Some(level) = first.take().or_else(|| more.pop()) {
             for hop in level.hops() {
                 hops += 1;
                 if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
                     padding += crate::behavior::parse_size(size.trim()).unwrap_or(0);
                 }
-                levels.push(&hop.next);
+                if !hop.next.parallel.is_empty() {
+                    more.push(&*hop.next);
+                }
             }
         }
         let total = padding.saturating_add(propagated.saturating_mul(hops + 1));
@@ -451,7 +455,13 @@ impl Executor {
         } else {
             let timer = remaining.min(self.inner.settings.hop_timeout);
             let budget = deadline::callee_budget(timer);
-            let mut headers = ctx.outbound.clone();
+            // Sized once and filled, not a clone of the carried map grown
+            // by each header set here.
+            let mut headers =
+                HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 3);
+            for (name, value) in &ctx.outbound {
+                headers.append(name.clone(), value.clone());
+            }
             for (name, value) in &hop.headers {
                 if let (Ok(n), Ok(v)) = (
                     HeaderName::from_bytes(name.as_bytes()),
@@ -460,11 +470,11 @@ impl Executor {
                     headers.insert(n, v);
                 }
             }
-            headers.insert(DEPTH_HEADER, HeaderValue::from(ctx.depth + 1));
-            headers.insert(CALL_HEADER, HeaderValue::from(rand::random::<u64>()));
+            headers.insert(DEPTH, number_value(ctx.depth + 1));
+            headers.insert(CALL, number_value(rand::random::<u64>()));
             headers.insert(
-                TIMEOUT_HEADER,
-                HeaderValue::from(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
+                TIMEOUT,
+                number_value(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
             );
             let out = Outgoing {
                 to: &to,
@@ -506,6 +516,13 @@ impl Executor {
             response: result.response.map(Box::new),
         }
     }
+}
+
+/// A number as a header value, written in one allocation (`HeaderValue`'s
+/// own `From<u64>` takes two).
+fn number_value(n: impl itoa::Integer) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_str(digits.format(n)).expect("digits are a header value")
 }
 
 /// What an inbound request asks of this service, read from its headers.

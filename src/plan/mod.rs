@@ -117,11 +117,17 @@ impl Target {
 
     /// `host:port` with the port always present, as a URL authority.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port_or_default())
-        } else {
-            format!("{}:{}", self.host, self.port_or_default())
+        let mut port = itoa::Buffer::new();
+        let port = port.format(self.port_or_default());
+        let bracketed = self.host.contains(':');
+        let mut authority = String::with_capacity(self.host.len() + port.len() + 3);
+        if bracketed {
+            authority.push('[');
         }
+        authority.push_str(&self.host);
+        authority.push_str(if bracketed { "]:" } else { ":" });
+        authority.push_str(port);
+        authority
     }
 }
 
@@ -290,17 +296,21 @@ impl Plan {
     /// whose hops call nobody, and so on. Walks every hop once without
     /// recursion: check the size ([`Plan::check_size`]) first.
     pub fn depth(&self) -> usize {
-        let mut deepest = 0;
-        let mut level: Vec<&Plan> = vec![self];
-        while !level.is_empty() {
-            let next: Vec<&Plan> = level
-                .iter()
+        // Each level keeps only the plans that call someone, so a plan of
+        // one level is measured without a heap.
+        fn callers<'p>(plans: impl Iterator<Item = &'p Plan>) -> Vec<&'p Plan> {
+            plans
                 .flat_map(|p| p.hops().map(|h| &*h.next))
-                .collect();
-            if level.iter().any(|p| !p.parallel.is_empty()) {
-                deepest += 1;
-            }
-            level = next;
+                .filter(|p| !p.parallel.is_empty())
+                .collect()
+        }
+        if self.parallel.is_empty() {
+            return 0;
+        }
+        let (mut deepest, mut level) = (1, callers(std::iter::once(self)));
+        while !level.is_empty() {
+            deepest += 1;
+            level = callers(level.into_iter());
         }
         deepest
     }

@@ -126,7 +126,7 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         Ok(plan) => plan,
         Err(refused) => return refusal(&service, refused, view),
     };
-    let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
+    let request_line = request_line(&parts.method, target, parts.version);
     let inbound = Inbound::new(
         InboundProtocol::of_http(parts.version),
         request_line,
@@ -141,6 +141,25 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let status = StatusCode::from_u16(verdict.http_status(&admission))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     render(&service, view, status, &report, pretty)
+}
+
+/// `GET /@service2/end HTTP/1.1`, as the report's `RequestInfo` opens.
+fn request_line(method: &http::Method, target: &str, version: http::Version) -> String {
+    let version = match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    };
+    let mut line = String::with_capacity(method.as_str().len() + target.len() + version.len() + 2);
+    for (i, part) in [method.as_str(), target, version].into_iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 /// The report in the chosen view, with the identity headers that let a
@@ -164,7 +183,7 @@ fn render(
             }
         }
     };
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(4);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(view.content_type()),
