@@ -13,7 +13,8 @@ use crate::plan::json::{plan_from_json, request_json};
 use crate::plan::path::{parse_path, render_path};
 use crate::plan::proto::{plan_from_request, request_for};
 use crate::plan::Limits;
-use crate::report::{json_nesting, Report, MAX_REPORT_NESTING};
+use crate::report::received::UNREADABLE;
+use crate::report::{json_nesting, Received, Report, MAX_REPORT_NESTING};
 
 /// A property one fuzz target checks on one input.
 pub type Property = fn(&[u8]);
@@ -117,6 +118,18 @@ pub fn grpc_timeout(data: &[u8]) {
 /// Any answer from a downstream: as a JSON report (measured before parsing,
 /// then shown in every view) and as a failed call's status details.
 pub fn received_report(data: &[u8]) {
+    // As a caller reads it: judged from the text, passed on and re-indented
+    // from the text, and parsed whole only when looked at, which must then
+    // succeed.
+    if let Ok((received, _)) = Received::read(bytes::Bytes::copy_from_slice(data)) {
+        serde_json::to_vec(&received).expect("a received report passes on as it came");
+        let _ = crate::report::pretty::to_vec(&received);
+        assert!(
+            !received.message.starts_with(UNREADABLE),
+            "a report read when it arrived does not parse: {}",
+            received.message
+        );
+    }
     if json_nesting(data) <= MAX_REPORT_NESTING {
         if let Ok(report) = serde_json::from_slice::<Report>(data) {
             let _ = report.to_pretty_json();

@@ -354,7 +354,7 @@ async fn trace_headers_cross_http_grpc_http() {
         assert!(!child.request_info.iter().any(|l| l.starts_with("cookie")));
         assert_eq!(child.request_id, "req-42");
         seen += 1;
-        level = *child;
+        level = child.into_report();
     }
     assert_eq!(seen, 3);
 

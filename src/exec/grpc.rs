@@ -19,7 +19,7 @@ use crate::codes::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
 use crate::report::proto::decode_status_details;
-use crate::report::{Outcome, Report};
+use crate::report::{Outcome, Received, Report};
 use crate::wire::REFUSED_BY_GUARD;
 
 /// Largest header block accepted from a gRPC hop: well above the 8 KiB a
@@ -180,7 +180,7 @@ impl GrpcClients {
                 }
                 HopResult {
                     bytes,
-                    ..HopResult::from_ok_report(0, &"OK", report)
+                    ..HopResult::from_ok_report(0, &"OK", Received::judged(report))
                 }
             }
             Ok(Err(status))
@@ -261,7 +261,11 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
     if let Some(response) = decode_status_details(status.details()) {
         let report = Report::from(response);
         if !report.service.is_empty() {
-            return HopResult::from_failed_report(code, format!("answered {name}: {text}"), report);
+            return HopResult::from_failed_report(
+                code,
+                format!("answered {name}: {text}"),
+                Received::judged(report),
+            );
         }
     }
     if let Some(source) = std::error::Error::source(status) {
@@ -287,6 +291,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
             crate::report::text::sanitize(&text)
         )),
         response: None,
+        arrived_as: None,
         answered_by: Some(who),
         bytes: 0,
     }

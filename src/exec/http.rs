@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::resolve::Lookup;
 use super::{HopResult, Outgoing};
-use crate::report::{json_nesting, Outcome, Report, MAX_REPORT_NESTING};
+use crate::report::{Outcome, Received};
 
 type Pool = Client<HttpConnector<Lookup>, Full<Bytes>>;
 
@@ -115,7 +115,7 @@ impl HttpClients {
             Ok(Err(e)) => HopResult::transport(&e, to, timeout),
             Ok(Ok((parts, body))) => HopResult {
                 bytes: body.as_ref().map_or(room, bytes::Bytes::len),
-                ..judge_answer(&parts, body.as_deref(), room)
+                ..judge_answer(&parts, body, room)
             },
         }
     }
@@ -131,7 +131,7 @@ impl Default for HttpClients {
 /// (one that names the service that wrote it) is nested under the hop; any
 /// other answer is told apart as what it is — its status, who made it and a
 /// short quote — never dressed up as a report.
-fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize) -> HopResult {
+fn judge_answer(parts: &http::response::Parts, body: Option<Bytes>, room: usize) -> HopResult {
     let status = parts.status;
     let code = i32::from(status.as_u16());
     // Written out only when an error names it, not for every good answer.
@@ -147,13 +147,13 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize)
             )
         };
     };
-    match read_report(body) {
-        Ok(report) if status.is_success() => HopResult::from_ok_report(code, &status_text, report),
-        Ok(report) => {
-            HopResult::from_failed_report(code, format!("answered {status_text}"), report)
+    match Received::read(body.clone()) {
+        Ok(answer) if status.is_success() => HopResult::from_ok_report(code, &status_text, answer),
+        Ok(answer) => {
+            HopResult::from_failed_report(code, format!("answered {status_text}"), answer)
         }
         Err(why) => {
-            let who = super::failure::answered_by(&parts.headers, body, false);
+            let who = super::failure::answered_by(&parts.headers, &body, false);
             let outcome = if status.is_success() {
                 Outcome::BadAnswer
             } else {
@@ -169,9 +169,10 @@ fn judge_answer(parts: &http::response::Parts, body: Option<&[u8]>, room: usize)
                 outcome,
                 error: Some(format!(
                     "answered {status_text}{not_a_report}, made by {who}{}",
-                    brief_body(body)
+                    brief_body(&body)
                 )),
                 response: None,
+                arrived_as: None,
                 answered_by: Some(who),
                 bytes: 0,
             }
@@ -189,24 +190,6 @@ impl std::fmt::Display for StatusLine {
             None => write!(f, "{}", self.0.as_u16()),
         }
     }
-}
-
-/// Reads a body as a servicemock report: JSON no deeper than any report may
-/// be, with the identity of the service that wrote it.
-fn read_report(body: &[u8]) -> Result<Report, String> {
-    if json_nesting(body) > MAX_REPORT_NESTING {
-        return Err(format!(
-            "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
-        ));
-    }
-    // One check of the whole body is cheaper than serde_json's check of
-    // each string it reads.
-    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8 text: {e}"))?;
-    let report: Report = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if report.service.is_empty() {
-        return Err("it names no Service: not written by a servicemock".into());
-    }
-    Ok(report)
 }
 
 /// A short quote of a body that is not a report, for the error text.

@@ -30,7 +30,9 @@ use futures::future::join_all;
 use crate::behavior::{Decision, DirectiveError, Directives, Here, Injection};
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
-use crate::report::{Forward, Forwards, InboundProtocol, Outcome, ParallelForward, Report};
+use crate::report::{
+    Forward, Forwards, Gist, InboundProtocol, Outcome, ParallelForward, Received, Report,
+};
 use context::{HopContext, CALL, DEPTH, TIMEOUT};
 use resolve::Resolver;
 
@@ -42,7 +44,9 @@ pub struct HopResult {
     pub outcome: Outcome,
     pub error: Option<String>,
     /// The downstream's own report, if it sent one.
-    pub response: Option<Report>,
+    pub response: Option<Received>,
+    /// How the downstream says the request reached it, read with its report.
+    pub arrived_as: Option<InboundProtocol>,
     /// Who answered, when it was not a servicemock (a proxy's local reply,
     /// another server): what it said about itself.
     pub answered_by: Option<String>,
@@ -58,6 +62,7 @@ impl HopResult {
             outcome,
             error: Some(error),
             response: None,
+            arrived_as: None,
             answered_by: None,
             bytes: 0,
         }
@@ -84,13 +89,15 @@ impl HopResult {
     /// What a caller makes of a downstream servicemock's report that came
     /// with a failing status: a `timeout` when the callee itself ran out of
     /// time (so the slow hop is the one named), else a failing `status`.
-    pub(crate) fn from_failed_report(status: i32, said: String, report: Report) -> HopResult {
-        if report.timed_out {
+    pub(crate) fn from_failed_report(
+        status: i32,
+        said: String,
+        answer: (Received, Gist),
+    ) -> HopResult {
+        match answer.1.timed_out.clone() {
             // Its message says who ran out of what time.
-            let said = report.message.clone();
-            HopResult::with_report(status, Outcome::Timeout, Some(said), report)
-        } else {
-            HopResult::with_report(status, Outcome::Status, Some(said), report)
+            Some(said) => HopResult::with_report(status, Outcome::Timeout, Some(said), answer),
+            None => HopResult::with_report(status, Outcome::Status, Some(said), answer),
         }
     }
 
@@ -100,14 +107,14 @@ impl HopResult {
     pub(crate) fn from_ok_report(
         status: i32,
         status_text: &dyn std::fmt::Display,
-        report: Report,
+        answer: (Received, Gist),
     ) -> HopResult {
-        match report.failed_hops() {
-            0 => HopResult::with_report(status, Outcome::Ok, None, report),
+        match answer.1.failed_hops {
+            0 => HopResult::with_report(status, Outcome::Ok, None, answer),
             failed => {
                 let why =
                     format!("answered {status_text}, yet its report lists {failed} failed hop(s)");
-                HopResult::with_report(status, Outcome::BadAnswer, Some(why), report)
+                HopResult::with_report(status, Outcome::BadAnswer, Some(why), answer)
             }
         }
     }
@@ -116,13 +123,14 @@ impl HopResult {
         status: i32,
         outcome: Outcome,
         error: Option<String>,
-        report: Report,
+        (report, gist): (Received, Gist),
     ) -> HopResult {
         HopResult {
             status: Some(status),
             outcome,
             error,
             response: Some(report),
+            arrived_as: Some(gist.protocol),
             answered_by: None,
             bytes: 0,
         }
@@ -457,8 +465,7 @@ impl Executor {
             let budget = deadline::callee_budget(timer);
             // Sized once and filled, not a clone of the carried map grown
             // by each header set here.
-            let mut headers =
-                HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 3);
+            let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 3);
             for (name, value) in &ctx.outbound {
                 headers.append(name.clone(), value.clone());
             }
@@ -509,11 +516,10 @@ impl Executor {
             error: result.error,
             answered_by: result.answered_by,
             received_as: result
-                .response
-                .as_ref()
-                .filter(|r| !r.protocol.is_how(hop.protocol))
-                .map(|r| r.protocol.as_str().to_owned()),
-            response: result.response.map(Box::new),
+                .arrived_as
+                .filter(|p| !p.is_how(hop.protocol))
+                .map(|p| p.as_str().to_owned()),
+            response: result.response,
         }
     }
 }

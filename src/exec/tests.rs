@@ -19,7 +19,7 @@ use crate::behavior::Decision;
 use crate::config::{Identity, Settings};
 use crate::plan::path::parse_path;
 use crate::plan::{Limits, Plan};
-use crate::report::{Outcome, Report};
+use crate::report::{Outcome, Received, Report};
 
 /// One call the fake transport saw.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl Transport for Fake {
                 service: host,
                 ..Report::default()
             };
-            HopResult::from_ok_report(200, &"200 OK", report)
+            HopResult::from_ok_report(200, &"200 OK", Received::judged(report))
         })
     }
 }

@@ -281,12 +281,15 @@ mod tests {
                 result: Outcome::Ok,
                 protocol: Protocol::Http,
                 status: Some(200),
-                response: Some(Box::new(Report {
-                    service: "service2".into(),
-                    version: version.into(),
-                    attempt: 1,
-                    ..Report::default()
-                })),
+                response: Some(
+                    Report {
+                        service: "service2".into(),
+                        version: version.into(),
+                        attempt: 1,
+                        ..Report::default()
+                    }
+                    .into(),
+                ),
                 ..Forward::default()
             };
             tally.record(&call, Duration::from_micros(100));

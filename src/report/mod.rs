@@ -10,6 +10,7 @@
 pub mod flat;
 pub mod pretty;
 pub mod proto;
+pub mod received;
 pub mod text;
 pub mod trim;
 mod word;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::plan::Protocol;
+pub use received::{Gist, Received};
 
 /// The ways a report is shown to a person: the entry's choice over HTTP
 /// (`?view=`), `servicemock call`'s flags.
@@ -169,20 +171,9 @@ impl Forwards {
     /// built); groups of another shape are parsed, and so counted as the
     /// failed hop [`Deref`] makes of them.
     fn failed(&self) -> usize {
-        #[derive(Deserialize)]
-        struct Group {
-            #[serde(rename = "SequentialForwards", default)]
-            hops: Vec<Hop>,
-        }
-        #[derive(Deserialize)]
-        struct Hop {
-            #[serde(rename = "Error", default)]
-            error: Option<serde::de::IgnoredAny>,
-        }
         if let (None, Some(raw)) = (self.parsed.get(), &self.raw) {
-            if let Ok(groups) = from_json_unbounded::<Vec<Group>>(raw.get()) {
-                let hops = groups.iter().flat_map(|g| &g.hops);
-                return hops.filter(|h| h.error.is_some()).count();
+            if let Ok(failed) = from_json_unbounded::<received::FailedHops>(raw.get()) {
+                return failed.0;
             }
         }
         self.iter()
@@ -225,8 +216,27 @@ impl Deref for Forwards {
 pub fn from_json_unbounded<'de, T: Deserialize<'de>>(text: &'de str) -> serde_json::Result<T> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    let de = serde_stacker::Deserializer::new(&mut de);
-    T::deserialize(de)
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// JSON nesting that serde_json walks by plain recursion on the thread's
+/// stack (its own limit is 128 levels). Deeper or unmeasured text is walked
+/// through serde_stacker, which grows the stack on the heap but checks it
+/// at every value: a third of the cost of re-indenting a small report.
+const STACK_NESTING: usize = 64;
+
+/// Parses JSON whose nesting was measured ([`json_nesting`]), on the stack
+/// when it is shallow.
+pub fn from_json_measured<'de, T: Deserialize<'de>>(
+    text: &'de str,
+    nesting: Option<usize>,
+) -> serde_json::Result<T> {
+    match nesting {
+        Some(levels) if levels <= STACK_NESTING => serde_json::from_str(text),
+        _ => from_json_unbounded(text),
+    }
 }
 
 impl From<Vec<ParallelForward>> for Forwards {
@@ -269,18 +279,34 @@ impl Serialize for Forwards {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.parsed.get(), &self.raw) {
             (Some(parsed), _) => parsed.serialize(s),
-            // Indented output re-indents the received text token by token,
-            // without building the tree (its nesting was measured when it
-            // arrived; the stack grows on the heap as it is walked).
-            (None, Some(raw)) if pretty::indenting() => {
-                let mut de = serde_json::Deserializer::from_str(raw.get());
-                de.disable_recursion_limit();
-                serde_transcode::Transcoder::new(serde_stacker::Deserializer::new(&mut de))
-                    .serialize(s)
-            }
+            (None, Some(raw)) if pretty::indenting() => serialize_json_text(raw.get(), None, s),
             (None, Some(raw)) => raw.serialize(s),
             (None, None) => s.collect_seq(std::iter::empty::<ParallelForward>()),
         }
+    }
+}
+
+/// Received JSON text, written as it is, or re-indented token by token
+/// when the output is indented, without building the tree. Its nesting was
+/// measured when it arrived: deep text is walked with the stack grown on
+/// the heap.
+fn serialize_json_text<S: serde::Serializer>(
+    text: &str,
+    nesting: Option<usize>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let shallow = nesting.is_some_and(|levels| levels <= STACK_NESTING);
+    if !pretty::indenting() {
+        let raw: &RawValue =
+            from_json_measured(text, nesting).map_err(serde::ser::Error::custom)?;
+        return raw.serialize(s);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    if shallow {
+        serde_transcode::Transcoder::new(&mut de).serialize(s)
+    } else {
+        de.disable_recursion_limit();
+        serde_transcode::Transcoder::new(serde_stacker::Deserializer::new(&mut de)).serialize(s)
     }
 }
 
@@ -332,7 +358,7 @@ pub struct Forward {
     pub received_as: Option<String>,
     /// The called service's own report.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<Box<Report>>,
+    pub response: Option<Received>,
 }
 
 /// The one-word `Result` of a hop.
@@ -560,7 +586,7 @@ pub(crate) mod fixtures {
             status: Some(200),
             start_ms: start,
             duration_ms: duration,
-            response: child.map(Box::new),
+            response: child.map(super::Received::from),
             ..Forward::default()
         }
     }

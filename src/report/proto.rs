@@ -155,7 +155,7 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
         error,
         answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
         received_as: (!f.received_as.is_empty()).then_some(f.received_as),
-        response: f.response.map(|r| Box::new(Report::from(r))),
+        response: f.response.map(|r| Report::from(r).into()),
     }
 }
 
@@ -181,7 +181,7 @@ mod tests {
                         result: Outcome::Ok,
                         protocol: crate::plan::Protocol::Grpc,
                         status: Some(0),
-                        response: Some(Box::new(leaf)),
+                        response: Some(leaf.into()),
                         ..Default::default()
                     },
                     Forward {

@@ -3,10 +3,11 @@
 //! another servicemock keeps its meaning and a foreign word is an error
 //! rather than a guess.
 
-use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::Error;
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::de::{Error, Visitor};
+use serde::{Deserializer, Serializer};
 
 /// An enum with one word per variant.
 pub(crate) trait Word: Sized + Copy {
@@ -20,7 +21,18 @@ pub(crate) fn serialize<T: Word, S: Serializer>(value: &T, s: S) -> Result<S::Ok
     s.serialize_str(value.as_str())
 }
 
+/// Reads the word where it lies in the text (no copy), unless escapes
+/// make it a new string.
 pub(crate) fn deserialize<'de, T: Word, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-    let word = Cow::<str>::deserialize(d)?;
-    T::from_word(&word).ok_or_else(|| D::Error::custom(format!("unknown {} {word:?}", T::WHAT)))
+    struct Named<T>(PhantomData<T>);
+    impl<T: Word> Visitor<'_> for Named<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a {} word", T::WHAT)
+        }
+        fn visit_str<E: Error>(self, word: &str) -> Result<T, E> {
+            T::from_word(word).ok_or_else(|| E::custom(format!("unknown {} {word:?}", T::WHAT)))
+        }
+    }
+    d.deserialize_str(Named(PhantomData))
 }

@@ -1,0 +1,382 @@
+//! A report received from a downstream servicemock over HTTP. It is kept as
+//! the JSON text it came in: between services that text is passed on as it
+//! is, at the entry it is re-indented token by token, and only someone who
+//! looks at its fields (a view, the text tree, `servicemock load`) has it
+//! parsed into a [`Report`], once. What the caller judges the hop by (who
+//! wrote it, whether it timed out itself, how many of its hops failed) is
+//! read out of the text when it arrives, without building anything: the
+//! [`Gist`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use super::{from_json_measured, json_nesting, word, InboundProtocol, Report, MAX_REPORT_NESTING};
+
+/// How a received report that cannot be parsed after all says so.
+pub const UNREADABLE: &str = "this downstream report could not be read again";
+
+/// A downstream's report: its text, parsed on first look.
+#[derive(Default)]
+pub struct Received {
+    /// The JSON text, read by [`Received::read`] when it arrived; `None`
+    /// for a report built here or read from a gRPC answer.
+    text: Option<Bytes>,
+    /// How deep the text nests, when it was measured.
+    nesting: Option<usize>,
+    parsed: OnceLock<Box<Report>>,
+}
+
+/// What a caller judges a downstream's hop by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gist {
+    /// How the request reached the downstream.
+    pub protocol: InboundProtocol,
+    /// How many hops of its own report failed.
+    pub failed_hops: usize,
+    /// Its message, when it ran out of the time it was given itself (and so
+    /// names who ran out of what).
+    pub timed_out: Option<String>,
+}
+
+impl Received {
+    /// A report at hand (one read from a gRPC answer) and its gist.
+    pub fn judged(report: Report) -> (Received, Gist) {
+        let gist = Gist {
+            protocol: report.protocol,
+            failed_hops: report.failed_hops(),
+            timed_out: report.timed_out.then(|| report.message.clone()),
+        };
+        (Received::from(report), gist)
+    }
+
+    /// Reads a body as a servicemock report: JSON no deeper than any report
+    /// may be, UTF-8, with the fields of a report and the name of the
+    /// service that wrote it. Keeps the text; builds nothing.
+    pub fn read(body: Bytes) -> Result<(Received, Gist), String> {
+        let nesting = json_nesting(&body);
+        if nesting > MAX_REPORT_NESTING {
+            return Err(format!(
+                "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
+            ));
+        }
+        let text = std::str::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        let judged: Judged = from_json_measured(text, Some(nesting)).map_err(|e| e.to_string())?;
+        if judged.service.is_empty() {
+            return Err("it names no Service: not written by a servicemock".into());
+        }
+        let gist = Gist {
+            protocol: judged.protocol,
+            failed_hops: judged.parallel_forwards.0,
+            timed_out: judged.timed_out.then(|| judged.message.into_owned()),
+        };
+        let received = Received {
+            text: Some(body),
+            nesting: Some(nesting),
+            parsed: OnceLock::new(),
+        };
+        Ok((received, gist))
+    }
+
+    /// The report, parsed if it was not yet.
+    pub fn into_report(self) -> Report {
+        let _parsed: &Report = &self;
+        *self.parsed.into_inner().unwrap_or_default()
+    }
+
+    /// The text, when the report is still the text it came in.
+    fn text(&self) -> Option<&str> {
+        // Checked to be UTF-8 when it arrived.
+        self.text
+            .as_deref()
+            .and_then(|t| std::str::from_utf8(t).ok())
+    }
+
+    /// Whether the report has been parsed (tests of the laziness).
+    #[cfg(test)]
+    pub(crate) fn is_parsed(&self) -> bool {
+        self.parsed.get().is_some()
+    }
+}
+
+impl Deref for Received {
+    type Target = Report;
+
+    fn deref(&self) -> &Report {
+        self.parsed.get_or_init(|| {
+            let Some(text) = self.text() else {
+                return Box::default();
+            };
+            // The text was read with a report's field types when it
+            // arrived, so this does not fail; were it to, the report says
+            // so rather than vanish.
+            Box::new(
+                from_json_measured(text, self.nesting).unwrap_or_else(|e| Report {
+                    message: format!("{UNREADABLE}: {e}"),
+                    ..Report::default()
+                }),
+            )
+        })
+    }
+}
+
+impl From<Report> for Received {
+    fn from(report: Report) -> Self {
+        Received {
+            text: None,
+            nesting: None,
+            parsed: OnceLock::from(Box::new(report)),
+        }
+    }
+}
+
+impl Clone for Received {
+    fn clone(&self) -> Self {
+        Received {
+            text: self.text.clone(),
+            nesting: self.nesting,
+            parsed: self.parsed.clone(),
+        }
+    }
+}
+
+impl PartialEq for Received {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for Received {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.parsed.get(), self.text()) {
+            (None, Some(text)) => super::serialize_json_text(text, self.nesting, s),
+            _ => (**self).serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Received {
+    /// A report nested in a parsed level keeps its text in turn.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Ok(Received {
+            text: Some(Bytes::from(Box::<str>::from(raw).into_boxed_bytes())),
+            nesting: None,
+            parsed: OnceLock::new(),
+        })
+    }
+}
+
+/// The fields of a report as its caller reads them: each checked to be of
+/// its type (as [`Report`] would read it), the ones the caller judges by
+/// kept, strings borrowed from the text, nothing else built.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Judged<'a> {
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(with = "word")]
+    protocol: InboundProtocol,
+    timed_out: bool,
+    parallel_forwards: FailedHops,
+    attempt: u32,
+    duration_ms: f64,
+    received_date: Text,
+    version: Text,
+    host: Text,
+    namespace: Text,
+    pod_ip: Text,
+    request_id: Text,
+    padding: Text,
+    request_info: Texts,
+    injected: Texts,
+}
+
+/// A JSON string, checked and not kept.
+#[derive(Default)]
+struct Text;
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Is;
+        impl Visitor<'_> for Is {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Text, E> {
+                Ok(Text)
+            }
+        }
+        d.deserialize_str(Is)
+    }
+}
+
+/// A JSON array of strings, checked and not kept.
+#[derive(Default)]
+struct Texts;
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Are;
+        impl<'de> Visitor<'de> for Are {
+            type Value = Texts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Texts, A::Error> {
+                while seq.next_element::<Text>()?.is_some() {}
+                Ok(Texts)
+            }
+        }
+        d.deserialize_seq(Are)
+    }
+}
+
+/// How many hops of a report's `ParallelForwards` carry an `Error`, counted
+/// as the groups are read, nothing built. Each hop's other fields and its
+/// own report are skipped: their shape is the downstream's to tell.
+#[derive(Default)]
+pub(super) struct FailedHops(pub(super) usize);
+
+impl<'de> Deserialize<'de> for FailedHops {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Group {
+            #[serde(rename = "SequentialForwards", default)]
+            hops: FailedInGroup,
+        }
+        #[derive(Default)]
+        struct FailedInGroup(usize);
+        #[derive(Deserialize)]
+        struct Hop {
+            #[serde(rename = "Error", default)]
+            error: Option<IgnoredAny>,
+        }
+        /// Sums `T`'s count over a JSON array of `T`.
+        struct Sum<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Counted> Visitor<'de> for Sum<T> {
+            type Value = usize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+                let mut total = 0;
+                while let Some(item) = seq.next_element::<T>()? {
+                    total += item.count();
+                }
+                Ok(total)
+            }
+        }
+        trait Counted {
+            fn count(&self) -> usize;
+        }
+        impl Counted for Group {
+            fn count(&self) -> usize {
+                self.hops.0
+            }
+        }
+        impl Counted for Hop {
+            fn count(&self) -> usize {
+                usize::from(self.error.is_some())
+            }
+        }
+        impl<'de> Deserialize<'de> for FailedInGroup {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_seq(Sum::<Hop>(std::marker::PhantomData))
+                    .map(FailedInGroup)
+            }
+        }
+        d.deserialize_seq(Sum::<Group>(std::marker::PhantomData))
+            .map(FailedHops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEAF: &str = r#"{"ReceivedDate":"2026-11-26T00:00:00.000000000Z","Message":"","RequestInfo":["GET / HTTP/1.1","host: c"],"Service":"c","Version":"v1","Host":"h","Protocol":"http/1.1","DurationMs":0.1,"ParallelForwards":[],"Attempt":1}"#;
+
+    fn read(text: &str) -> Result<(Received, Gist), String> {
+        Received::read(Bytes::from(text.to_owned()))
+    }
+
+    #[test]
+    fn a_report_is_judged_from_its_text_and_parsed_only_when_looked_at() {
+        let (received, gist) = read(LEAF).unwrap();
+        assert_eq!(
+            gist,
+            Gist {
+                protocol: InboundProtocol::Http11,
+                failed_hops: 0,
+                timed_out: None,
+            }
+        );
+        assert!(!received.is_parsed());
+        let compact = serde_json::to_string(&received).unwrap();
+        assert_eq!(compact, LEAF, "passed on as it came");
+        let pretty = super::super::pretty::to_vec(&received).unwrap();
+        assert!(String::from_utf8(pretty)
+            .unwrap()
+            .contains("\n  \"Service\": \"c\""));
+        assert!(!received.is_parsed(), "neither output parses it");
+        assert_eq!(received.service, "c");
+        assert_eq!(received.request_info[1], "host: c");
+        assert!(received.is_parsed());
+    }
+
+    #[test]
+    fn the_gist_counts_failed_hops_and_keeps_the_message_of_its_own_timeout() {
+        let text = LEAF
+            .replace(r#""Message":"""#, r#""Message":"c ran out of 50ms","TimedOut":true"#)
+            .replace(
+                r#""ParallelForwards":[]"#,
+                r#""ParallelForwards":[{"SequentialForwards":[{"Url":"http://d/","Result":"ok"},{"Url":"http://e/","Result":"status","Error":"answered 503"}]},{"SequentialForwards":[{"Url":"http://f/","Result":"dns","Error":"x","Response":{"Service":"f","ParallelForwards":[{"SequentialForwards":[{"Error":"deeper"}]}]}}]}]"#,
+            );
+        let (_, gist) = read(&text).unwrap();
+        assert_eq!(gist.failed_hops, 2, "this level's hops, not deeper ones");
+        assert_eq!(gist.timed_out.as_deref(), Some("c ran out of 50ms"));
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_report_is_named_as_such() {
+        let wrong_type = LEAF.replace(r#""Attempt":1"#, r#""Attempt":"one""#);
+        let wrong_list = LEAF.replace(r#""RequestInfo":["#, r#""RequestInfo":[7,"#);
+        let wrong_word = LEAF.replace("http/1.1", "carrier pigeon");
+        let nameless = LEAF.replace(r#""Service":"c""#, r#""Service":"""#);
+        for (text, says) in [
+            (wrong_type.as_str(), "invalid type"),
+            (&wrong_list, "invalid type"),
+            (&wrong_word, "unknown inbound protocol"),
+            (&nameless, "names no Service"),
+            ("[1,2]", "invalid type"),
+            ("{\"Service\":\"c\"", "EOF"),
+        ] {
+            let why = read(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} was read"));
+            assert!(why.contains(says), "{text}: {why}");
+        }
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_REPORT_NESTING + 1),
+            "]".repeat(MAX_REPORT_NESTING + 1)
+        );
+        assert!(read(&deep).unwrap_err().contains("nested deeper"));
+    }
+}
