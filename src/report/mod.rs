@@ -279,35 +279,18 @@ impl Serialize for Forwards {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.parsed.get(), &self.raw) {
             (Some(parsed), _) => parsed.serialize(s),
-            (None, Some(raw)) if pretty::indenting() => serialize_json_text(raw.get(), None, s),
             (None, Some(raw)) => raw.serialize(s),
             (None, None) => s.collect_seq(std::iter::empty::<ParallelForward>()),
         }
     }
 }
 
-/// Received JSON text, written as it is, or re-indented token by token
-/// when the output is indented, without building the tree. Its nesting was
-/// measured when it arrived: deep text is walked with the stack grown on
-/// the heap.
-fn serialize_json_text<S: serde::Serializer>(
-    text: &str,
-    nesting: Option<usize>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    let shallow = nesting.is_some_and(|levels| levels <= STACK_NESTING);
-    if !pretty::indenting() {
-        let raw: &RawValue =
-            from_json_measured(text, nesting).map_err(serde::ser::Error::custom)?;
-        return raw.serialize(s);
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    if shallow {
-        serde_transcode::Transcoder::new(&mut de).serialize(s)
-    } else {
-        de.disable_recursion_limit();
-        serde_transcode::Transcoder::new(serde_stacker::Deserializer::new(&mut de)).serialize(s)
-    }
+/// Received JSON text, written as it is ([`pretty`] re-indents it when the
+/// output is indented). Made a `RawValue` again, which checks it once more
+/// (serde_json skips a value without recursing, at any depth).
+fn serialize_json_text<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    let raw: &RawValue = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+    raw.serialize(s)
 }
 
 impl<'de> Deserialize<'de> for Forwards {

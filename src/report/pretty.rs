@@ -11,7 +11,11 @@ use serde_json::ser::Formatter;
 /// Levels of indentation written at most; deeper lines start at this one.
 pub const MAX_INDENT_LEVELS: usize = 40;
 
-const INDENT: &[u8] = b"  ";
+/// Spaces per level.
+const INDENT: usize = 2;
+
+/// The deepest indentation, sliced for each line.
+const SPACES: [u8; MAX_INDENT_LEVELS * INDENT] = [b' '; MAX_INDENT_LEVELS * INDENT];
 
 /// serde_json's `PrettyFormatter`, with the indentation capped.
 #[derive(Debug, Default)]
@@ -22,10 +26,7 @@ pub struct CappedPretty {
 
 impl CappedPretty {
     fn indent<W: ?Sized + Write>(&self, writer: &mut W) -> io::Result<()> {
-        for _ in 0..self.level.min(MAX_INDENT_LEVELS) {
-            writer.write_all(INDENT)?;
-        }
-        Ok(())
+        writer.write_all(&SPACES[..self.level.min(MAX_INDENT_LEVELS) * INDENT])
     }
 
     fn open<W: ?Sized + Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
@@ -95,46 +96,98 @@ impl Formatter for CappedPretty {
         self.has_value = true;
         Ok(())
     }
+
+    /// Received JSON text (a report kept as the text it came in, written
+    /// through `RawValue`): re-indented byte by byte as the values around
+    /// it are, without parsing it into values and escaping them again.
+    /// Strings, numbers and literals are copied as they are; whitespace
+    /// between tokens is dropped; empty containers stay `[]` and `{}`.
+    fn write_raw_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let (mut at, mut copied) = (0, 0);
+        while let Some(&byte) = bytes.get(at) {
+            if !STRUCTURAL[usize::from(byte)] {
+                at += 1;
+                continue;
+            }
+            if byte == b'"' {
+                at = string_end(bytes, at);
+                continue;
+            }
+            writer.write_all(&bytes[copied..at])?;
+            at += 1;
+            match byte {
+                b'{' | b'[' => {
+                    let close = if byte == b'{' { b'}' } else { b']' };
+                    let blank = bytes[at..].iter().take_while(|b| b.is_ascii_whitespace());
+                    let next = at + blank.count();
+                    if bytes.get(next) == Some(&close) {
+                        writer.write_all(&[byte, close])?;
+                        at = next + 1;
+                    } else {
+                        self.open(writer, &[byte])?;
+                        self.item(writer, true)?;
+                    }
+                }
+                b'}' | b']' => {
+                    self.has_value = true;
+                    self.close(writer, &[byte])?;
+                }
+                b',' => self.item(writer, false)?,
+                b':' => writer.write_all(b": ")?,
+                _ => {} // whitespace between tokens
+            }
+            copied = at;
+        }
+        writer.write_all(&bytes[copied.min(bytes.len())..])
+    }
+}
+
+/// The bytes that end a run copied as it is: brackets, separators, the
+/// quote that opens a string, whitespace between tokens.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    let bytes = b"{}[],:\" \t\n\r";
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// Where the JSON string opening at `open` ends (past its closing quote).
+fn string_end(bytes: &[u8], open: usize) -> usize {
+    let mut at = open + 1;
+    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+        at += found;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        at += 2;
+        if at >= bytes.len() {
+            break;
+        }
+    }
+    bytes.len()
 }
 
 /// `value` as indented JSON, indentation capped at [`MAX_INDENT_LEVELS`].
 pub fn to_vec<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1024);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, CappedPretty::default());
-    let _indenting = Indenting::begin();
     value.serialize(&mut serializer)?;
     Ok(out)
-}
-
-thread_local! {
-    static INDENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks this thread as writing indented JSON until dropped, so received
-/// subtrees kept as raw text ([`super::Forwards`]) are re-indented as they
-/// are written instead of copied verbatim.
-struct Indenting(bool);
-
-impl Indenting {
-    fn begin() -> Indenting {
-        Indenting(INDENTING.with(|i| i.replace(true)))
-    }
-}
-
-impl Drop for Indenting {
-    fn drop(&mut self) {
-        INDENTING.with(|i| i.set(self.0));
-    }
-}
-
-/// Whether this thread is writing indented JSON ([`to_vec`]).
-pub(crate) fn indenting() -> bool {
-    INDENTING.with(std::cell::Cell::get)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
 
     #[test]
     fn shallow_values_match_serde_json_pretty() {
@@ -143,6 +196,61 @@ mod tests {
             String::from_utf8(to_vec(&value).unwrap()).unwrap(),
             serde_json::to_string_pretty(&value).unwrap()
         );
+    }
+
+    #[test]
+    fn raw_text_is_reindented_as_its_values_would_be() {
+        let texts = [
+            r#"{"a":[1,{"b":[]},{}],"c":"d"}"#,
+            r#"{"n":-1.5e3,"s":"x\",y:{[z]}\\","t":true,"u":null}"#,
+            " { \"empty\" : { } , \"list\" : [ ] , \"spaced\" : [ 1 ,\n 2 ] } ",
+            r#"[[[[{"deep":[[["x"]]]}]]]]"#,
+            r#""just a string""#,
+            "7",
+        ];
+        for text in texts {
+            let raw: &serde_json::value::RawValue = serde_json::from_str(text).unwrap();
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            // Alone, and nested where the surrounding levels indent it.
+            let wrapped = serde_json::json!({"outer": [{"inner": value.clone()}]});
+            let raw_wrapped = serde_json::json!({"outer": [{"inner": 0}]})
+                .to_string()
+                .replace(r#""inner":0"#, &format!(r#""inner":{}"#, raw.get()));
+            let raw_wrapped: &serde_json::value::RawValue =
+                serde_json::from_str(&raw_wrapped).unwrap();
+            for (raw, value) in [(raw, &value), (raw_wrapped, &wrapped)] {
+                let mut out = Vec::new();
+                let mut ser =
+                    serde_json::Serializer::with_formatter(&mut out, CappedPretty::default());
+                raw.serialize(&mut ser).unwrap();
+                let expected = to_vec(value).unwrap();
+                // Numbers are copied as written, not re-encoded.
+                let expected = String::from_utf8(expected)
+                    .unwrap()
+                    .replace("-1500.0", "-1.5e3");
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn raw_strings_keep_their_escapes() {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(r#"{"e":"caf\u00e9 \/ \n"}"#).unwrap();
+        let out = String::from_utf8(to_vec(raw).unwrap()).unwrap();
+        assert_eq!(out, "{\n  \"e\": \"caf\\u00e9 \\/ \\n\"\n}");
+    }
+
+    #[test]
+    fn deep_raw_text_is_reindented_within_the_cap() {
+        let text = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let raw: &serde_json::value::RawValue = serde_json::from_str(&text).unwrap();
+        let out = to_vec(raw).unwrap();
+        let widest = out.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap();
+        assert!(widest <= 2 * MAX_INDENT_LEVELS + 2, "{widest}");
+        let back = String::from_utf8(out).unwrap();
+        let back: String = back.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(back, text);
     }
 
     #[test]

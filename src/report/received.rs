@@ -161,7 +161,7 @@ impl fmt::Debug for Received {
 impl Serialize for Received {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.parsed.get(), self.text()) {
-            (None, Some(text)) => super::serialize_json_text(text, self.nesting, s),
+            (None, Some(text)) => super::serialize_json_text(text, s),
             _ => (**self).serialize(s),
         }
     }
