@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::{from_json_measured, json_nesting, word, InboundProtocol, Report, MAX_REPORT_NESTING};
 
 /// How a received report that cannot be parsed after all says so.
-pub const UNREADABLE: &str = "this downstream report could not be read again";
+const UNREADABLE: &str = "this downstream report could not be read again";
 
 /// A downstream's report: its text, parsed on first look.
 #[derive(Default)]
