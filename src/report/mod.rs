@@ -76,20 +76,13 @@ pub const MAX_REPORT_NESTING: usize =
 /// parsing or recursion (strings and escapes are skipped), so a hostile
 /// body is measured before any parser recurses into it.
 pub fn json_nesting(bytes: &[u8]) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&b) = bytes.get(at) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                at = string_end(bytes, at);
+                continue;
+            }
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -97,8 +90,27 @@ pub fn json_nesting(bytes: &[u8]) -> usize {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     deepest
+}
+
+/// Where the JSON string opening at `open` ends: past its closing quote,
+/// or at the end of `bytes` when it does not close. Jumps from quote or
+/// backslash to the next (memchr), not byte by byte.
+pub(crate) fn string_end(bytes: &[u8], open: usize) -> usize {
+    let mut at = open + 1;
+    while let Some(found) = bytes
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        at += found;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        at += 2;
+    }
+    bytes.len()
 }
 
 /// What one service did with one request.
@@ -654,6 +666,23 @@ mod tests {
             pretty.contains("\n            \"Service\": \"c\""),
             "expanded levels indent: {pretty}"
         );
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_only() {
+        for (text, levels) in [
+            ("1", 0),
+            ("[]", 1),
+            (r#"{"a":[{"b":[]}],"c":{}}"#, 4),
+            (r#"{"a":"[[[{{{"}"#, 1),
+            (r#"{"a":"\"[[[","b":[["\\"]]}"#, 3),
+            (r#"["unclosed \" [[["#, 1),
+            (r#"["ends in a backslash \"#, 1),
+        ] {
+            assert_eq!(json_nesting(text.as_bytes()), levels, "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(json_nesting(deep.as_bytes()), 500);
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Formatter for CappedPretty {
                 continue;
             }
             if byte == b'"' {
-                at = string_end(bytes, at);
+                at = super::string_end(bytes, at);
                 continue;
             }
             writer.write_all(&bytes[copied..at])?;
@@ -159,22 +159,6 @@ const STRUCTURAL: [bool; 256] = {
     }
     table
 };
-
-/// Where the JSON string opening at `open` ends (past its closing quote).
-fn string_end(bytes: &[u8], open: usize) -> usize {
-    let mut at = open + 1;
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
-        at += found;
-        if bytes[at] == b'"' {
-            return at + 1;
-        }
-        at += 2;
-        if at >= bytes.len() {
-            break;
-        }
-    }
-    bytes.len()
-}
 
 /// `value` as indented JSON, indentation capped at [`MAX_INDENT_LEVELS`].
 pub fn to_vec<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
