@@ -6,6 +6,7 @@
 //! free of bookkeeping.
 
 use std::sync::atomic::AtomicI64;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,7 +17,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::behavior::Injection;
-use crate::report::{InboundProtocol, Report};
+use crate::plan::Protocol;
+use crate::report::{InboundProtocol, Outcome, Report};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -99,6 +101,12 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     grpc_channels: Gauge<i64, AtomicI64>,
     connections: Gauge<i64, AtomicI64>,
+    /// The series of each inbound protocol and of each hop protocol and
+    /// outcome, taken from their families on first use: a family hashes its
+    /// labels under a lock on every lookup, and these are counted on every
+    /// request and hop. (Series appear in `/metrics` once used, as before.)
+    request_seconds_by_protocol: [OnceLock<Histogram>; InboundProtocol::ALL.len()],
+    hop_series: [[OnceLock<(Counter, Histogram)>; Outcome::ALL.len()]; Protocol::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -174,6 +182,8 @@ impl Default for Metrics {
             refused,
             grpc_channels,
             connections,
+            request_seconds_by_protocol: Default::default(),
+            hop_series: Default::default(),
         }
     }
 }
@@ -205,9 +215,12 @@ impl Metrics {
                 status,
             })
             .inc();
-        self.request_seconds
-            .get_or_create(&ProtocolLabel {
-                protocol: protocol.as_str(),
+        self.request_seconds_by_protocol[protocol as usize]
+            .get_or_init(|| {
+                let label = ProtocolLabel {
+                    protocol: protocol.as_str(),
+                };
+                self.request_seconds.get_or_create(&label).clone()
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -217,14 +230,19 @@ impl Metrics {
     /// directives that took effect on the request.
     pub fn report(&self, report: &Report, injected: &[Injection]) {
         for hop in report.forwards() {
-            let labels = HopLabels {
-                protocol: hop.protocol.as_str(),
-                outcome: hop.result.as_str(),
-            };
-            self.hops.get_or_create(&labels).inc();
-            self.hop_seconds
-                .get_or_create(&labels)
-                .observe(hop.duration_ms / 1000.0);
+            let (count, seconds) = self.hop_series[hop.protocol as usize][hop.result as usize]
+                .get_or_init(|| {
+                    let labels = HopLabels {
+                        protocol: hop.protocol.as_str(),
+                        outcome: hop.result.as_str(),
+                    };
+                    (
+                        self.hops.get_or_create(&labels).clone(),
+                        self.hop_seconds.get_or_create(&labels).clone(),
+                    )
+                });
+            count.inc();
+            seconds.observe(hop.duration_ms / 1000.0);
         }
         for injection in injected {
             let kind = injection.kind();
@@ -288,5 +306,56 @@ pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_tables_are_indexed_by_each_word_in_order() {
+        // The tables index by discriminant: each list of words must name
+        // every variant, in declaration order.
+        for (i, p) in Protocol::ALL.into_iter().enumerate() {
+            assert_eq!(p as usize, i);
+        }
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i);
+        }
+        for (i, p) in InboundProtocol::ALL.into_iter().enumerate() {
+            assert_eq!(p as usize, i);
+        }
+    }
+
+    #[test]
+    fn hops_and_requests_are_counted_under_their_labels() {
+        let metrics = Metrics::default();
+        let hop = |protocol, result| crate::report::Forward {
+            protocol,
+            result,
+            duration_ms: 2.0,
+            ..Default::default()
+        };
+        let report = crate::report::fixtures::named(
+            "a",
+            vec![vec![
+                hop(Protocol::Grpc, Outcome::Timeout),
+                hop(Protocol::Http, Outcome::Ok),
+                hop(Protocol::Grpc, Outcome::Timeout),
+            ]],
+        );
+        metrics.report(&report, &[]);
+        metrics.request(InboundProtocol::H2c, "plan", 200, Duration::from_millis(3));
+        let text = metrics.encode();
+        for line in [
+            "servicemock_hops_total{protocol=\"grpc\",outcome=\"timeout\"} 2",
+            "servicemock_hops_total{protocol=\"http\",outcome=\"ok\"} 1",
+            "servicemock_hop_duration_seconds_count{protocol=\"grpc\",outcome=\"timeout\"} 2",
+            "servicemock_request_duration_seconds_count{protocol=\"h2c\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("outcome=\"dns\""), "unused series stay out");
     }
 }
