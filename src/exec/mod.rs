@@ -610,7 +610,6 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
 /// formatted once per second (per thread), the fraction for each call.
 fn rfc3339(at: SystemTime) -> String {
     use std::cell::RefCell;
-    use std::fmt::Write as _;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -626,9 +625,16 @@ fn rfc3339(at: SystemTime) -> String {
                 .unwrap_or_default();
             *cached = (since.as_secs(), text.trim_end_matches('Z').to_owned());
         }
-        let mut out = String::with_capacity(cached.1.len() + 11);
+        // `.{:09}Z` without the formatting machinery.
+        let mut fraction = *b".000000000Z";
+        let mut nanos = since.subsec_nanos();
+        for digit in fraction[1..10].iter_mut().rev() {
+            *digit = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        let mut out = String::with_capacity(cached.1.len() + fraction.len());
         out.push_str(&cached.1);
-        let _ = write!(out, ".{:09}Z", since.subsec_nanos());
+        out.push_str(std::str::from_utf8(&fraction).unwrap_or_default());
         out
     })
 }

@@ -224,4 +224,9 @@ fn dates_are_rfc3339_with_nanoseconds_whatever_the_cache_holds() {
     let next = at + Duration::from_millis(1_500);
     assert_eq!(super::rfc3339(next), "2025-11-24T16:00:01.500005000Z");
     assert_eq!(super::rfc3339(at), "2025-11-24T16:00:00.000005000Z");
+    let every_digit = at + Duration::new(2, 987_654_321 - 5_000);
+    assert_eq!(
+        super::rfc3339(every_digit),
+        "2025-11-24T16:00:02.987654321Z"
+    );
 }
