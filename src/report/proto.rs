@@ -134,21 +134,30 @@ impl From<pb::CallResponse> for Report {
 
 fn forward_from_proto(f: pb::Forward) -> Forward {
     let mut error = (!f.error.is_empty()).then_some(f.error);
-    let result = match word::Word::from_word(&f.result) {
-        Some(result) => result,
-        None => {
-            let note = unknown_word("hop result", &f.result);
-            error = Some(match error {
-                Some(e) => format!("{e} {note}"),
-                None => note,
-            });
-            Outcome::BadAnswer
-        }
+    // A hop this servicemock cannot read whole is a bad answer that says
+    // what it could not read, never a guess.
+    let mut unreadable = |note: String| {
+        error = Some(match error.take() {
+            Some(e) => format!("{e} {note}"),
+            None => note,
+        });
     };
+    let mut result = word::Word::from_word(&f.result).unwrap_or_else(|| {
+        unreadable(unknown_word("hop result", &f.result));
+        Outcome::BadAnswer
+    });
+    let protocol = protocol_from_proto(f.protocol).unwrap_or_else(|| {
+        unreadable(format!(
+            "(the answer named its hop protocol by the number {}, which this servicemock does not know)",
+            f.protocol
+        ));
+        result = Outcome::BadAnswer;
+        crate::plan::Protocol::default()
+    });
     Forward {
         url: f.url,
         result,
-        protocol: protocol_from_proto(f.protocol).unwrap_or_default(),
+        protocol,
         status: f.status,
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
@@ -202,6 +211,37 @@ mod tests {
     fn report_round_trips_through_call_response() {
         let report = sample();
         assert_eq!(Report::from(pb::CallResponse::from(&report)), report);
+    }
+
+    #[test]
+    fn hops_this_servicemock_cannot_read_are_bad_answers_that_say_why() {
+        let mut response = pb::CallResponse::from(&sample());
+        let ok_hop = response.parallel_forwards[0].sequential_forwards[0].clone();
+        let unknown_protocol = pb::Forward {
+            protocol: 9,
+            ..ok_hop.clone()
+        };
+        let unknown_result = pb::Forward {
+            result: "teleported".into(),
+            error: "it went".into(),
+            ..ok_hop
+        };
+        response.parallel_forwards[0].sequential_forwards = vec![unknown_protocol, unknown_result];
+        let report = Report::from(response);
+        let hops: Vec<&Forward> = report.forwards().collect();
+        assert_eq!(hops[0].result, Outcome::BadAnswer);
+        assert!(hops[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("hop protocol by the number 9"));
+        assert_eq!(hops[1].result, Outcome::BadAnswer);
+        assert!(hops[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("it went (the answer named its hop result \"teleported\""));
+        assert_eq!(report.failed_hops(), 2);
     }
 
     #[test]
