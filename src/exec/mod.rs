@@ -144,7 +144,7 @@ pub struct Outgoing<'a> {
     pub to: &'a resolve::Resolved,
     /// What the transport's [`transport::Transport::url`] said for this
     /// hop: the sub-plan is encoded once, for the report and the call.
-    pub url: &'a str,
+    pub url: &'a transport::HopUrl,
     pub headers: HeaderMap,
     pub timer: Duration,
     /// Bytes of answer this request may still receive (`--max-report-size`).
@@ -507,7 +507,7 @@ impl Executor {
         ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
         tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
         Forward {
-            url,
+            url: url.into_string(),
             result: result.outcome,
             protocol: hop.protocol,
             status: result.status,

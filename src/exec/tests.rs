@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::deadline::callee_budget;
 use super::resolve::{Resolved, Resolver};
-use super::transport::{HopFuture, Transport, Transports};
+use super::transport::{HopFuture, HopUrl, Transport, Transports};
 use super::{Admission, Executor, HopResult, Inbound, Outgoing};
 use crate::behavior::Decision;
 use crate::config::{Identity, Settings};
@@ -39,8 +39,8 @@ struct Fake {
 }
 
 impl Transport for Fake {
-    fn url(&self, to: &Resolved, _next: &Plan) -> String {
-        format!("fake://{}", to.authority)
+    fn url(&self, to: &Resolved, _next: &Plan) -> HopUrl {
+        HopUrl::new(format!("fake://{}", to.authority))
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, _next: &'a Plan) -> HopFuture<'a> {

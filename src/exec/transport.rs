@@ -29,12 +29,60 @@ use crate::report::Outcome;
 /// A hop call in flight.
 pub type HopFuture<'a> = Pin<Box<dyn Future<Output = HopResult> + Send + 'a>>;
 
+/// The URL a hop's report shows, and, when the sub-plan travels in it (an
+/// HTTP hop's @-path), where in it the request's path starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopUrl {
+    text: String,
+    path_from: Option<usize>,
+}
+
+impl HopUrl {
+    /// A URL that does not carry the sub-plan.
+    pub fn new(text: String) -> HopUrl {
+        HopUrl {
+            text,
+            path_from: None,
+        }
+    }
+
+    /// `base` followed by the request path that carries the sub-plan.
+    pub fn with_path(base: &[&str], path: &str) -> HopUrl {
+        let from = base.iter().map(|part| part.len()).sum();
+        let mut text = String::with_capacity(from + path.len());
+        for part in base {
+            text.push_str(part);
+        }
+        text.push_str(path);
+        HopUrl {
+            text,
+            path_from: Some(from),
+        }
+    }
+
+    /// The request path, when the URL carries the sub-plan.
+    pub fn path(&self) -> Option<&str> {
+        self.path_from.and_then(|from| self.text.get(from..))
+    }
+
+    /// The URL as the report shows it.
+    pub fn into_string(self) -> String {
+        self.text
+    }
+}
+
+impl std::fmt::Display for HopUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// How one hop protocol carries a call.
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// The URL the report shows for a call to `to` carrying `next`; it is
     /// handed back to [`Transport::call`] in `out.url`, so a transport whose
     /// URL holds the encoded sub-plan need not encode it again.
-    fn url(&self, to: &Resolved, next: &Plan) -> String;
+    fn url(&self, to: &Resolved, next: &Plan) -> HopUrl;
 
     /// Calls `out.to` with `next` as the sub-plan, within `out.timer`.
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a>;
@@ -103,29 +151,25 @@ struct HttpTransport {
 const POSTS_PLAN: &str = "/ (POST plan)";
 
 impl Transport for HttpTransport {
-    fn url(&self, to: &Resolved, next: &Plan) -> String {
-        let path = render_path(next);
-        let path = path.as_deref().unwrap_or(POSTS_PLAN);
-        let mut url = String::with_capacity("http://".len() + to.authority.len() + path.len());
-        url.push_str("http://");
-        url.push_str(&to.authority);
-        url.push_str(path);
-        url
+    fn url(&self, to: &Resolved, next: &Plan) -> HopUrl {
+        match render_path(next) {
+            Ok(path) => HopUrl::with_path(&["http://", &to.authority], &path),
+            Err(_) => HopUrl::new(format!("http://{}{POSTS_PLAN}", to.authority)),
+        }
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
         Box::pin(async move {
             // The path was rendered once, into the URL: take it from there.
-            let prefix = "http://".len() + out.to.authority.len();
-            let (path, body) = match out.url.get(prefix..) {
-                Some(POSTS_PLAN) | None => match request_json(next) {
+            let (path, body) = match out.url.path() {
+                Some(path) => (path, None),
+                None => match request_json(next) {
                     Ok(json) => ("/", Some(json)),
                     Err(e) => {
                         let why = format!("cannot encode the plan: {e}");
                         return HopResult::failed(Outcome::Error, why);
                     }
                 },
-                Some(path) => (path, None),
             };
             self.clients.call(self.h2c, out, path, body).await
         })
@@ -140,8 +184,8 @@ struct GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
-    fn url(&self, to: &Resolved, _next: &Plan) -> String {
-        format!("grpc://{}", to.authority)
+    fn url(&self, to: &Resolved, _next: &Plan) -> HopUrl {
+        HopUrl::new(format!("grpc://{}", to.authority))
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
