@@ -161,7 +161,7 @@ pub struct Report {
 /// groups as the raw JSON they came in until someone looks at them, so a
 /// service in the middle of a deep tree passes the subtree on without
 /// parsing and re-encoding it; looking (`Deref`) parses once.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Forwards {
     raw: Option<Box<RawValue>>,
     parsed: OnceLock<Vec<ParallelForward>>,
@@ -263,15 +263,6 @@ impl From<Vec<ParallelForward>> for Forwards {
 impl FromIterator<ParallelForward> for Forwards {
     fn from_iter<I: IntoIterator<Item = ParallelForward>>(iter: I) -> Self {
         Forwards::from(iter.into_iter().collect::<Vec<_>>())
-    }
-}
-
-impl Clone for Forwards {
-    fn clone(&self) -> Self {
-        Forwards {
-            raw: self.raw.clone(),
-            parsed: self.parsed.clone(),
-        }
     }
 }
 

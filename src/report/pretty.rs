@@ -143,7 +143,7 @@ impl Formatter for CappedPretty {
             }
             copied = at;
         }
-        writer.write_all(&bytes[copied.min(bytes.len())..])
+        writer.write_all(&bytes[copied..])
     }
 }
 

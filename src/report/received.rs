@@ -1,6 +1,6 @@
 //! A report received from a downstream servicemock over HTTP. It is kept as
 //! the JSON text it came in: between services that text is passed on as it
-//! is, at the entry it is re-indented token by token, and only someone who
+//! is, at the entry it is re-indented byte by byte ([`super::pretty`]), and only someone who
 //! looks at its fields (a view, the text tree, `servicemock load`) has it
 //! parsed into a [`Report`], once. What the caller judges the hop by (who
 //! wrote it, whether it timed out itself, how many of its hops failed) is
@@ -23,7 +23,7 @@ use super::{from_json_measured, json_nesting, word, InboundProtocol, Report, MAX
 const UNREADABLE: &str = "this downstream report could not be read again";
 
 /// A downstream's report: its text, parsed on first look.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Received {
     /// The JSON text, read by [`Received::read`] when it arrived; `None`
     /// for a report built here or read from a gRPC answer.
@@ -132,16 +132,6 @@ impl From<Report> for Received {
             text: None,
             nesting: None,
             parsed: OnceLock::from(Box::new(report)),
-        }
-    }
-}
-
-impl Clone for Received {
-    fn clone(&self) -> Self {
-        Received {
-            text: self.text.clone(),
-            nesting: self.nesting,
-            parsed: self.parsed.clone(),
         }
     }
 }
