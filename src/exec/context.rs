@@ -159,11 +159,7 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
             out.append(name.clone(), value.clone());
         }
     }
-    let request_id = match inbound
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-    {
+    let request_id = match carried_request_id(inbound) {
         Some(id) => id.to_owned(),
         None => {
             let id = new_request_id();
@@ -174,6 +170,14 @@ pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Heade
         }
     };
     (out, request_id)
+}
+
+/// The request id an inbound request carries, if any.
+pub fn carried_request_id(inbound: &HeaderMap) -> Option<&str> {
+    inbound
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
 }
 
 /// The names of `propagate` that `inbound` carries, in `propagate`'s

@@ -92,12 +92,14 @@ impl HopResult {
     pub(crate) fn from_failed_report(
         status: i32,
         said: String,
-        answer: (Received, Gist),
+        (report, mut gist): (Received, Gist),
     ) -> HopResult {
-        match answer.1.timed_out.clone() {
+        match gist.timed_out.take() {
             // Its message says who ran out of what time.
-            Some(said) => HopResult::with_report(status, Outcome::Timeout, Some(said), answer),
-            None => HopResult::with_report(status, Outcome::Status, Some(said), answer),
+            Some(own) => {
+                HopResult::with_report(status, Outcome::Timeout, Some(own), (report, gist))
+            }
+            None => HopResult::with_report(status, Outcome::Status, Some(said), (report, gist)),
         }
     }
 
@@ -393,7 +395,9 @@ impl Executor {
             ),
             None => return None,
         };
-        let (_, request_id) = context::outbound_headers(&inbound.headers, &[]);
+        // Its id, or a new one: no headers are built for hops it won't make.
+        let request_id = context::carried_request_id(&inbound.headers)
+            .map_or_else(context::new_request_id, str::to_owned);
         let mut report = base_report(identity, inbound, request_id, admission.attempt);
         report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());

@@ -46,14 +46,14 @@ impl HopUrl {
         }
     }
 
-    /// `base` followed by the request path that carries the sub-plan.
-    pub fn with_path(base: &[&str], path: &str) -> HopUrl {
-        let from = base.iter().map(|part| part.len()).sum();
+    /// `scheme://authority` followed by the request path that carries the
+    /// sub-plan.
+    pub fn with_path(scheme: &str, authority: &str, path: &str) -> HopUrl {
+        let from = scheme.len() + "://".len() + authority.len();
         let mut text = String::with_capacity(from + path.len());
-        for part in base {
+        for part in [scheme, "://", authority, path] {
             text.push_str(part);
         }
-        text.push_str(path);
         HopUrl {
             text,
             path_from: Some(from),
@@ -153,7 +153,7 @@ const POSTS_PLAN: &str = "/ (POST plan)";
 impl Transport for HttpTransport {
     fn url(&self, to: &Resolved, next: &Plan) -> HopUrl {
         match render_path(next) {
-            Ok(path) => HopUrl::with_path(&["http://", &to.authority], &path),
+            Ok(path) => HopUrl::with_path("http", &to.authority, &path),
             Err(_) => HopUrl::new(format!("http://{}{POSTS_PLAN}", to.authority)),
         }
     }
