@@ -12,6 +12,7 @@ use servicemock::behavior::{self, Directives};
 use servicemock::config::{parse_duration, ConnectionLimits, Settings};
 use servicemock::exec::context::default_propagated;
 use servicemock::plan::Limits;
+use servicemock::server::connection::tls::{ClientAuth, TlsOptions};
 
 /// A mock service for testing service meshes: deploy it under many names and
 /// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
@@ -43,7 +44,7 @@ pub(crate) enum LogFormat {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Serve one named service (HTTP/1.1, h2c and gRPC on one port).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run several named services in this one process on consecutive
     /// loopback ports; `@name` calls between them resolve in-process.
     Mesh(MeshArgs),
@@ -113,6 +114,27 @@ pub(crate) enum Command {
         /// Back to the flags' defaults, ready and live.
         #[arg(long, conflicts_with = "changes")]
         reset: bool,
+    },
+    /// Write a CA and, for each name, a certificate and key usable as server
+    /// and client (DNS names NAME, NAME.NS, NAME.NS.svc,
+    /// NAME.NS.svc.cluster.local, localhost; IP 127.0.0.1; URI
+    /// spiffe://TD/ns/NS/sa/NAME): ca.pem, ca-key.pem, NAME.pem, NAME-key.pem.
+    Certs {
+        /// Names of the services.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Folder to write into (made if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The namespace in the names and SPIFFE ids.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The SPIFFE trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
     /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
     Health {
@@ -273,7 +295,105 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SERVICEMOCK_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub(crate) drain_delay: Duration,
     #[command(flatten)]
+    pub(crate) tls: TlsFlags,
+    #[command(flatten)]
     pub(crate) tuning: Tuning,
+}
+
+/// TLS on the port: a connection that opens with a TLS ClientHello is
+/// served over TLS (ALPN h2 and http/1.1: HTTP/1.1, HTTP/2 and gRPC),
+/// any other in plaintext as without these flags.
+#[derive(Args)]
+#[command(next_help_heading = "TLS")]
+pub(crate) struct TlsFlags {
+    /// Certificate chain to serve, PEM (repeatable, each with its
+    /// --tls-key: the one whose names match the SNI is served, else the
+    /// first). Files are re-read when their contents change.
+    #[arg(
+        long = "tls-cert",
+        env = "SERVICEMOCK_TLS_CERT",
+        value_delimiter = ',',
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Vec<std::path::PathBuf>,
+    /// Private key of each --tls-cert, PEM, in the same order.
+    #[arg(
+        long = "tls-key",
+        env = "SERVICEMOCK_TLS_KEY",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Vec<std::path::PathBuf>,
+    /// Make a self-signed certificate for the service's name (and
+    /// localhost, 127.0.0.1) at start, instead of reading files.
+    #[arg(long, env = "SERVICEMOCK_TLS_SELF_SIGNED")]
+    pub(crate) tls_self_signed: bool,
+    /// Refuse plaintext connections on --listen (TLS only).
+    #[arg(long, env = "SERVICEMOCK_TLS_ONLY")]
+    pub(crate) tls_only: bool,
+    /// Also serve TLS only on this address, beside --listen (e.g.
+    /// 0.0.0.0:8443, with --listen kept in cleartext for probes).
+    #[arg(long, env = "SERVICEMOCK_TLS_LISTEN")]
+    pub(crate) tls_listen: Option<String>,
+    /// CA certificates (PEM) client certificates are verified against (mTLS).
+    #[arg(long, env = "SERVICEMOCK_TLS_CLIENT_CA")]
+    pub(crate) tls_client_ca: Option<std::path::PathBuf>,
+    /// With --tls-client-ca: whether a client must present a certificate.
+    #[arg(
+        long,
+        env = "SERVICEMOCK_TLS_CLIENT_AUTH",
+        default_value = "optional",
+        requires = "tls_client_ca"
+    )]
+    pub(crate) tls_client_auth: ClientAuthFlag,
+    /// How often the TLS files are read again to see whether they changed.
+    #[arg(long, env = "SERVICEMOCK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) tls_reload_interval: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ClientAuthFlag {
+    Optional,
+    Required,
+}
+
+impl TlsFlags {
+    /// The TLS options these flags ask for, or `None` for plaintext only.
+    pub(crate) fn options(&self, service_name: &str) -> anyhow::Result<Option<TlsOptions>> {
+        let wants = !self.tls_cert.is_empty() || self.tls_self_signed;
+        if !wants {
+            anyhow::ensure!(
+                !self.tls_only && self.tls_listen.is_none() && self.tls_client_ca.is_none(),
+                "--tls-only, --tls-listen and --tls-client-ca need a certificate: give --tls-cert and --tls-key, or --tls-self-signed"
+            );
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.tls_cert.len() == self.tls_key.len(),
+            "{} --tls-cert but {} --tls-key: give one key per certificate, in the same order",
+            self.tls_cert.len(),
+            self.tls_key.len()
+        );
+        let mut self_signed = Vec::new();
+        if self.tls_self_signed {
+            self_signed.push(service_name.to_owned());
+        }
+        Ok(Some(TlsOptions {
+            pairs: self
+                .tls_cert
+                .iter()
+                .cloned()
+                .zip(self.tls_key.iter().cloned())
+                .collect(),
+            self_signed,
+            client_ca: self.tls_client_ca.clone(),
+            client_auth: match self.tls_client_auth {
+                ClientAuthFlag::Optional => ClientAuth::Optional,
+                ClientAuthFlag::Required => ClientAuth::Required,
+            },
+            reload_every: self.tls_reload_interval,
+        }))
+    }
 }
 
 #[derive(Args)]

@@ -21,6 +21,10 @@
 //!   context (depth, layered deadline).
 //! * [`behavior`]: the `x-mock-*` directives (delay, status, size, reset)
 //!   a service applies to itself, and the process defaults for them.
+//! * [`caller`]: how a request arrived and who sent it: the TLS session,
+//!   the verified client certificate, Envoy's `x-forwarded-client-cert`.
+//! * [`certs`]: a CA and per-service certificates (`servicemock certs`,
+//!   `--tls-self-signed`).
 //! * [`codes`]: gRPC code names and the HTTP status ↔ gRPC code mappings.
 //! * [`attempts`]: which attempt of a request this is (`x-envoy-attempt-count`,
 //!   `grpc-previous-rpc-attempts`, or the same call seen again), for `@first=N`.
@@ -28,8 +32,9 @@
 //!   per position of the tree, judged against `--expect` by a chi-square test.
 //! * [`report`]: the tree of what happened, its JSON form (field names of the
 //!   original Go server kept) and its protobuf form.
-//! * [`server`]: the one listener that speaks HTTP/1.1, h2c and gRPC (with
-//!   its connection bounds); one pipeline both edges share (admit, check,
+//! * [`server`]: the connection seam (accept, bound, identify TLS or
+//!   plaintext, hand to HTTP) and the one port that speaks HTTP/1.1, h2c
+//!   and gRPC, with or without TLS; one pipeline both edges share (admit, check,
 //!   run, verdict); the axum routes, the tonic service, health, reflection,
 //!   `/control` and the draining shutdown.
 //! * [`client`]: the `call` and `health` commands' clients, reading addresses
@@ -48,6 +53,8 @@
 
 pub mod attempts;
 pub mod behavior;
+pub mod caller;
+pub mod certs;
 pub mod client;
 pub mod codes;
 pub mod config;

@@ -103,7 +103,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Mesh(args) => mesh(args).await,
         Command::Plan { path } => Ok(print_plan(&path)),
         Command::Call {
@@ -162,6 +162,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Load(args) => load(args).await,
+        Command::Certs {
+            names,
+            out,
+            namespace,
+            trust_domain,
+            days,
+        } => {
+            let options = servicemock::certs::CertsOptions {
+                namespace,
+                trust_domain,
+                days,
+            };
+            let written = servicemock::certs::write(&out, &names, &options)?;
+            for file in written {
+                println!("{}", out.join(file).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Manifests {
             names,
             namespace,
@@ -245,15 +263,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.tuning.settings(),
         args.tuning.propagate(),
     );
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, service = %identity.service, version = %identity.version, "listening (HTTP/1.1, h2c, gRPC)");
     let defaults = args.tuning.behavior.directives(args.tuning.max_delay)?;
+    let tls = match args.tls.options(&identity.service)? {
+        Some(options) => Some(server::connection::tls::TlsServer::start(options)?),
+        None => None,
+    };
+    let listeners = listeners(&args.listen, &args.tls, tls, &identity.service).await?;
     let service = server::Service::new(identity, executor, defaults);
-    server::serve(
-        listener,
+    server::serve_on(
+        listeners,
         service,
         async move {
             match shutdown::signal().await {
@@ -266,6 +284,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listeners `serve` asks for: `--listen` (plaintext, TLS beside it,
+/// or TLS only) and `--tls-listen`.
+async fn listeners(
+    listen: &str,
+    flags: &cli::TlsFlags,
+    tls: Option<std::sync::Arc<server::connection::tls::TlsServer>>,
+    service: &str,
+) -> anyhow::Result<Vec<server::Listener>> {
+    use server::connection::Speaks;
+    let mut wanted = vec![(
+        listen,
+        Speaks {
+            tls: tls.clone(),
+            tls_only: flags.tls_only,
+        },
+    )];
+    if let Some(address) = &flags.tls_listen {
+        wanted.push((
+            address.as_str(),
+            Speaks {
+                tls: tls.clone(),
+                tls_only: true,
+            },
+        ));
+    }
+    let mut listeners = Vec::new();
+    for (address, speaks) in wanted {
+        let tcp = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let what = match (&speaks.tls, speaks.tls_only) {
+            (None, _) => "HTTP/1.1, h2c, gRPC",
+            (Some(_), false) => "HTTP/1.1, HTTP/2, gRPC; TLS and plaintext",
+            (Some(_), true) => "HTTP/1.1, HTTP/2, gRPC over TLS only",
+        };
+        tracing::info!(addr = %tcp.local_addr()?, %service, "listening ({what})");
+        listeners.push(server::Listener { tcp, speaks });
+    }
+    Ok(listeners)
 }
 
 async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {

@@ -101,6 +101,7 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     grpc_channels: Gauge<i64, AtomicI64>,
     connections: Gauge<i64, AtomicI64>,
+    tls_failures: Family<ReasonLabel, Counter>,
     /// The series of each inbound protocol and of each hop protocol and
     /// outcome, taken from their families on first use: a family hashes its
     /// labels under a lock on every lookup, and these are counted on every
@@ -126,6 +127,12 @@ impl Default for Metrics {
         let refused = Family::<ReasonLabel, Counter>::default();
         let grpc_channels = Gauge::<i64, AtomicI64>::default();
         let connections = Gauge::<i64, AtomicI64>::default();
+        let tls_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Inbound TLS handshakes that failed, by reason (no_client_certificate, bad_client_certificate, bad_hello, timeout, ...)",
+            tls_failures.clone(),
+        );
         registry.register(
             "grpc_channels",
             "gRPC channels the hop clients keep open (bounded, least recently used dropped)",
@@ -182,6 +189,7 @@ impl Default for Metrics {
             refused,
             grpc_channels,
             connections,
+            tls_failures,
             request_seconds_by_protocol: Default::default(),
             hop_series: Default::default(),
         }
@@ -265,6 +273,13 @@ impl Metrics {
             Refusal::BadRequest => "bad_request",
         };
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts an inbound TLS handshake that failed.
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Marks a request as started until the guard is dropped.

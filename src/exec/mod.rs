@@ -163,6 +163,10 @@ pub struct Inbound {
     pub headers: HeaderMap,
     pub received: SystemTime,
     pub started: Instant,
+    /// The TLS session it came on, if any.
+    pub tls: Option<crate::caller::Tls>,
+    /// Who sent it, when known.
+    pub peer: Option<crate::caller::Peer>,
 }
 
 impl Inbound {
@@ -173,7 +177,16 @@ impl Inbound {
             headers,
             received: SystemTime::now(),
             started: Instant::now(),
+            tls: None,
+            peer: None,
         }
+    }
+
+    /// The request as it arrived on a connection that showed `session`
+    /// (TLS), with the caller read from it and from the headers.
+    pub fn caller(mut self, session: Option<&crate::caller::TlsSession>) -> Inbound {
+        (self.tls, self.peer) = crate::caller::of_request(session, &self.headers);
+        self
     }
 }
 
@@ -607,6 +620,8 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         padding: String::new(),
         timed_out: false,
         attempt,
+        tls: inbound.tls.clone(),
+        peer: inbound.peer.clone(),
     }
 }
 

@@ -155,6 +155,12 @@ pub struct Report {
     /// Which attempt of the request this answered: 1 for the first, 2 for
     /// the first retry ([`crate::attempts`]).
     pub attempt: u32,
+    /// How the request's connection was secured, when it came over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::caller::Tls>,
+    /// Who sent the request, when known (client certificate or XFCC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::caller::Peer>,
 }
 
 /// The hop groups of a report. A report received from downstream keeps its
@@ -429,14 +435,17 @@ pub enum InboundProtocol {
     H2c,
     /// A gRPC `Call`.
     Grpc,
+    /// HTTP/2 over TLS, not a gRPC call.
+    H2,
 }
 
 impl InboundProtocol {
-    pub const ALL: [InboundProtocol; 4] = [
+    pub const ALL: [InboundProtocol; 5] = [
         InboundProtocol::Http10,
         InboundProtocol::Http11,
         InboundProtocol::H2c,
         InboundProtocol::Grpc,
+        InboundProtocol::H2,
     ];
 
     /// The word reports, logs and metrics use.
@@ -446,6 +455,7 @@ impl InboundProtocol {
             InboundProtocol::Http11 => "http/1.1",
             InboundProtocol::H2c => "h2c",
             InboundProtocol::Grpc => "grpc",
+            InboundProtocol::H2 => "h2",
         }
     }
 
@@ -462,9 +472,11 @@ impl InboundProtocol {
         )
     }
 
-    /// How an HTTP request (not a gRPC call) of this version arrived.
-    pub fn of_http(version: http::Version) -> InboundProtocol {
+    /// How an HTTP request (not a gRPC call) of this version arrived, over
+    /// TLS or not (HTTP/2 is `h2` over TLS, `h2c` without).
+    pub fn of_http(version: http::Version, tls: bool) -> InboundProtocol {
         match version {
+            http::Version::HTTP_2 if tls => InboundProtocol::H2,
             http::Version::HTTP_2 => InboundProtocol::H2c,
             http::Version::HTTP_10 | http::Version::HTTP_09 => InboundProtocol::Http10,
             _ => InboundProtocol::Http11,

@@ -4,6 +4,7 @@
 use prost::Message;
 
 use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report};
+use crate::caller::{Peer, Tls, XfccElement};
 use crate::pb;
 use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
 use crate::wire::decode_guarded;
@@ -69,6 +70,8 @@ impl From<&Report> for pb::CallResponse {
             padding: r.padding.clone(),
             timed_out: r.timed_out,
             attempt: r.attempt,
+            tls: r.tls.as_ref().map(tls_to_proto),
+            peer: r.peer.as_ref().map(peer_to_proto),
         }
     }
 }
@@ -128,7 +131,75 @@ impl From<pb::CallResponse> for Report {
             padding: r.padding,
             timed_out: r.timed_out,
             attempt: r.attempt,
+            tls: r.tls.map(|t| Tls {
+                version: t.version,
+                cipher: t.cipher,
+                alpn: t.alpn,
+                sni: t.sni,
+            }),
+            peer: r.peer.map(peer_from_proto),
         }
+    }
+}
+
+fn tls_to_proto(t: &Tls) -> pb::TlsInfo {
+    pb::TlsInfo {
+        version: t.version.clone(),
+        cipher: t.cipher.clone(),
+        alpn: t.alpn.clone(),
+        sni: t.sni.clone(),
+    }
+}
+
+fn peer_to_proto(p: &Peer) -> pb::Peer {
+    pb::Peer {
+        source: p.source.clone(),
+        principal: p.principal.clone(),
+        subject: p.subject.clone(),
+        uri: p.uri.clone(),
+        dns: p.dns.clone(),
+        serial: p.serial.clone(),
+        not_after: p.not_after.clone(),
+        elements: p
+            .elements
+            .iter()
+            .map(|e| pb::XfccElement {
+                by: e.by.clone(),
+                hash: e.hash.clone(),
+                subject: e.subject.clone(),
+                uri: e.uri.clone(),
+                dns: e.dns.clone(),
+            })
+            .collect(),
+        omitted: p.omitted,
+        unparsed: p.unparsed.clone(),
+        error: p.error.clone(),
+    }
+}
+
+fn peer_from_proto(p: pb::Peer) -> Peer {
+    Peer {
+        source: p.source,
+        principal: p.principal,
+        subject: p.subject,
+        uri: p.uri,
+        dns: p.dns,
+        serial: p.serial,
+        not_after: p.not_after,
+        elements: p
+            .elements
+            .into_iter()
+            .map(|e| XfccElement {
+                by: e.by,
+                hash: e.hash,
+                subject: e.subject,
+                uri: e.uri,
+                dns: e.dns,
+            })
+            .collect(),
+        omitted: p.omitted,
+        unparsed: p.unparsed,
+        error: p.error,
     }
 }
 

@@ -194,6 +194,8 @@ struct Judged<'a> {
     padding: Text,
     request_info: Texts,
     injected: Texts,
+    tls: Option<crate::caller::Tls>,
+    peer: Option<crate::caller::Peer>,
 }
 
 /// A JSON string, checked and not kept.

@@ -23,6 +23,9 @@ pub fn render_tree(report: &Report) -> String {
         ms(report.duration_ms),
         sanitize(&report.message)
     );
+    if let Some(caller) = caller_line(report) {
+        let _ = writeln!(out, "   {caller}");
+    }
     write_children(report, "", true, &mut out);
     let _ = writeln!(
         out,
@@ -101,11 +104,42 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
                 hop_line(hop, mark)
             );
             if let Some(child) = &hop.response {
+                if let Some(caller) = caller_line(child) {
+                    let _ = writeln!(out, "{indent}{next_indent}    {caller}");
+                }
                 write_children(child, &format!("{indent}{next_indent}"), group_on_path, out);
             }
             index += 1;
         }
     }
+}
+
+/// How a level's request arrived and who sent it, when either is known:
+/// `tls TLSv1.3 h2 sni service2, from spiffe://cluster.local/ns/a/sa/b (tls)`.
+fn caller_line(report: &Report) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(tls) = &report.tls {
+        let mut part = format!("tls {}", sanitize(&tls.version));
+        for (label, value) in [("", &tls.alpn), ("sni ", &tls.sni)] {
+            if !value.is_empty() {
+                let _ = write!(part, " {label}{}", sanitize(value));
+            }
+        }
+        parts.push(part);
+    }
+    if let Some(peer) = &report.peer {
+        let who = if !peer.principal.is_empty() {
+            sanitize(&peer.principal).into_owned()
+        } else if !peer.error.is_empty() {
+            format!("? (unreadable: {})", sanitize(&peer.error))
+        } else if !peer.subject.is_empty() {
+            sanitize(&peer.subject).into_owned()
+        } else {
+            "?".to_owned()
+        };
+        parts.push(format!("from {who} ({})", sanitize(&peer.source)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn hop_line(hop: &Forward, mark: &str) -> String {
@@ -175,6 +209,29 @@ mod tests {
             "└─ 2.1 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
         );
         assert!(text.ends_with("* slowest path\n"));
+    }
+
+    #[test]
+    fn each_level_says_how_it_arrived_and_from_whom() {
+        let mut leaf = named("c", vec![]);
+        leaf.tls = Some(crate::caller::Tls {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            alpn: "h2".into(),
+            sni: "c".into(),
+        });
+        leaf.peer = Some(crate::caller::Peer {
+            source: "tls".into(),
+            principal: "spiffe://cluster.local/ns/m/sa/a".into(),
+            ..Default::default()
+        });
+        let root = named("a", vec![vec![hop("http", 0.0, 6.0, Some(leaf))]]);
+        let text = render_tree(&root);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2], "       tls TLSv1.3 h2 sni c, from spiffe://cluster.local/ns/m/sa/a (tls)",
+            "{text}"
+        );
     }
 
     #[test]

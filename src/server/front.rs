@@ -33,9 +33,10 @@ use crate::behavior::{self, Directives, Here};
 use crate::metrics::Refusal;
 use crate::report::InboundProtocol;
 
-/// The service hyper serves on every connection (see the module docs).
+/// The service hyper serves on every connection (see the module docs),
+/// with what that connection showed before its first request.
 #[derive(Clone)]
-pub(super) struct Front(Arc<Parts>);
+pub(super) struct Front(Arc<Parts>, Option<super::connection::Connection>);
 
 struct Parts {
     service: Arc<Service>,
@@ -45,11 +46,24 @@ struct Parts {
 
 impl Front {
     pub(super) fn new(service: Arc<Service>, grpc: Router, http: Router) -> Front {
-        Front(Arc::new(Parts {
-            service,
-            grpc,
-            http,
-        }))
+        Front(
+            Arc::new(Parts {
+                service,
+                grpc,
+                http,
+            }),
+            None,
+        )
+    }
+
+    /// This front for one connection: each of its requests carries what
+    /// the connection showed (its TLS session) as an extension.
+    pub(super) fn on(&self, connection: Option<super::connection::Connection>) -> Front {
+        Front(self.0.clone(), connection)
+    }
+
+    pub(super) fn service(&self) -> &Arc<Service> {
+        &self.0.service
     }
 }
 
@@ -66,7 +80,10 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: ::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: ::http::Request<B>) -> Self::Future {
+        if let Some(connection) = &self.1 {
+            request.extensions_mut().insert(connection.clone());
+        }
         let parts = self.0.clone();
         Box::pin(async move { Ok(parts.count(request.map(Body::new)).await) })
     }
@@ -80,7 +97,11 @@ impl Parts {
         let protocol = if grpc {
             InboundProtocol::Grpc
         } else {
-            InboundProtocol::of_http(request.version())
+            let tls = request
+                .extensions()
+                .get::<super::connection::Connection>()
+                .is_some();
+            InboundProtocol::of_http(request.version(), tls)
         };
         let route = route_class(grpc, request.uri().path());
         let metrics = &self.service.metrics;

@@ -120,11 +120,13 @@ impl MockService for GrpcMockService {
         let admission = pipeline::admit(service, &headers, extensions.get()).map_err(refused)?;
         let plan = plan_from_request(&message, &limits);
         let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
+        let connection = extensions.get::<super::connection::Connection>();
         let inbound = Inbound::new(
             InboundProtocol::Grpc,
             request_line(&message, &plan),
             headers,
-        );
+        )
+        .caller(connection.map(|c| &*c.tls));
         let what = inbound.request_line.clone();
         let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
             .await

@@ -127,11 +127,13 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         Err(refused) => return refusal(&service, refused, view),
     };
     let request_line = request_line(&parts.method, target, parts.version);
+    let connection = parts.extensions.get::<super::connection::Connection>();
     let inbound = Inbound::new(
-        InboundProtocol::of_http(parts.version),
+        InboundProtocol::of_http(parts.version, connection.is_some()),
         request_line,
         parts.headers,
-    );
+    )
+    .caller(connection.map(|c| &*c.tls));
     let pretty = depth == 0;
     let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
     {

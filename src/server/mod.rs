@@ -1,7 +1,9 @@
 //! The one listener that speaks HTTP/1.1, h2c and gRPC.
 //!
-//! Every connection is served by hyper's auto builder (`listener.rs`, with its
-//! bounds), which tells HTTP/1.1 from the HTTP/2 preface. Each request passes
+//! Every connection passes the connection seam ([`connection`]: accepted,
+//! bounded, identified as TLS or plaintext by its first byte) and is then
+//! served by hyper's auto builder, which tells HTTP/1.1 from the HTTP/2
+//! preface (or ALPN). Each request passes
 //! the one front service of `front.rs` (metrics, load shedding, attempts and
 //! the reset directive) and is then steered: `application/grpc*` goes to the
 //! tonic services (MockService, health, reflection), a request that runs a
@@ -10,11 +12,11 @@
 //! `pipeline.rs`. Shutdown drains, then is graceful and bounded
 //! ([`shutdown`]).
 
+pub mod connection;
 pub mod control;
 mod front;
 mod grpc;
 mod http;
-mod listener;
 mod pipeline;
 pub mod shutdown;
 
@@ -122,22 +124,46 @@ async fn app(service: Arc<Service>) -> (front::Front, grpc::Health) {
     (front::Front::new(service, grpc_router, http_router), health)
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains
-/// in the order Kubernetes needs: at once `/ready` answers 503 and gRPC
-/// health NOT_SERVING, while new requests are still served for the drain
-/// delay `shutdown` resolved with (endpoints take seconds to stop sending
-/// traffic); then the listener closes and in-flight requests may finish
-/// for at most `grace`.
+/// A listener and what it speaks.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub speaks: connection::Speaks,
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Listener {
+        Listener {
+            tcp,
+            speaks: connection::Speaks::default(),
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves (see [`serve_on`]).
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     shutdown: impl Future<Output = Duration> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
+    serve_on(vec![listener.into()], service, shutdown, grace).await
+}
+
+/// Serves `service` on every listener until `shutdown` resolves, then
+/// drains in the order Kubernetes needs: at once `/ready` answers 503 and
+/// gRPC health NOT_SERVING, while new requests are still served for the
+/// drain delay `shutdown` resolved with (endpoints take seconds to stop
+/// sending traffic); then the listeners close and in-flight requests may
+/// finish for at most `grace`.
+pub async fn serve_on(
+    listeners: Vec<Listener>,
+    service: Arc<Service>,
+    shutdown: impl Future<Output = Duration> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
     let (app, health) = app(service.clone()).await;
-    let service_limits = service.executor.settings().connections;
-    let connections_gauge = service.metrics.connections().clone();
     let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let name = service.identity.service.clone();
     let signal = async move {
         let drain = shutdown.await;
@@ -148,11 +174,18 @@ pub async fn serve(
             tokio::time::sleep(drain).await;
         }
         tracing::info!(service = %name, grace = ?grace, "stopped accepting; letting requests in flight finish");
+        let _ = stop_tx.send(true);
         let _ = begun_tx.send(());
     };
-    let limits = service_limits;
-    let gauge = connections_gauge;
-    let server = listener::accept_until(listener, app, limits, gauge, signal);
+    let loops = listeners.into_iter().map(|listener| {
+        let mut stop = stop_rx.clone();
+        connection::accept_until(listener.tcp, app.clone(), listener.speaks, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+    });
+    let server = async move {
+        tokio::join!(signal, futures::future::join_all(loops));
+    };
     let deadline = async move {
         if begun_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
