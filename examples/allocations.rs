@@ -95,6 +95,7 @@ fn main() {
             propagate: servicemock::exec::context::default_propagated(),
             grace: std::time::Duration::from_secs(1),
             defaults: Default::default(),
+            tls: false,
         };
         let mesh = servicemock::mesh::Mesh::start(&names, options).await.unwrap();
         let entry = mesh.addr("entry").unwrap();

@@ -63,7 +63,7 @@ pub fn write(
     options: &CertsOptions,
 ) -> Result<Vec<String>, CertsError> {
     std::fs::create_dir_all(dir).map_err(|e| CertsError::Write(dir.display().to_string(), e))?;
-    let (ca, ca_key) = ca(options)?;
+    let (ca, issuer) = ca(options)?;
     let mut written = Vec::new();
     let mut put = |file: String, text: &str| -> Result<(), CertsError> {
         let path = dir.join(&file);
@@ -74,7 +74,6 @@ pub fn write(
     };
     put("ca.pem".into(), &ca.cert_pem)?;
     put("ca-key.pem".into(), &ca.key_pem)?;
-    let issuer = Issuer::new(ca_params(options)?, ca_key);
     for name in names {
         let leaf = leaf(name, options, &issuer)?;
         put(format!("{name}.pem"), &leaf.cert_pem)?;
@@ -91,9 +90,13 @@ fn validity(params: &mut CertificateParams, days: u32) {
 
 fn ca_params(options: &CertsOptions) -> Result<CertificateParams, CertsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "servicemock test CA");
+    // A name of its own, so two CAs made apart are never taken for each
+    // other by a verifier that looks issuers up by name.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("servicemock test CA {}", &id[..8]),
+    );
     params
         .distinguished_name
         .push(DnType::OrganizationName, options.trust_domain.clone());
@@ -107,14 +110,16 @@ fn ca_params(options: &CertsOptions) -> Result<CertificateParams, CertsError> {
     Ok(params)
 }
 
-fn ca(options: &CertsOptions) -> Result<(Made, KeyPair), CertsError> {
+/// A CA: its certificate and key, and the issuer that signs with them.
+fn ca(options: &CertsOptions) -> Result<(Made, Issuer<'static, KeyPair>), CertsError> {
     let key = KeyPair::generate()?;
-    let cert = ca_params(options)?.self_signed(&key)?;
+    let params = ca_params(options)?;
+    let cert = params.self_signed(&key)?;
     let made = Made {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     };
-    Ok((made, key))
+    Ok((made, Issuer::new(params, key)))
 }
 
 /// The names a service `name` is reached by in namespace `ns`.
@@ -176,6 +181,16 @@ fn leaf(
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A CA and a certificate per name, in memory (the TLS mesh's).
+pub fn made(names: &[String], options: &CertsOptions) -> Result<(Made, Vec<Made>), CertsError> {
+    let (ca, issuer) = ca(options)?;
+    let leaves = names
+        .iter()
+        .map(|name| leaf(name, options, &issuer))
+        .collect::<Result<_, _>>()?;
+    Ok((ca, leaves))
 }
 
 /// A self-signed certificate for `names` (the first is the common name),

@@ -346,6 +346,17 @@ pub(crate) struct TlsFlags {
         requires = "tls_client_ca"
     )]
     pub(crate) tls_client_auth: ClientAuthFlag,
+    /// CA certificates (PEM) that https: and grpcs: hops trust beside the
+    /// public roots.
+    #[arg(long, env = "SERVICEMOCK_HOP_CA")]
+    pub(crate) hop_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) https: and grpcs: hops present (mTLS
+    /// origination), with --hop-key.
+    #[arg(long, env = "SERVICEMOCK_HOP_CERT", requires = "hop_key")]
+    pub(crate) hop_cert: Option<std::path::PathBuf>,
+    /// The key of --hop-cert (PEM).
+    #[arg(long, env = "SERVICEMOCK_HOP_KEY", requires = "hop_cert")]
+    pub(crate) hop_key: Option<std::path::PathBuf>,
     /// How often the TLS files are read again to see whether they changed.
     #[arg(long, env = "SERVICEMOCK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub(crate) tls_reload_interval: Duration,
@@ -358,6 +369,16 @@ pub(crate) enum ClientAuthFlag {
 }
 
 impl TlsFlags {
+    /// What https: and grpcs: hops trust and present.
+    pub(crate) fn hops(&self) -> anyhow::Result<servicemock::exec::tls::HopTls> {
+        let options = servicemock::exec::tls::HopTlsOptions {
+            ca: self.hop_ca.clone(),
+            ca_pem: None,
+            identity: self.hop_cert.clone().zip(self.hop_key.clone()),
+        };
+        Ok(servicemock::exec::tls::HopTls::new(&options)?)
+    }
+
     /// The TLS options these flags ask for, or `None` for plaintext only.
     pub(crate) fn options(&self, service_name: &str) -> anyhow::Result<Option<TlsOptions>> {
         let wants = !self.tls_cert.is_empty() || self.tls_self_signed;
@@ -386,6 +407,7 @@ impl TlsFlags {
                 .zip(self.tls_key.iter().cloned())
                 .collect(),
             self_signed,
+            made: Vec::new(),
             client_ca: self.tls_client_ca.clone(),
             client_auth: match self.tls_client_auth {
                 ClientAuthFlag::Optional => ClientAuth::Optional,
@@ -410,6 +432,11 @@ pub(crate) struct MeshArgs {
     /// The version every member reports.
     #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
     pub(crate) version: String,
+    /// Serve TLS beside plaintext on every port: a CA is made at start, each
+    /// member gets a certificate for its name, and https:/grpcs: hops
+    /// between members trust it (curl -k, or --cacert with the CA printed).
+    #[arg(long)]
+    pub(crate) tls: bool,
     #[command(flatten)]
     pub(crate) tuning: Tuning,
 }

@@ -213,6 +213,8 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         match options.protocol {
             servicemock::plan::Protocol::Grpc => " over gRPC",
             servicemock::plan::Protocol::H2c => " over h2c",
+            servicemock::plan::Protocol::Https => " over https",
+            servicemock::plan::Protocol::Grpcs => " over grpcs",
             servicemock::plan::Protocol::Http => "",
         }
     );
@@ -258,10 +260,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace,
         pod_ip: args.pod_ip,
     };
-    let executor = Executor::new(
+    let executor = Executor::with_transports(
         Resolver::default(),
         args.tuning.settings(),
         args.tuning.propagate(),
+        servicemock::exec::transport::Transports::with_tls(args.tls.hops()?),
     );
     let defaults = args.tuning.behavior.directives(args.tuning.max_delay)?;
     let tls = match args.tls.options(&identity.service)? {
@@ -336,6 +339,7 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
         propagate: args.tuning.propagate(),
         grace: args.tuning.shutdown_grace,
         defaults: args.tuning.behavior.directives(args.tuning.max_delay)?,
+        tls: args.tls,
     };
     let mesh = Mesh::start(&args.names, options).await?;
     println!(
@@ -359,6 +363,24 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call\n"
     );
+    if let Some(ca) = mesh.ca_pem() {
+        let path =
+            std::env::temp_dir().join(format!("servicemock-mesh-{}-ca.pem", std::process::id()));
+        std::fs::write(&path, ca).with_context(|| format!("cannot write {}", path.display()))?;
+        let tls_example = match rest.as_slice() {
+            [] => format!("/@https:{first}/end"),
+            [one, ..] => format!("/@https:{one}/@grpcs:{first}/end"),
+        };
+        let port = entry.port();
+        println!(
+            "TLS beside plaintext on every port (certificates from a CA made now, {}):\n",
+            path.display()
+        );
+        println!(
+            "  curl --cacert {} --resolve {first}:{port}:127.0.0.1 'https://{first}:{port}{tls_example}?view=tree'\n",
+            path.display()
+        );
+    }
     println!("Ctrl-C stops the mesh.");
     mesh.run_until(async {
         shutdown::signal().await;

@@ -17,8 +17,10 @@ use crate::behavior::Directives;
 use crate::config::{Identity, Settings};
 use crate::exec::resolve::Resolver;
 use crate::exec::Executor;
+use crate::server::connection::tls::{TlsOptions, TlsServer};
+use crate::server::connection::Speaks;
 use crate::server::shutdown::Shutdown;
-use crate::server::{serve, Service};
+use crate::server::{serve_on, Listener, Service};
 
 /// How to start a mesh.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct MeshOptions {
     pub grace: Duration,
     /// Behaviour every member shows when a request asks for none.
     pub defaults: Directives,
+    /// Serve TLS beside plaintext on every port, each member with a
+    /// certificate for its name from a CA made at start, which the
+    /// members' `https:` and `grpcs:` hops trust.
+    pub tls: bool,
 }
 
 /// A running mesh.
@@ -42,6 +48,34 @@ pub struct Mesh {
     pub members: Vec<(String, SocketAddr)>,
     shutdown: Shutdown,
     servers: JoinSet<std::io::Result<()>>,
+    ca: Option<String>,
+}
+
+/// The certificates of a TLS mesh: a CA, a leaf per member, and the hop
+/// trust that includes the CA.
+struct MeshTls {
+    ca: Option<String>,
+    leaves: Vec<Option<crate::certs::Made>>,
+    hops: crate::exec::tls::HopTls,
+}
+
+impl MeshTls {
+    fn make(names: &[String], tls: bool) -> Result<MeshTls, MeshError> {
+        let fail = |e: &dyn std::fmt::Display| MeshError::Tls(e.to_string());
+        let (ca, leaves) = if tls {
+            let (ca, leaves) = crate::certs::made(names, &crate::certs::CertsOptions::default())
+                .map_err(|e| fail(&e))?;
+            (Some(ca.cert_pem), leaves.into_iter().map(Some).collect())
+        } else {
+            (None, vec![None; names.len()])
+        };
+        let hops = crate::exec::tls::HopTls::new(&crate::exec::tls::HopTlsOptions {
+            ca_pem: ca.clone(),
+            ..Default::default()
+        })
+        .map_err(|e| fail(&e))?;
+        Ok(MeshTls { ca, leaves, hops })
+    }
 }
 
 /// Why a mesh did not start.
@@ -58,6 +92,8 @@ pub enum MeshError {
     },
     #[error("port {base} + {count} names runs past 65535")]
     PortRange { base: u16, count: usize },
+    #[error("TLS for the mesh: {0}")]
+    Tls(String),
 }
 
 impl Mesh {
@@ -89,21 +125,40 @@ impl Mesh {
         }
         let members: Vec<(String, SocketAddr)> =
             listeners.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
-        let executor = Executor::new(
+        let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+        let tls = MeshTls::make(&names, options.tls)?;
+        let executor = Executor::with_transports(
             Resolver::with_names(members.iter().cloned()),
             options.settings,
             options.propagate.clone(),
+            crate::exec::transport::Transports::with_tls(tls.hops.clone()),
         );
         let shutdown = Shutdown::default();
         let mut servers = JoinSet::new();
-        for (name, _, listener) in listeners {
+        for ((name, _, listener), leaf) in listeners.into_iter().zip(tls.leaves) {
             let service = Service::new(
                 Identity::named(&name, &options.version),
                 executor.clone(),
                 options.defaults.clone(),
             );
-            servers.spawn(serve(
-                listener,
+            let speaks = match leaf {
+                None => Speaks::default(),
+                Some(leaf) => Speaks {
+                    tls: Some(
+                        TlsServer::start(TlsOptions {
+                            made: vec![leaf],
+                            ..TlsOptions::default()
+                        })
+                        .map_err(|e| MeshError::Tls(e.to_string()))?,
+                    ),
+                    tls_only: false,
+                },
+            };
+            servers.spawn(serve_on(
+                vec![Listener {
+                    tcp: listener,
+                    speaks,
+                }],
                 Arc::clone(&service),
                 {
                     let wait = shutdown.wait();
@@ -119,7 +174,13 @@ impl Mesh {
             members,
             shutdown,
             servers,
+            ca: tls.ca,
         })
+    }
+
+    /// The CA the members' certificates are signed by, PEM (TLS meshes).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_deref()
     }
 
     /// Where `name` listens.

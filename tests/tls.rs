@@ -819,3 +819,207 @@ async fn a_sidecar_that_terminates_mtls_is_seen_through_xfcc() {
         "{peer}"
     );
 }
+
+/// GETs `path` from a plaintext `addr` and parses the JSON report.
+async fn report_of(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = get(addr, path).await;
+    let report = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, report)
+}
+
+/// The report of the first hop below `report`.
+fn child(report: &Value) -> &Value {
+    &report["ParallelForwards"][0]["SequentialForwards"][0]["Response"]
+}
+
+fn hop(report: &Value) -> &Value {
+    &report["ParallelForwards"][0]["SequentialForwards"][0]
+}
+
+#[tokio::test]
+async fn a_mixed_tree_says_at_every_level_how_it_arrived() {
+    let mut options = options(servicemock::config::Settings::default());
+    options.tls = true;
+    let names: Vec<String> = ["service1", "service2", "service3", "service4"]
+        .map(String::from)
+        .to_vec();
+    let mesh = servicemock::mesh::Mesh::start(&names, options)
+        .await
+        .unwrap();
+    let entry = mesh.addr("service1").unwrap();
+    let (status, root) = report_of(entry, "/@https:service2/@grpcs:service3/@service4/end").await;
+    assert_eq!(status, 200, "{root:#}");
+    assert!(
+        root.get("Tls").is_none(),
+        "the entry was called in plaintext"
+    );
+    assert_eq!(
+        hop(&root)["Url"],
+        "https://service2:8080/@grpcs:service3/@service4/end"
+    );
+    let two = child(&root);
+    assert_eq!(two["Service"], "service2");
+    assert_eq!(two["Protocol"], "h2", "ALPN chose HTTP/2");
+    assert_eq!(
+        two["Tls"]["Sni"], "service2",
+        "SNI is the name, not the loopback address"
+    );
+    assert_eq!(hop(two)["Url"], "grpcs://service3:8080");
+    let three = child(two);
+    assert_eq!(three["Protocol"], "grpc");
+    assert_eq!(three["Tls"]["Alpn"], "h2");
+    assert_eq!(three["Tls"]["Sni"], "service3");
+    let four = child(three);
+    assert_eq!(four["Protocol"], "http/1.1");
+    assert!(four.get("Tls").is_none());
+    // The text tree shows it on each level's continuation line.
+    let (_, tree) = get(
+        entry,
+        "/@https:service2/@grpcs:service3/@service4/end?view=tree",
+    )
+    .await;
+    assert!(tree.contains("tls TLSv1.3 h2 sni service2"), "{tree}");
+    assert!(tree.contains("tls TLSv1.3 h2 sni service3"), "{tree}");
+    mesh.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_origination_to_an_mtls_servicemock_shows_the_caller() {
+    let d = dir("origination");
+    let certs = certs(&d.0, "c", &["service1", "service2"]);
+    let ca = s(certs.join("ca.pem"));
+    let mut args = tls_args(&certs, "service2");
+    args.extend([
+        "--tls-client-ca".into(),
+        ca.clone(),
+        "--tls-client-auth".into(),
+        "required".into(),
+    ]);
+    let two = serve("service2", &args).await;
+    let one = serve(
+        "service1",
+        &[
+            "--hop-ca".into(),
+            ca,
+            "--hop-cert".into(),
+            s(certs.join("service1.pem")),
+            "--hop-key".into(),
+            s(certs.join("service1-key.pem")),
+        ],
+    )
+    .await;
+    let path = format!("/@https:localhost:{}/end", two.addr.port());
+    let (status, root) = report_of(one.addr, &path).await;
+    assert_eq!(status, 200, "{root:#}");
+    let callee = child(&root);
+    assert_eq!(callee["Peer"]["Source"], "tls");
+    assert_eq!(
+        callee["Peer"]["Principal"],
+        "spiffe://cluster.local/ns/mock-1/sa/service1"
+    );
+    assert_eq!(callee["Tls"]["Sni"], "localhost");
+    let path = format!("/@grpcs:localhost:{}/end", two.addr.port());
+    let (status, root) = report_of(one.addr, &path).await;
+    assert_eq!(status, 200, "{root:#}");
+    assert_eq!(
+        child(&root)["Peer"]["Principal"],
+        "spiffe://cluster.local/ns/mock-1/sa/service1"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_hop_handshake_says_why_in_words() {
+    let d = dir("hop-errors");
+    let certs = certs(&d.0, "c", &["service2", "service3"]);
+    let other = certs_of_another_ca(&d.0);
+    let ca = s(certs.join("ca.pem"));
+    let _ = &ca;
+    // A server whose CA the caller does not trust; one that wants a client
+    // certificate; one for other names; one that speaks no TLS; an expired one.
+    let untrusted = serve("untrusted", &tls_args(&other, "service2")).await;
+    let mut wants = tls_args(&certs, "service2");
+    wants.extend([
+        "--tls-client-ca".into(),
+        ca.clone(),
+        "--tls-client-auth".into(),
+        "required".into(),
+    ]);
+    let wants_cert = serve("wants-cert", &wants).await;
+    let port = free_port();
+    let wrong_name = Served {
+        child: Command::new(BIN)
+            .args([
+                "serve",
+                "--name",
+                "wrong",
+                "--listen",
+                &format!("127.0.0.2:{port}"),
+            ])
+            .args(tls_args(&certs, "service3"))
+            .spawn()
+            .unwrap(),
+        addr: format!("127.0.0.2:{port}").parse().unwrap(),
+    };
+    let plaintext = serve("plaintext", &[]).await;
+    let expired_certs = d.0.join("expired");
+    let made = Command::new(BIN)
+        .args(["certs", "--days", "0", "--out"])
+        .arg(&expired_certs)
+        .arg("service2")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let expired = serve("expired", &tls_args(&expired_certs, "service2")).await;
+    // Both CAs in the one --hop-ca file.
+    let bundle = d.0.join("both-ca.pem");
+    std::fs::write(
+        &bundle,
+        std::fs::read_to_string(certs.join("ca.pem")).unwrap()
+            + &std::fs::read_to_string(expired_certs.join("ca.pem")).unwrap(),
+    )
+    .unwrap();
+    let caller = serve("caller", &["--hop-ca".into(), s(bundle)]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(wrong_name.addr)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the wrong-name server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the --days 0 certificate expires
+    for (target, words) in [
+        (
+            format!("https:localhost:{}", untrusted.addr.port()),
+            "certificate for \"localhost\" is not trusted: unknown issuer",
+        ),
+        (
+            format!("https:localhost:{}", wants_cert.addr.port()),
+            "server asked for a client certificate and none is configured (--hop-cert)",
+        ),
+        (format!("https:127.0.0.2:{port}"), "not \"127.0.0.2\""),
+        (
+            format!("https:localhost:{}", plaintext.addr.port()),
+            "does not speak TLS",
+        ),
+        (
+            format!("grpcs:localhost:{}", plaintext.addr.port()),
+            "does not speak TLS",
+        ),
+        (
+            format!("https:localhost:{}", expired.addr.port()),
+            "certificate for \"localhost\" expired on ",
+        ),
+    ] {
+        let (status, root) = report_of(caller.addr, &format!("/@{target}/end")).await;
+        assert_eq!(status, 502, "{target}: {root:#}");
+        let failed = hop(&root);
+        assert_eq!(failed["Result"], "tls", "{target}: {failed:#}");
+        let error = failed["Error"].as_str().unwrap();
+        assert!(error.contains(words), "{target}: {error}");
+    }
+}

@@ -27,11 +27,25 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
         innermost = e;
         if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
             outcome = Outcome::Timeout;
+        } else if let Some(handshake) = e.downcast_ref::<super::tls::HandshakeError>() {
+            return Failure {
+                outcome: Outcome::Tls,
+                cause: handshake.to_string(),
+            };
         } else if e.is::<super::resolve::LookupError>() {
             // The hop clients resolve names with `resolve::Lookup`.
             return Failure {
                 outcome: Outcome::Dns,
                 cause: innermost_text(e),
+            };
+        } else if let Some(handshake) = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref()?.downcast_ref::<super::tls::HandshakeError>())
+        {
+            // Carried through hyper or h2 inside an I/O error.
+            return Failure {
+                outcome: Outcome::Tls,
+                cause: handshake.to_string(),
             };
         } else if let Some(io) = e.downcast_ref::<io::Error>() {
             outcome = match io.kind() {

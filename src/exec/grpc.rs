@@ -52,12 +52,25 @@ fn connector() -> HttpConnector<Lookup> {
     connector
 }
 
-/// The pool of gRPC channels, one per (address, authority).
-#[derive(Debug, Clone)]
+/// The pool of gRPC channels, one per (address, authority); over TLS
+/// (`grpcs:`) when made with a TLS configuration, the server name being
+/// the authority's host (a pool of its own, so a channel is never shared
+/// between plaintext and TLS).
+#[derive(Clone)]
 pub(super) struct GrpcClients {
     channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
     epoch: Instant,
     capacity: usize,
+    tls: Option<super::tls::HopTls>,
+}
+
+impl std::fmt::Debug for GrpcClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClients")
+            .field("capacity", &self.capacity)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for GrpcClients {
@@ -73,6 +86,15 @@ impl GrpcClients {
             channels: Arc::default(),
             epoch: Instant::now(),
             capacity: capacity.max(1),
+            tls: None,
+        }
+    }
+
+    /// A pool of channels over TLS.
+    pub(super) fn over_tls(tls: super::tls::HopTls) -> GrpcClients {
+        GrpcClients {
+            tls: Some(tls),
+            ..GrpcClients::default()
         }
     }
 
@@ -109,15 +131,24 @@ impl GrpcClients {
             cached.last_used.store(now, Ordering::Relaxed);
             return Ok(cached.channel.clone());
         }
-        let origin = format!("http://{}", to.authority)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let origin = format!("{scheme}://{}", to.authority)
             .parse()
             .map_err(|e| format!("bad authority \"{}\": {e}", to.authority))?;
-        let channel = Endpoint::from_shared(format!("http://{}", to.connect))
+        let endpoint = Endpoint::from_shared(format!("http://{}", to.connect))
             .map_err(|e| format!("bad address \"{}\": {e}", to.connect))?
             .origin(origin)
             .http2_max_header_list_size(MAX_HEADER_LIST)
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector_lazy(connector());
+            .connect_timeout(Duration::from_secs(5));
+        let channel = match &self.tls {
+            None => endpoint.connect_with_connector_lazy(connector()),
+            Some(tls) => endpoint.connect_with_connector_lazy(super::tls::TlsConnector::new(
+                connector(),
+                tls,
+                true,
+                to.host(),
+            )?),
+        };
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
         if channels.len() >= self.capacity {
             let idle = u64::try_from(CHANNEL_IDLE.as_millis()).unwrap_or(u64::MAX);

@@ -1,33 +1,60 @@
-//! HTTP hops: one pooled HTTP/1.1 client and one HTTP/2 prior-knowledge
-//! client (hyper-util's pooled client, the engine under reqwest, used
-//! directly: hops need no redirects, proxies, cookies or URL parsing),
-//! shared by every request of the process. The downstream body is always
-//! read to its end, so every connection goes back to the pool.
+//! HTTP hops: one pooled HTTP/1.1 client, one HTTP/2 prior-knowledge
+//! client and, for `https:`, one TLS client per server name (hyper-util's
+//! pooled client, the engine under reqwest, used directly: hops need no
+//! redirects, proxies, cookies or URL parsing), shared by every request of
+//! the process. TLS pools are keyed by the server name as well as the
+//! address, so a connection is never reused for another name's handshake.
+//! The downstream body is always read to its end, so every connection goes
+//! back to the pool.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::resolve::Lookup;
+use super::tls::{HopTls, TlsConnector};
 use super::{HopResult, Outgoing};
 use crate::report::{Outcome, Received};
 
 type Pool = Client<HttpConnector<Lookup>, Full<Bytes>>;
+type TlsPool = Client<TlsConnector, Full<Bytes>>;
 
 /// Idle connections kept per host (each pool also drops them after 60 s).
 const MAX_IDLE_PER_HOST: usize = 64;
 
-/// The two pooled HTTP clients.
-#[derive(Debug, Clone)]
+/// Most TLS pools (server names) kept; past it one is let go.
+const MAX_TLS_POOLS: usize = 256;
+
+/// How an HTTP hop travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HttpKind {
+    Http1,
+    H2c,
+    /// TLS, HTTP/1.1 or HTTP/2 as ALPN decides.
+    Https,
+}
+
+/// The pooled HTTP clients.
+#[derive(Clone)]
 pub(super) struct HttpClients {
     http1: Pool,
     h2c: Pool,
+    tls: HopTls,
+    https: Arc<Mutex<HashMap<String, TlsPool>>>,
+}
+
+impl std::fmt::Debug for HttpClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClients").finish_non_exhaustive()
+    }
 }
 
 /// Why an HTTP exchange failed before a usable answer.
@@ -41,35 +68,84 @@ enum ExchangeError {
     Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The TCP connector of every HTTP hop: names by [`Lookup`], no Nagle.
+fn tcp_connector() -> HttpConnector<Lookup> {
+    let mut connector = HttpConnector::new_with_resolver(Lookup);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    connector
+}
+
+fn client_builder(h2_only: bool) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+        .pool_timer(TokioTimer::new())
+        .http2_only(h2_only);
+    builder
+}
+
 impl HttpClients {
-    pub(super) fn new() -> HttpClients {
-        let pool = |h2c: bool| {
-            let mut connector = HttpConnector::new_with_resolver(Lookup);
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(Duration::from_secs(5)));
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-                .pool_timer(TokioTimer::new())
-                .http2_only(h2c);
-            builder.build(connector)
-        };
+    pub(super) fn new(tls: HopTls) -> HttpClients {
         HttpClients {
-            http1: pool(false),
-            h2c: pool(true),
+            http1: client_builder(false).build(tcp_connector()),
+            h2c: client_builder(true).build(tcp_connector()),
+            tls,
+            https: Arc::default(),
         }
+    }
+
+    /// The TLS pool for server name `host`, made on first use.
+    fn tls_pool(&self, host: &str) -> Result<TlsPool, String> {
+        let mut pools = self.https.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(host) {
+            return Ok(pool.clone());
+        }
+        let connector = TlsConnector::new(tcp_connector(), &self.tls, false, host)?;
+        let pool = client_builder(false).build(connector);
+        if pools.len() >= MAX_TLS_POOLS {
+            if let Some(any) = pools.keys().next().cloned() {
+                pools.remove(&any);
+            }
+        }
+        pools.insert(host.to_owned(), pool.clone());
+        Ok(pool)
     }
 
     /// Calls `path` on `to` and reads the downstream report: a GET, or with
     /// `plan` (a JSON `CallRequest`) a POST of it.
     pub(super) async fn call(
         &self,
-        h2c: bool,
+        kind: HttpKind,
         out: Outgoing<'_>,
         path: &str,
         plan: Option<Vec<u8>>,
     ) -> HopResult {
+        match kind {
+            HttpKind::Http1 => exchange(&self.http1, "http", out, path, plan).await,
+            HttpKind::H2c => exchange(&self.h2c, "http", out, path, plan).await,
+            HttpKind::Https => match self.tls_pool(out.to.host()) {
+                Ok(pool) => exchange(&pool, "https", out, path, plan).await,
+                Err(e) => HopResult::failed(Outcome::Tls, e),
+            },
+        }
+    }
+}
+
+/// One HTTP exchange with `client`: a GET of `path`, or a POST of `plan`.
+async fn exchange<C>(
+    client: &Client<C, Full<Bytes>>,
+    scheme: &str,
+    out: Outgoing<'_>,
+    path: &str,
+    plan: Option<Vec<u8>>,
+) -> HopResult
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    {
         let Outgoing {
             to,
             headers,
@@ -77,10 +153,9 @@ impl HttpClients {
             room,
             ..
         } = out;
-        let client = if h2c { &self.h2c } else { &self.http1 };
         let exchange = async {
             let uri = Uri::builder()
-                .scheme("http")
+                .scheme(scheme)
                 .authority(to.connect.as_str())
                 .path_and_query(path)
                 .build()?;
@@ -123,7 +198,7 @@ impl HttpClients {
 
 impl Default for HttpClients {
     fn default() -> Self {
-        HttpClients::new()
+        HttpClients::new(HopTls::public())
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod failure;
 mod grpc;
 mod http;
 pub mod resolve;
+pub mod tls;
 pub mod transport;
 
 #[cfg(test)]
@@ -81,6 +82,7 @@ impl HopResult {
             Outcome::Dns => format!("cannot resolve \"{}\": {}", to.host(), kind.cause),
             Outcome::Refused => format!("connection refused by {}", to.connect),
             Outcome::Timeout => format!("no answer within {}", deadline::human(timer)),
+            Outcome::Tls => kind.cause,
             _ => failure::error_chain(error),
         };
         HopResult::failed(kind.outcome, message)

@@ -17,8 +17,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::grpc::GrpcClients;
-use super::http::HttpClients;
+use super::http::{HttpClients, HttpKind};
 use super::resolve::Resolved;
+use super::tls::HopTls;
 use super::{HopResult, Outgoing};
 use crate::plan::json::request_json;
 use crate::plan::path::render_path;
@@ -91,60 +92,78 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 /// The transport of each protocol.
 #[derive(Debug, Clone)]
 pub struct Transports {
-    http: Arc<dyn Transport>,
-    h2c: Arc<dyn Transport>,
-    grpc: Arc<dyn Transport>,
-    /// The standard gRPC channel pool, for its size in /metrics.
-    grpc_clients: Option<GrpcClients>,
+    /// One per [`Protocol`], in the order of [`Protocol::ALL`].
+    by_protocol: [Arc<dyn Transport>; Protocol::ALL.len()],
+    /// The standard gRPC channel pools, for their size in /metrics.
+    grpc_clients: Vec<GrpcClients>,
 }
 
 impl Transports {
-    /// The product's own: pooled HTTP/1.1 and h2c clients, gRPC channels.
+    /// The product's own with public roots only (see [`Transports::with_tls`]).
     pub fn standard() -> Transports {
-        let http = HttpClients::new();
+        Transports::with_tls(HopTls::public())
+    }
+
+    /// The product's own: pooled HTTP/1.1, h2c and TLS clients, gRPC
+    /// channels in cleartext and over TLS, trusting what `tls` trusts.
+    pub fn with_tls(tls: HopTls) -> Transports {
+        let http = HttpClients::new(tls.clone());
         let grpc = GrpcClients::default();
-        Transports {
-            http: Arc::new(HttpTransport {
+        let grpcs = GrpcClients::over_tls(tls);
+        let over = |kind| -> Arc<dyn Transport> {
+            Arc::new(HttpTransport {
                 clients: http.clone(),
-                h2c: false,
-            }),
-            h2c: Arc::new(HttpTransport {
-                clients: http,
-                h2c: true,
-            }),
-            grpc: Arc::new(GrpcTransport {
+                kind,
+            })
+        };
+        let by_protocol = Protocol::ALL.map(|protocol| match protocol {
+            Protocol::Http => over(HttpKind::Http1),
+            Protocol::H2c => over(HttpKind::H2c),
+            Protocol::Https => over(HttpKind::Https),
+            Protocol::Grpc => Arc::new(GrpcTransport {
                 clients: grpc.clone(),
+                scheme: "grpc",
+            }) as Arc<dyn Transport>,
+            Protocol::Grpcs => Arc::new(GrpcTransport {
+                clients: grpcs.clone(),
+                scheme: "grpcs",
             }),
-            grpc_clients: Some(grpc),
+        });
+        Transports {
+            by_protocol,
+            grpc_clients: vec![grpc, grpcs],
         }
     }
 
     /// The same transport for every protocol (tests use a fake one).
     pub fn all(transport: Arc<dyn Transport>) -> Transports {
         Transports {
-            http: transport.clone(),
-            h2c: transport.clone(),
-            grpc: transport,
-            grpc_clients: None,
+            by_protocol: Protocol::ALL.map(|_| transport.clone()),
+            grpc_clients: Vec::new(),
         }
     }
 
     /// The transport for `protocol`.
     pub fn get(&self, protocol: Protocol) -> &dyn Transport {
-        match protocol {
-            Protocol::Http => &*self.http,
-            Protocol::H2c => &*self.h2c,
-            Protocol::Grpc => &*self.grpc,
-        }
+        &*self.by_protocol[protocol as usize]
     }
 }
 
-/// HTTP/1.1 or h2c: the sub-plan as an @-path, or as a JSON `CallRequest`
-/// POSTed to `/` when no single path can say it.
+/// HTTP/1.1, h2c or HTTPS: the sub-plan as an @-path, or as a JSON
+/// `CallRequest` POSTed to `/` when no single path can say it.
 #[derive(Debug)]
 struct HttpTransport {
     clients: HttpClients,
-    h2c: bool,
+    kind: HttpKind,
+}
+
+impl HttpTransport {
+    fn scheme(&self) -> &'static str {
+        match self.kind {
+            HttpKind::Https => "https",
+            HttpKind::Http1 | HttpKind::H2c => "http",
+        }
+    }
 }
 
 /// How the URL of an HTTP hop whose sub-plan goes as a JSON POST ends.
@@ -153,8 +172,8 @@ const POSTS_PLAN: &str = "/ (POST plan)";
 impl Transport for HttpTransport {
     fn url(&self, to: &Resolved, next: &Plan) -> HopUrl {
         match render_path(next) {
-            Ok(path) => HopUrl::with_path("http", &to.authority, &path),
-            Err(_) => HopUrl::new(format!("http://{}{POSTS_PLAN}", to.authority)),
+            Ok(path) => HopUrl::with_path(self.scheme(), &to.authority, &path),
+            Err(_) => HopUrl::new(format!("{}://{}{POSTS_PLAN}", self.scheme(), to.authority)),
         }
     }
 
@@ -171,7 +190,7 @@ impl Transport for HttpTransport {
                     }
                 },
             };
-            self.clients.call(self.h2c, out, path, body).await
+            self.clients.call(self.kind, out, path, body).await
         })
     }
 }
@@ -181,11 +200,13 @@ impl Transport for HttpTransport {
 #[derive(Debug)]
 struct GrpcTransport {
     clients: GrpcClients,
+    /// `grpc` or `grpcs`, as the URL shows it.
+    scheme: &'static str,
 }
 
 impl Transport for GrpcTransport {
     fn url(&self, to: &Resolved, _next: &Plan) -> HopUrl {
-        HopUrl::new(format!("grpc://{}", to.authority))
+        HopUrl::new(format!("{}://{}", self.scheme, to.authority))
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
@@ -196,6 +217,6 @@ impl Transport for GrpcTransport {
 impl Transports {
     /// How many gRPC channels the standard transports keep open.
     pub fn grpc_channels(&self) -> usize {
-        self.grpc_clients.as_ref().map_or(0, GrpcClients::len)
+        self.grpc_clients.iter().map(GrpcClients::len).sum()
     }
 }

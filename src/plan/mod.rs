@@ -64,6 +64,11 @@ pub enum Protocol {
     H2c,
     /// The gRPC `Call`; the sub-plan travels as a `Plan` message.
     Grpc,
+    /// HTTPS: HTTP/1.1 or HTTP/2 over TLS, as ALPN decides; the sub-plan
+    /// travels as for `http`.
+    Https,
+    /// gRPC over TLS.
+    Grpcs,
 }
 
 impl Protocol {
@@ -73,11 +78,24 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::H2c => "h2c",
             Protocol::Grpc => "grpc",
+            Protocol::Https => "https",
+            Protocol::Grpcs => "grpcs",
         }
     }
 
     /// Every protocol, in the order messages list them.
-    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::H2c, Protocol::Grpc];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Http,
+        Protocol::H2c,
+        Protocol::Grpc,
+        Protocol::Https,
+        Protocol::Grpcs,
+    ];
+
+    /// Whether the hop's sub-plan travels as a gRPC message.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Protocol::Grpc | Protocol::Grpcs)
+    }
 
     /// The protocol a scheme word names, if any; case does not matter, as
     /// in URLs.

@@ -7,7 +7,7 @@
 //! parallel       = sequence *( "|" sequence )   ; groups run concurrently
 //! sequence       = target *( "," target )       ; one after another
 //! target         = [ scheme ":" ] host [ ":" port ] *( "[" name "=" value "]" )
-//! scheme         = "http" / "h2c" / "grpc"
+//! scheme         = "http" / "h2c" / "grpc" / "https" / "grpcs"
 //! ```
 //!
 //! Each command is percent-decoded before it is parsed, so `%7C` works as `|`.

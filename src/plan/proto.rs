@@ -188,6 +188,8 @@ pub fn protocol_to_proto(protocol: Protocol) -> i32 {
         Protocol::Http => pb::Protocol::Http,
         Protocol::H2c => pb::Protocol::H2c,
         Protocol::Grpc => pb::Protocol::Grpc,
+        Protocol::Https => pb::Protocol::Https,
+        Protocol::Grpcs => pb::Protocol::Grpcs,
     }) as i32
 }
 
@@ -197,6 +199,8 @@ pub fn protocol_from_proto(value: i32) -> Option<Protocol> {
         pb::Protocol::Unspecified | pb::Protocol::Http => Some(Protocol::Http),
         pb::Protocol::H2c => Some(Protocol::H2c),
         pb::Protocol::Grpc => Some(Protocol::Grpc),
+        pb::Protocol::Https => Some(Protocol::Https),
+        pb::Protocol::Grpcs => Some(Protocol::Grpcs),
     }
 }
 

@@ -372,11 +372,14 @@ pub enum Outcome {
     Error,
     /// Not called: the request's deadline had passed.
     Skipped,
+    /// The TLS handshake failed (untrusted, wrong name, expired, no client
+    /// certificate, no protocol in common, not TLS at all).
+    Tls,
 }
 
 impl Outcome {
     /// Every outcome, for those who count them.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::Refused,
         Outcome::Dns,
@@ -385,6 +388,7 @@ impl Outcome {
         Outcome::BadAnswer,
         Outcome::Error,
         Outcome::Skipped,
+        Outcome::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -396,6 +400,7 @@ impl Outcome {
             Outcome::Status => "status",
             Outcome::BadAnswer => "bad-answer",
             Outcome::Error => "error",
+            Outcome::Tls => "tls",
             Outcome::Skipped => "skipped",
         }
     }
@@ -468,7 +473,11 @@ impl InboundProtocol {
                 Protocol::Http,
                 InboundProtocol::Http11 | InboundProtocol::Http10
             ) | (Protocol::H2c, InboundProtocol::H2c)
-                | (Protocol::Grpc, InboundProtocol::Grpc)
+                | (Protocol::Grpc | Protocol::Grpcs, InboundProtocol::Grpc)
+                | (
+                    Protocol::Https,
+                    InboundProtocol::Http11 | InboundProtocol::Http10 | InboundProtocol::H2
+                )
         )
     }
 

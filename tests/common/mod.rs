@@ -27,6 +27,7 @@ pub fn options(settings: Settings) -> MeshOptions {
         propagate: default_propagated(),
         grace: Duration::from_secs(5),
         defaults: Default::default(),
+        tls: false,
     }
 }
 

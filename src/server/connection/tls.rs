@@ -49,6 +49,8 @@ pub struct TlsOptions {
     pub pairs: Vec<(PathBuf, PathBuf)>,
     /// A certificate made at start for these names (`--tls-self-signed`).
     pub self_signed: Vec<String>,
+    /// Certificates made in memory (the TLS mesh's, signed by its CA).
+    pub made: Vec<crate::certs::Made>,
     /// CA certificates that client certificates are verified against.
     pub client_ca: Option<PathBuf>,
     pub client_auth: ClientAuth,
@@ -60,8 +62,8 @@ pub struct TlsOptions {
 pub struct TlsServer {
     options: TlsOptions,
     provider: Arc<CryptoProvider>,
-    /// A self-signed certificate made once at start (it does not rotate).
-    made: Option<Arc<CertifiedKey>>,
+    /// Certificates made once at start (they do not rotate).
+    made: Vec<Arc<CertifiedKey>>,
     current: RwLock<Loaded>,
 }
 
@@ -89,19 +91,24 @@ impl TlsServer {
     /// there are files, re-reads them every `reload_every` for as long as
     /// the server lives. Call within the runtime.
     pub fn start(options: TlsOptions) -> Result<Arc<TlsServer>, TlsError> {
-        if options.pairs.is_empty() && options.self_signed.is_empty() {
+        if options.pairs.is_empty() && options.self_signed.is_empty() && options.made.is_empty() {
             return Err(TlsError(
                 "TLS needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed"
                     .into(),
             ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let made = match options.self_signed.as_slice() {
-            [] => None,
-            names => Some(Arc::new(self_signed(names, &provider)?)),
-        };
+        let mut made = Vec::new();
+        if !options.self_signed.is_empty() {
+            let pem = crate::certs::self_signed(&options.self_signed)
+                .map_err(|e| TlsError(format!("--tls-self-signed: {e}")))?;
+            made.push(Arc::new(from_pem(&pem, &provider)?));
+        }
+        for pem in &options.made {
+            made.push(Arc::new(from_pem(pem, &provider)?));
+        }
         let contents = read_all(&options)?;
-        let config = build(&options, &contents, made.as_ref(), &provider)?;
+        let config = build(&options, &contents, &made, &provider)?;
         let server = Arc::new(TlsServer {
             options,
             provider,
@@ -136,7 +143,7 @@ impl TlsServer {
         if unchanged {
             return Ok(false);
         }
-        let config = build(&self.options, &contents, self.made.as_ref(), &self.provider)?;
+        let config = build(&self.options, &contents, &self.made, &self.provider)?;
         if let Ok(mut loaded) = self.current.write() {
             *loaded = Loaded { config, contents };
         }
@@ -214,7 +221,7 @@ async fn reload(server: Weak<TlsServer>) {
 fn build(
     options: &TlsOptions,
     contents: &[Vec<u8>],
-    made: Option<&Arc<CertifiedKey>>,
+    made: &[Arc<CertifiedKey>],
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut certificates = Vec::new();
@@ -237,7 +244,7 @@ fn build(
         })?;
         certificates.push((names, Arc::new(key)));
     }
-    if let Some(made) = made {
+    for made in made {
         certificates.push((names_of(&made.cert[0]), made.clone()));
     }
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -294,19 +301,20 @@ fn names_of(cert: &CertificateDer<'_>) -> Vec<String> {
     caller::cert::peer(cert).map(|p| p.dns).unwrap_or_default()
 }
 
-/// A certificate for `names` signed by itself, made at start.
-fn self_signed(names: &[String], provider: &Arc<CryptoProvider>) -> Result<CertifiedKey, TlsError> {
-    let made = crate::certs::self_signed(names)
-        .map_err(|e| TlsError(format!("--tls-self-signed: {e}")))?;
+/// A certificate made in memory, ready to serve.
+fn from_pem(
+    made: &crate::certs::Made,
+    provider: &Arc<CryptoProvider>,
+) -> Result<CertifiedKey, TlsError> {
     let key = PrivateKeyDer::from_pem_slice(made.key_pem.as_bytes())
-        .map_err(|e| TlsError(format!("--tls-self-signed key: {e}")))?;
+        .map_err(|e| TlsError(format!("a key made at start: {e}")))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| TlsError(format!("--tls-self-signed key: {e}")))?;
+        .map_err(|e| TlsError(format!("a key made at start: {e}")))?;
     let chain = certificates_in(
         made.cert_pem.as_bytes(),
-        std::path::Path::new("--tls-self-signed"),
+        std::path::Path::new("(made at start)"),
     )?;
     Ok(CertifiedKey::new(chain, signing))
 }
