@@ -472,6 +472,10 @@ pub(crate) struct Tuning {
     /// all: a hop answer past it is cut, a plan asking more gets 400.
     #[arg(long, env = "SERVICEMOCK_MAX_REPORT_SIZE", default_value_t = Settings::default().max_report_size)]
     pub(crate) max_report_size: usize,
+    /// Largest request body read, of any method (a JSON plan included);
+    /// a larger one gets 413.
+    #[arg(long, env = "SERVICEMOCK_MAX_BODY", default_value_t = Settings::default().max_body)]
+    pub(crate) max_body: usize,
     /// Longest a request head may take from its first byte (slowloris).
     #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub(crate) header_read_timeout: Duration,
@@ -583,6 +587,7 @@ impl Tuning {
             max_concurrent: self.max_concurrent,
             grpc_details_budget: self.grpc_details_budget,
             max_report_size: self.max_report_size,
+            max_body: self.max_body,
             connections: ConnectionLimits {
                 header_read_timeout: self.header_read_timeout,
                 idle_timeout: self.idle_timeout,

@@ -78,6 +78,9 @@ pub struct Settings {
     /// padding and propagated headers its plan may ask for: a hop whose
     /// answer would pass it is cut, a plan that asks for more is refused.
     pub max_report_size: usize,
+    /// Largest request body read (and discarded, or taken as a plan);
+    /// past it the request is answered 413.
+    pub max_body: usize,
     /// Bounds on inbound connections.
     pub connections: ConnectionLimits,
     /// Whether `GET/PUT/DELETE /control` may change this process's
@@ -99,6 +102,7 @@ impl Default for Settings {
             max_concurrent: 1024,
             grpc_details_budget: 8 * 1024,
             max_report_size: 4 * 1024 * 1024,
+            max_body: 1024 * 1024,
             connections: ConnectionLimits::default(),
             control: false,
             access_log: false,

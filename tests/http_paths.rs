@@ -306,7 +306,7 @@ async fn syntax_errors_answer_400_with_position() {
         ("/@a,/", "empty target at position 4 in \"@a,\""),
         (
             "/@a:http/",
-            "unknown scheme 'a' (known: http, h2c, grpc; after a host, ':' takes a port number) at position 2",
+            "unknown scheme 'a' (known: http, h2c, grpc, https, grpcs; after a host, ':' takes a port number) at position 2",
         ),
         ("/@a:80x/", "bad port '80x' (expected 1 to 65535) at position 4"),
         ("/@a[x=1/", "unclosed '[' at position 3"),
@@ -566,12 +566,16 @@ async fn json_plans_over_http_reach_trees_no_path_can_say() {
         text.starts_with("plan.parallel[0].hops[0].target: bad port"),
         "{text}"
     );
+    // A body that is no plan object is a payload: answered, never a 400.
     let (status, text) = post_json(entry, "not json".into()).await;
-    assert_eq!(status, 400);
-    assert!(
-        text.starts_with("body: not a CallRequest in JSON"),
-        "{text}"
-    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"BodyBytes\": 8"), "{text}");
+    let (status, text) = post_json(entry, r#"{"order": 7, "items": []}"#.into()).await;
+    assert_eq!(status, 200, "someone's JSON is a payload: {text}");
+    // Beside `path`, an unknown key is a mistake in a plan: named.
+    let (status, text) = post_json(entry, r#"{"path": "/", "paht": 1}"#.into()).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("paht"), "{text}");
     let (status, _) = post_json(
         entry,
         format!("{{\"path\": \"/{}\"}}", "a".repeat(2 * 1024 * 1024)),

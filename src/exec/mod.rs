@@ -169,6 +169,10 @@ pub struct Inbound {
     pub tls: Option<crate::caller::Tls>,
     /// Who sent it, when known.
     pub peer: Option<crate::caller::Peer>,
+    /// The HTTP method (empty for gRPC).
+    pub method: String,
+    /// The request body's length and SHA-256 (hex), when it had one.
+    pub body: Option<(u64, String)>,
 }
 
 impl Inbound {
@@ -181,7 +185,25 @@ impl Inbound {
             started: Instant::now(),
             tls: None,
             peer: None,
+            method: String::new(),
+            body: None,
         }
+    }
+
+    /// The request as it arrived with `method` and a body (`body`, read
+    /// whole, then let go: only its length and digest are kept).
+    pub fn with_body(mut self, method: &::http::Method, body: &[u8]) -> Inbound {
+        self.method = method.as_str().to_owned();
+        if !body.is_empty() {
+            let digest = ring::digest::digest(&ring::digest::SHA256, body);
+            let mut hex = String::with_capacity(64);
+            for byte in digest.as_ref() {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{byte:02x}");
+            }
+            self.body = Some((body.len() as u64, hex));
+        }
+        self
     }
 
     /// The request as it arrived on a connection that showed `session`
@@ -624,6 +646,13 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         attempt,
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
+        method: inbound.method.clone(),
+        body_bytes: inbound.body.as_ref().map_or(0, |(len, _)| *len),
+        body_sha256: inbound
+            .body
+            .as_ref()
+            .map(|(_, sha)| sha.clone())
+            .unwrap_or_default(),
     }
 }
 

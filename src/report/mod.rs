@@ -113,6 +113,10 @@ pub(crate) fn string_end(bytes: &[u8], open: usize) -> usize {
     bytes.len()
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What one service did with one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -135,6 +139,15 @@ pub struct Report {
     /// How the request arrived: `http/1.0`, `http/1.1`, `h2c` or `grpc`.
     #[serde(with = "word")]
     pub protocol: InboundProtocol,
+    /// The HTTP method it arrived with (empty for gRPC calls).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// Bytes of request body received (and discarded), when there were any.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub body_bytes: u64,
+    /// SHA-256 of that body, hex.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub body_sha256: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub request_id: String,
     /// From arrival to answer, hops included.

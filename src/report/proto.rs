@@ -70,6 +70,9 @@ impl From<&Report> for pb::CallResponse {
             padding: r.padding.clone(),
             timed_out: r.timed_out,
             attempt: r.attempt,
+            method: r.method.clone(),
+            body_bytes: r.body_bytes,
+            body_sha256: r.body_sha256.clone(),
             tls: r.tls.as_ref().map(tls_to_proto),
             peer: r.peer.as_ref().map(peer_to_proto),
         }
@@ -131,6 +134,9 @@ impl From<pb::CallResponse> for Report {
             padding: r.padding,
             timed_out: r.timed_out,
             attempt: r.attempt,
+            method: r.method,
+            body_bytes: r.body_bytes,
+            body_sha256: r.body_sha256,
             tls: r.tls.map(|t| Tls {
                 version: t.version,
                 cipher: t.cipher,

@@ -196,6 +196,9 @@ struct Judged<'a> {
     injected: Texts,
     tls: Option<crate::caller::Tls>,
     peer: Option<crate::caller::Peer>,
+    method: Text,
+    body_bytes: u64,
+    body_sha256: Text,
 }
 
 /// A JSON string, checked and not kept.

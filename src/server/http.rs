@@ -64,11 +64,11 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str
     }
 }
 
-/// Largest JSON `CallRequest` body accepted.
-const MAX_PLAN_BODY: usize = 1024 * 1024;
-
-/// Every path but the health routes: parse, run, report. A `POST` with a
-/// JSON body carries a `CallRequest` instead of the path.
+/// Every path but servicemock's own endpoints, any method, any body:
+/// parse, run, report. A `POST` whose body is a JSON object with a
+/// top-level `path` or `plan` carries a `CallRequest` instead of the path;
+/// any other body (a form, text, someone's JSON) is read up to
+/// `--max-body`, counted, digested and let go.
 pub(super) async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if parts.method == Method::CONNECT {
@@ -96,29 +96,18 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     // A POST with a body carries a JSON CallRequest. curl -d sends it as a
     // form unless told otherwise, so a body that opens with '{' is read as
     // JSON whatever its content type; any other body is refused, not ignored.
-    let plan = if parts.method == Method::POST {
-        let bytes = match axum::body::to_bytes(body, MAX_PLAN_BODY).await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                service.metrics.refused(Refusal::BadRequest);
-                let message = format!("request body larger than {MAX_PLAN_BODY} bytes\n");
-                return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
-            }
-        };
-        let json_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        let opens_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        if json_type || opens_like_json {
-            plan_from_json(&bytes, &limits)
-        } else if bytes.is_empty() {
-            parse_path(target, &limits)
-        } else {
+    let max_body = service.executor.settings().max_body;
+    let bytes = match axum::body::to_bytes(body, max_body).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_too_large(&e) => {
             service.metrics.refused(Refusal::BadRequest);
-            let message = "a POST body must be a CallRequest in JSON, e.g. {\"path\": \"/@service2/end\"} (content-type: application/json)\n";
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+            let message = format!("request body larger than {max_body} bytes (--max-body)\n");
+            return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
         }
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
+    let plan = if parts.method == Method::POST && is_a_plan(&bytes) {
+        plan_from_json(&bytes, &limits)
     } else {
         parse_path(target, &limits)
     };
@@ -133,7 +122,9 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         request_line,
         parts.headers,
     )
-    .caller(connection.map(|c| &*c.tls));
+    .caller(connection.map(|c| &*c.tls))
+    .with_body(&parts.method, &bytes);
+    drop(bytes);
     let pretty = depth == 0;
     let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
     {
@@ -143,6 +134,34 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let status = StatusCode::from_u16(verdict.http_status(&admission))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     render(&service, view, status, &report, pretty)
+}
+
+/// Whether a body reached its bound (not another read error).
+fn is_too_large(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Whether a body is a plan: a JSON object with a top-level `path` or
+/// `plan` key (then it must be a valid `CallRequest`, and a mistake in it
+/// is a 400). Anything else is someone's payload.
+fn is_a_plan(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        path: Option<serde::de::IgnoredAny>,
+        plan: Option<serde::de::IgnoredAny>,
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
+    // serde_json's own recursion limit bounds a deep payload (not a plan).
+    serde_json::from_slice::<Keys>(body).is_ok_and(|k| k.path.is_some() || k.plan.is_some())
 }
 
 /// `GET /@service2/end HTTP/1.1`, as the report's `RequestInfo` opens.
