@@ -1,7 +1,8 @@
 //! The properties the fuzz targets check, one function per input a service
 //! reads from the network: the @-path, a JSON plan, a proto `CallRequest`,
-//! behaviour directives, durations and `grpc-timeout`, and a report received
-//! from a downstream (JSON, or a failed call's status details).
+//! behaviour directives, durations and `grpc-timeout`, a report received
+//! from a downstream (JSON, or a failed call's status details), and Envoy's
+//! `x-forwarded-client-cert` header.
 //!
 //! `fuzz/` (cargo-fuzz, nightly) drives these with generated inputs; the
 //! test `tests/fuzz_corpus.rs` replays every file of `fuzz/corpus/` through
@@ -19,7 +20,7 @@ use crate::report::{from_json_unbounded, json_nesting, Received, Report, MAX_REP
 pub type Property = fn(&[u8]);
 
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: [(&str, Property); 7] = [
+pub const TARGETS: [(&str, Property); 8] = [
     ("path", path),
     ("json_plan", json_plan),
     ("proto_request", proto_request),
@@ -27,7 +28,35 @@ pub const TARGETS: [(&str, Property); 7] = [
     ("durations", durations),
     ("grpc_timeout", grpc_timeout),
     ("received_report", received_report),
+    ("xfcc", xfcc),
 ];
+
+/// Any `x-forwarded-client-cert` value: reading never panics; it is read
+/// whole or kept as received and marked (never both, never neither); at
+/// most [`crate::caller::xfcc::MAX_ELEMENTS`] elements are kept, the
+/// principal is the last one's, and what is kept of an unreadable header
+/// is bounded.
+pub fn xfcc(data: &[u8]) {
+    use crate::caller::xfcc;
+    let peer = xfcc::peer(data);
+    assert_eq!(peer.source, crate::caller::FROM_XFCC);
+    // An unreadable header is kept (an empty one has nothing to keep).
+    assert!(peer.error.is_empty() || !peer.unparsed.is_empty() || data.is_empty());
+    assert!(peer.unparsed.is_empty() || !peer.error.is_empty());
+    if peer.error.is_empty() {
+        assert!(peer.elements.len() <= xfcc::MAX_ELEMENTS);
+        assert!(!peer.elements.is_empty(), "read whole yet no element");
+        let last = peer
+            .elements
+            .last()
+            .map(|e| e.uri.clone())
+            .unwrap_or_default();
+        assert!(peer.principal.is_empty() || last.contains(&peer.principal));
+    } else {
+        assert!(peer.elements.is_empty());
+        assert!(peer.unparsed.chars().count() <= 513);
+    }
+}
 
 /// Any request target: parsing never panics, and a plan that parses and
 /// passes the size limit renders back to a path that parses to the same plan.
