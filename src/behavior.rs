@@ -85,7 +85,8 @@ impl DelayValue {
 }
 
 /// Where and when a directive takes effect: the conditions written after
-/// its value (`503@version=v2`, `503@first=2`, `2s@pod=reviews-7d9f`).
+/// its value (`503@version=v2`, `503@first=2`, `2s@pod=reviews-7d9f`,
+/// `403@from=service1`).
 /// A directive whose conditions do not hold is ignored where it arrives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Only {
@@ -97,6 +98,10 @@ pub struct Only {
     pub version: Option<String>,
     /// Only where the answering host (pod) has this name.
     pub pod: Option<String>,
+    /// Only for calls from this caller: a full principal
+    /// (`spiffe://cluster.local/ns/NS/sa/NAME`) or its service account
+    /// (`NAME`), as an AuthorizationPolicy names them.
+    pub from: Option<String>,
 }
 
 /// The service a directive arrived at and the attempt it is answering:
@@ -108,6 +113,8 @@ pub struct Here<'a> {
     pub pod: &'a str,
     /// 1 for a first attempt, 2 for the first retry, ...
     pub attempt: u32,
+    /// The caller's principal, when known (client certificate or XFCC).
+    pub caller: Option<&'a str>,
 }
 
 impl Here<'_> {
@@ -117,7 +124,21 @@ impl Here<'_> {
         version: "",
         pod: "",
         attempt: 1,
+        caller: None,
     };
+}
+
+/// Whether `from` (a principal or a service account) names `caller`.
+fn is_from(from: &str, caller: Option<&str>) -> bool {
+    let Some(caller) = caller else {
+        return false;
+    };
+    if from.contains("://") {
+        return from.eq_ignore_ascii_case(caller);
+    }
+    caller
+        .rsplit_once("/sa/")
+        .is_some_and(|(_, account)| account.eq_ignore_ascii_case(from))
 }
 
 /// The most attempts `@first=N` may name.
@@ -133,6 +154,7 @@ impl Only {
             && named(&self.service, here.service)
             && named(&self.version, here.version)
             && named(&self.pod, here.pod)
+            && self.from.as_deref().is_none_or(|f| is_from(f, here.caller))
     }
 
     /// Splits the conditions off the end of a directive's value.
@@ -169,12 +191,13 @@ impl Only {
                 "service" => &mut only.service,
                 "version" => &mut only.version,
                 "pod" => &mut only.pod,
+                "from" => &mut only.from,
                 _ => {
                     return Err(error(
                         header,
                         text,
                         format!(
-                        "unknown condition @{key}= (known: @first=N, @service=, @version=, @pod=)"
+                        "unknown condition @{key}= (known: @first=N, @service=, @version=, @pod=, @from=)"
                     ),
                     ))
                 }
@@ -204,6 +227,7 @@ impl fmt::Display for Only {
             ("service", &self.service),
             ("version", &self.version),
             ("pod", &self.pod),
+            ("from", &self.from),
         ] {
             if let Some(v) = value {
                 write!(f, "@{key}={v}")?;
@@ -790,7 +814,50 @@ mod tests {
             version: Box::leak(version.to_owned().into_boxed_str()),
             pod: Box::leak(pod.to_owned().into_boxed_str()),
             attempt,
+            caller: None,
         }
+    }
+
+    #[test]
+    fn from_names_the_caller_as_an_authorization_policy_would() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let caller = "spiffe://cluster.local/ns/mock-1/sa/service1";
+        let at = |caller| Here {
+            caller,
+            ..here("v1", "p", 1)
+        };
+        let status = |text: &str, at: Here<'_>, rng: &mut rand::rngs::StdRng| {
+            set(&[(STATUS, text)]).decide(&at, rng).http_status
+        };
+        assert_eq!(
+            status("403@from=service1", at(Some(caller)), &mut rng),
+            Some(403)
+        );
+        assert_eq!(
+            status("403@from=SERVICE1", at(Some(caller)), &mut rng),
+            Some(403)
+        );
+        assert_eq!(
+            status(&format!("403@from={caller}"), at(Some(caller)), &mut rng),
+            Some(403)
+        );
+        assert_eq!(
+            status("403@from=service2", at(Some(caller)), &mut rng),
+            None
+        );
+        assert_eq!(
+            status("403@from=service1", at(None), &mut rng),
+            None,
+            "no caller known"
+        );
+        assert_eq!(
+            status(
+                "403@from=spiffe://x/ns/mock-1/sa/service1",
+                at(Some(caller)),
+                &mut rng
+            ),
+            None
+        );
     }
 
     #[test]

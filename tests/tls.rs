@@ -1023,3 +1023,74 @@ async fn a_failed_hop_handshake_says_why_in_words() {
         assert!(error.contains(words), "{target}: {error}");
     }
 }
+
+#[ignore = "needs curl: scripts/test installs it and runs ignored tests"]
+#[tokio::test]
+async fn from_aims_a_fault_at_one_caller_as_an_authorization_policy_would() {
+    let d = dir("from");
+    let certs = certs(&d.0, "c", &["service1", "service2", "service3"]);
+    let ca = s(certs.join("ca.pem"));
+    let mut args = tls_args(&certs, "service2");
+    args.extend(["--tls-client-ca".into(), ca.clone()]);
+    let two = serve("service2", &args).await;
+    // By client certificate: only service3's calls get the 403.
+    for (caller, status) in [("service3", "403"), ("service1", "200")] {
+        let mut args = vec![
+            "-H".to_owned(),
+            "x-mock-status: 403@from=service3".into(),
+            "--cacert".into(),
+            ca.clone(),
+            "--cert".into(),
+            s(certs.join(format!("{caller}.pem"))),
+            "--key".into(),
+            s(certs.join(format!("{caller}-key.pem"))),
+        ];
+        args.extend(https("service2", two.addr, "/"));
+        let (line, report) = curl_json(args).await;
+        assert!(line.contains(status), "{caller}: {line} {report}");
+    }
+    // By XFCC, with the full principal.
+    let xfcc = "x-forwarded-client-cert: By=spiffe://cluster.local/ns/mock-1/sa/service2;URI=spiffe://cluster.local/ns/mock-1/sa/service1";
+    let url = format!("http://{}/", two.addr);
+    let (line, _) = curl_json(vec![
+        "-H".into(),
+        xfcc.into(),
+        "-H".into(),
+        "x-mock-status: 403@from=spiffe://cluster.local/ns/mock-1/sa/service1".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(line.contains("403"), "{line}");
+    let (line, _) = curl_json(vec![
+        "-H".into(),
+        "x-mock-status: 403@from=service1".into(),
+        url,
+    ])
+    .await;
+    assert!(line.contains("200"), "no caller known, no fault: {line}");
+    // In a bracket on a hop, the principal's slashes written %2F: the hop
+    // from service1 (presenting its certificate) gets the 403.
+    let one = serve(
+        "service1",
+        &[
+            "--hop-ca".into(),
+            ca,
+            "--hop-cert".into(),
+            s(certs.join("service1.pem")),
+            "--hop-key".into(),
+            s(certs.join("service1-key.pem")),
+        ],
+    )
+    .await;
+    let path = format!(
+        "/@https:localhost:{}[x-mock-status=403@from=spiffe:%2F%2Fcluster.local%2Fns%2Fmock-1%2Fsa%2Fservice1]/end",
+        two.addr.port()
+    );
+    let (status, root) = report_of(one.addr, &path).await;
+    assert_eq!(status, 502, "{root:#}");
+    assert_eq!(hop(&root)["Status"], 403, "{root:#}");
+    assert_eq!(
+        child(&root)["Peer"]["Principal"],
+        "spiffe://cluster.local/ns/mock-1/sa/service1"
+    );
+}

@@ -206,10 +206,14 @@ impl Inbound {
         self
     }
 
-    /// The request as it arrived on a connection that showed `session`
-    /// (TLS), with the caller read from it and from the headers.
-    pub fn caller(mut self, session: Option<&crate::caller::TlsSession>) -> Inbound {
-        (self.tls, self.peer) = crate::caller::of_request(session, &self.headers);
+    /// The request with how it arrived and who sent it
+    /// ([`crate::caller::of_request`]).
+    pub fn with_caller(
+        mut self,
+        tls: Option<crate::caller::Tls>,
+        peer: Option<crate::caller::Peer>,
+    ) -> Inbound {
+        (self.tls, self.peer) = (tls, peer);
         self
     }
 }

@@ -153,7 +153,8 @@ impl Parts {
             if wants_reset(
                 &request,
                 &service.control.defaults(),
-                &service.here(attempt.number),
+                service,
+                attempt.number,
             ) {
                 service.metrics.reset();
                 return reset();
@@ -238,7 +239,7 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
 
 /// Whether `x-mock-reset` (or `--reset-rate`) drops this request. A bad
 /// value does not reset; the handlers refuse it with 400/INVALID_ARGUMENT.
-fn wants_reset(request: &Request, defaults: &Directives, here: &Here<'_>) -> bool {
+fn wants_reset(request: &Request, defaults: &Directives, service: &Service, attempt: u32) -> bool {
     let mut given = Directives::default();
     let directives = match request.headers().get(behavior::RESET) {
         Some(v) => match v.to_str() {
@@ -247,7 +248,16 @@ fn wants_reset(request: &Request, defaults: &Directives, here: &Here<'_>) -> boo
         },
         None => defaults,
     };
-    directives.decide_reset(here, &mut rand::rng())
+    let Some(reset) = &directives.reset else {
+        return false;
+    };
+    // Who called is read only for a reset aimed at a caller (`@from=`).
+    let peer = reset.only.from.as_ref().and_then(|_| {
+        let connection = request.extensions().get::<super::connection::Connection>();
+        crate::caller::of_request(connection.map(|c| &*c.tls), request.headers()).1
+    });
+    let here: Here<'_> = service.here(attempt, peer.as_ref().map(|p| p.principal.as_str()));
+    directives.decide_reset(&here, &mut rand::rng())
 }
 
 /// An answer whose body fails at once: hyper aborts the connection

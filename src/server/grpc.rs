@@ -117,16 +117,19 @@ impl MockService for GrpcMockService {
         let (metadata, extensions, message) = request.into_parts();
         let headers = metadata.into_headers();
         let refused = |r: Refused| refusal(service, r);
-        let admission = pipeline::admit(service, &headers, extensions.get()).map_err(refused)?;
+        let connection = extensions.get::<super::connection::Connection>();
+        let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &headers);
+        let caller = peer.as_ref().map(|p| p.principal.as_str());
+        let admission =
+            pipeline::admit(service, &headers, extensions.get(), caller).map_err(refused)?;
         let plan = plan_from_request(&message, &limits);
         let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
-        let connection = extensions.get::<super::connection::Connection>();
         let inbound = Inbound::new(
             InboundProtocol::Grpc,
             request_line(&message, &plan),
             headers,
         )
-        .caller(connection.map(|c| &*c.tls));
+        .with_caller(tls, peer);
         let what = inbound.request_line.clone();
         let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
             .await

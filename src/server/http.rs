@@ -81,7 +81,11 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     }
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let limits = service.executor.settings().limits;
-    let admission = match pipeline::admit(&service, &parts.headers, parts.extensions.get()) {
+    let connection = parts.extensions.get::<super::connection::Connection>();
+    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
+    let caller = peer.as_ref().map(|p| p.principal.as_str());
+    let admission = match pipeline::admit(&service, &parts.headers, parts.extensions.get(), caller)
+    {
         Ok(a) => a,
         Err(refused) => return refusal(&service, refused, View::Json),
     };
@@ -116,13 +120,12 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         Err(refused) => return refusal(&service, refused, view),
     };
     let request_line = request_line(&parts.method, target, parts.version);
-    let connection = parts.extensions.get::<super::connection::Connection>();
     let inbound = Inbound::new(
-        InboundProtocol::of_http(parts.version, connection.is_some()),
+        InboundProtocol::of_http(parts.version, tls.is_some()),
         request_line,
         parts.headers,
     )
-    .caller(connection.map(|c| &*c.tls))
+    .with_caller(tls, peer)
     .with_body(&parts.method, &bytes);
     drop(bytes);
     let pretty = depth == 0;

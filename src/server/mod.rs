@@ -78,14 +78,16 @@ impl Service {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// This service answering `attempt`: what directive conditions
-    /// (`@version=`, `@first=`) are checked against.
-    pub fn here(&self, attempt: u32) -> Here<'_> {
+    /// This service answering `attempt` of a call from `caller` (its
+    /// principal, when known): what directive conditions (`@version=`,
+    /// `@first=`, `@from=`) are checked against.
+    pub fn here<'a>(&'a self, attempt: u32, caller: Option<&'a str>) -> Here<'a> {
         Here {
             service: &self.identity.service,
             version: &self.identity.version,
             pod: &self.identity.host,
             attempt,
+            caller,
         }
     }
 }

@@ -58,11 +58,13 @@ pub(super) enum Verdict {
 }
 
 /// Reads what the request's headers ask (depth, time, behaviour), for
-/// this service answering `attempt` (counted by the front, `front.rs`).
+/// this service answering `attempt` (counted by the front, `front.rs`) of a
+/// call from `caller` (its principal, when known).
 pub(super) fn admit(
     service: &Service,
     headers: &HeaderMap,
     attempt: Option<&Attempt>,
+    caller: Option<&str>,
 ) -> Result<Admission, Refused> {
     let attempt = attempt.copied().unwrap_or_default();
     service
@@ -70,7 +72,7 @@ pub(super) fn admit(
         .admit(
             headers,
             &service.control.defaults(),
-            &service.here(attempt.number),
+            &service.here(attempt.number, caller),
         )
         .map_err(|e| {
             service.metrics.refused(Refusal::BadRequest);
