@@ -918,6 +918,17 @@ async fn tls_origination_to_an_mtls_servicemock_shows_the_caller() {
         "spiffe://cluster.local/ns/mock-1/sa/service1"
     );
     assert_eq!(callee["Tls"]["Sni"], "localhost");
+    let (_, flat) = report_of(one.addr, &format!("{path}?view=flat")).await;
+    assert_eq!(flat[1]["Position"], "1.1");
+    assert_eq!(
+        flat[1]["Principal"],
+        "spiffe://cluster.local/ns/mock-1/sa/service1"
+    );
+    assert_eq!(flat[1]["Tls"], "TLSv1.3");
+    assert!(
+        flat[0].get("Principal").is_none(),
+        "the entry's caller is not known"
+    );
     let path = format!("/@grpcs:localhost:{}/end", two.addr.port());
     let (status, root) = report_of(one.addr, &path).await;
     assert_eq!(status, 200, "{root:#}");
@@ -1092,5 +1103,58 @@ async fn from_aims_a_fault_at_one_caller_as_an_authorization_policy_would() {
     assert_eq!(
         child(&root)["Peer"]["Principal"],
         "spiffe://cluster.local/ns/mock-1/sa/service1"
+    );
+}
+
+#[tokio::test]
+async fn load_tallies_who_called_each_position() {
+    let d = dir("load");
+    let certs = certs(&d.0, "c", &["service1", "service2"]);
+    let ca = s(certs.join("ca.pem"));
+    let mut args = tls_args(&certs, "service2");
+    args.extend(["--tls-client-ca".into(), ca.clone()]);
+    let two = serve("service2", &args).await;
+    let one = serve(
+        "service1",
+        &[
+            "--hop-ca".into(),
+            ca,
+            "--hop-cert".into(),
+            s(certs.join("service1.pem")),
+            "--hop-key".into(),
+            s(certs.join("service1-key.pem")),
+        ],
+    )
+    .await;
+    let path = format!("/@https:localhost:{}/end", two.addr.port());
+    let principal = "spiffe://cluster.local/ns/mock-1/sa/service1";
+    let run = |expect: String| {
+        let (target, path) = (one.addr.to_string(), path.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["load", &target, &path, "-n", "40", "--expect", &expect])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(format!("1.1.principal={principal}:100")).await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains(&format!("principal    {principal}")),
+        "{table}"
+    );
+    let out = run("1.1.principal=spiffe://cluster.local/ns/mock-1/sa/other:100".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -59,7 +59,7 @@ pub fn table(run: &Finished, what: &str) -> String {
             "\n{key:<8} {}  {} answers  p50 {:.2} ms  p99 {:.2} ms",
             p.target, p.count, l.p50, l.p99
         );
-        let rows: [(&str, &Counts); 8] = [
+        let rows: [(&str, &Counts); 9] = [
             ("result", &p.results),
             ("status", &p.statuses),
             ("service", &p.services),
@@ -68,9 +68,12 @@ pub fn table(run: &Finished, what: &str) -> String {
             ("attempt", &p.attempts),
             ("injected", &p.injected),
             ("answered by", &p.answered_by),
+            ("principal", &p.principals),
         ];
         for (name, counts) in rows {
-            if !counts.is_empty() {
+            // Principals are shown where some caller was known.
+            let unknown_only = name == "principal" && counts.keys().all(|k| k == "-");
+            if !counts.is_empty() && !unknown_only {
                 let _ = writeln!(out, "  {name:<12} {}", shares(counts, p.count));
             }
         }
@@ -150,6 +153,7 @@ struct PositionJson<'a> {
     attempts: &'a Counts,
     injected: &'a Counts,
     answered_by: &'a Counts,
+    principals: &'a Counts,
 }
 
 /// The JSON document.
@@ -179,6 +183,7 @@ pub fn json(run: &Finished) -> String {
                 attempts: &p.attempts,
                 injected: &p.injected,
                 answered_by: &p.answered_by,
+                principals: &p.principals,
             })
             .collect(),
         expectations: &run.judgements,

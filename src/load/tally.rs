@@ -39,6 +39,8 @@ pub struct PositionTally {
     pub answered_by: Counts,
     pub attempts: Counts,
     pub injected: Counts,
+    /// Who called the answering service, by principal (`-` when unknown).
+    pub principals: Counts,
     /// Microseconds.
     pub latency: Histogram<u64>,
 }
@@ -56,6 +58,7 @@ impl PositionTally {
             answered_by: Counts::new(),
             attempts: Counts::new(),
             injected: Counts::new(),
+            principals: Counts::new(),
             latency: histogram(),
         }
     }
@@ -69,13 +72,21 @@ impl PositionTally {
             "version" => &self.versions,
             "pod" => &self.pods,
             "attempt" => &self.attempts,
+            "principal" => &self.principals,
             _ => return None,
         })
     }
 
     /// The fields `--expect` knows.
-    pub const FIELDS: [&'static str; 6] =
-        ["result", "status", "service", "version", "pod", "attempt"];
+    pub const FIELDS: [&'static str; 7] = [
+        "result",
+        "status",
+        "service",
+        "version",
+        "pod",
+        "attempt",
+        "principal",
+    ];
 
     /// One hop that reached this position, and how long it took.
     fn observe(&mut self, hop: &Forward, micros: u64) {
@@ -212,6 +223,11 @@ fn record_answerer(at: &mut PositionTally, report: &Report) {
     bump(&mut at.versions, report.version.as_str());
     bump(&mut at.pods, report.host.as_str());
     bump(&mut at.attempts, report.attempt.to_string());
+    let principal = report.peer.as_ref().map_or("-", |p| p.principal.as_str());
+    bump(
+        &mut at.principals,
+        if principal.is_empty() { "-" } else { principal },
+    );
     for injected in &report.injected {
         bump(&mut at.injected, injected.as_str());
     }

@@ -41,11 +41,31 @@ pub struct Row {
     pub attempt: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub injected: Vec<String>,
+    /// Who called the answering service, when it knew (its principal).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub principal: String,
+    /// The TLS version the request arrived over, when it did.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls: String,
+}
+
+/// The caller's principal and the TLS version a level shows.
+fn caller_of(report: Option<&Report>) -> (String, String) {
+    let principal = report
+        .and_then(|r| r.peer.as_ref())
+        .map(|p| p.principal.clone())
+        .unwrap_or_default();
+    let tls = report
+        .and_then(|r| r.tls.as_ref())
+        .map(|t| t.version.clone())
+        .unwrap_or_default();
+    (principal, tls)
 }
 
 /// Every hop of the tree under `report`, the entry first, depth first in
 /// written order.
 pub fn rows(report: &Report) -> Vec<Row> {
+    let (principal, tls) = caller_of(Some(report));
     let mut out = vec![Row {
         position: "1".into(),
         parent: String::new(),
@@ -64,6 +84,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
         received_as: None,
         attempt: report.attempt,
         injected: report.injected.clone(),
+        principal,
+        tls,
     }];
     // (report, its position); children pushed in reverse so they pop in order.
     let mut stack: Vec<(&Report, String)> = vec![(report, "1".into())];
@@ -75,6 +97,7 @@ pub fn rows(report: &Report) -> Vec<Row> {
                 index += 1;
                 let here = format!("{position}.{index}");
                 let who = hop.response.as_deref();
+                let (principal, tls) = caller_of(who);
                 children.push((
                     Row {
                         position: here.clone(),
@@ -94,6 +117,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
                         received_as: hop.received_as.clone(),
                         attempt: who.map_or(0, |r| r.attempt),
                         injected: who.map(|r| r.injected.clone()).unwrap_or_default(),
+                        principal,
+                        tls,
                     },
                     who.map(|r| (r, here)),
                 ));
