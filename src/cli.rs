@@ -101,6 +101,11 @@ pub(crate) enum Command {
         /// behaviour, readiness and liveness at run time; for test clusters).
         #[arg(long)]
         control: bool,
+        /// Serve TLS on port 8443 (Service port https, appProtocol tls) from
+        /// this Secret of type kubernetes.io/tls; '{name}' stands for each
+        /// service's name, e.g. --tls '{name}-tls'. 8080 stays cleartext.
+        #[arg(long, value_name = "SECRET")]
+        tls: Option<String>,
     },
     /// Show or change a running service's /control (it must run with
     /// --control): `servicemock control localhost:8080 status=503@50% ready=false`;

@@ -187,6 +187,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             image,
             replicas,
             control,
+            tls,
         } => {
             let options = ManifestOptions {
                 namespace,
@@ -194,6 +195,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 image,
                 replicas,
                 control,
+                tls_secret: tls,
             };
             print!("{}", manifests::render(&names, &options)?);
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,9 @@ pub struct ManifestOptions {
     /// Serve `/control` (`--control`), so each replica can be made sick,
     /// unready or slow at run time.
     pub control: bool,
+    /// Serve TLS on port 8443 from this Secret (`{name}` stands for the
+    /// service's name), keeping 8080 in cleartext.
+    pub tls_secret: Option<String>,
 }
 
 impl Default for ManifestOptions {
@@ -29,6 +32,7 @@ impl Default for ManifestOptions {
             image: "servicemock:latest".into(),
             replicas: 1,
             control: false,
+            tls_secret: None,
         }
     }
 }
@@ -81,6 +85,16 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
     let termination = SHUTDOWN_GRACE_SECS + 5;
     // Anyone who reaches the pod may then change it: for test clusters.
     let control = if o.control { ", \"--control\"" } else { "" };
+    let tls = o.tls_secret.as_ref().map(|secret| Tls::new(name, secret));
+    let tls = tls.as_ref();
+    let (tls_arg, tls_service_port, tls_container_port, tls_env, tls_mount, tls_volume) = (
+        tls.map_or("", |_| ", \"--tls-listen\", \"0.0.0.0:8443\""),
+        tls.map_or(String::new(), Tls::service_port),
+        tls.map_or("", |_| TLS_CONTAINER_PORT),
+        tls.map_or("", |_| TLS_ENV),
+        tls.map_or("", |_| TLS_MOUNT),
+        tls.map_or(String::new(), Tls::volume),
+    );
     let _ = write!(
         out,
         r#"# servicemock "{name}" ({version}): a Service and a Deployment.
@@ -102,7 +116,7 @@ spec:
     - name: http2
       appProtocol: http2
       port: 8080
-      targetPort: 8080
+      targetPort: 8080{tls_service_port}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -138,11 +152,11 @@ spec:
         - name: servicemock
           image: {image}
           imagePullPolicy: IfNotPresent
-          args: ["--listen", "0.0.0.0:8080"{control}]
+          args: ["--listen", "0.0.0.0:8080"{tls_arg}{control}]
           ports:
             - name: http2
-              containerPort: 8080
-          env:
+              containerPort: 8080{tls_container_port}
+          env:{tls_env}
             - name: SERVICEMOCK_NAME
               value: {name}
             - name: SERVICEMOCK_VERSION
@@ -184,13 +198,73 @@ spec:
             readOnlyRootFilesystem: true
             runAsNonRoot: true
             capabilities:
-              drop: ["ALL"]
+              drop: ["ALL"]{tls_mount}{tls_volume}
 ---
 "#,
         replicas = o.replicas,
         image = o.image,
         grace = SHUTDOWN_GRACE_SECS,
     );
+}
+
+const TLS_CONTAINER_PORT: &str = "
+            - name: https
+              containerPort: 8443";
+
+const TLS_ENV: &str = "
+            # From the Secret (type kubernetes.io/tls); re-read when the
+            # kubelet swaps its files, so a rotated certificate is served
+            # to new connections without a restart.
+            - name: SERVICEMOCK_TLS_CERT
+              value: /etc/servicemock/tls/tls.crt
+            - name: SERVICEMOCK_TLS_KEY
+              value: /etc/servicemock/tls/tls.key";
+
+const TLS_MOUNT: &str = "
+          volumeMounts:
+            - name: tls
+              mountPath: /etc/servicemock/tls
+              readOnly: true";
+
+/// The TLS parts of one service's manifests.
+struct Tls {
+    secret: String,
+}
+
+impl Tls {
+    fn new(name: &str, secret: &str) -> Tls {
+        Tls {
+            secret: secret.replace("{name}", name),
+        }
+    }
+
+    fn service_port(&self) -> String {
+        format!(
+            "
+    # TLS that servicemock itself terminates: appProtocol tls makes the
+    # sidecar pass it through untouched (an http2 port would be parsed as
+    # HTTP and break the handshake). 8080 stays cleartext: probes, the
+    # image's HEALTHCHECK and the sidecar's HTTP routing use it.
+    # The Secret: kubectl create secret tls {secret} --cert NAME.pem --key NAME-key.pem
+    # (servicemock certs --out certs NAME... writes them).
+    - name: https
+      appProtocol: tls
+      port: 8443
+      targetPort: 8443",
+            secret = self.secret
+        )
+    }
+
+    fn volume(&self) -> String {
+        format!(
+            "
+      volumes:
+        - name: tls
+          secret:
+            secretName: {}",
+            self.secret
+        )
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +283,26 @@ mod tests {
             body, generated,
             "regenerate kubernetes/mock-service.yaml (see its header)"
         );
+    }
+
+    #[test]
+    fn tls_serves_a_secret_on_8443_beside_cleartext_8080() {
+        let o = ManifestOptions {
+            tls_secret: Some("{name}-tls".into()),
+            ..ManifestOptions::default()
+        };
+        let text = render(&["service1".into(), "service2".into()], &o).unwrap();
+        assert!(text.contains("secretName: service1-tls\n"), "{text}");
+        assert!(text.contains("secretName: service2-tls\n"), "{text}");
+        assert_eq!(text.matches("appProtocol: tls\n").count(), 2);
+        assert_eq!(text.matches("appProtocol: http2\n").count(), 2);
+        assert!(
+            text.contains(r#"args: ["--listen", "0.0.0.0:8080", "--tls-listen", "0.0.0.0:8443"]"#)
+        );
+        assert!(text.contains("mountPath: /etc/servicemock/tls\n"));
+        assert!(!render(&["service1".into()], &ManifestOptions::default())
+            .unwrap()
+            .contains("8443"));
     }
 
     #[test]

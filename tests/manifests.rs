@@ -63,12 +63,15 @@ fn generated_manifests_validate() {
             "2",
             "--image",
             "registry.example/servicemock:1.0",
+            "--tls",
+            "{name}-tls",
         ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches("kind: Service\n").count(), 3);
+    assert!(text.contains("secretName: service3-tls"), "{text}");
     let file =
         std::env::temp_dir().join(format!("servicemock-manifests-{}.yaml", std::process::id()));
     std::fs::write(&file, &text).unwrap();
