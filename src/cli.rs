@@ -11,7 +11,7 @@ use http::HeaderName;
 use servicemock::behavior::{self, Directives};
 use servicemock::config::{parse_duration, ConnectionLimits, Settings};
 use servicemock::exec::context::default_propagated;
-use servicemock::plan::Limits;
+use servicemock::plan::{Limits, Protocol};
 use servicemock::server::connection::tls::{ClientAuth, TlsOptions};
 
 /// A mock service for testing service meshes: deploy it under many names and
@@ -57,9 +57,8 @@ pub(crate) enum Command {
     },
     /// Call a running servicemock over HTTP or gRPC and print its report.
     Call {
-        /// Use gRPC (servicemock.v1.MockService/Call) instead of HTTP/1.1.
-        #[arg(long)]
-        grpc: bool,
+        #[command(flatten)]
+        via: ClientFlags,
         /// The service to call: host:port, host (port 8080) or http://host:port.
         addr: String,
         /// The @-path to send, e.g. '/@service2/@grpc:service3/end' (the
@@ -159,12 +158,8 @@ pub(crate) struct LoadArgs {
     /// A JSON CallRequest (as grpcurl -d takes it) instead of a path.
     #[arg(long, conflicts_with = "path")]
     pub(crate) plan: Option<std::path::PathBuf>,
-    /// Call the target over gRPC (servicemock.v1.MockService/Call).
-    #[arg(long, conflicts_with = "h2c")]
-    pub(crate) grpc: bool,
-    /// Call the target over HTTP/2 without TLS (prior knowledge).
-    #[arg(long)]
-    pub(crate) h2c: bool,
+    #[command(flatten)]
+    pub(crate) via: ClientFlags,
     /// Workers (closed loop), or most calls in flight (with --qps).
     #[arg(short = 'c', long, default_value_t = 8)]
     pub(crate) connections: usize,
@@ -199,7 +194,7 @@ pub(crate) struct LoadArgs {
 impl LoadArgs {
     /// The run these arguments ask for, or what is wrong with them.
     pub(crate) fn options(&self) -> anyhow::Result<servicemock::load::LoadOptions> {
-        use servicemock::plan::{check_hop_header, path, Protocol};
+        use servicemock::plan::{check_hop_header, path};
         let limits = Limits::default();
         let authority = servicemock::client::authority(&self.target)?;
         let target = path::parse_target_text(&authority)
@@ -248,13 +243,8 @@ impl LoadArgs {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(servicemock::load::LoadOptions {
             target,
-            protocol: if self.grpc {
-                Protocol::Grpc
-            } else if self.h2c {
-                Protocol::H2c
-            } else {
-                Protocol::Http
-            },
+            protocol: self.via.protocol(),
+            tls: self.via.tls()?,
             plan,
             headers,
             connections: self.connections,
@@ -303,6 +293,61 @@ pub(crate) struct ServeArgs {
     pub(crate) tls: TlsFlags,
     #[command(flatten)]
     pub(crate) tuning: Tuning,
+}
+
+/// How a client command (`call`, `load`, `health`) reaches the target.
+#[derive(Args)]
+pub(crate) struct ClientFlags {
+    /// How to call the target: a hop scheme (http, h2c, grpc, https, grpcs).
+    #[arg(long, value_parser = parse_protocol, default_value = "http")]
+    pub(crate) protocol: Protocol,
+    /// Same as --protocol grpc.
+    #[arg(long, hide = true, conflicts_with_all = ["h2c", "protocol"])]
+    pub(crate) grpc: bool,
+    /// Same as --protocol h2c.
+    #[arg(long, hide = true, conflicts_with = "protocol")]
+    pub(crate) h2c: bool,
+    /// CA certificates (PEM) to trust for https/grpcs, beside the public roots.
+    #[arg(long)]
+    pub(crate) cacert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present, with --key (mTLS).
+    #[arg(long, requires = "key")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, requires = "cert")]
+    pub(crate) key: Option<std::path::PathBuf>,
+    /// Accept any server certificate (as curl -k).
+    #[arg(long, short = 'k')]
+    pub(crate) insecure: bool,
+}
+
+fn parse_protocol(word: &str) -> Result<Protocol, String> {
+    Protocol::from_scheme(word).ok_or_else(|| {
+        let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
+        format!("unknown protocol {word:?} (one of {})", known.join(", "))
+    })
+}
+
+impl ClientFlags {
+    pub(crate) fn protocol(&self) -> Protocol {
+        match (self.grpc, self.h2c) {
+            (true, _) => Protocol::Grpc,
+            (_, true) => Protocol::H2c,
+            _ => self.protocol,
+        }
+    }
+
+    /// What https/grpcs calls trust and present.
+    pub(crate) fn tls(&self) -> anyhow::Result<servicemock::exec::tls::HopTls> {
+        Ok(servicemock::exec::tls::HopTls::new(
+            &servicemock::exec::tls::HopTlsOptions {
+                ca: self.cacert.clone(),
+                ca_pem: None,
+                identity: self.cert.clone().zip(self.key.clone()),
+                insecure: self.insecure,
+            },
+        )?)
+    }
 }
 
 /// TLS on the port: a connection that opens with a TLS ClientHello is
@@ -380,6 +425,7 @@ impl TlsFlags {
             ca: self.hop_ca.clone(),
             ca_pem: None,
             identity: self.hop_cert.clone().zip(self.hop_key.clone()),
+            insecure: false,
         };
         Ok(servicemock::exec::tls::HopTls::new(&options)?)
     }

@@ -137,6 +137,66 @@ pub async fn call_http(addr: &str, path: &str, view: View) -> Result<Answer, Cli
     })
 }
 
+/// Calls `path` on `addr` over `protocol` (h2c, https, grpcs, ...) with
+/// the product's own hop client, trusting what `tls` trusts, and renders
+/// the report in `view`. A call that gets no report says why as a hop's
+/// error would (`certificate for "x" is not trusted: unknown issuer`).
+pub async fn call_over(
+    addr: &str,
+    path: &str,
+    view: View,
+    protocol: crate::plan::Protocol,
+    tls: crate::exec::tls::HopTls,
+    timeout: Duration,
+) -> Result<Answer, ClientError> {
+    use std::sync::Arc;
+    let authority = authority(addr)?;
+    let path = request_path(path)?;
+    let bad_path = |problem: String| ClientError::Path {
+        path: path.clone(),
+        problem,
+    };
+    let target = crate::plan::path::parse_target_text(&authority).map_err(|problem| {
+        ClientError::Address {
+            addr: addr.to_owned(),
+            problem,
+        }
+    })?;
+    let plan = crate::plan::path::parse_path(&path, &crate::plan::Limits::default())
+        .map_err(|e| bad_path(e.to_string()))?;
+    let settings = crate::config::Settings {
+        hop_timeout: timeout,
+        ..crate::config::Settings::default()
+    };
+    let executor = crate::exec::Executor::with_transports(
+        crate::exec::resolve::Resolver::default(),
+        settings,
+        Vec::new(),
+        crate::exec::transport::Transports::with_tls(tls),
+    );
+    let hop = crate::plan::Hop {
+        target,
+        protocol,
+        headers: std::collections::BTreeMap::new(),
+        next: Arc::new(plan),
+    };
+    let forward = executor.call_once(&hop, timeout).await;
+    let ok = forward.result == crate::report::Outcome::Ok;
+    match &forward.response {
+        Some(report) => Ok(Answer {
+            body: rendered(report, view),
+            ok,
+            status: forward
+                .status
+                .map_or_else(|| forward.result.to_string(), |s| s.to_string()),
+        }),
+        None => Err(ClientError::Unreachable {
+            addr: authority,
+            cause: forward.error.unwrap_or_else(|| forward.result.to_string()),
+        }),
+    }
+}
+
 /// Calls `path` on `addr` over gRPC and renders the report in `view`: the
 /// response, or the one a failed call carries in its details.
 pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, ClientError> {

@@ -107,7 +107,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Mesh(args) => mesh(args).await,
         Command::Plan { path } => Ok(print_plan(&path)),
         Command::Call {
-            grpc,
+            via,
             addr,
             path,
             timeout,
@@ -119,7 +119,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 (_, true) => client::View::Flat,
                 _ => client::View::Json,
             };
-            tokio::time::timeout(timeout, call(grpc, &addr, &path, view))
+            let tls = via.tls()?;
+            let how = Calling {
+                protocol: via.protocol(),
+                tls,
+                timeout,
+            };
+            tokio::time::timeout(timeout, call(how, &addr, &path, view))
                 .await
                 .with_context(|| format!("no answer from {addr} within {timeout:?}"))
         }
@@ -425,13 +431,21 @@ fn print_plan(typed: &str) -> ExitCode {
     }
 }
 
+/// How `servicemock call` calls.
+struct Calling {
+    protocol: servicemock::plan::Protocol,
+    tls: servicemock::exec::tls::HopTls,
+    timeout: Duration,
+}
+
 /// `servicemock call`: prints the report in the asked view; exit 0 when the
 /// call succeeded, 1 when it answered a failure, 2 when it could not be made.
-async fn call(grpc: bool, addr: &str, path: &str, view: client::View) -> ExitCode {
-    let answer = if grpc {
-        client::call_grpc(addr, path, view).await
-    } else {
-        client::call_http(addr, path, view).await
+async fn call(how: Calling, addr: &str, path: &str, view: client::View) -> ExitCode {
+    use servicemock::plan::Protocol;
+    let answer = match how.protocol {
+        Protocol::Http => client::call_http(addr, path, view).await,
+        Protocol::Grpc => client::call_grpc(addr, path, view).await,
+        other => client::call_over(addr, path, view, other, how.tls, how.timeout).await,
     };
     match answer {
         Ok(answer) => {

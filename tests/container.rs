@@ -244,6 +244,66 @@ async fn named_containers_form_a_mesh() {
         let (status, r) = report(entry, "/@service2|service3/@service1/end").await;
         assert_eq!(status, 200, "{r:#?}");
         assert_eq!(r.service, "service1");
+        let down = compose_command(&tool, &project)
+            .args(["down", "-t", "2"])
+            .env("SERVICEMOCK_IMAGE", &image)
+            .output()
+            .unwrap();
+        assert!(
+            down.status.success(),
+            "compose down: {}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+    }
+
+    // With docker/compose.tls.yaml on top: TLS on every hop, each level
+    // showing how it arrived and, from the hop's client certificate, who
+    // sent it.
+    {
+        let tool = compose_tool();
+        let project = format!("{prefix}composetls");
+        cleanup.compose = Some((tool.clone(), project.clone()));
+        let certs = std::env::temp_dir().join(format!("{prefix}-certs"));
+        let made = Command::new(env!("CARGO_BIN_EXE_servicemock"))
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .args(["service1", "service2", "service3"])
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        let port = closed_port().await.port();
+        let up = compose_command(&tool, &project)
+            .args([
+                "-f",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/docker/compose.tls.yaml"),
+                "up",
+                "-d",
+            ])
+            .env("SERVICEMOCK_IMAGE", &image)
+            .env("SERVICEMOCK_PORT", port.to_string())
+            .env("SERVICEMOCK_CERTS", &certs)
+            .output()
+            .unwrap();
+        assert!(
+            up.status.success(),
+            "compose up (TLS): {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let entry: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_healthy(entry, Duration::from_secs(30)).await;
+        let (status, r) = report(entry, "/@https:service2/@grpcs:service3/end").await;
+        assert_eq!(status, 200, "{r:#?}");
+        let two = only_child(&r);
+        let three = only_child(two);
+        for (level, caller) in [(two, "service1"), (three, "service2")] {
+            assert!(level.tls.is_some(), "{level:#?}");
+            let principal = &level.peer.as_ref().expect("a caller").principal;
+            assert_eq!(
+                principal,
+                &format!("spiffe://cluster.local/ns/default/sa/{caller}")
+            );
+        }
+        let _ = std::fs::remove_dir_all(&certs);
     }
     drop(cleanup);
 }

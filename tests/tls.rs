@@ -1158,3 +1158,104 @@ async fn load_tallies_who_called_each_position() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn call_and_load_speak_tls_and_say_why_a_handshake_failed() {
+    let d = dir("clients");
+    let certs = certs(&d.0, "c", &["service1", "client"]);
+    let other = certs_of_another_ca(&d.0);
+    let ca = s(certs.join("ca.pem"));
+    let mut args = tls_args(&certs, "service1");
+    args.extend(["--tls-client-ca".into(), ca.clone()]);
+    let server = serve("service1", &args).await;
+    let addr = format!("localhost:{}", server.addr.port());
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().unwrap())
+    };
+    for protocol in ["https", "grpcs"] {
+        let out = run(vec![
+            "call".into(),
+            "--protocol".into(),
+            protocol.into(),
+            "--cacert".into(),
+            ca.clone(),
+            "--cert".into(),
+            s(certs.join("client.pem")),
+            "--key".into(),
+            s(certs.join("client-key.pem")),
+            addr.clone(),
+            "/".into(),
+        ])
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["Peer"]["Principal"],
+            "spiffe://cluster.local/ns/mock-1/sa/client"
+        );
+        assert_eq!(report["Tls"]["Sni"], "localhost");
+    }
+    // -k takes any certificate; a CA that did not sign it is named.
+    let out = run(vec![
+        "call".into(),
+        "--protocol".into(),
+        "https".into(),
+        "-k".into(),
+        addr.clone(),
+        "/".into(),
+        "--tree".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tls TLSv1.3"));
+    let out = run(vec![
+        "call".into(),
+        "--protocol".into(),
+        "https".into(),
+        "--cacert".into(),
+        s(other.join("ca.pem")),
+        addr.clone(),
+        "/".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is not trusted: unknown issuer"), "{said}");
+    // load over TLS, the caller's identity tallied.
+    let out = run(vec![
+        "load".into(),
+        "--protocol".into(),
+        "grpcs".into(),
+        "--cacert".into(),
+        ca.clone(),
+        "--cert".into(),
+        s(certs.join("client.pem")),
+        "--key".into(),
+        s(certs.join("client-key.pem")),
+        addr,
+        "/".into(),
+        "-n".into(),
+        "20".into(),
+        "--expect".into(),
+        "principal=spiffe://cluster.local/ns/mock-1/sa/client:100".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -37,6 +37,9 @@ pub struct HopTlsOptions {
     pub ca_pem: Option<String>,
     /// A client certificate and key for mTLS origination (`--hop-cert`, `--hop-key`).
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Accept any server certificate (`--insecure` of the clients): the
+    /// handshake's signatures are still checked, the certificate is not.
+    pub insecure: bool,
 }
 
 /// The client configurations hops use: ALPN `h2, http/1.1` for `https:`,
@@ -101,6 +104,11 @@ impl HopTls {
                 }
             };
             config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            if options.insecure {
+                config
+                    .dangerous()
+                    .set_certificate_verifier(Arc::new(AnyCertificate(provider.clone())));
+            }
             Ok(Arc::new(config))
         };
         Ok(HopTls {
@@ -113,6 +121,56 @@ impl HopTls {
     /// Public roots only, no client certificate.
     pub fn public() -> HopTls {
         HopTls::new(&HopTlsOptions::default()).unwrap_or_else(|e| unreachable!("public roots: {e}"))
+    }
+}
+
+/// A verifier that takes any certificate (`--insecure`), checking only
+/// that the handshake is signed by the key it presents.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -57,6 +57,8 @@ pub struct LoadOptions {
     pub expectations: Vec<Expectation>,
     /// 0..1, e.g. 0.99.
     pub confidence: f64,
+    /// What `https:`/`grpcs:` calls trust and present.
+    pub tls: crate::exec::tls::HopTls,
 }
 
 /// What a run did.
@@ -94,7 +96,12 @@ pub async fn run(
         hop_timeout: options.timeout,
         ..Settings::default()
     };
-    let executor = Executor::new(Resolver::default(), settings, Vec::new());
+    let executor = Executor::with_transports(
+        Resolver::default(),
+        settings,
+        Vec::new(),
+        crate::exec::transport::Transports::with_tls(options.tls.clone()),
+    );
     let LoadOptions {
         target,
         protocol,
@@ -107,6 +114,7 @@ pub async fn run(
         timeout,
         expectations,
         confidence,
+        tls: _,
     } = options;
     let hop = Arc::new(Hop {
         target,
