@@ -321,6 +321,24 @@ pub(crate) struct ClientFlags {
     pub(crate) insecure: bool,
 }
 
+/// TLS for calls out: a CA file beside the public roots, a client
+/// certificate and key, or any server certificate taken.
+fn hop_tls(
+    ca: &Option<std::path::PathBuf>,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+    insecure: bool,
+) -> anyhow::Result<servicemock::exec::tls::HopTls> {
+    Ok(servicemock::exec::tls::HopTls::new(
+        &servicemock::exec::tls::HopTlsOptions {
+            ca: ca.clone(),
+            ca_pem: None,
+            identity: cert.clone().zip(key.clone()),
+            insecure,
+        },
+    )?)
+}
+
 fn parse_protocol(word: &str) -> Result<Protocol, String> {
     Protocol::from_scheme(word).ok_or_else(|| {
         let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
@@ -339,14 +357,7 @@ impl ClientFlags {
 
     /// What https/grpcs calls trust and present.
     pub(crate) fn tls(&self) -> anyhow::Result<servicemock::exec::tls::HopTls> {
-        Ok(servicemock::exec::tls::HopTls::new(
-            &servicemock::exec::tls::HopTlsOptions {
-                ca: self.cacert.clone(),
-                ca_pem: None,
-                identity: self.cert.clone().zip(self.key.clone()),
-                insecure: self.insecure,
-            },
-        )?)
+        hop_tls(&self.cacert, &self.cert, &self.key, self.insecure)
     }
 }
 
@@ -421,13 +432,7 @@ pub(crate) enum ClientAuthFlag {
 impl TlsFlags {
     /// What https: and grpcs: hops trust and present.
     pub(crate) fn hops(&self) -> anyhow::Result<servicemock::exec::tls::HopTls> {
-        let options = servicemock::exec::tls::HopTlsOptions {
-            ca: self.hop_ca.clone(),
-            ca_pem: None,
-            identity: self.hop_cert.clone().zip(self.hop_key.clone()),
-            insecure: false,
-        };
-        Ok(servicemock::exec::tls::HopTls::new(&options)?)
+        hop_tls(&self.hop_ca, &self.hop_cert, &self.hop_key, false)
     }
 
     /// The TLS options these flags ask for, or `None` for plaintext only.

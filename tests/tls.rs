@@ -90,6 +90,19 @@ async fn serve(name: &str, args: &[String]) -> Served {
     served
 }
 
+/// Flags of a caller whose https:/grpcs: hops trust the CA of `certs` and
+/// present `name`'s certificate.
+fn hop_client_args(certs: &Path, name: &str) -> Vec<String> {
+    vec![
+        "--hop-ca".into(),
+        s(certs.join("ca.pem")),
+        "--hop-cert".into(),
+        s(certs.join(format!("{name}.pem"))),
+        "--hop-key".into(),
+        s(certs.join(format!("{name}-key.pem"))),
+    ]
+}
+
 fn tls_args(certs: &Path, name: &str) -> Vec<String> {
     vec![
         "--tls-cert".into(),
@@ -896,18 +909,7 @@ async fn tls_origination_to_an_mtls_servicemock_shows_the_caller() {
         "required".into(),
     ]);
     let two = serve("service2", &args).await;
-    let one = serve(
-        "service1",
-        &[
-            "--hop-ca".into(),
-            ca,
-            "--hop-cert".into(),
-            s(certs.join("service1.pem")),
-            "--hop-key".into(),
-            s(certs.join("service1-key.pem")),
-        ],
-    )
-    .await;
+    let one = serve("service1", &hop_client_args(&certs, "service1")).await;
     let path = format!("/@https:localhost:{}/end", two.addr.port());
     let (status, root) = report_of(one.addr, &path).await;
     assert_eq!(status, 200, "{root:#}");
@@ -1081,18 +1083,7 @@ async fn from_aims_a_fault_at_one_caller_as_an_authorization_policy_would() {
     assert!(line.contains("200"), "no caller known, no fault: {line}");
     // In a bracket on a hop, the principal's slashes written %2F: the hop
     // from service1 (presenting its certificate) gets the 403.
-    let one = serve(
-        "service1",
-        &[
-            "--hop-ca".into(),
-            ca,
-            "--hop-cert".into(),
-            s(certs.join("service1.pem")),
-            "--hop-key".into(),
-            s(certs.join("service1-key.pem")),
-        ],
-    )
-    .await;
+    let one = serve("service1", &hop_client_args(&certs, "service1")).await;
     let path = format!(
         "/@https:localhost:{}[x-mock-status=403@from=spiffe:%2F%2Fcluster.local%2Fns%2Fmock-1%2Fsa%2Fservice1]/end",
         two.addr.port()
@@ -1114,18 +1105,7 @@ async fn load_tallies_who_called_each_position() {
     let mut args = tls_args(&certs, "service2");
     args.extend(["--tls-client-ca".into(), ca.clone()]);
     let two = serve("service2", &args).await;
-    let one = serve(
-        "service1",
-        &[
-            "--hop-ca".into(),
-            ca,
-            "--hop-cert".into(),
-            s(certs.join("service1.pem")),
-            "--hop-key".into(),
-            s(certs.join("service1-key.pem")),
-        ],
-    )
-    .await;
+    let one = serve("service1", &hop_client_args(&certs, "service1")).await;
     let path = format!("/@https:localhost:{}/end", two.addr.port());
     let principal = "spiffe://cluster.local/ns/mock-1/sa/service1";
     let run = |expect: String| {
