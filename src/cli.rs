@@ -339,6 +339,14 @@ fn hop_tls(
     )?)
 }
 
+/// A percentage written `10` or `10%`.
+fn parse_percentage(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    number
+        .parse::<f64>()
+        .map_err(|_| format!("\"{text}\" is not a percentage: write e.g. 10 or 10%"))
+}
+
 fn parse_protocol(word: &str) -> Result<Protocol, String> {
     Protocol::from_scheme(word).ok_or_else(|| {
         let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
@@ -590,13 +598,14 @@ pub(crate) struct BehaviorFlags {
     /// Answer gRPC calls with this code: UNAVAILABLE, 14@25%.
     #[arg(long, env = "SERVICEMOCK_GRPC_STATUS")]
     pub(crate) grpc_status: Option<String>,
-    /// Fail this percentage of requests (503 over HTTP, UNAVAILABLE over gRPC).
-    #[arg(long, env = "SERVICEMOCK_ERROR_RATE")]
+    /// Fail this percentage of requests (503 over HTTP, UNAVAILABLE over
+    /// gRPC): 10 or 10%.
+    #[arg(long, env = "SERVICEMOCK_ERROR_RATE", value_parser = parse_percentage)]
     pub(crate) error_rate: Option<f64>,
     /// Pad every answer with this many bytes: 1024, 64KiB.
     #[arg(long, env = "SERVICEMOCK_SIZE")]
     pub(crate) size: Option<String>,
-    /// Drop this percentage of connections without an answer: 5%.
+    /// Drop this percentage of connections without an answer: 5 or 5%.
     #[arg(long, env = "SERVICEMOCK_RESET_RATE")]
     pub(crate) reset_rate: Option<String>,
 }
@@ -613,12 +622,20 @@ impl BehaviorFlags {
             // gRPC. Two independent draws would fail 19 % at --error-rate 10.
             d.set(behavior::STATUS, &format!("503@{rate}%"), max_delay)?;
         }
+        // A rate is a percentage with or without its '%' (as --error-rate).
+        let reset_rate = self
+            .reset_rate
+            .as_ref()
+            .map(|rate| match rate.trim().parse::<f64>() {
+                Ok(_) => format!("{}%", rate.trim()),
+                Err(_) => rate.clone(),
+            });
         for (flag, name, value) in [
             ("--delay", behavior::DELAY, &self.delay),
             ("--status", behavior::STATUS, &self.status),
             ("--grpc-status", behavior::GRPC_STATUS, &self.grpc_status),
             ("--size", behavior::SIZE, &self.size),
-            ("--reset-rate", behavior::RESET, &self.reset_rate),
+            ("--reset-rate", behavior::RESET, &reset_rate),
         ] {
             if let Some(v) = value {
                 d.set(name, v, max_delay).context(flag)?;

@@ -88,6 +88,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a command's output. A reader that went away (`| head -1`) ends
+/// the command quietly, as a Unix tool's SIGPIPE would, never in a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("servicemock: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -158,7 +173,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             Ok(match client::control(&addr, &request).await {
                 Ok(state) => {
-                    print!("{state}");
+                    emit(&state);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -182,7 +197,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let written = servicemock::certs::write(&out, &names, &options)?;
             for file in written {
-                println!("{}", out.join(file).display());
+                emit(&format!("{}\n", out.join(file).display()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -203,7 +218,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 control,
                 tls_secret: tls,
             };
-            print!("{}", manifests::render(&names, &options)?);
+            emit(&manifests::render(&names, &options)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -244,9 +259,9 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     .await;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", servicemock::load::render::json(&run));
+        emit(&format!("{}\n", servicemock::load::render::json(&run)));
     } else {
-        print!("{}", servicemock::load::render::table(&run, &what));
+        emit(&servicemock::load::render::table(&run, &what));
     }
     use servicemock::load::expect::Verdict;
     let verdicts: Vec<Verdict> = run.judgements.iter().map(|j| j.verdict).collect();
@@ -297,6 +312,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An address to listen on as people write it: `HOST:PORT`, a bare port
+/// (`8080`) or `:PORT`, both meaning every interface.
+fn listen_address(written: &str) -> anyhow::Result<String> {
+    let text = written.trim();
+    let port_only = text.strip_prefix(':').unwrap_or(text);
+    if port_only.parse::<u16>().is_ok() {
+        return Ok(format!("0.0.0.0:{port_only}"));
+    }
+    let ok = text
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    anyhow::ensure!(
+        ok,
+        "\"{written}\" is not an address to listen on: write HOST:PORT (e.g. 0.0.0.0:8080), :PORT or PORT"
+    );
+    Ok(text.to_owned())
+}
+
 /// The listeners `serve` asks for: `--listen` (plaintext, TLS beside it,
 /// or TLS only) and `--tls-listen`.
 async fn listeners(
@@ -323,10 +356,15 @@ async fn listeners(
         ));
     }
     let mut listeners = Vec::new();
-    for (address, speaks) in wanted {
-        let tcp = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
+    for (written, speaks) in wanted {
+        let address = listen_address(written)?;
+        let tcp = match tokio::net::TcpListener::bind(&address).await {
+            Ok(tcp) => tcp,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+                "cannot listen on {address}: another process holds that port ({e}; another servicemock? give another with --listen)"
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {address}")),
+        };
         let what = match (&speaks.tls, speaks.tls_only) {
             (None, _) => "HTTP/1.1, h2c, gRPC",
             (Some(_), false) => "HTTP/1.1, HTTP/2, gRPC; TLS and plaintext",
@@ -415,7 +453,7 @@ fn print_plan(typed: &str) -> ExitCode {
             }
             match serde_json::to_string_pretty(&servicemock::plan::proto::request_for(&plan)) {
                 Ok(json) => {
-                    println!("{json}");
+                    emit(&format!("{json}\n"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -449,7 +487,7 @@ async fn call(how: Calling, addr: &str, path: &str, view: client::View) -> ExitC
     };
     match answer {
         Ok(answer) => {
-            print!("{}", answer.body);
+            emit(&answer.body);
             if answer.ok {
                 ExitCode::SUCCESS
             } else {

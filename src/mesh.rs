@@ -83,8 +83,10 @@ impl MeshTls {
 pub enum MeshError {
     #[error("no service names given")]
     NoNames,
-    #[error("service name \"{0}\" given twice")]
+    #[error("service name \"{0}\" given twice (names compare without case, as host names do)")]
     Duplicate(String),
+    #[error("\"{0}\" is not a service name: use letters, digits, '-', '.' or '_', at most 63, starting with a letter or digit")]
+    BadName(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -104,8 +106,18 @@ impl Mesh {
         }
         let mut listeners = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
+            // Names resolve as DNS names do: whatever their case.
+            if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 return Err(MeshError::Duplicate(name.clone()));
+            }
+            let is_name = !name.is_empty()
+                && name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+            if !is_name {
+                return Err(MeshError::BadName(name.clone()));
             }
             let port = match options.base_port {
                 0 => 0,

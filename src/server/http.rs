@@ -92,7 +92,15 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     let depth = admission.depth;
     // The view is the entry's choice; services between themselves exchange JSON.
     let (target, view) = if depth == 0 {
-        choose_view(full_target, &parts.headers)
+        match choose_view(full_target, &parts.headers) {
+            Ok(chosen) => chosen,
+            Err(unknown) => {
+                service.metrics.refused(Refusal::BadRequest);
+                return bad_request(format!(
+                    "unknown view \"{unknown}\" in the query: write view=json, view=tree or view=flat"
+                ));
+            }
+        }
     } else {
         (Cow::Borrowed(full_target), View::Json)
     };
@@ -228,14 +236,15 @@ fn refusal(service: &Service, refused: Refused, view: View) -> Response {
 }
 
 /// Takes `view=tree` (or `view=flat`, `view=json`) out of the query, so it is not passed
-/// on to the leaves; `Accept: text/plain` also asks for the tree.
-fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> (Cow<'t, str>, View) {
+/// on to the leaves; `Accept: text/plain` also asks for the tree. Any other
+/// `view=` is a mistake, handed back to be named.
+fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> Result<(Cow<'t, str>, View), String> {
     let mut view = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(accept) if accept.starts_with("text/plain") => View::Tree,
         _ => View::Json,
     };
     let Some((path, query)) = target.split_once('?') else {
-        return (Cow::Borrowed(target), view);
+        return Ok((Cow::Borrowed(target), view));
     };
     let (mut kept, mut taken) = (Vec::new(), false);
     for pair in query.split('&') {
@@ -243,6 +252,9 @@ fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> (Cow<'t, str>, View)
             "view=tree" => view = View::Tree,
             "view=json" => view = View::Json,
             "view=flat" => view = View::Flat,
+            other if other.starts_with("view=") => {
+                return Err(crate::report::text::sanitize(&other["view=".len()..]).into_owned());
+            }
             other => {
                 kept.push(other);
                 continue;
@@ -257,7 +269,7 @@ fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> (Cow<'t, str>, View)
     } else {
         Cow::Owned(format!("{path}?{}", kept.join("&")))
     };
-    (target, view)
+    Ok((target, view))
 }
 
 /// This service's metrics: OpenMetrics when the scraper asks for it (as

@@ -1,0 +1,161 @@
+//! The first hour's mistakes get a message that says what to do, through
+//! the real binary (issue "The first hour, again": items 6, 9, 10, 11, 15).
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the binary to its end (it must end within 10 s).
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("servicemock {args:?} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Kills the child when the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_view_is_a_400_listing_the_views() {
+    let mesh = mesh(&["service1"]).await;
+    let entry = mesh.addr("service1").unwrap();
+    let (status, body) = get(entry, "/@service1/end?view=tre").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown view \"tre\""), "{body}");
+    assert!(body.contains("view=json, view=tree or view=flat"), "{body}");
+    let (status, _) = get(entry, "/end?view=flat&x=1").await;
+    assert_eq!(status, 200);
+    mesh.stop().await.unwrap();
+}
+
+#[test]
+fn mesh_names_that_clash_or_are_no_names_are_refused() {
+    let port = free_port().to_string();
+    let (code, said) = run(&["mesh", "--base-port", &port, "a", "A"]);
+    assert_ne!(code, Some(0));
+    assert!(said.contains("\"A\" given twice"), "{said}");
+    let (code, said) = run(&["mesh", "--base-port", &port, "bad name"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        said.contains("\"bad name\" is not a service name"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn rates_take_a_percentage_with_or_without_its_sign() {
+    for (flag, value) in [
+        ("--error-rate", "10%"),
+        ("--error-rate", "10"),
+        ("--reset-rate", "20"),
+        ("--reset-rate", "20%"),
+    ] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &listen, flag, value])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _running = Running(child);
+        let addr: SocketAddr = listen.parse().unwrap();
+        wait_healthy(addr, Duration::from_secs(10)).await;
+    }
+    let (code, said) = tokio::task::spawn_blocking(|| run(&["serve", "--error-rate", "ten"]))
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0));
+    assert!(said.contains("write e.g. 10 or 10%"), "{said}");
+}
+
+#[tokio::test]
+async fn listen_takes_a_bare_port_and_says_what_to_write() {
+    for written in [":{port}", "{port}"] {
+        let port = free_port();
+        let listen = written.replace("{port}", &port.to_string());
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &listen])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _running = Running(child);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_healthy(addr, Duration::from_secs(10)).await;
+    }
+    let (code, said) = tokio::task::spawn_blocking(|| run(&["serve", "--listen", "localhost"]))
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0));
+    assert!(
+        said.contains("write HOST:PORT (e.g. 0.0.0.0:8080), :PORT or PORT"),
+        "{said}"
+    );
+    // A taken port: which, and that another process holds it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let (code, said) = tokio::task::spawn_blocking(move || run(&["serve", "--listen", &listen]))
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0));
+    assert!(said.contains("another process holds that port"), "{said}");
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let names: Vec<String> = (0..300).map(|i| format!("service{i}")).collect();
+    let mut child = Command::new(BIN)
+        .arg("manifests")
+        .args(&names)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone (as `| head -1` goes).
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("# servicemock"), "{first}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+}
