@@ -109,7 +109,13 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     // form unless told otherwise, so a body that opens with '{' is read as
     // JSON whatever its content type; any other body is refused, not ignored.
     let max_body = service.executor.settings().max_body;
-    let bytes = match axum::body::to_bytes(body, max_body).await {
+    // Most requests have no body: nothing to collect.
+    let bytes = if axum::body::HttpBody::is_end_stream(&body) {
+        Ok(bytes::Bytes::new())
+    } else {
+        axum::body::to_bytes(body, max_body).await
+    };
+    let bytes = match bytes {
         Ok(bytes) => bytes,
         Err(e) if is_too_large(&e) => {
             service.metrics.refused(Refusal::BadRequest);

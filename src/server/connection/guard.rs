@@ -109,7 +109,7 @@ impl<S> GuardedIo<S> {
         let k = bytes.len().min(3);
         edge[3..3 + k].copy_from_slice(&bytes[..k]);
         if edge[..3 + k].windows(4).any(|w| w == b"\r\n\r\n")
-            || memchr::memmem::find(bytes, b"\r\n\r\n").is_some()
+            || bytes.windows(4).any(|w| w == b"\r\n\r\n")
         {
             return true;
         }
