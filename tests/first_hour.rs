@@ -12,14 +12,6 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the binary to its end (it must end within 10 s).
 fn run(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(BIN)

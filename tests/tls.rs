@@ -44,14 +44,6 @@ fn dir(name: &str) -> Dir {
     Dir(path)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `servicemock certs` into `dir/sub` for `names`, in namespace mock-1.
 fn certs(dir: &Path, sub: &str, names: &[&str]) -> PathBuf {
     let out = dir.join(sub);

@@ -21,14 +21,7 @@ pub async fn replica(name: &str, version: &str) -> Mesh {
         .expect("replica starts")
 }
 
-/// A free loopback port (bound, then let go for HAProxy to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 /// How HAProxy treats the upstream servers of its one backend.
 #[derive(Default)]

@@ -181,6 +181,15 @@ pub async fn closed_port() -> SocketAddr {
     addr
 }
 
+/// A free loopback port (bound, then let go for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// True when CI=true.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
