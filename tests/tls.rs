@@ -938,7 +938,6 @@ async fn a_failed_hop_handshake_says_why_in_words() {
     let certs = certs(&d.0, "c", &["service2", "service3"]);
     let other = certs_of_another_ca(&d.0);
     let ca = s(certs.join("ca.pem"));
-    let _ = &ca;
     // A server whose CA the caller does not trust; one that wants a client
     // certificate; one for other names; one that speaks no TLS; an expired one.
     let untrusted = serve("untrusted", &tls_args(&other, "service2")).await;

@@ -56,21 +56,12 @@ fn connector() -> HttpConnector<Lookup> {
 /// (`grpcs:`) when made with a TLS configuration, the server name being
 /// the authority's host (a pool of its own, so a channel is never shared
 /// between plaintext and TLS).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct GrpcClients {
     channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
     epoch: Instant,
     capacity: usize,
     tls: Option<super::tls::HopTls>,
-}
-
-impl std::fmt::Debug for GrpcClients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcClients")
-            .field("capacity", &self.capacity)
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for GrpcClients {

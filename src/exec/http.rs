@@ -43,18 +43,12 @@ pub(super) enum HttpKind {
 }
 
 /// The pooled HTTP clients.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct HttpClients {
     http1: Pool,
     h2c: Pool,
     tls: HopTls,
     https: Arc<Mutex<HashMap<String, TlsPool>>>,
-}
-
-impl std::fmt::Debug for HttpClients {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClients").finish_non_exhaustive()
-    }
 }
 
 /// Why an HTTP exchange failed before a usable answer.

@@ -169,8 +169,8 @@ pub struct Inbound {
     pub tls: Option<crate::caller::Tls>,
     /// Who sent it, when known.
     pub peer: Option<crate::caller::Peer>,
-    /// The HTTP method (empty for gRPC).
-    pub method: String,
+    /// The HTTP method (none for gRPC).
+    pub method: Option<::http::Method>,
     /// The request body's length and SHA-256 (hex), when it had one.
     pub body: Option<(u64, String)>,
 }
@@ -185,7 +185,7 @@ impl Inbound {
             started: Instant::now(),
             tls: None,
             peer: None,
-            method: String::new(),
+            method: None,
             body: None,
         }
     }
@@ -193,7 +193,7 @@ impl Inbound {
     /// The request as it arrived with `method` and a body (`body`, read
     /// whole, then let go: only its length and digest are kept).
     pub fn with_body(mut self, method: &::http::Method, body: &[u8]) -> Inbound {
-        self.method = method.as_str().to_owned();
+        self.method = Some(method.clone());
         if !body.is_empty() {
             let digest = ring::digest::digest(&ring::digest::SHA256, body);
             let mut hex = String::with_capacity(64);
@@ -650,7 +650,11 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         attempt,
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
-        method: inbound.method.clone(),
+        method: inbound
+            .method
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
         body_bytes: inbound.body.as_ref().map_or(0, |(len, _)| *len),
         body_sha256: inbound
             .body

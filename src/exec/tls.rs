@@ -175,7 +175,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 }
 
 /// Opens TCP through [`Lookup`], then TLS for `server_name`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(super) struct TlsConnector {
     tcp: HttpConnector<Lookup>,
     config: Arc<ClientConfig>,
