@@ -308,7 +308,7 @@ impl Injection {
 /// UNAVAILABLE`, `size 1024`, `delay 10s cut at the deadline after 9s`.
 impl fmt::Display for Injection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::exec::deadline::human;
+        use crate::units::human;
         match *self {
             Injection::Delay(d) => write!(f, "delay {}", human(d)),
             Injection::DelayCut { asked, after } => write!(
@@ -625,8 +625,8 @@ pub fn parse_delay(text: &str, max: Duration) -> Result<Weighted<DelayValue>, Di
             text,
             format!(
                 "{} is over the cap of {} (--max-delay)",
-                crate::exec::deadline::human(v.max()),
-                crate::exec::deadline::human(max)
+                crate::units::human(v.max()),
+                crate::units::human(max)
             ),
         ));
     }
@@ -663,29 +663,7 @@ pub fn parse_grpc_status(text: &str) -> Result<Weighted<i32>, DirectiveError> {
 
 /// `x-mock-size`: bytes, with an optional unit (`1024`, `64KiB`, `1MB`).
 pub fn parse_size(text: &str) -> Result<usize, DirectiveError> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1000,
-        "KiB" | "K" | "k" => 1024,
-        "MB" => 1_000_000,
-        "MiB" | "M" => 1024 * 1024,
-        other => {
-            return Err(error(
-                SIZE,
-                text,
-                format!("unknown unit \"{other}\" (use B, KiB, MiB, KB or MB)"),
-            ))
-        }
-    };
-    let size = number
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| error(SIZE, text, "not a size (write e.g. 1024 or 64KiB)"))?;
+    let size = parse_bytes(text).map_err(|problem| error(SIZE, text, problem))?;
     if size > MAX_SIZE {
         return Err(error(
             SIZE,
@@ -695,6 +673,8 @@ pub fn parse_size(text: &str) -> Result<usize, DirectiveError> {
     }
     Ok(size)
 }
+
+pub use crate::units::parse_bytes;
 
 /// `x-mock-reset`: `true` (always), or a percentage such as `25%`.
 pub fn parse_reset(text: &str) -> Result<f64, DirectiveError> {

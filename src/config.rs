@@ -78,9 +78,6 @@ pub struct Settings {
     /// padding and propagated headers its plan may ask for: a hop whose
     /// answer would pass it is cut, a plan that asks for more is refused.
     pub max_report_size: usize,
-    /// Largest request body read (and discarded, or taken as a plan);
-    /// past it the request is answered 413.
-    pub max_body: usize,
     /// Bounds on inbound connections.
     pub connections: ConnectionLimits,
     /// Whether `GET/PUT/DELETE /control` may change this process's
@@ -102,7 +99,6 @@ impl Default for Settings {
             max_concurrent: 1024,
             grpc_details_budget: 8 * 1024,
             max_report_size: 4 * 1024 * 1024,
-            max_body: 1024 * 1024,
             connections: ConnectionLimits::default(),
             control: false,
             access_log: false,
@@ -121,32 +117,7 @@ pub fn local_host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Parses a duration written as a number and a unit: `250ms`, `1.5s`, `2m`,
-/// `100us`, `1h`. A bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration (write e.g. 250ms, 1.5s, 2m)"))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit \"{other}\" in \"{text}\" (use ns, us, ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("\"{text}\" is out of range"))
-}
+pub use crate::units::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,7 @@
 //!   on stable by `tests/fuzz_corpus.rs`.
 //! * [`wire`]: the guard before every protobuf decode (nesting bounded by
 //!   `--max-depth`, no recursion on hostile input) and the tonic codec.
+//! * [`units`]: durations and sizes as people write them, for every part.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
 #![warn(unreachable_pub)]
@@ -68,4 +69,5 @@ pub mod pb;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod units;
 pub mod wire;

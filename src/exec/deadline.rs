@@ -30,24 +30,7 @@ pub(crate) fn callee_budget(timer: Duration) -> Duration {
     timer.saturating_sub(answer_margin(timer))
 }
 
-/// A duration the way a person writes it: `450ms`, `9.5s`, `79.2ms`, `120us`.
-pub(crate) fn human(d: Duration) -> String {
-    let micros = d.as_micros();
-    if micros >= 1_000_000 {
-        trim_decimal(d.as_secs_f64(), "s")
-    } else if micros >= 1_000 {
-        trim_decimal(micros as f64 / 1000.0, "ms")
-    } else {
-        format!("{micros}us")
-    }
-}
-
-/// One decimal at most, none when it is zero: `9.5s`, `10s`.
-fn trim_decimal(value: f64, unit: &str) -> String {
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text}{unit}")
-}
+pub(crate) use crate::units::human;
 
 #[cfg(test)]
 mod tests {
@@ -71,14 +54,5 @@ mod tests {
             callee_budget(Duration::from_secs(30)),
             Duration::from_millis(29_500)
         );
-    }
-
-    #[test]
-    fn durations_read_like_a_person_wrote_them() {
-        assert_eq!(human(Duration::from_micros(79_234)), "79.2ms");
-        assert_eq!(human(Duration::from_millis(450)), "450ms");
-        assert_eq!(human(Duration::from_millis(9_500)), "9.5s");
-        assert_eq!(human(Duration::from_secs(10)), "10s");
-        assert_eq!(human(Duration::from_micros(120)), "120us");
     }
 }
