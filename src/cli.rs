@@ -538,7 +538,7 @@ pub(crate) struct Tuning {
     pub(crate) max_report_size: usize,
     /// Largest request body read, of any method (a JSON plan included);
     /// a larger one gets 413.
-    #[arg(long, env = "SERVICEMOCK_MAX_BODY", default_value_t = Settings::default().max_body)]
+    #[arg(long, env = "SERVICEMOCK_MAX_BODY", default_value_t = Limits::default().max_body)]
     pub(crate) max_body: usize,
     /// Longest a request head may take from its first byte (slowloris).
     #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -653,6 +653,7 @@ impl Tuning {
                 max_targets: self.max_targets,
                 max_hops: self.max_hops,
                 max_depth: self.max_depth,
+                max_body: self.max_body,
             },
             hop_timeout: self.hop_timeout,
             request_timeout: self.request_timeout,
@@ -660,7 +661,6 @@ impl Tuning {
             max_concurrent: self.max_concurrent,
             grpc_details_budget: self.grpc_details_budget,
             max_report_size: self.max_report_size,
-            max_body: self.max_body,
             connections: ConnectionLimits {
                 header_read_timeout: self.header_read_timeout,
                 idle_timeout: self.idle_timeout,

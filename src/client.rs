@@ -178,6 +178,7 @@ pub async fn call_over(
         target,
         protocol,
         headers: std::collections::BTreeMap::new(),
+        options: Default::default(),
         next: Arc::new(plan),
     };
     let forward = executor.call_once(&hop, timeout).await;

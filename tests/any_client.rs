@@ -134,10 +134,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[ignore = "needs curl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn a_body_past_max_body_is_413_naming_the_limit() {
-    let settings = servicemock::config::Settings {
-        max_body: 1000,
-        ..Default::default()
-    };
+    let mut settings = servicemock::config::Settings::default();
+    settings.limits.max_body = 1000;
     let mesh = mesh_with(&["service1"], settings).await;
     let entry = mesh.addr("service1").unwrap();
     let (head, body) = curl_off_runtime(vec![

@@ -24,7 +24,11 @@ use servicemock::plan::{Hop, Limits, Plan, Protocol, Sequence, Target};
 /// What a sink received: the request target and body (HTTP), or the call.
 #[derive(Debug, Clone)]
 enum Received {
-    Http { target: String, body: Bytes },
+    Http {
+        target: String,
+        json: bool,
+        body: Bytes,
+    },
     Grpc(pb::CallRequest),
 }
 
@@ -32,10 +36,16 @@ type Log = Arc<Mutex<Vec<Received>>>;
 
 async fn record_http(State(log): State<Log>, request: Request) -> &'static str {
     let target = request.uri().path_and_query().unwrap().to_string();
+    let json = request
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
     let body = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await
         .unwrap();
-    log.lock().unwrap().push(Received::Http { target, body });
+    log.lock()
+        .unwrap()
+        .push(Received::Http { target, json, body });
     "{}"
 }
 
@@ -77,7 +87,11 @@ async fn sinks(log: Log) -> (SocketAddr, SocketAddr) {
 fn decode(received: &Received) -> Plan {
     let limits = Limits::default();
     match received {
-        Received::Http { target, body } if body.is_empty() => parse_path(target, &limits).unwrap(),
+        Received::Http {
+            target,
+            json: false,
+            ..
+        } => parse_path(target, &limits).unwrap(),
         Received::Http { body, .. } => plan_from_json(body, &limits).unwrap(),
         Received::Grpc(request) => plan_from_request(request, &limits).unwrap(),
     }
@@ -129,20 +143,67 @@ fn arb_uri() -> impl Strategy<Value = String> {
 fn arb_plan() -> impl Strategy<Value = Plan> {
     let leaf = arb_uri().prop_map(Plan::leaf);
     leaf.prop_recursive(3, 16, 3, |inner| {
-        let hop = (arb_target(), arb_protocol(), pair_list(), inner).prop_map(
-            |(target, protocol, headers, next)| Hop {
-                target,
-                protocol,
-                headers,
-                next: Arc::new(next),
-            },
-        );
+        let hop = (
+            arb_target(),
+            arb_protocol(),
+            pair_list(),
+            arb_options(),
+            inner,
+        )
+            .prop_map(|(target, protocol, headers, options, next)| {
+                let hop = Hop {
+                    target,
+                    protocol,
+                    headers,
+                    options: Default::default(),
+                    next: Arc::new(next),
+                };
+                fitting(hop, &options)
+            });
         let groups = proptest::collection::vec(proptest::collection::vec(hop, 1..3), 1..3);
         (groups, arb_uri()).prop_map(|(groups, uri)| Plan {
             parallel: groups.into_iter().map(|hops| Sequence { hops }).collect(),
             uri,
         })
     })
+}
+
+/// Hop options as written in a path: each of them, on any protocol (those
+/// that do not fit the hop are dropped by [`fitting`]).
+fn arb_options() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+    let option = prop_oneof![
+        prop_oneof![Just("POST"), Just("HEAD"), Just("PATCH")].prop_map(|v| ("method", v)),
+        prop_oneof![Just("10"), Just("1KiB")].prop_map(|v| ("body", v)),
+        Just(("path", "/reviews/0")),
+        prop_oneof![Just("3s"), Just("250ms"), Just("1500us")].prop_map(|v| ("timeout", v)),
+        Just(("connect", "1s")),
+        prop_oneof![Just("1"), Just("3")].prop_map(|v| ("retries", v)),
+        Just(("retry-on", "5xx,timeout")),
+        Just(("backoff", "10ms")),
+        Just(("expect", "any")),
+        Just(("sni", "other.example")),
+        Just(("insecure", "true")),
+    ];
+    proptest::collection::vec(option, 0..4)
+}
+
+/// The hop with those of `options` that fit it, each checked as a path
+/// would check it.
+fn fitting(mut hop: Hop, options: &[(&str, &str)]) -> Hop {
+    for (name, value) in options {
+        let mut more = hop.options.clone();
+        if more.set(name, value, &Limits::default()).is_err() {
+            continue;
+        }
+        if *name == "retry-on" || *name == "backoff" {
+            more.retries = more.retries.max(1);
+        }
+        let before = std::mem::replace(&mut hop.options, more);
+        if hop.check_options().is_err() {
+            hop.options = before;
+        }
+    }
+    hop
 }
 
 fn pair_list() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -184,6 +245,7 @@ fn plans_survive_a_real_relay_of_each_protocol() {
                             target: Target::new(sink.ip().to_string(), Some(sink.port())),
                             protocol,
                             headers: BTreeMap::new(),
+                            options: Default::default(),
                             next: Arc::new(sub_plan.clone()),
                         }],
                     }],

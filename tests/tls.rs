@@ -1230,3 +1230,58 @@ async fn call_and_load_speak_tls_and_say_why_a_handshake_failed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `[:sni=…]` and `[:insecure=true]` belong to one hop: the callee sees
+/// the name sent, verification follows it, and no connection made one way
+/// is reused for a hop that asks another.
+#[tokio::test]
+async fn sni_and_insecure_are_options_of_one_hop() {
+    let d = dir("hop-options");
+    let certs = certs(&d.0, "c", &["service2"]);
+    let target = serve("service2", &tls_args(&certs, "service2")).await;
+    let trusting = serve("trusting", &["--hop-ca".into(), s(certs.join("ca.pem"))]).await;
+    let untrusting = serve("untrusting", &[]).await;
+    let t = target.addr;
+    let results = |report: &Value| -> Vec<String> {
+        report["ParallelForwards"][0]["SequentialForwards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["Result"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, report) = report_of(
+        untrusting.addr,
+        &format!("/@https:{t},https:{t}[:insecure=true],https:{t}/"),
+    )
+    .await;
+    assert_eq!(results(&report), ["tls", "ok", "tls"], "{report}");
+    let (status, report) = report_of(
+        trusting.addr,
+        &format!("/@https:{t}[:sni=service2.mock-1.svc]/"),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        hop(&report)["Response"]["Tls"]["Sni"],
+        "service2.mock-1.svc"
+    );
+    assert_eq!(hop(&report)["Options"], "sni service2.mock-1.svc");
+    let (_, report) = report_of(trusting.addr, &format!("/@https:{t}[:sni=a.example]/")).await;
+    assert_eq!(hop(&report)["Result"], "tls", "{report}");
+    assert!(
+        hop(&report)["Error"]
+            .as_str()
+            .unwrap()
+            .contains("\"a.example\""),
+        "{report}"
+    );
+    let (status, report) = report_of(
+        untrusting.addr,
+        &format!("/@grpcs:{t}[:insecure=true][:sni=service2]/"),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(hop(&report)["Response"]["Tls"]["Sni"], "service2");
+    assert_eq!(hop(&report)["Response"]["Protocol"], "grpc");
+}

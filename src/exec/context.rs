@@ -16,6 +16,9 @@ pub const DEPTH_HEADER: &str = "x-servicemock-depth";
 /// one plan never share it, so the callee can count attempts
 /// ([`crate::attempts`]) even when a plan calls one service twice.
 pub const CALL_HEADER: &str = "x-servicemock-call";
+/// Which try of an application-level retry (`[:retries=N]`) a hop call
+/// is: 1 for the first. Set only on hops that may retry.
+pub const TRY_HEADER: &str = "x-servicemock-try";
 /// Milliseconds left for the whole request, set on HTTP hops (gRPC hops use
 /// the standard `grpc-timeout`).
 pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";
@@ -32,6 +35,7 @@ const ENVOY_TIMEOUT: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 pub(crate) const CALL: HeaderName = HeaderName::from_static(CALL_HEADER);
+pub(crate) const TRY: HeaderName = HeaderName::from_static(TRY_HEADER);
 
 /// Headers passed on from each inbound request to every outbound hop, unless
 /// configured otherwise: the request id and the trace context of every
@@ -74,6 +78,16 @@ pub struct HopContext {
     pub outbound: HeaderMap,
     /// Bytes of downstream answers received so far by this request's hops.
     pub received: std::sync::atomic::AtomicUsize,
+}
+
+/// Which try of its caller's retries an inbound request is (0 when the
+/// caller does not retry, or says nothing readable).
+pub fn inbound_try(headers: &HeaderMap) -> u32 {
+    headers
+        .get(TRY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Reads the depth counter of an inbound request (0 when absent).

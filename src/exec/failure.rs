@@ -16,6 +16,8 @@ pub(crate) struct Failure {
     pub outcome: Outcome,
     /// The innermost cause, as its own type prints it.
     pub cause: String,
+    /// The failure came while connecting (no connection was made).
+    pub connecting: bool,
 }
 
 /// Sorts a transport error into an [`Outcome`].
@@ -23,20 +25,28 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
     let mut outcome = Outcome::Error;
     let mut current = Some(error);
     let mut innermost = error;
+    let mut connecting = false;
     while let Some(e) = current {
         innermost = e;
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            connecting = true;
+        }
         if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
             outcome = Outcome::Timeout;
         } else if let Some(handshake) = e.downcast_ref::<super::tls::HandshakeError>() {
             return Failure {
                 outcome: Outcome::Tls,
                 cause: handshake.to_string(),
+                connecting: true,
             };
         } else if e.is::<super::resolve::LookupError>() {
             // The hop clients resolve names with `resolve::Lookup`.
             return Failure {
                 outcome: Outcome::Dns,
                 cause: innermost_text(e),
+                connecting: true,
             };
         } else if let Some(handshake) = e
             .downcast_ref::<io::Error>()
@@ -46,6 +56,7 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
             return Failure {
                 outcome: Outcome::Tls,
                 cause: handshake.to_string(),
+                connecting: true,
             };
         } else if let Some(io) = e.downcast_ref::<io::Error>() {
             outcome = match io.kind() {
@@ -59,6 +70,7 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
     Failure {
         outcome,
         cause: innermost.to_string(),
+        connecting,
     }
 }
 

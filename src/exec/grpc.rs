@@ -52,13 +52,34 @@ fn connector() -> HttpConnector<Lookup> {
     connector
 }
 
+/// What a channel is for: its address, and everything that changes how it
+/// connects (`[:sni=…]`, `[:insecure=true]`, `[:connect=…]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChannelKey {
+    to: Resolved,
+    sni: Option<String>,
+    insecure: bool,
+    connect: Duration,
+}
+
+impl ChannelKey {
+    fn of(to: &Resolved, options: &crate::plan::HopOptions) -> ChannelKey {
+        ChannelKey {
+            to: to.clone(),
+            sni: options.sni.clone(),
+            insecure: options.insecure,
+            connect: options.connect.unwrap_or(super::http::CONNECT_TIMEOUT),
+        }
+    }
+}
+
 /// The pool of gRPC channels, one per (address, authority); over TLS
 /// (`grpcs:`) when made with a TLS configuration, the server name being
 /// the authority's host (a pool of its own, so a channel is never shared
 /// between plaintext and TLS).
 #[derive(Debug, Clone)]
 pub(super) struct GrpcClients {
-    channels: Arc<RwLock<HashMap<Resolved, Cached>>>,
+    channels: Arc<RwLock<HashMap<ChannelKey, Cached>>>,
     epoch: Instant,
     capacity: usize,
     tls: Option<super::tls::HopTls>,
@@ -102,22 +123,23 @@ impl GrpcClients {
     }
 
     /// Drops the channel to a target that could not be reached.
-    fn forget(&self, to: &Resolved) {
+    fn forget(&self, key: &ChannelKey) {
         self.channels
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(to);
+            .remove(key);
     }
 
-    /// The pooled channel to `to`, made on first use. A hit takes only a
+    /// The pooled channel for `key`, made on first use. A hit takes only a
     /// shared lock.
-    fn channel(&self, to: &Resolved) -> Result<Channel, String> {
+    fn channel(&self, key: &ChannelKey) -> Result<Channel, String> {
         let now = self.now();
+        let to = &key.to;
         if let Some(cached) = self
             .channels
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(to)
+            .get(key)
         {
             cached.last_used.store(now, Ordering::Relaxed);
             return Ok(cached.channel.clone());
@@ -130,14 +152,15 @@ impl GrpcClients {
             .map_err(|e| format!("bad address \"{}\": {e}", to.connect))?
             .origin(origin)
             .http2_max_header_list_size(MAX_HEADER_LIST)
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(key.connect);
         let channel = match &self.tls {
             None => endpoint.connect_with_connector_lazy(connector()),
             Some(tls) => endpoint.connect_with_connector_lazy(super::tls::TlsConnector::new(
                 connector(),
                 tls,
                 true,
-                to.host(),
+                key.sni.as_deref().unwrap_or(to.host()),
+                key.insecure,
             )?),
         };
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
@@ -155,7 +178,7 @@ impl GrpcClients {
             }
         }
         channels.insert(
-            to.clone(),
+            key.clone(),
             Cached {
                 channel: channel.clone(),
                 last_used: AtomicU64::new(now),
@@ -172,9 +195,12 @@ impl GrpcClients {
             headers,
             timer,
             room,
+            options,
             ..
         } = out;
-        let channel = match self.channel(to) {
+        let key = ChannelKey::of(to, options);
+        let connect = key.connect;
+        let channel = match self.channel(&key) {
             Ok(c) => c,
             Err(e) => return HopResult::failed(Outcome::Error, e),
         };
@@ -186,7 +212,7 @@ impl GrpcClients {
             .service(channel);
         let mut client = MockServiceClient::new(channel).max_decoding_message_size(room);
         match tokio::time::timeout(timer, client.call(request)).await {
-            Err(elapsed) => HopResult::transport(&elapsed, to, timer),
+            Err(elapsed) => HopResult::transport(&elapsed, to, timer, connect),
             Ok(Ok(response)) => {
                 let response = response.into_inner();
                 let bytes = prost::Message::encoded_len(&response);
@@ -221,9 +247,9 @@ impl GrpcClients {
                 }
             }
             Ok(Err(status)) => {
-                let result = judge_status(&status, to, timer);
+                let result = judge_status(&status, to, timer, connect);
                 if matches!(result.outcome, Outcome::Refused | Outcome::Dns) {
-                    self.forget(to);
+                    self.forget(&key);
                 }
                 HopResult {
                     bytes: status.details().len() + status.message().len(),
@@ -267,7 +293,12 @@ fn status_from_http(
 /// Turns a failed call into a hop result, telling a transport failure (no
 /// answer), a downstream servicemock's failure (its report in the details)
 /// and a status made by something else (a proxy) apart.
-fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopResult {
+fn judge_status(
+    status: &tonic::Status,
+    to: &Resolved,
+    timer: Duration,
+    connect: Duration,
+) -> HopResult {
     let code = status.code() as i32;
     let name = grpc_code_name(code);
     let text = crate::report::trim::clip(status.message(), MAX_STATUS_TEXT);
@@ -295,7 +326,7 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
         // timed out) before any status came back.
         return HopResult {
             status: None,
-            ..HopResult::transport(source, to, timer)
+            ..HopResult::transport(source, to, timer, connect)
         };
     }
     let mut headers = status.metadata().clone().into_headers();
@@ -323,11 +354,12 @@ fn judge_status(status: &tonic::Status, to: &Resolved, timer: Duration) -> HopRe
 mod tests {
     use super::*;
 
-    fn target(port: u16) -> Resolved {
-        Resolved {
+    fn target(port: u16) -> ChannelKey {
+        let to = Resolved {
             connect: format!("127.0.0.1:{port}"),
             authority: format!("svc:{port}"),
-        }
+        };
+        ChannelKey::of(&to, &Default::default())
     }
 
     #[tokio::test]

@@ -2,10 +2,11 @@
 //! client and, for `https:`, one TLS client per server name (hyper-util's
 //! pooled client, the engine under reqwest, used directly: hops need no
 //! redirects, proxies, cookies or URL parsing), shared by every request of
-//! the process. TLS pools are keyed by the server name as well as the
-//! address, so a connection is never reused for another name's handshake.
-//! The downstream body is always read to its end, so every connection goes
-//! back to the pool.
+//! the process. A pool is keyed by everything that changes how its
+//! connections are made (TLS server name, verification, connect timeout),
+//! so `[:sni=…]`, `[:insecure=true]` or `[:connect=…]` never reuses another
+//! hop's connection. The downstream body is always read to its end, so
+//! every connection goes back to the pool.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,11 +31,15 @@ type TlsPool = Client<TlsConnector, Full<Bytes>>;
 /// Idle connections kept per host (each pool also drops them after 60 s).
 const MAX_IDLE_PER_HOST: usize = 64;
 
-/// Most TLS pools (server names) kept; past it one is let go.
-const MAX_TLS_POOLS: usize = 256;
+/// Most pools of other dialing (TLS server names, connect timeouts) kept;
+/// past it one is let go.
+const MAX_DIALED_POOLS: usize = 256;
+
+/// The connect timeout of a hop that sets none (`[:connect=…]`).
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How an HTTP hop travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum HttpKind {
     Http1,
     H2c,
@@ -48,7 +53,35 @@ pub(super) struct HttpClients {
     http1: Pool,
     h2c: Pool,
     tls: HopTls,
-    https: Arc<Mutex<HashMap<String, TlsPool>>>,
+    dialed: Arc<Mutex<HashMap<PoolKey, Dialed>>>,
+}
+
+/// What a pool's connections share besides their address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    kind: HttpKind,
+    /// The TLS server name (empty in cleartext).
+    server_name: String,
+    insecure: bool,
+    connect: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Dialed {
+    Plain(Pool),
+    Tls(TlsPool),
+}
+
+/// One HTTP request of a hop: what goes on the request line and in the
+/// body, and how the answer is judged.
+#[derive(Debug)]
+pub(super) struct HttpRequest<'a> {
+    pub(super) method: http::Method,
+    pub(super) path: &'a str,
+    /// The body and its content type.
+    pub(super) body: Option<(Bytes, &'static str)>,
+    /// Judge the answer by its status alone (`[:expect=any]`, HEAD).
+    pub(super) by_status: bool,
 }
 
 /// Why an HTTP exchange failed before a usable answer.
@@ -63,10 +96,10 @@ enum ExchangeError {
 }
 
 /// The TCP connector of every HTTP hop: names by [`Lookup`], no Nagle.
-fn tcp_connector() -> HttpConnector<Lookup> {
+fn tcp_connector(connect: Duration) -> HttpConnector<Lookup> {
     let mut connector = HttpConnector::new_with_resolver(Lookup);
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_connect_timeout(Some(connect));
     connector.enforce_http(false);
     connector
 }
@@ -84,57 +117,77 @@ fn client_builder(h2_only: bool) -> hyper_util::client::legacy::Builder {
 impl HttpClients {
     pub(super) fn new(tls: HopTls) -> HttpClients {
         HttpClients {
-            http1: client_builder(false).build(tcp_connector()),
-            h2c: client_builder(true).build(tcp_connector()),
+            http1: client_builder(false).build(tcp_connector(CONNECT_TIMEOUT)),
+            h2c: client_builder(true).build(tcp_connector(CONNECT_TIMEOUT)),
             tls,
-            https: Arc::default(),
+            dialed: Arc::default(),
         }
     }
 
-    /// The TLS pool for server name `host`, made on first use.
-    fn tls_pool(&self, host: &str) -> Result<TlsPool, String> {
-        let mut pools = self.https.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = pools.get(host) {
+    /// The pool for `key`, made on first use.
+    fn pool(&self, key: PoolKey) -> Result<Dialed, String> {
+        let mut pools = self.dialed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
         }
-        let connector = TlsConnector::new(tcp_connector(), &self.tls, false, host)?;
-        let pool = client_builder(false).build(connector);
-        if pools.len() >= MAX_TLS_POOLS {
+        let tcp = tcp_connector(key.connect);
+        let pool = match key.kind {
+            HttpKind::Https => {
+                let connector =
+                    TlsConnector::new(tcp, &self.tls, false, &key.server_name, key.insecure)?;
+                Dialed::Tls(client_builder(false).build(connector))
+            }
+            kind => Dialed::Plain(client_builder(kind == HttpKind::H2c).build(tcp)),
+        };
+        if pools.len() >= MAX_DIALED_POOLS {
             if let Some(any) = pools.keys().next().cloned() {
                 pools.remove(&any);
             }
         }
-        pools.insert(host.to_owned(), pool.clone());
+        pools.insert(key, pool.clone());
         Ok(pool)
     }
 
-    /// Calls `path` on `to` and reads the downstream report: a GET, or with
-    /// `plan` (a JSON `CallRequest`) a POST of it.
+    /// Sends `request` to `out.to` and judges the answer.
     pub(super) async fn call(
         &self,
         kind: HttpKind,
         out: Outgoing<'_>,
-        path: &str,
-        plan: Option<Vec<u8>>,
+        request: HttpRequest<'_>,
     ) -> HopResult {
+        let options = out.options;
+        let connect = options.connect.unwrap_or(CONNECT_TIMEOUT);
+        let standard = connect == CONNECT_TIMEOUT;
         match kind {
-            HttpKind::Http1 => exchange(&self.http1, "http", out, path, plan).await,
-            HttpKind::H2c => exchange(&self.h2c, "http", out, path, plan).await,
-            HttpKind::Https => match self.tls_pool(out.to.host()) {
-                Ok(pool) => exchange(&pool, "https", out, path, plan).await,
-                Err(e) => HopResult::failed(Outcome::Tls, e),
-            },
+            HttpKind::Http1 if standard => exchange(&self.http1, "http", out, request).await,
+            HttpKind::H2c if standard => exchange(&self.h2c, "http", out, request).await,
+            _ => {
+                let server_name = match kind {
+                    HttpKind::Https => options.sni.as_deref().unwrap_or(out.to.host()),
+                    _ => "",
+                };
+                let key = PoolKey {
+                    kind,
+                    server_name: server_name.to_owned(),
+                    insecure: options.insecure,
+                    connect,
+                };
+                match self.pool(key) {
+                    Ok(Dialed::Plain(pool)) => exchange(&pool, "http", out, request).await,
+                    Ok(Dialed::Tls(pool)) => exchange(&pool, "https", out, request).await,
+                    Err(e) => HopResult::failed(Outcome::Tls, e),
+                }
+            }
         }
     }
 }
 
-/// One HTTP exchange with `client`: a GET of `path`, or a POST of `plan`.
+/// One HTTP exchange with `client`.
 async fn exchange<C>(
     client: &Client<C, Full<Bytes>>,
     scheme: &str,
     out: Outgoing<'_>,
-    path: &str,
-    plan: Option<Vec<u8>>,
+    request: HttpRequest<'_>,
 ) -> HopResult
 where
     C: Connect + Clone + Send + Sync + 'static,
@@ -145,24 +198,32 @@ where
             headers,
             timer: timeout,
             room,
+            options,
             ..
         } = out;
+        let connect = options.connect.unwrap_or(CONNECT_TIMEOUT);
+        let HttpRequest {
+            method,
+            path,
+            body,
+            by_status,
+        } = request;
         let exchange = async {
             let uri = Uri::builder()
                 .scheme(scheme)
                 .authority(to.connect.as_str())
                 .path_and_query(path)
                 .build()?;
-            let mut request = match plan {
-                None => Request::get(uri).body(Full::default())?,
-                Some(json) => Request::post(uri).body(Full::from(json))?,
+            let (body, content_type) = match body {
+                Some((bytes, content_type)) => (Full::from(bytes), Some(content_type)),
+                None => (Full::default(), None),
             };
-            let posts_plan = request.method() == http::Method::POST;
+            let mut request = Request::builder().method(method).uri(uri).body(body)?;
             *request.headers_mut() = headers;
-            if posts_plan {
+            if let Some(content_type) = content_type {
                 request.headers_mut().insert(
                     http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
+                    HeaderValue::from_static(content_type),
                 );
             }
             if to.connect != to.authority {
@@ -180,11 +241,18 @@ where
             Ok::<_, ExchangeError>((parts, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Err(elapsed) => HopResult::transport(&elapsed, to, timeout),
-            Ok(Err(e)) => HopResult::transport(&e, to, timeout),
+            Err(elapsed) => HopResult::transport(&elapsed, to, timeout, connect),
+            // The client's own error, not the wrapper that forwards to its
+            // source: whether it failed connecting is asked of it.
+            Ok(Err(ExchangeError::Send(e))) => HopResult::transport(&e, to, timeout, connect),
+            Ok(Err(e)) => HopResult::transport(&e, to, timeout, connect),
             Ok(Ok((parts, body))) => HopResult {
                 bytes: body.as_ref().map_or(room, bytes::Bytes::len),
-                ..judge_answer(&parts, body, room)
+                ..if by_status {
+                    judge_status_alone(&parts, body.as_deref())
+                } else {
+                    judge_answer(&parts, body, room)
+                }
             },
         }
     }
@@ -246,6 +314,32 @@ fn judge_answer(parts: &http::response::Parts, body: Option<Bytes>, room: usize)
                 bytes: 0,
             }
         }
+    }
+}
+
+/// An answer from a target that is not a servicemock (`[:expect=any]`) or
+/// to a HEAD: ok for a 2xx, else a failing `status`; who answered, the
+/// status line and a short quote of the body are kept, no report is read.
+fn judge_status_alone(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult {
+    let status = parts.status;
+    let body = body.unwrap_or_default();
+    let who = super::failure::answered_by(&parts.headers, body, false);
+    let quote = brief_body(body);
+    let said = format!("{who}: {}{quote}", StatusLine(status));
+    let (outcome, error) = if status.is_success() {
+        (Outcome::Ok, None)
+    } else {
+        let why = format!("answered {}, made by {who}{quote}", StatusLine(status));
+        (Outcome::Status, Some(why))
+    };
+    HopResult {
+        status: Some(i32::from(status.as_u16())),
+        outcome,
+        error,
+        response: None,
+        arrived_as: None,
+        answered_by: Some(said),
+        bytes: 0,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub(crate) mod deadline;
 pub(crate) mod failure;
 mod grpc;
+mod hop;
 mod http;
 pub mod resolve;
 pub mod tls;
@@ -19,13 +20,12 @@ pub mod transport;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use ::http::{HeaderMap, HeaderName, HeaderValue};
+use ::http::{HeaderMap, HeaderName};
 use futures::future::join_all;
 
 use crate::behavior::{Decision, DirectiveError, Directives, Here, Injection};
@@ -34,7 +34,7 @@ use crate::plan::{Hop, Plan, Sequence};
 use crate::report::{
     Forward, Forwards, Gist, InboundProtocol, Outcome, ParallelForward, Received, Report,
 };
-use context::{HopContext, CALL, DEPTH, TIMEOUT};
+use context::HopContext;
 use resolve::Resolver;
 
 /// What came back from one hop, before it is placed in the report.
@@ -76,11 +76,17 @@ impl HopResult {
         error: &(dyn std::error::Error + 'static),
         to: &resolve::Resolved,
         timer: Duration,
+        connect: Duration,
     ) -> HopResult {
         let kind = failure::classify(error);
         let message = match kind.outcome {
             Outcome::Dns => format!("cannot resolve \"{}\": {}", to.host(), kind.cause),
             Outcome::Refused => format!("connection refused by {}", to.connect),
+            Outcome::Timeout if kind.connecting => format!(
+                "no connection to {} within the connect timeout of {}",
+                to.connect,
+                deadline::human(connect)
+            ),
             Outcome::Timeout => format!("no answer within {}", deadline::human(timer)),
             Outcome::Tls => kind.cause,
             _ => failure::error_chain(error),
@@ -153,6 +159,9 @@ pub struct Outgoing<'a> {
     pub timer: Duration,
     /// Bytes of answer this request may still receive (`--max-report-size`).
     pub room: usize,
+    /// How the caller makes the call (TLS name and verification, connect
+    /// timeout; the transport reads what applies to it).
+    pub options: &'a crate::plan::HopOptions,
 }
 
 /// The request as the edge received it, in protocol-neutral terms.
@@ -312,17 +321,20 @@ impl Executor {
             })
             .sum();
         let (mut hops, mut padding) = (0usize, admission.decision.size);
-        // Plans still to walk; leaves call nobody and are not kept, so a
-        // plan of one level walks without a heap.
-        let (mut first, mut more) = (Some(plan), Vec::new());
-        while let Some(level) = first.take().or_else(|| more.pop()) {
+        // Plans still to walk, with how many times each is run (a hop that
+        // retries runs its callee's plan once per try); leaves call nobody
+        // and are not kept, so a plan of one level walks without a heap.
+        let (mut first, mut more) = (Some((plan, 1usize)), Vec::new());
+        while let Some((level, runs)) = first.take().or_else(|| more.pop()) {
             for hop in level.hops() {
-                hops += 1;
+                let calls = runs.saturating_mul(hop.options.tries() as usize);
+                hops = hops.saturating_add(calls);
                 if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
-                    padding += crate::behavior::parse_size(size.trim()).unwrap_or(0);
+                    let size = crate::behavior::parse_size(size.trim()).unwrap_or(0);
+                    padding = padding.saturating_add(size.saturating_mul(calls));
                 }
                 if !hop.next.parallel.is_empty() {
-                    more.push(&*hop.next);
+                    more.push((&*hop.next, calls));
                 }
             }
         }
@@ -482,98 +494,6 @@ impl Executor {
         };
         self.call(hop, &ctx).await
     }
-
-    /// Calls one hop within the time left, and records what happened.
-    /// The hop is waited for until the request's deadline (at most
-    /// `--hop-timeout`); the callee is told a smaller budget
-    /// ([`deadline::callee_budget`]) so that its own timers fire first.
-    async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
-        let start = Instant::now();
-        let to = self.inner.resolver.resolve(&hop.target);
-        let transport = self.inner.transports.get(hop.protocol);
-        let url = transport.url(&to, &hop.next);
-        let remaining = ctx.deadline.saturating_duration_since(start);
-        let budget = self.inner.settings.max_report_size;
-        let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
-        let mut result = if remaining.is_zero() {
-            HopResult::failed(
-                Outcome::Skipped,
-                "not called: the request's deadline had passed".into(),
-            )
-        } else if room == 0 {
-            HopResult::failed(
-                Outcome::Skipped,
-                format!("not called: the reports of this request already took {budget} bytes (--max-report-size)"),
-            )
-        } else {
-            let timer = remaining.min(self.inner.settings.hop_timeout);
-            let budget = deadline::callee_budget(timer);
-            // Sized once and filled, not a clone of the carried map grown
-            // by each header set here.
-            let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 3);
-            for (name, value) in &ctx.outbound {
-                headers.append(name.clone(), value.clone());
-            }
-            for (name, value) in &hop.headers {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    headers.insert(n, v);
-                }
-            }
-            headers.insert(DEPTH, number_value(ctx.depth + 1));
-            headers.insert(CALL, number_value(rand::random::<u64>()));
-            headers.insert(
-                TIMEOUT,
-                number_value(u64::try_from(budget.as_millis()).unwrap_or(u64::MAX)),
-            );
-            let out = Outgoing {
-                to: &to,
-                url: &url,
-                headers,
-                timer,
-                room,
-            };
-            transport.call(out, &hop.next).await
-        };
-        if result.outcome == Outcome::Dns {
-            if let (Some(error), Some(hint)) = (
-                result.error.as_mut(),
-                self.inner
-                    .resolver
-                    .hint(&hop.target.host, hop.target.port_or_default()),
-            ) {
-                error.push_str(" (");
-                error.push_str(&hint);
-                error.push(')');
-            }
-        }
-        ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
-        tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, "hop");
-        Forward {
-            url: url.into_string(),
-            result: result.outcome,
-            protocol: hop.protocol,
-            status: result.status,
-            start_ms: millis(start.saturating_duration_since(ctx.started)),
-            duration_ms: millis(start.elapsed()),
-            error: result.error,
-            answered_by: result.answered_by,
-            received_as: result
-                .arrived_as
-                .filter(|p| !p.is_how(hop.protocol))
-                .map(|p| p.as_str().to_owned()),
-            response: result.response,
-        }
-    }
-}
-
-/// A number as a header value, written in one allocation (`HeaderValue`'s
-/// own `From<u64>` takes two).
-fn number_value(n: impl itoa::Integer) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    HeaderValue::from_str(digits.format(n)).expect("digits are a header value")
 }
 
 /// What an inbound request asks of this service, read from its headers.
@@ -648,6 +568,7 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         padding: String::new(),
         timed_out: false,
         attempt,
+        try_number: context::inbound_try(&inbound.headers),
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
         method: inbound

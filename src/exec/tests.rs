@@ -18,7 +18,7 @@ use super::{Admission, Executor, HopResult, Inbound, Outgoing};
 use crate::behavior::Decision;
 use crate::config::{Identity, Settings};
 use crate::plan::path::parse_path;
-use crate::plan::{Limits, Plan};
+use crate::plan::{Hop, Limits};
 use crate::report::{Outcome, Received, Report};
 
 /// One call the fake transport saw.
@@ -39,11 +39,11 @@ struct Fake {
 }
 
 impl Transport for Fake {
-    fn url(&self, to: &Resolved, _next: &Plan) -> HopUrl {
+    fn url(&self, to: &Resolved, _hop: &Hop) -> HopUrl {
         HopUrl::new(format!("fake://{}", to.authority))
     }
 
-    fn call<'a>(&'a self, out: Outgoing<'a>, _next: &'a Plan) -> HopFuture<'a> {
+    fn call<'a>(&'a self, out: Outgoing<'a>, _hop: &'a Hop) -> HopFuture<'a> {
         Box::pin(async move {
             let host = out.to.host().to_owned();
             self.seen.lock().unwrap().push(Seen {

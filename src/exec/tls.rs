@@ -48,6 +48,9 @@ pub struct HopTlsOptions {
 pub struct HopTls {
     pub(super) https: Arc<ClientConfig>,
     pub(super) grpcs: Arc<ClientConfig>,
+    /// The same, accepting any server certificate (`[:insecure=true]`).
+    https_insecure: Arc<ClientConfig>,
+    grpcs_insecure: Arc<ClientConfig>,
     /// Whether a client certificate is configured (for the error text).
     has_identity: bool,
 }
@@ -85,7 +88,7 @@ impl HopTls {
             }
         }
         let roots = Arc::new(roots);
-        let make = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>, HopTlsError> {
+        let make = |alpn: &[&[u8]], insecure: bool| -> Result<Arc<ClientConfig>, HopTlsError> {
             let builder = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| HopTlsError(format!("TLS versions: {e}")))?
@@ -104,7 +107,7 @@ impl HopTls {
                 }
             };
             config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            if options.insecure {
+            if insecure {
                 config
                     .dangerous()
                     .set_certificate_verifier(Arc::new(AnyCertificate(provider.clone())));
@@ -112,8 +115,10 @@ impl HopTls {
             Ok(Arc::new(config))
         };
         Ok(HopTls {
-            https: make(&[b"h2", b"http/1.1"])?,
-            grpcs: make(&[b"h2"])?,
+            https: make(&[b"h2", b"http/1.1"], options.insecure)?,
+            grpcs: make(&[b"h2"], options.insecure)?,
+            https_insecure: make(&[b"h2", b"http/1.1"], true)?,
+            grpcs_insecure: make(&[b"h2"], true)?,
             has_identity: options.identity.is_some(),
         })
     }
@@ -184,20 +189,24 @@ pub(super) struct TlsConnector {
 }
 
 impl TlsConnector {
+    /// A connector for `grpc` (ALPN h2 only) or HTTPS to server name
+    /// `host`, accepting any certificate when `insecure`.
     pub(super) fn new(
         tcp: HttpConnector<Lookup>,
         tls: &HopTls,
         grpc: bool,
         host: &str,
+        insecure: bool,
     ) -> Result<TlsConnector, String> {
         let server_name = ServerName::try_from(host.to_owned())
             .map_err(|e| format!("\"{host}\" cannot be a TLS server name: {e}"))?;
         Ok(TlsConnector {
             tcp,
-            config: if grpc {
-                tls.grpcs.clone()
-            } else {
-                tls.https.clone()
+            config: match (grpc, insecure) {
+                (true, false) => tls.grpcs.clone(),
+                (true, true) => tls.grpcs_insecure.clone(),
+                (false, false) => tls.https.clone(),
+                (false, true) => tls.https_insecure.clone(),
             },
             server_name,
             has_identity: tls.has_identity,

@@ -13,18 +13,20 @@
 //! [`Transports::standard`].
 
 use std::future::Future;
+
+use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use super::grpc::GrpcClients;
-use super::http::{HttpClients, HttpKind};
+use super::http::{HttpClients, HttpKind, HttpRequest};
 use super::resolve::Resolved;
 use super::tls::HopTls;
 use super::{HopResult, Outgoing};
 use crate::plan::json::request_json;
 use crate::plan::path::render_path;
 use crate::plan::proto::request_for;
-use crate::plan::{Plan, Protocol};
+use crate::plan::{Hop, Protocol};
 use crate::report::Outcome;
 
 /// A hop call in flight.
@@ -80,13 +82,15 @@ impl std::fmt::Display for HopUrl {
 
 /// How one hop protocol carries a call.
 pub trait Transport: Send + Sync + std::fmt::Debug {
-    /// The URL the report shows for a call to `to` carrying `next`; it is
-    /// handed back to [`Transport::call`] in `out.url`, so a transport whose
-    /// URL holds the encoded sub-plan need not encode it again.
-    fn url(&self, to: &Resolved, next: &Plan) -> HopUrl;
+    /// The URL the report shows for `hop` to `to` (carrying `hop.next`);
+    /// it is handed back to [`Transport::call`] in `out.url`, so a
+    /// transport whose URL holds the encoded sub-plan need not encode it
+    /// again.
+    fn url(&self, to: &Resolved, hop: &Hop) -> HopUrl;
 
-    /// Calls `out.to` with `next` as the sub-plan, within `out.timer`.
-    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a>;
+    /// Calls `out.to` for `hop`, with `hop.next` as the sub-plan and
+    /// `hop.options` as how, within `out.timer`.
+    fn call<'a>(&'a self, out: Outgoing<'a>, hop: &'a Hop) -> HopFuture<'a>;
 }
 
 /// The transport of each protocol.
@@ -170,27 +174,50 @@ impl HttpTransport {
 const POSTS_PLAN: &str = "/ (POST plan)";
 
 impl Transport for HttpTransport {
-    fn url(&self, to: &Resolved, next: &Plan) -> HopUrl {
-        match render_path(next) {
+    fn url(&self, to: &Resolved, hop: &Hop) -> HopUrl {
+        if let Some(path) = &hop.options.path {
+            return HopUrl::with_path(self.scheme(), &to.authority, path);
+        }
+        match render_path(&hop.next) {
             Ok(path) => HopUrl::with_path(self.scheme(), &to.authority, &path),
             Err(_) => HopUrl::new(format!("{}://{}{POSTS_PLAN}", self.scheme(), to.authority)),
         }
     }
 
-    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
+    fn call<'a>(&'a self, out: Outgoing<'a>, hop: &'a Hop) -> HopFuture<'a> {
         Box::pin(async move {
+            let options = &hop.options;
             // The path was rendered once, into the URL: take it from there.
             let (path, body) = match out.url.path() {
-                Some(path) => (path, None),
-                None => match request_json(next) {
-                    Ok(json) => ("/", Some(json)),
+                Some(path) => (
+                    path,
+                    options
+                        .body
+                        .map(|n| (Bytes::from(vec![b'x'; n]), "application/octet-stream")),
+                ),
+                None => match request_json(&hop.next) {
+                    Ok(json) => ("/", Some((Bytes::from(json), "application/json"))),
                     Err(e) => {
                         let why = format!("cannot encode the plan: {e}");
                         return HopResult::failed(Outcome::Error, why);
                     }
                 },
             };
-            self.clients.call(self.kind, out, path, body).await
+            let method = match &options.method {
+                Some(m) => match http::Method::from_bytes(m.as_bytes()) {
+                    Ok(method) => method,
+                    Err(e) => return HopResult::failed(Outcome::Error, format!("{m}: {e}")),
+                },
+                None if out.url.path().is_none() => http::Method::POST,
+                None => http::Method::GET,
+            };
+            let request = HttpRequest {
+                method,
+                path,
+                body,
+                by_status: options.by_status_alone(),
+            };
+            self.clients.call(self.kind, out, request).await
         })
     }
 }
@@ -205,12 +232,12 @@ struct GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
-    fn url(&self, to: &Resolved, _next: &Plan) -> HopUrl {
+    fn url(&self, to: &Resolved, _hop: &Hop) -> HopUrl {
         HopUrl::new(format!("{}://{}", self.scheme, to.authority))
     }
 
-    fn call<'a>(&'a self, out: Outgoing<'a>, next: &'a Plan) -> HopFuture<'a> {
-        Box::pin(self.clients.call(out, request_for(next)))
+    fn call<'a>(&'a self, out: Outgoing<'a>, hop: &'a Hop) -> HopFuture<'a> {
+        Box::pin(self.clients.call(out, request_for(&hop.next)))
     }
 }
 

@@ -120,6 +120,7 @@ pub async fn run(
         target,
         protocol,
         headers,
+        options: Default::default(),
         next: Arc::new(plan),
     });
     let limit = requests

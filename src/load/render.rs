@@ -59,7 +59,7 @@ pub fn table(run: &Finished, what: &str) -> String {
             "\n{key:<8} {}  {} answers  p50 {:.2} ms  p99 {:.2} ms",
             p.target, p.count, l.p50, l.p99
         );
-        let rows: [(&str, &Counts); 9] = [
+        let rows: [(&str, &Counts); 10] = [
             ("result", &p.results),
             ("status", &p.statuses),
             ("service", &p.services),
@@ -69,10 +69,13 @@ pub fn table(run: &Finished, what: &str) -> String {
             ("injected", &p.injected),
             ("answered by", &p.answered_by),
             ("principal", &p.principals),
+            ("tries", &p.tries),
         ];
         for (name, counts) in rows {
-            // Principals are shown where some caller was known.
-            let unknown_only = name == "principal" && counts.keys().all(|k| k == "-");
+            // Principals are shown where some caller was known, tries
+            // where some hop retried.
+            let unknown_only = (name == "principal" && counts.keys().all(|k| k == "-"))
+                || (name == "tries" && counts.keys().all(|k| k == "1"));
             if !counts.is_empty() && !unknown_only {
                 let _ = writeln!(out, "  {name:<12} {}", shares(counts, p.count));
             }
@@ -154,6 +157,7 @@ struct PositionJson<'a> {
     injected: &'a Counts,
     answered_by: &'a Counts,
     principals: &'a Counts,
+    tries: &'a Counts,
 }
 
 /// The JSON document.
@@ -184,6 +188,7 @@ pub fn json(run: &Finished) -> String {
                 injected: &p.injected,
                 answered_by: &p.answered_by,
                 principals: &p.principals,
+                tries: &p.tries,
             })
             .collect(),
         expectations: &run.judgements,

@@ -41,6 +41,9 @@ pub struct PositionTally {
     pub injected: Counts,
     /// Who called the answering service, by principal (`-` when unknown).
     pub principals: Counts,
+    /// How many tries the caller made (`[:retries=N]`; 1 when it does not
+    /// retry), whatever the callee counted as `attempt`.
+    pub tries: Counts,
     /// Microseconds.
     pub latency: Histogram<u64>,
 }
@@ -59,6 +62,7 @@ impl PositionTally {
             attempts: Counts::new(),
             injected: Counts::new(),
             principals: Counts::new(),
+            tries: Counts::new(),
             latency: histogram(),
         }
     }
@@ -73,12 +77,13 @@ impl PositionTally {
             "pod" => &self.pods,
             "attempt" => &self.attempts,
             "principal" => &self.principals,
+            "tries" => &self.tries,
             _ => return None,
         })
     }
 
     /// The fields `--expect` knows.
-    pub const FIELDS: [&'static str; 7] = [
+    pub const FIELDS: [&'static str; 8] = [
         "result",
         "status",
         "service",
@@ -86,6 +91,7 @@ impl PositionTally {
         "pod",
         "attempt",
         "principal",
+        "tries",
     ];
 
     /// One hop that reached this position, and how long it took.
@@ -93,6 +99,7 @@ impl PositionTally {
         self.count += 1;
         bump(&mut self.results, hop.result.as_str());
         bump(&mut self.statuses, status_word(hop.protocol, hop.status));
+        bump(&mut self.tries, hop.tries.len().max(1).to_string());
         if let Some(by) = &hop.answered_by {
             bump(
                 &mut self.answered_by,

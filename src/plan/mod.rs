@@ -9,8 +9,11 @@
 //! its shape whichever edge it enters by.
 
 pub mod json;
+pub mod options;
 pub mod path;
 pub mod proto;
+
+pub use options::HopOptions;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,11 +50,32 @@ pub struct Hop {
     /// Headers (gRPC metadata) sent with this call; names are lower case.
     /// `x-mock-*` names are behaviour directives for the called service.
     pub headers: BTreeMap<String, String>,
+    /// How this service makes the call (`[:name=value]`): method, body,
+    /// its own timeout and retries, ...
+    pub options: HopOptions,
     /// What the called service calls in turn. Shared between the hops of one
     /// @-path command, so a wide path stays small in memory. A leaf keeps
     /// its own `uri`; the messages write it when it differs from its
     /// level's, so a leaf's own remainder survives a relay.
     pub next: Arc<Plan>,
+}
+
+impl Hop {
+    /// Refuses options that do not fit this hop: the hop's protocol, or
+    /// what its sub-plan needs (the one rule for paths and messages).
+    pub fn check_options(&self) -> Result<(), String> {
+        let options = &self.options;
+        options.check_for(self.protocol)?;
+        if options.path.is_some() && !self.next.parallel.is_empty() {
+            return Err("option ':path' sends that path as written, so the hop cannot also carry the calls after it (write them into the path, or drop ':path')".into());
+        }
+        if (options.method.is_some() || options.body.is_some())
+            && path::render_path(&self.next).is_err()
+        {
+            return Err("its sub-plan goes on to different subtrees, which only a JSON plan POST can carry: it cannot also have ':method' or ':body'".into());
+        }
+        Ok(())
+    }
 }
 
 /// How a hop reaches its target.
@@ -239,6 +263,10 @@ pub struct Limits {
     /// may nest no deeper than this minus the depth it arrived at, and a
     /// service reached past it refuses with 508. At most [`MAX_DEPTH_CEILING`].
     pub max_depth: u32,
+    /// Largest request body read (and discarded, or taken as a plan; past
+    /// it the request is answered 413), and the largest a hop may send
+    /// (`[:body=SIZE]`).
+    pub max_body: usize,
 }
 
 impl Limits {
@@ -253,6 +281,7 @@ impl Default for Limits {
             max_targets: 64,
             max_hops: Limits::DEFAULT_MAX_HOPS,
             max_depth: 32,
+            max_body: 1024 * 1024,
         }
     }
 }
@@ -302,7 +331,8 @@ impl Plan {
         self.parallel.iter().flat_map(|s| s.hops.iter())
     }
 
-    /// How many calls the whole tree makes, or `None` once it exceeds `limit`.
+    /// How many calls the whole tree makes, retries included, or `None`
+    /// once it exceeds `limit`.
     /// Stops counting at the limit, so a path that would fan out
     /// exponentially costs no more than `limit` steps to refuse.
     pub fn count_hops(&self, limit: usize) -> Option<usize> {
@@ -360,11 +390,20 @@ impl Plan {
     }
 }
 
+/// Adds the calls `plan` makes to `total`: each hop once per try, and
+/// what its callee calls on every try. False once `total` passes `limit`.
 fn count_into(plan: &Plan, limit: usize, total: &mut usize) -> bool {
     for hop in plan.hops() {
+        let before = *total;
         *total += 1;
         if *total > limit || !count_into(&hop.next, limit, total) {
             return false;
+        }
+        let one_try = *total - before;
+        let tries = hop.options.tries() as usize;
+        match one_try.checked_mul(tries - 1) {
+            Some(more) if *total + more <= limit => *total += more,
+            _ => return false,
         }
     }
     true

@@ -6,7 +6,9 @@
 //! command        = "@" parallel                 ; first segment only
 //! parallel       = sequence *( "|" sequence )   ; groups run concurrently
 //! sequence       = target *( "," target )       ; one after another
-//! target         = [ scheme ":" ] host [ ":" port ] *( "[" name "=" value "]" )
+//! target         = [ scheme ":" ] host [ ":" port ] *( "[" item "]" )
+//! item           = name "=" value               ; a header (x-mock-*: a directive)
+//!                / ":" option "=" value         ; a hop option (plan::options)
 //! scheme         = "http" / "h2c" / "grpc" / "https" / "grpcs"
 //! ```
 //!
@@ -22,7 +24,8 @@ use std::sync::Arc;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::{
-    check_hop_header, check_remainder, Hop, Limits, Plan, PlanError, Protocol, Sequence, Target,
+    check_hop_header, check_remainder, Hop, HopOptions, Limits, Plan, PlanError, Protocol,
+    Sequence, Target,
 };
 
 /// Characters of a header value that must be escaped in a rendered command:
@@ -89,20 +92,25 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
     let mut next = Arc::new(Plan::leaf(uri.clone()));
     for command in commands.iter().rev() {
         let groups = parse_command(command, limits)?;
-        let parallel = groups
-            .into_iter()
-            .map(|targets| Sequence {
-                hops: targets
-                    .into_iter()
-                    .map(|(protocol, target, headers)| Hop {
-                        target,
-                        protocol,
-                        headers,
-                        next: Arc::clone(&next),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let mut parallel = Vec::with_capacity(groups.len());
+        for targets in groups {
+            let mut hops = Vec::with_capacity(targets.len());
+            for (protocol, target, headers, options) in targets {
+                let hop = Hop {
+                    target,
+                    protocol,
+                    headers,
+                    options,
+                    next: Arc::clone(&next),
+                };
+                hop.check_options().map_err(|problem| PlanError::Field {
+                    field: format!("hop to {} in \"{command}\"", hop.target),
+                    problem,
+                })?;
+                hops.push(hop);
+            }
+            parallel.push(Sequence { hops });
+        }
         next = Arc::new(Plan {
             parallel,
             uri: uri.clone(),
@@ -131,7 +139,7 @@ fn decode_segment(segment: &str) -> Result<String, PlanError> {
         })
 }
 
-type ParsedTarget = (Protocol, Target, BTreeMap<String, String>);
+type ParsedTarget = (Protocol, Target, BTreeMap<String, String>, HopOptions);
 
 /// Parses one decoded command (starting with `@`) into groups of targets.
 fn parse_command(command: &str, limits: &Limits) -> Result<Vec<Vec<ParsedTarget>>, PlanError> {
@@ -144,7 +152,7 @@ fn parse_command(command: &str, limits: &Limits) -> Result<Vec<Vec<ParsedTarget>
     let mut count = 0;
     loop {
         let start = cursor.pos;
-        group.push(cursor.target()?);
+        group.push(cursor.target(limits)?);
         count += 1;
         if count > limits.max_targets {
             return Err(cursor.error_at(
@@ -185,7 +193,7 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<char> {
         self.text[self.pos..].chars().next()
     }
@@ -203,7 +211,7 @@ impl Cursor<'_> {
     }
 
     /// `[scheme ":"] host [":" port] *("[" name "=" value "]")`
-    fn target(&mut self) -> Result<ParsedTarget, PlanError> {
+    fn target(&mut self, limits: &Limits) -> Result<ParsedTarget, PlanError> {
         let start = self.pos;
         let rest = &self.text[start..];
         if rest.is_empty() || rest.starts_with(['|', ',']) {
@@ -236,14 +244,49 @@ impl Cursor<'_> {
         }
         let target = self.host_port()?;
         let mut headers = BTreeMap::new();
+        let mut options = HopOptions::default();
+        let mut given = Vec::new();
         while self.peek() == Some('[') {
             let open = self.pos;
+            if self.text[open + 1..].starts_with(':') {
+                let (name, value) = self.item()?;
+                if given.contains(&name) {
+                    return Err(self.error_at(open, format!("option ':{name}' given twice")));
+                }
+                options
+                    .set(name, value, limits)
+                    .map_err(|problem| self.error_at(open, problem))?;
+                given.push(name);
+                continue;
+            }
             let (name, value) = self.header()?;
             if headers.insert(name.clone(), value).is_some() {
                 return Err(self.error_at(open, format!("header '{name}' given twice")));
             }
         }
-        Ok((protocol, target, headers))
+        options
+            .check_for(protocol)
+            .map_err(|problem| self.error_at(start, problem))?;
+        Ok((protocol, target, headers, options))
+    }
+
+    /// `"[" ":" option "=" value "]"`: the option's name and value as
+    /// written (the command was percent-decoded already).
+    fn item(&mut self) -> Result<(&'a str, &'a str), PlanError> {
+        let open = self.pos;
+        let text = self.text;
+        let inner = &text[open + 2..];
+        let Some(close) = inner.find(']') else {
+            return Err(self.error("unclosed '['".into()));
+        };
+        let body = &inner[..close];
+        let Some((name, value)) = body.split_once('=') else {
+            return Err(self.error(format!(
+                "option '[:{body}]' has no '=' (write [:name=value])"
+            )));
+        };
+        self.pos = open + 2 + close + 1;
+        Ok((name, value))
     }
 
     /// `host [":" port]`, where host may be a bracketed IPv6 address.
@@ -422,12 +465,20 @@ fn render_target(hop: &Hop, out: &mut String) {
             utf8_percent_encode(value, VALUE_ESCAPES)
         );
     }
+    for (name, value) in hop.options.pairs() {
+        let _ = write!(
+            out,
+            "[:{name}={}]",
+            utf8_percent_encode(&value, VALUE_ESCAPES)
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     fn parse(path: &str) -> Result<Plan, PlanError> {
         parse_path(path, &Limits::default())
@@ -671,7 +722,46 @@ mod tests {
         (host, proptest::option::of(1u16..)).prop_map(|(h, p)| Target::new(h, p))
     }
 
-    fn arb_hop_head() -> impl Strategy<Value = (Protocol, Target, BTreeMap<String, String>)> {
+    /// Options that fit a hop of `protocol` whose sub-plan is a path.
+    fn arb_options(protocol: Protocol) -> impl Strategy<Value = HopOptions> {
+        let http = !protocol.is_grpc();
+        (
+            proptest::option::of(prop_oneof![Just("POST"), Just("PUT"), Just("HEAD")]),
+            proptest::option::of(0usize..4096),
+            proptest::option::of(1u64..5_000_000),
+            0u32..4,
+            proptest::option::of(1u8..16),
+            any::<bool>(),
+        )
+            .prop_map(move |(method, body, timeout_us, retries, on, any)| {
+                let mut o = HopOptions {
+                    timeout: timeout_us.map(Duration::from_micros),
+                    retries,
+                    ..HopOptions::default()
+                };
+                if http {
+                    o.method = method.map(str::to_owned);
+                    o.body = body;
+                    o.expect_any = any;
+                }
+                if retries > 0 {
+                    if let Some(bits) = on {
+                        let words = ["5xx", "reset", "timeout", "unavailable"];
+                        let picked: Vec<&str> = (0..4)
+                            .filter(|i| bits & (1 << i) != 0)
+                            .map(|i| words[i])
+                            .collect();
+                        o.set("retry-on", &picked.join(","), &Limits::default())
+                            .unwrap();
+                    }
+                }
+                o
+            })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn arb_hop_head(
+    ) -> impl Strategy<Value = (Protocol, Target, BTreeMap<String, String>, HopOptions)> {
         let proto = prop_oneof![
             Just(Protocol::Http),
             Just(Protocol::H2c),
@@ -685,6 +775,7 @@ mod tests {
             0..3,
         );
         (proto, arb_target(), headers)
+            .prop_flat_map(|(p, t, h)| (Just(p), Just(t), Just(h), arb_options(p)))
     }
 
     fn arb_path_plan() -> impl Strategy<Value = Plan> {
@@ -702,10 +793,11 @@ mod tests {
                     .map(|group| Sequence {
                         hops: group
                             .into_iter()
-                            .map(|(protocol, target, headers)| Hop {
+                            .map(|(protocol, target, headers, options)| Hop {
                                 target,
                                 protocol,
                                 headers,
+                                options,
                                 next: next.clone(),
                             })
                             .collect(),

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::path::{parse_path, parse_target_text};
-use super::{check_hop_header, check_remainder, Hop, Limits, Plan, PlanError, Protocol, Sequence};
+use super::{
+    check_hop_header, check_remainder, Hop, HopOptions, Limits, Plan, PlanError, Protocol, Sequence,
+};
 use crate::pb;
 
 /// The `x-mock-*` header each `Behavior` field stands for.
@@ -170,16 +172,85 @@ fn hop_from_proto(
             headers.insert((*header).to_owned(), value.clone());
         }
     }
+    let options = match &hop.options {
+        Some(message) => options_from_proto(message, field, limits)?,
+        None => HopOptions::default(),
+    };
     let next = match &hop.next {
         Some(next) => plan_from_proto(next, uri, &format!("{field}.next"), limits, converted)?,
         None => Plan::leaf(uri),
     };
-    Ok(Hop {
+    let hop = Hop {
         target,
         protocol,
         headers,
+        options,
         next: Arc::new(next),
-    })
+    };
+    hop.check_options()
+        .map_err(|problem| field_error("options", problem))?;
+    Ok(hop)
+}
+
+/// The message's options, each read as the @-path option of its name.
+fn options_from_proto(
+    message: &pb::HopOptions,
+    field: &str,
+    limits: &Limits,
+) -> Result<HopOptions, PlanError> {
+    let retries = (message.retries > 0).then(|| message.retries.to_string());
+    let insecure = message.insecure.then(|| "true".to_owned());
+    let written = [
+        ("method", "method", Some(&message.method)),
+        ("body", "body", Some(&message.body)),
+        ("path", "path", Some(&message.path)),
+        ("timeout", "timeout", Some(&message.timeout)),
+        ("connect", "connect", Some(&message.connect)),
+        ("retries", "retries", retries.as_ref()),
+        ("retry-on", "retry_on", Some(&message.retry_on)),
+        ("backoff", "backoff", Some(&message.backoff)),
+        ("expect", "expect", Some(&message.expect)),
+        ("sni", "sni", Some(&message.sni)),
+        ("insecure", "insecure", insecure.as_ref()),
+    ];
+    let mut options = HopOptions::default();
+    for (name, message_field, value) in written {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        options
+            .set(name, value, limits)
+            .map_err(|problem| PlanError::Field {
+                field: format!("{field}.options.{message_field}"),
+                problem,
+            })?;
+    }
+    Ok(options)
+}
+
+/// The options as their message: each value as the @-path writes it.
+fn options_to_proto(options: &HopOptions) -> pb::HopOptions {
+    let mut message = pb::HopOptions {
+        retries: options.retries,
+        insecure: options.insecure,
+        ..Default::default()
+    };
+    for (name, value) in options.pairs() {
+        let slot = match name {
+            "method" => &mut message.method,
+            "body" => &mut message.body,
+            "path" => &mut message.path,
+            "timeout" => &mut message.timeout,
+            "connect" => &mut message.connect,
+            "retry-on" => &mut message.retry_on,
+            "backoff" => &mut message.backoff,
+            "expect" => &mut message.expect,
+            "sni" => &mut message.sni,
+            _ => continue,
+        };
+        *slot = value;
+    }
+    message
 }
 
 /// The message value of a protocol.
@@ -247,6 +318,7 @@ fn hop_to_proto(hop: &Hop, uri: &str) -> pb::Hop {
         protocol: protocol_to_proto(hop.protocol),
         headers,
         behavior: has_behavior.then_some(behavior),
+        options: (!hop.options.is_empty()).then(|| options_to_proto(&hop.options)),
         next: (!hop.next.parallel.is_empty() || hop.next.uri != uri)
             .then(|| plan_to_proto(&hop.next)),
     }
@@ -279,6 +351,8 @@ mod tests {
             "/@a/end",
             "/@a|b,c:9/@grpc:d[x-mock-status=503][end-user=j]|h2c:e/end?q=1",
             "/@grpc:a/@http:b/@grpc:c/@h2c:d/x",
+            "/@a[:method=POST][:body=1KiB][:timeout=3s][:retries=2][:retry-on=5xx]|grpcs:b[:sni=x.example][:insecure=true][:connect=250ms]/end",
+            "/@ext[:expect=any][:path=%2Fstatus%2F418]/",
         ] {
             let plan = from_path(path);
             let message = request_for(&plan);

@@ -47,6 +47,16 @@ pub struct Row {
     /// The TLS version the request arrived over, when it did.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tls: String,
+    /// How the caller made the call, when it set options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+    /// How many tries the caller made, when the hop may retry.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tries: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The caller's principal and the TLS version a level shows.
@@ -86,6 +96,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
         injected: report.injected.clone(),
         principal,
         tls,
+        options: None,
+        tries: 0,
     }];
     // (report, its position); children pushed in reverse so they pop in order.
     let mut stack: Vec<(&Report, String)> = vec![(report, "1".into())];
@@ -119,6 +131,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
                         injected: who.map(|r| r.injected.clone()).unwrap_or_default(),
                         principal,
                         tls,
+                        options: hop.options.clone(),
+                        tries: hop.tries.len(),
                     },
                     who.map(|r| (r, here)),
                 ));

@@ -117,6 +117,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 /// What one service did with one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -168,6 +172,10 @@ pub struct Report {
     /// Which attempt of the request this answered: 1 for the first, 2 for
     /// the first retry ([`crate::attempts`]).
     pub attempt: u32,
+    /// Which try of its caller's own retries (`[:retries=N]`) this arrival
+    /// belongs to, when the caller retries; `Attempt` counts every arrival.
+    #[serde(rename = "Try", skip_serializing_if = "is_zero_u32")]
+    pub try_number: u32,
     /// How the request's connection was secured, when it came over TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::caller::Tls>,
@@ -361,9 +369,55 @@ pub struct Forward {
     /// (HTTP/1.1 sent, `h2c` received).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_as: Option<String>,
-    /// The called service's own report.
+    /// The called service's own report (of the last try, when it retried).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Received>,
+    /// How the caller made the call, when it set options: `POST 1 KiB,
+    /// timeout 3s, retries 2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+    /// Every try, when the hop may retry (`[:retries=N]`), in order; the
+    /// hop's own fields are the last try's, its duration all of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<Try>,
+}
+
+/// One try of a hop that may retry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Try {
+    /// 1 for the first try.
+    #[serde(rename = "Try")]
+    pub number: u32,
+    #[serde(with = "word")]
+    pub result: Outcome,
+    pub status: Option<i32>,
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The called service's report of this try; absent on the last try,
+    /// whose report is the hop's `Response`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Received>,
+}
+
+impl Try {
+    /// Who answered this try: the service and version of its report, or
+    /// what answered instead.
+    pub fn who<'a>(&'a self, hop: &'a Forward, last: bool) -> Option<String> {
+        let report = if last {
+            hop.response.as_deref()
+        } else {
+            self.response.as_deref()
+        };
+        match report {
+            Some(r) => Some(format!("{} {}", r.service, r.version)),
+            None => self.answered_by.clone(),
+        }
+    }
 }
 
 /// The one-word `Result` of a hop.

@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report};
+use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report, Try};
 use crate::caller::{Peer, Tls, XfccElement};
 use crate::pb;
 use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
@@ -70,6 +70,7 @@ impl From<&Report> for pb::CallResponse {
             padding: r.padding.clone(),
             timed_out: r.timed_out,
             attempt: r.attempt,
+            r#try: r.try_number,
             method: r.method.clone(),
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256.clone(),
@@ -91,6 +92,21 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
         answered_by: f.answered_by.clone().unwrap_or_default(),
         received_as: f.received_as.clone().unwrap_or_default(),
         response: f.response.as_deref().map(pb::CallResponse::from),
+        options: f.options.clone().unwrap_or_default(),
+        tries: f
+            .tries
+            .iter()
+            .map(|t| pb::Try {
+                r#try: t.number,
+                result: t.result.as_str().to_owned(),
+                status: t.status,
+                start_ms: t.start_ms,
+                duration_ms: t.duration_ms,
+                error: t.error.clone().unwrap_or_default(),
+                answered_by: t.answered_by.clone().unwrap_or_default(),
+                response: t.response.as_deref().map(pb::CallResponse::from),
+            })
+            .collect(),
     }
 }
 
@@ -134,6 +150,7 @@ impl From<pb::CallResponse> for Report {
             padding: r.padding,
             timed_out: r.timed_out,
             attempt: r.attempt,
+            try_number: r.r#try,
             method: r.method,
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256,
@@ -242,6 +259,27 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
         answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
         received_as: (!f.received_as.is_empty()).then_some(f.received_as),
         response: f.response.map(|r| Report::from(r).into()),
+        options: (!f.options.is_empty()).then_some(f.options),
+        tries: f.tries.into_iter().map(try_from_proto).collect(),
+    }
+}
+
+fn try_from_proto(t: pb::Try) -> Try {
+    let mut error = (!t.error.is_empty()).then_some(t.error);
+    let result = word::Word::from_word(&t.result).unwrap_or_else(|| {
+        let note = unknown_word("try result", &t.result);
+        error = Some(error.take().map_or(note.clone(), |e| format!("{e} {note}")));
+        Outcome::BadAnswer
+    });
+    Try {
+        number: t.r#try,
+        result,
+        status: t.status,
+        start_ms: t.start_ms,
+        duration_ms: t.duration_ms,
+        error,
+        answered_by: (!t.answered_by.is_empty()).then_some(t.answered_by),
+        response: t.response.map(|r| Report::from(r).into()),
     }
 }
 

@@ -103,6 +103,10 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
                 h + 1,
                 hop_line(hop, mark)
             );
+            for (t, one) in hop.tries.iter().enumerate() {
+                let last = t + 1 == hop.tries.len();
+                let _ = writeln!(out, "{indent}{next_indent}    {}", try_line(hop, one, last));
+            }
             if let Some(child) = &hop.response {
                 if let Some(caller) = caller_line(child) {
                     let _ = writeln!(out, "{indent}{next_indent}    {caller}");
@@ -142,6 +146,24 @@ fn caller_line(report: &Report) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
+/// One try of a hop that may retry: `try 1  503 status  3.10 ms  b v2`.
+fn try_line(hop: &Forward, one: &super::Try, last: bool) -> String {
+    let status = one.status.map_or("-".to_owned(), |s| s.to_string());
+    let mut line = format!(
+        "try {}  {status} {}  {}",
+        one.number,
+        one.result,
+        ms(one.duration_ms)
+    );
+    if let Some(who) = one.who(hop, last) {
+        let _ = write!(line, "  {}", sanitize(&who));
+    }
+    if let Some(error) = &one.error {
+        let _ = write!(line, "  {}", sanitize(error));
+    }
+    line
+}
+
 fn hop_line(hop: &Forward, mark: &str) -> String {
     let who = match &hop.response {
         Some(r) if !r.service.is_empty() => format!("{} {}", r.service, r.version),
@@ -166,6 +188,9 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
         hop.result,
         ms(hop.duration_ms)
     );
+    if let Some(options) = &hop.options {
+        let _ = write!(line, "  {{{}}}", sanitize(options));
+    }
     if let Some(attempt) = hop.response.as_ref().map(|r| r.attempt).filter(|a| *a > 1) {
         let _ = write!(line, "  attempt {attempt}");
     }
@@ -232,6 +257,44 @@ mod tests {
             lines[2], "       tls TLSv1.3 h2 sni c, from spiffe://cluster.local/ns/m/sa/a (tls)",
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_hop_that_retried_shows_its_options_and_each_try() {
+        let mut v1 = named("b", vec![]);
+        v1.attempt = 2;
+        let mut retried = hop("http", 0.0, 9.0, Some(v1));
+        retried.options = Some("timeout 3s, retries 2".into());
+        retried.tries = vec![
+            crate::report::Try {
+                number: 1,
+                result: crate::report::Outcome::Status,
+                status: Some(503),
+                duration_ms: 4.0,
+                error: Some("answered 503 Service Unavailable".into()),
+                response: Some(named("b", vec![]).into()),
+                ..Default::default()
+            },
+            crate::report::Try {
+                number: 2,
+                result: crate::report::Outcome::Ok,
+                status: Some(200),
+                start_ms: 4.5,
+                duration_ms: 4.5,
+                ..Default::default()
+            },
+        ];
+        let text = render_tree(&named("a", vec![vec![retried]]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1], "└─ 1.1 http  b v1  200 ok  9.00 ms *  {timeout 3s, retries 2}  attempt 2",
+            "{text}"
+        );
+        assert_eq!(
+            lines[2],
+            "       try 1  503 status  4.00 ms  b v1  answered 503 Service Unavailable"
+        );
+        assert_eq!(lines[3], "       try 2  200 ok  4.50 ms  b v1");
     }
 
     #[test]

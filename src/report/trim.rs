@@ -5,7 +5,8 @@
 //! header block for the whole connection.
 //!
 //! Trimming keeps what a person debugging the failure needs, in this order
-//! of sacrifice: padding, then request info, then the reports below hops
+//! of sacrifice: padding, then request info, then the reports of tries a
+//! hop retried after (the last try's report stays), then the reports below hops
 //! that succeeded, then those hops themselves, then long texts; the path
 //! from the root to every failed hop stays. What was cut is said at the
 //! root, e.g. `[trimmed to 8 KiB: request info dropped, 12 ok hops omitted]`.
@@ -27,9 +28,10 @@ pub fn fit(mut response: pb::CallResponse, budget: usize) -> pb::CallResponse {
         return response;
     }
     let mut said: Vec<String> = Vec::new();
-    let steps: [(&str, Step); 5] = [
+    let steps: [(&str, Step); 6] = [
         ("padding dropped", drop_padding),
         ("request info dropped", drop_request_info),
+        ("reports of {} retried tries omitted", drop_try_reports),
         ("reports below {} ok hops omitted", drop_ok_reports),
         ("{} ok hops omitted", drop_ok_hops),
         ("texts shortened", shorten_texts),
@@ -75,6 +77,11 @@ fn each_report(response: &mut pb::CallResponse, f: &mut impl FnMut(&mut pb::Call
         f(r, root);
         for group in &mut r.parallel_forwards {
             for hop in &mut group.sequential_forwards {
+                for one in &mut hop.tries {
+                    if let Some(child) = &mut one.response {
+                        walk(child, false, f);
+                    }
+                }
                 if let Some(child) = &mut hop.response {
                     walk(child, false, f);
                 }
@@ -82,6 +89,26 @@ fn each_report(response: &mut pb::CallResponse, f: &mut impl FnMut(&mut pb::Call
         }
     }
     walk(response, true, f);
+}
+
+/// The reports of the tries a hop made before its last: the hop's own
+/// report (the last try's) and every try's status and error stay.
+fn drop_try_reports(response: &mut pb::CallResponse) -> usize {
+    let mut n = 0;
+    each_report(response, &mut |r, _| {
+        for hop in r
+            .parallel_forwards
+            .iter_mut()
+            .flat_map(|g| &mut g.sequential_forwards)
+        {
+            for one in &mut hop.tries {
+                if one.response.take().is_some() {
+                    n += 1;
+                }
+            }
+        }
+    });
+    n
 }
 
 fn drop_padding(response: &mut pb::CallResponse) -> usize {
@@ -120,7 +147,15 @@ fn count_hops(r: &pb::CallResponse) -> usize {
     r.parallel_forwards
         .iter()
         .flat_map(|g| &g.sequential_forwards)
-        .map(|h| 1 + h.response.as_ref().map_or(0, count_hops))
+        .map(|h| {
+            let tries: usize = h
+                .tries
+                .iter()
+                .filter_map(|t| t.response.as_ref())
+                .map(count_hops)
+                .sum();
+            1 + tries + h.response.as_ref().map_or(0, count_hops)
+        })
         .sum()
 }
 

@@ -108,7 +108,7 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     // A POST with a body carries a JSON CallRequest. curl -d sends it as a
     // form unless told otherwise, so a body that opens with '{' is read as
     // JSON whatever its content type; any other body is refused, not ignored.
-    let max_body = service.executor.settings().max_body;
+    let max_body = service.executor.settings().limits.max_body;
     // Most requests have no body: nothing to collect.
     let bytes = if axum::body::HttpBody::is_end_stream(&body) {
         Ok(bytes::Bytes::new())

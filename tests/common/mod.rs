@@ -311,6 +311,32 @@ pub async fn black_hole() -> SocketAddr {
     addr
 }
 
+/// A loopback address where connecting never completes: a listener with
+/// a backlog of one, filled and never accepted, so the kernel drops every
+/// further SYN (as a black-holed address does; a connect timeout fires).
+/// The listener and its held connections live until the test ends.
+pub async fn unconnectable() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    // Fill the queue: connects go on succeeding until it is full.
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => held.push(stream),
+            _ => break,
+        }
+    }
+    Box::leak(Box::new((listener, held)));
+    addr
+}
+
 /// The chain of reports under the first hop of each level, the root first.
 pub fn first_hop_chain(report: &Report) -> Vec<&Report> {
     let mut out = vec![report];

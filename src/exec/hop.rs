@@ -1,0 +1,226 @@
+//! One hop as the calling application makes it: how long it may take (its
+//! own `[:timeout=…]` or `--hop-timeout`, within the request's deadline,
+//! and the error says which limit it was), its tries (`[:retries=N]`, each
+//! resending the hop's call id with `x-servicemock-try: K`, so the callee
+//! counts every arrival whichever layer retried), and what each try said.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ::http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use super::context::{HopContext, CALL, DEPTH, TIMEOUT, TRY};
+use super::transport::{HopUrl, Transport};
+use super::{deadline, millis, resolve, Executor, HopResult, Outgoing};
+use crate::plan::options::RetryOn;
+use crate::plan::Hop;
+use crate::report::{Forward, Outcome, Try};
+
+/// Which limit a hop's timer is: the hop's own, the service's, or the
+/// time left of the request.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Own(Duration),
+    HopTimeout(Duration),
+    Deadline,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Own(d) => write!(f, "the hop's own timeout of {}", deadline::human(*d)),
+            Limit::HopTimeout(d) => write!(f, "--hop-timeout {}", deadline::human(*d)),
+            Limit::Deadline => f.write_str("the request's deadline"),
+        }
+    }
+}
+
+impl Executor {
+    /// Calls one hop within the time left, trying again as its options
+    /// say, and records what happened. Each try is waited for until the
+    /// request's deadline, at most the hop's own timeout (else
+    /// `--hop-timeout`); the callee is told a smaller budget
+    /// ([`deadline::callee_budget`]) so that its own timers fire first.
+    pub(super) async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
+        let start = Instant::now();
+        let to = self.inner.resolver.resolve(&hop.target);
+        let transport = self.inner.transports.get(hop.protocol);
+        let url = transport.url(&to, hop);
+        let options = &hop.options;
+        // One number for every try: a retry, by this service or a proxy on
+        // the way, is the same call arriving again.
+        let call = rand::random::<u64>();
+        let retrying = options.retries > 0;
+        let mut tries = Vec::new();
+        let mut number = 1;
+        let result = loop {
+            let began = Instant::now();
+            let said = if retrying { Some(number) } else { None };
+            let mut result = self
+                .try_once(hop, ctx, &to, &url, transport, call, said)
+                .await;
+            ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
+            let again = number < options.tries()
+                && retryable(&result, options.retry_on(), hop.protocol.is_grpc())
+                && Instant::now() + options.backoff() < ctx.deadline;
+            if retrying {
+                tries.push(Try {
+                    number,
+                    result: result.outcome,
+                    status: result.status,
+                    start_ms: millis(began.saturating_duration_since(ctx.started)),
+                    duration_ms: millis(began.elapsed()),
+                    error: result.error.clone(),
+                    answered_by: result.answered_by.clone(),
+                    // The last try's report is the hop's own Response.
+                    response: if again { result.response.take() } else { None },
+                });
+            }
+            if !again {
+                break result;
+            }
+            tokio::time::sleep(options.backoff()).await;
+            number += 1;
+        };
+        tracing::debug!(url = %url, result = result.outcome.as_str(), status = ?result.status, tries = number, "hop");
+        Forward {
+            url: url.into_string(),
+            result: result.outcome,
+            protocol: hop.protocol,
+            status: result.status,
+            start_ms: millis(start.saturating_duration_since(ctx.started)),
+            duration_ms: millis(start.elapsed()),
+            error: result.error,
+            answered_by: result.answered_by,
+            received_as: result
+                .arrived_as
+                .filter(|p| !p.is_how(hop.protocol))
+                .map(|p| p.as_str().to_owned()),
+            response: result.response,
+            options: (!options.is_empty()).then(|| options.summary()),
+            tries,
+        }
+    }
+
+    /// One try of `hop`: skipped when no time or room is left, else the
+    /// transport's call with this hop's headers and timer.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_once(
+        &self,
+        hop: &Hop,
+        ctx: &HopContext,
+        to: &resolve::Resolved,
+        url: &HopUrl,
+        transport: &dyn Transport,
+        call: u64,
+        number: Option<u32>,
+    ) -> HopResult {
+        let now = Instant::now();
+        let remaining = ctx.deadline.saturating_duration_since(now);
+        let budget = self.inner.settings.max_report_size;
+        let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
+        if remaining.is_zero() {
+            return HopResult::failed(
+                Outcome::Skipped,
+                "not called: the request's deadline had passed".into(),
+            );
+        }
+        if room == 0 {
+            return HopResult::failed(
+                Outcome::Skipped,
+                format!("not called: the reports of this request already took {budget} bytes (--max-report-size)"),
+            );
+        }
+        let (cap, limit) = match hop.options.timeout {
+            Some(own) => (own, Limit::Own(own)),
+            None => {
+                let service = self.inner.settings.hop_timeout;
+                (service, Limit::HopTimeout(service))
+            }
+        };
+        let (timer, limit) = if remaining < cap {
+            (remaining, Limit::Deadline)
+        } else {
+            (cap, limit)
+        };
+        let callee_budget = deadline::callee_budget(timer);
+        // Sized once and filled, not a clone of the carried map grown by
+        // each header set here.
+        let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 4);
+        for (name, value) in &ctx.outbound {
+            headers.append(name.clone(), value.clone());
+        }
+        for (name, value) in &hop.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        headers.insert(DEPTH, number_value(ctx.depth + 1));
+        headers.insert(CALL, number_value(call));
+        headers.insert(
+            TIMEOUT,
+            number_value(u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX)),
+        );
+        if let Some(number) = number {
+            headers.insert(TRY, number_value(number));
+        }
+        let out = Outgoing {
+            to,
+            url,
+            headers,
+            timer,
+            room,
+            options: &hop.options,
+        };
+        let mut result = transport.call(out, hop).await;
+        if let Some(error) = result.error.as_mut() {
+            match result.outcome {
+                Outcome::Timeout => {
+                    use std::fmt::Write as _;
+                    let _ = write!(error, " ({limit})");
+                }
+                Outcome::Dns => {
+                    if let Some(hint) = self
+                        .inner
+                        .resolver
+                        .hint(&hop.target.host, hop.target.port_or_default())
+                    {
+                        error.push_str(" (");
+                        error.push_str(&hint);
+                        error.push(')');
+                    }
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+}
+
+/// Whether a try that ended so is tried again under `on`.
+fn retryable(result: &HopResult, on: RetryOn, grpc: bool) -> bool {
+    match result.outcome {
+        Outcome::Timeout => on.contains(RetryOn::TIMEOUT),
+        Outcome::Refused => on.contains(RetryOn::RESET),
+        Outcome::Error => result.status.is_none() && on.contains(RetryOn::RESET),
+        Outcome::Status => match result.status {
+            Some(14) if grpc => on.contains(RetryOn::UNAVAILABLE),
+            Some(status) if !grpc && (500..600).contains(&status) => {
+                on.contains(RetryOn::STATUS_5XX)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A number as a header value, written in one allocation (`HeaderValue`'s
+/// own `From<u64>` takes two).
+fn number_value(n: impl itoa::Integer) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_str(digits.format(n)).expect("digits are a header value")
+}
