@@ -273,5 +273,50 @@ async fn waterfall_renders_in_headless_chromium() {
         .submit(&format!("http://{proxy}/mock/ui"), plan, 1)
         .await;
     assert_eq!(rows, ["service3 ok"]);
+
+    // A hop that retried: its options on its row, each try on a row of its own.
+    let rows = driver
+        .submit(
+            &format!("http://{entry}/ui"),
+            "/@service2[:retries=1][x-mock-status=503@first=1]/",
+            1,
+        )
+        .await;
+    assert_eq!(rows, ["service2 ok"]);
+    let labels = |selector: &str| {
+        format!(
+            "return [...document.querySelectorAll('{selector} .label')].map(e => e.textContent)"
+        )
+    };
+    let hop = driver.script(&labels(".hop")).await;
+    assert!(
+        hop[0]
+            .as_str()
+            .unwrap()
+            .starts_with("1.1 http service2 v1 200 ok {retries 1} attempt 2"),
+        "{hop}"
+    );
+    let tries = driver.script(&labels(".try")).await;
+    assert_eq!(
+        tries,
+        json!(["try 1 503 status service2 v1", "try 2 200 ok service2 v1"])
+    );
+
+    // Over TLS: each level says how it arrived.
+    let mut tls_options = options(Default::default());
+    tls_options.tls = true;
+    let tls_mesh =
+        servicemock::mesh::Mesh::start(&["web".to_owned(), "back".to_owned()], tls_options)
+            .await
+            .unwrap();
+    let web = tls_mesh.addr("web").unwrap();
+    driver
+        .submit(&format!("http://{web}/ui"), "/@https:back/", 1)
+        .await;
+    let hop = driver.script(&labels(".hop")).await;
+    let hop = hop[0].as_str().unwrap();
+    assert!(hop.starts_with("1.1 https back v1 200 ok"), "{hop}");
+    assert!(hop.contains(" · tls TLSv1.3 h2 sni back"), "{hop}");
+    tls_mesh.stop().await.unwrap();
     mesh.stop().await.unwrap();
 }
