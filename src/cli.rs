@@ -140,11 +140,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
-    /// Check a server's /health (for a container HEALTHCHECK; exit 0 if healthy).
+    /// Check a server's /health, or its grpc.health.v1 with --protocol
+    /// grpc|grpcs (for a container HEALTHCHECK; exit 0 if healthy).
     Health {
+        #[command(flatten)]
+        via: ClientFlags,
         /// The server: host:port, host (port 8080) or http://host:port.
         #[arg(default_value = "127.0.0.1:8080")]
         addr: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
     },
 }
 

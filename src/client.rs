@@ -229,26 +229,90 @@ pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, Cli
     })
 }
 
-/// Whether `addr` answers `/health` with 200 within `timeout`.
-pub async fn health(addr: &str, timeout: Duration) -> Result<(), ClientError> {
+/// Whether `addr` is healthy within `timeout`, asked over `protocol` with
+/// the product's own hop clients (trusting what `tls` trusts): `/health`
+/// answers 2xx (http, h2c, https), or `grpc.health.v1` says SERVING
+/// (grpc, grpcs).
+pub async fn health(
+    addr: &str,
+    protocol: crate::plan::Protocol,
+    tls: crate::exec::tls::HopTls,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    use std::sync::Arc;
     let authority = authority(addr)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| unreachable(&authority, &e))?;
-    let response = client
-        .get(format!("http://{authority}/health"))
-        .send()
-        .await
-        .map_err(|e| unreachable(&authority, &e))?;
-    if response.status().is_success() {
+    let target = crate::plan::path::parse_target_text(&authority).map_err(|problem| {
+        ClientError::Address {
+            addr: addr.to_owned(),
+            problem,
+        }
+    })?;
+    let settings = crate::config::Settings {
+        hop_timeout: timeout,
+        ..crate::config::Settings::default()
+    };
+    let executor = crate::exec::Executor::with_transports(
+        crate::exec::resolve::Resolver::default(),
+        settings,
+        Vec::new(),
+        crate::exec::transport::Transports::with_tls(tls),
+    );
+    let unhealthy = |cause: String| ClientError::Unreachable {
+        addr: authority.clone(),
+        cause,
+    };
+    if protocol.is_grpc() {
+        use tonic_health::pb::health_client::HealthClient;
+        let channel = executor
+            .grpc_channel(&target, protocol)
+            .map_err(&unhealthy)?;
+        let mut client = HealthClient::new(channel);
+        let check = client.check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        });
+        let answer = match tokio::time::timeout(timeout, check).await {
+            Err(_) => return Err(unhealthy(format!("no answer within {timeout:?}"))),
+            Ok(Err(status)) => {
+                let name = crate::codes::grpc_code_name(status.code() as i32);
+                return Err(unhealthy(format!(
+                    "health check answered {name}: {}",
+                    status.message()
+                )));
+            }
+            Ok(Ok(answer)) => answer.into_inner(),
+        };
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        if answer.status == serving {
+            return Ok(());
+        }
+        return Err(unhealthy(format!(
+            "grpc.health.v1 says {}",
+            tonic_health::pb::health_check_response::ServingStatus::try_from(answer.status)
+                .map_or_else(
+                    |_| answer.status.to_string(),
+                    |s| s.as_str_name().to_owned()
+                )
+        )));
+    }
+    // /health as a target that is no servicemock: judged by status alone.
+    let hop = crate::plan::Hop {
+        target,
+        protocol,
+        headers: std::collections::BTreeMap::new(),
+        options: crate::plan::HopOptions {
+            path: Some("/health".into()),
+            expect_any: true,
+            ..Default::default()
+        },
+        next: Arc::new(crate::plan::Plan::leaf("/health")),
+    };
+    let forward = executor.call_once(&hop, timeout).await;
+    if forward.result == crate::report::Outcome::Ok {
         Ok(())
     } else {
-        Err(ClientError::Unreachable {
-            addr: authority,
-            cause: format!("/health answered {}", response.status()),
-        })
+        Err(unhealthy(
+            forward.error.unwrap_or_else(|| forward.result.to_string()),
+        ))
     }
 }
 

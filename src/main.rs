@@ -144,13 +144,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("no answer from {addr} within {timeout:?}"))
         }
-        Command::Health { addr } => Ok(match client::health(&addr, Duration::from_secs(3)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
-            }
-        }),
+        Command::Health { via, addr, timeout } => {
+            let answer = client::health(&addr, via.protocol(), via.tls()?, timeout).await;
+            Ok(match answer {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::Control {
             addr,
             changes,

@@ -265,11 +265,28 @@ async fn call_and_health_read_addresses_as_people_write_them() {
 async fn health_command() {
     let mesh = mesh(&["a"]).await;
     let addr = mesh.addr("a").unwrap().to_string();
-    let out = run_off_runtime(vec!["health".into(), addr]).await;
-    assert!(out.status.success());
+    for protocol in ["http", "h2c", "grpc"] {
+        let out = run_off_runtime(vec![
+            "health".into(),
+            "--protocol".into(),
+            protocol.into(),
+            addr.clone(),
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let closed = closed_port().await.to_string();
-    let out = run_off_runtime(vec!["health".into(), closed]).await;
+    let out = run_off_runtime(vec!["health".into(), closed.clone()]).await;
     assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("connection refused by {closed}")),
+        "{said}"
+    );
     mesh.stop().await.unwrap();
 }
 

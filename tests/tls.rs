@@ -1285,3 +1285,37 @@ async fn sni_and_insecure_are_options_of_one_hop() {
     assert_eq!(hop(&report)["Response"]["Tls"]["Sni"], "service2");
     assert_eq!(hop(&report)["Response"]["Protocol"], "grpc");
 }
+
+/// `servicemock health` speaks TLS as `call` does: trusting --cacert, or
+/// -k, over https (/health) and grpcs (grpc.health.v1).
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_over_tls() {
+    let d = dir("health");
+    let certs = certs(&d.0, "c", &["service2"]);
+    let server = serve("service2", &tls_args(&certs, "service2")).await;
+    let addr = server.addr.to_string();
+    let ca = s(certs.join("ca.pem"));
+    let health = |args: &[&str]| {
+        let mut all = vec!["health".to_owned()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.push(addr.clone());
+        Command::new(BIN).args(all).output().unwrap()
+    };
+    for args in [
+        &["--protocol", "https", "--cacert", &ca][..],
+        &["--protocol", "grpcs", "--cacert", &ca],
+        &["--protocol", "https", "-k"],
+        &["--protocol", "grpcs", "-k"],
+    ] {
+        let out = tokio::task::block_in_place(|| health(args));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = tokio::task::block_in_place(|| health(&["--protocol", "https"]));
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is not trusted: unknown issuer"), "{said}");
+}

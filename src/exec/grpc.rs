@@ -122,6 +122,15 @@ impl GrpcClients {
             .len()
     }
 
+    /// The pooled channel to `to` as a hop with `options` makes it.
+    pub(super) fn shared_channel(
+        &self,
+        to: &Resolved,
+        options: &crate::plan::HopOptions,
+    ) -> Result<Channel, String> {
+        self.channel(&ChannelKey::of(to, options))
+    }
+
     /// Drops the channel to a target that could not be reached.
     fn forget(&self, key: &ChannelKey) {
         self.channels

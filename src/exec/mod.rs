@@ -275,6 +275,19 @@ impl Executor {
         &self.inner.settings
     }
 
+    /// The pooled gRPC channel a `grpc`/`grpcs` hop to `target` would use
+    /// (`servicemock health` asks `grpc.health.v1` on it).
+    pub fn grpc_channel(
+        &self,
+        target: &crate::plan::Target,
+        protocol: crate::plan::Protocol,
+    ) -> Result<tonic::transport::Channel, String> {
+        let to = self.inner.resolver.resolve(target);
+        self.inner
+            .transports
+            .grpc_channel(&to, protocol, &Default::default())
+    }
+
     /// How many gRPC channels the hop clients keep open now.
     pub fn grpc_channels(&self) -> usize {
         self.inner.transports.grpc_channels()

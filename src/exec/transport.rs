@@ -242,6 +242,24 @@ impl Transport for GrpcTransport {
 }
 
 impl Transports {
+    /// The pooled gRPC channel (over TLS for `grpcs`) that a hop of
+    /// `protocol` to `to` made with `options` would use, for other services
+    /// of the same server (`grpc.health.v1`).
+    pub fn grpc_channel(
+        &self,
+        to: &Resolved,
+        protocol: Protocol,
+        options: &crate::plan::HopOptions,
+    ) -> Result<tonic::transport::Channel, String> {
+        let pool = match protocol {
+            Protocol::Grpc => self.grpc_clients.first(),
+            Protocol::Grpcs => self.grpc_clients.get(1),
+            other => return Err(format!("{other} is not a gRPC protocol")),
+        };
+        pool.ok_or_else(|| "no gRPC channels here".to_owned())?
+            .shared_channel(to, options)
+    }
+
     /// How many gRPC channels the standard transports keep open.
     pub fn grpc_channels(&self) -> usize {
         self.grpc_clients.iter().map(GrpcClients::len).sum()
