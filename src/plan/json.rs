@@ -84,6 +84,19 @@ mod tests {
     }
 
     #[test]
+    fn hop_options_read_as_grpcurl_writes_them() {
+        let body = br#"{"plan": {"parallel": [{"hops": [{"target": "service2",
+            "options": {"timeout": "3s", "retries": 2, "retryOn": "5xx,timeout", "method": "POST"}}]}]}}"#;
+        let plan = plan_from_json(body, &Limits::default()).unwrap();
+        let options = &plan.parallel[0].hops[0].options;
+        assert_eq!(options.timeout, Some(std::time::Duration::from_secs(3)));
+        assert_eq!(options.retries, 2);
+        assert_eq!(options.method.as_deref(), Some("POST"));
+        let back = plan_from_json(&request_json(&plan).unwrap(), &Limits::default()).unwrap();
+        assert_eq!(back, plan);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let limits = Limits::default();
         let err = |body: &str| {
