@@ -105,6 +105,10 @@ pub(crate) enum Command {
         /// service's name, e.g. --tls '{name}-tls'. 8080 stays cleartext.
         #[arg(long, value_name = "SECRET")]
         tls: Option<String>,
+        /// Serve raw TCP lines on this port too (Service port tcp,
+        /// appProtocol tcp), e.g. --tcp-port 9000 for Istio's TCP tasks.
+        #[arg(long, value_name = "PORT")]
+        tcp_port: Option<u16>,
     },
     /// Show or change a running service's /control (it must run with
     /// --control): `servicemock control localhost:8080 status=503@50% ready=false`;
@@ -295,6 +299,16 @@ pub(crate) struct ServeArgs {
     /// Ctrl-C stops at once.
     #[arg(long, env = "SERVICEMOCK_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub(crate) drain_delay: Duration,
+    /// Also serve raw TCP lines on this address (repeatable; off by
+    /// default): a line starting with / runs that plan and is answered
+    /// with the report as one JSON line, any other is echoed prefixed by
+    /// who answered. TLS too when --tls-cert is set (first-byte rule).
+    #[arg(long, env = "SERVICEMOCK_TCP_LISTEN", value_delimiter = ',')]
+    pub(crate) tcp_listen: Vec<String>,
+    /// Send this line first on every TCP connection (a server-first
+    /// protocol, for Istio's protocol-sniffing experiment). Not with TLS.
+    #[arg(long, env = "SERVICEMOCK_TCP_BANNER", requires = "tcp_listen")]
+    pub(crate) tcp_banner: Option<String>,
     #[command(flatten)]
     pub(crate) tls: TlsFlags,
     #[command(flatten)]
@@ -304,7 +318,7 @@ pub(crate) struct ServeArgs {
 /// How a client command (`call`, `load`, `health`) reaches the target.
 #[derive(Args)]
 pub(crate) struct ClientFlags {
-    /// How to call the target: a hop scheme (http, h2c, grpc, https, grpcs).
+    /// How to call the target: a hop scheme (http, h2c, grpc, https, grpcs, tcp).
     #[arg(long, value_parser = parse_protocol, default_value = "http")]
     pub(crate) protocol: Protocol,
     /// Same as --protocol grpc.

@@ -212,6 +212,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             replicas,
             control,
             tls,
+            tcp_port,
         } => {
             let options = ManifestOptions {
                 namespace,
@@ -220,6 +221,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 replicas,
                 control,
                 tls_secret: tls,
+                tcp_port,
             };
             emit(&manifests::render(&names, &options)?);
             Ok(ExitCode::SUCCESS)
@@ -241,6 +243,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             servicemock::plan::Protocol::H2c => " over h2c",
             servicemock::plan::Protocol::Https => " over https",
             servicemock::plan::Protocol::Grpcs => " over grpcs",
+            servicemock::plan::Protocol::Tcp => " over tcp",
             servicemock::plan::Protocol::Http => "",
         }
     );
@@ -297,7 +300,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(options) => Some(server::connection::tls::TlsServer::start(options)?),
         None => None,
     };
-    let listeners = listeners(&args.listen, &args.tls, tls, &identity.service).await?;
+    let tcp = TcpPorts {
+        listen: &args.tcp_listen,
+        banner: args.tcp_banner.as_deref(),
+    };
+    let listeners = listeners(&args.listen, &args.tls, tls, tcp, &identity.service).await?;
     let service = server::Service::new(identity, executor, defaults);
     server::serve_on(
         listeners,
@@ -333,20 +340,32 @@ fn listen_address(written: &str) -> anyhow::Result<String> {
     Ok(text.to_owned())
 }
 
+/// The raw TCP ports `serve` asks for (`--tcp-listen`, `--tcp-banner`).
+struct TcpPorts<'a> {
+    listen: &'a [String],
+    banner: Option<&'a str>,
+}
+
 /// The listeners `serve` asks for: `--listen` (plaintext, TLS beside it,
-/// or TLS only) and `--tls-listen`.
+/// or TLS only), `--tls-listen`, and each `--tcp-listen`.
 async fn listeners(
     listen: &str,
     flags: &cli::TlsFlags,
     tls: Option<std::sync::Arc<server::connection::tls::TlsServer>>,
+    tcp: TcpPorts<'_>,
     service: &str,
 ) -> anyhow::Result<Vec<server::Listener>> {
-    use server::connection::Speaks;
+    use server::connection::{Speaks, TcpLines};
+    anyhow::ensure!(
+        tcp.banner.is_none() || tls.is_none(),
+        "--tcp-banner and TLS cannot share a TCP port: a server that speaks first cannot wait to see whether a TLS ClientHello comes (drop --tcp-banner, or serve TLS elsewhere)"
+    );
     let mut wanted = vec![(
         listen,
         Speaks {
             tls: tls.clone(),
             tls_only: flags.tls_only,
+            lines: None,
         },
     )];
     if let Some(address) = &flags.tls_listen {
@@ -355,6 +374,19 @@ async fn listeners(
             Speaks {
                 tls: tls.clone(),
                 tls_only: true,
+                lines: None,
+            },
+        ));
+    }
+    for address in tcp.listen {
+        wanted.push((
+            address.as_str(),
+            Speaks {
+                tls: tls.clone(),
+                tls_only: flags.tls_only,
+                lines: Some(TcpLines {
+                    banner: tcp.banner.map(std::sync::Arc::from),
+                }),
             },
         ));
     }
@@ -368,10 +400,13 @@ async fn listeners(
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot listen on {address}")),
         };
-        let what = match (&speaks.tls, speaks.tls_only) {
-            (None, _) => "HTTP/1.1, h2c, gRPC",
-            (Some(_), false) => "HTTP/1.1, HTTP/2, gRPC; TLS and plaintext",
-            (Some(_), true) => "HTTP/1.1, HTTP/2, gRPC over TLS only",
+        let what = match (&speaks.tls, speaks.tls_only, &speaks.lines) {
+            (None, _, Some(_)) => "raw TCP lines",
+            (Some(_), false, Some(_)) => "raw TCP lines; TLS and plaintext",
+            (Some(_), true, Some(_)) => "raw TCP lines over TLS only",
+            (None, _, None) => "HTTP/1.1, h2c, gRPC",
+            (Some(_), false, None) => "HTTP/1.1, HTTP/2, gRPC; TLS and plaintext",
+            (Some(_), true, None) => "HTTP/1.1, HTTP/2, gRPC over TLS only",
         };
         tracing::info!(addr = %tcp.local_addr()?, %service, "listening ({what})");
         listeners.push(server::Listener { tcp, speaks });
@@ -395,9 +430,9 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
         "servicemock mesh: {} services in this process (HTTP/1.1, h2c and gRPC on each port)\n",
         mesh.members.len()
     );
-    println!("  {:<20} ADDRESS", "NAME");
-    for (name, addr) in &mesh.members {
-        println!("  {name:<20} {addr}");
+    println!("  {:<20} {:<22} TCP LINES", "NAME", "ADDRESS");
+    for ((name, addr), (_, tcp)) in mesh.members.iter().zip(&mesh.tcp) {
+        println!("  {name:<20} {:<22} {tcp}", addr.to_string());
     }
     let (first, entry) = &mesh.members[0];
     let rest: Vec<&str> = mesh.members[1..].iter().map(|(n, _)| n.as_str()).collect();
@@ -406,11 +441,17 @@ async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
         [one] => format!("/@{one}/@{first}/end"),
         [a, b, ..] => format!("/@{a}|{b}/@{first}/end"),
     };
-    println!("\n@name and @name:8080 reach these servers; other names resolve as usual. Try:\n");
+    println!("\n@name and @name:8080 reach these servers, tcp:name and name:9000 their TCP ports; other names resolve as usual. Try:\n");
     println!("  curl 'http://{entry}{example}'");
     println!("  curl --http2-prior-knowledge 'http://{entry}{example}'");
     println!(
-        "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call\n"
+        "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call"
+    );
+    let (_, first_tcp) = &mesh.tcp[0];
+    println!(
+        "  echo hello | nc -N {} {}\n",
+        first_tcp.ip(),
+        first_tcp.port()
     );
     if let Some(ca) = mesh.ca_pem() {
         let path =

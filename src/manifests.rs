@@ -22,6 +22,9 @@ pub struct ManifestOptions {
     /// Serve TLS on port 8443 from this Secret (`{name}` stands for the
     /// service's name), keeping 8080 in cleartext.
     pub tls_secret: Option<String>,
+    /// Serve raw TCP lines on this port too (`--tcp-listen`; Service port
+    /// named `tcp`, `appProtocol: tcp`).
+    pub tcp_port: Option<u16>,
 }
 
 impl Default for ManifestOptions {
@@ -33,6 +36,7 @@ impl Default for ManifestOptions {
             replicas: 1,
             control: false,
             tls_secret: None,
+            tcp_port: None,
         }
     }
 }
@@ -95,6 +99,26 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
         tls.map_or("", |_| TLS_MOUNT),
         tls.map_or(String::new(), Tls::volume),
     );
+    let (tcp_arg, tcp_service_port, tcp_container_port) = match o.tcp_port {
+        None => (String::new(), String::new(), String::new()),
+        Some(port) => (
+            format!(", \"--tcp-listen\", \"0.0.0.0:{port}\""),
+            format!(
+                "
+    # Raw TCP lines (echo, and @-paths as lines): a TCP port to Istio, so
+    # TCP routes, splits (per connection) and TCP authorization apply.
+    - name: tcp
+      appProtocol: tcp
+      port: {port}
+      targetPort: {port}"
+            ),
+            format!(
+                "
+            - name: tcp
+              containerPort: {port}"
+            ),
+        ),
+    };
     let _ = write!(
         out,
         r#"# servicemock "{name}" ({version}): a Service and a Deployment.
@@ -116,7 +140,7 @@ spec:
     - name: http2
       appProtocol: http2
       port: 8080
-      targetPort: 8080{tls_service_port}
+      targetPort: 8080{tls_service_port}{tcp_service_port}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -152,10 +176,10 @@ spec:
         - name: servicemock
           image: {image}
           imagePullPolicy: IfNotPresent
-          args: ["--listen", "0.0.0.0:8080"{tls_arg}{control}]
+          args: ["--listen", "0.0.0.0:8080"{tls_arg}{tcp_arg}{control}]
           ports:
             - name: http2
-              containerPort: 8080{tls_container_port}
+              containerPort: 8080{tls_container_port}{tcp_container_port}
           env:{tls_env}
             - name: SERVICEMOCK_NAME
               value: {name}
@@ -282,6 +306,29 @@ mod tests {
         assert_eq!(
             body, generated,
             "regenerate kubernetes/mock-service.yaml (see its header)"
+        );
+    }
+
+    #[test]
+    fn a_tcp_port_is_declared_as_tcp() {
+        let options = ManifestOptions {
+            tcp_port: Some(9000),
+            ..ManifestOptions::default()
+        };
+        let text = render(&["tcp-echo".into()], &options).unwrap();
+        assert!(
+            text.contains(
+                "- name: tcp\n      appProtocol: tcp\n      port: 9000\n      targetPort: 9000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"args: ["--listen", "0.0.0.0:8080", "--tcp-listen", "0.0.0.0:9000"]"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("- name: tcp\n              containerPort: 9000"),
+            "{text}"
         );
     }
 

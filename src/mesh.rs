@@ -46,6 +46,9 @@ pub struct MeshOptions {
 pub struct Mesh {
     /// Each name and where it listens, in the order given.
     pub members: Vec<(String, SocketAddr)>,
+    /// Each name and where its raw TCP port listens (`tcp:name` and
+    /// `name:9000` reach it).
+    pub tcp: Vec<(String, SocketAddr)>,
     shutdown: Shutdown,
     servers: JoinSet<std::io::Result<()>>,
     ca: Option<String>,
@@ -133,21 +136,40 @@ impl Mesh {
             let local = listener
                 .local_addr()
                 .map_err(|source| MeshError::Bind { addr, source })?;
-            listeners.push((name.clone(), local, listener));
+            // The raw TCP port: any free port beside the HTTP one.
+            let tcp_addr = SocketAddr::new(options.bind, 0);
+            let tcp = TcpListener::bind(tcp_addr)
+                .await
+                .map_err(|source| MeshError::Bind {
+                    addr: tcp_addr,
+                    source,
+                })?;
+            listeners.push((name.clone(), local, listener, tcp));
         }
-        let members: Vec<(String, SocketAddr)> =
-            listeners.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
+        let members: Vec<(String, SocketAddr)> = listeners
+            .iter()
+            .map(|(n, a, _, _)| (n.clone(), *a))
+            .collect();
+        let mut tcp_members = Vec::with_capacity(listeners.len());
+        for (name, _, _, tcp) in &listeners {
+            let addr = tcp.local_addr().map_err(|source| MeshError::Bind {
+                addr: SocketAddr::new(options.bind, 0),
+                source,
+            })?;
+            tcp_members.push((name.clone(), addr));
+        }
         let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
         let tls = MeshTls::make(&names, options.tls)?;
         let executor = Executor::with_transports(
-            Resolver::with_names(members.iter().cloned()),
+            Resolver::with_names(members.iter().cloned())
+                .with_tcp_names(tcp_members.iter().cloned()),
             options.settings,
             options.propagate.clone(),
             crate::exec::transport::Transports::with_tls(tls.hops.clone()),
         );
         let shutdown = Shutdown::default();
         let mut servers = JoinSet::new();
-        for ((name, _, listener), leaf) in listeners.into_iter().zip(tls.leaves) {
+        for ((name, _, listener, tcp), leaf) in listeners.into_iter().zip(tls.leaves) {
             let service = Service::new(
                 Identity::named(&name, &options.version),
                 executor.clone(),
@@ -164,13 +186,21 @@ impl Mesh {
                         .map_err(|e| MeshError::Tls(e.to_string()))?,
                     ),
                     tls_only: false,
+                    lines: None,
                 },
             };
+            let lines = Speaks {
+                lines: Some(crate::server::connection::TcpLines::default()),
+                ..speaks.clone()
+            };
             servers.spawn(serve_on(
-                vec![Listener {
-                    tcp: listener,
-                    speaks,
-                }],
+                vec![
+                    Listener {
+                        tcp: listener,
+                        speaks,
+                    },
+                    Listener { tcp, speaks: lines },
+                ],
                 Arc::clone(&service),
                 {
                     let wait = shutdown.wait();
@@ -184,6 +214,7 @@ impl Mesh {
         }
         Ok(Mesh {
             members,
+            tcp: tcp_members,
             shutdown,
             servers,
             ca: tls.ca,
@@ -201,6 +232,11 @@ impl Mesh {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)
+    }
+
+    /// Where `name`'s raw TCP port listens.
+    pub fn tcp_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.tcp.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
     }
 
     /// Starts the graceful shutdown of every member and waits for all.

@@ -306,7 +306,7 @@ async fn syntax_errors_answer_400_with_position() {
         ("/@a,/", "empty target at position 4 in \"@a,\""),
         (
             "/@a:http/",
-            "unknown scheme 'a' (known: http, h2c, grpc, https, grpcs; after a host, ':' takes a port number) at position 2",
+            "unknown scheme 'a' (known: http, h2c, grpc, https, grpcs, tcp; after a host, ':' takes a port number) at position 2",
         ),
         ("/@a:80x/", "bad port '80x' (expected 1 to 65535) at position 4"),
         ("/@a[x=1/", "unclosed '[' at position 3"),

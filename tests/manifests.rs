@@ -65,6 +65,8 @@ fn generated_manifests_validate() {
             "registry.example/servicemock:1.0",
             "--tls",
             "{name}-tls",
+            "--tcp-port",
+            "9000",
         ])
         .output()
         .unwrap();
@@ -72,6 +74,7 @@ fn generated_manifests_validate() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches("kind: Service\n").count(), 3);
     assert!(text.contains("secretName: service3-tls"), "{text}");
+    assert_eq!(text.matches("appProtocol: tcp\n").count(), 3);
     let file =
         std::env::temp_dir().join(format!("servicemock-manifests-{}.yaml", std::process::id()));
     std::fs::write(&file, &text).unwrap();

@@ -20,6 +20,12 @@ pub(crate) struct Failure {
     pub connecting: bool,
 }
 
+/// A connection that was not made within its connect timeout (the
+/// transports that connect by hand say so with it).
+#[derive(Debug, thiserror::Error)]
+#[error("connect timed out")]
+pub(crate) struct ConnectTimedOut;
+
 /// Sorts a transport error into an [`Outcome`].
 pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
     let mut outcome = Outcome::Error;
@@ -58,6 +64,9 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
                 cause: handshake.to_string(),
                 connecting: true,
             };
+        } else if e.is::<ConnectTimedOut>() {
+            outcome = Outcome::Timeout;
+            connecting = true;
         } else if let Some(io) = e.downcast_ref::<io::Error>() {
             outcome = match io.kind() {
                 io::ErrorKind::ConnectionRefused => Outcome::Refused,

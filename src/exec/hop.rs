@@ -44,7 +44,14 @@ impl Executor {
     /// ([`deadline::callee_budget`]) so that its own timers fire first.
     pub(super) async fn call(&self, hop: &Hop, ctx: &HopContext) -> Forward {
         let start = Instant::now();
-        let to = self.inner.resolver.resolve(&hop.target);
+        let to = match hop.target.port {
+            None if hop.protocol.default_port() != crate::plan::DEFAULT_PORT => {
+                let port = Some(hop.protocol.default_port());
+                let target = crate::plan::Target::new(hop.target.host.clone(), port);
+                self.inner.resolver.resolve(&target)
+            }
+            _ => self.inner.resolver.resolve(&hop.target),
+        };
         let transport = self.inner.transports.get(hop.protocol);
         let url = transport.url(&to, hop);
         let options = &hop.options;

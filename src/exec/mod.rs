@@ -14,6 +14,7 @@ mod grpc;
 mod hop;
 mod http;
 pub mod resolve;
+mod tcp;
 pub mod tls;
 pub mod transport;
 

@@ -12,12 +12,14 @@ use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
 
-use crate::plan::{Target, DEFAULT_PORT};
+use crate::plan::{Target, DEFAULT_PORT, DEFAULT_TCP_PORT};
 
 /// Maps mesh names to local addresses; every other target resolves normally.
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
     names: HashMap<String, SocketAddr>,
+    /// Each name's raw TCP port, for `name:9000` (`tcp:name`).
+    tcp_names: HashMap<String, SocketAddr>,
 }
 
 /// The address to connect to, and the authority the call is made for.
@@ -49,15 +51,38 @@ impl Resolver {
                 .into_iter()
                 .map(|(name, addr)| (name.to_ascii_lowercase(), addr))
                 .collect(),
+            tcp_names: HashMap::new(),
         }
+    }
+
+    /// The resolver that also sends `name:9000` to each name's TCP port.
+    pub fn with_tcp_names(
+        mut self,
+        names: impl IntoIterator<Item = (String, SocketAddr)>,
+    ) -> Resolver {
+        self.tcp_names = names
+            .into_iter()
+            .map(|(name, addr)| (name.to_ascii_lowercase(), addr))
+            .collect();
+        self
     }
 
     /// Where to connect for `target`.
     pub fn resolve(&self, target: &Target) -> Resolved {
         let authority = target.authority();
         // Outside a mesh there are no names: nothing to look up.
-        let local = (!self.names.is_empty() && target.port_or_default() == DEFAULT_PORT)
-            .then(|| self.names.get(&target.host.to_ascii_lowercase()))
+        let names = match target.port_or_default() {
+            DEFAULT_PORT => &self.names,
+            DEFAULT_TCP_PORT => &self.tcp_names,
+            _ => {
+                return Resolved {
+                    connect: authority.clone(),
+                    authority,
+                }
+            }
+        };
+        let local = (!names.is_empty())
+            .then(|| names.get(&target.host.to_ascii_lowercase()))
             .flatten();
         match local {
             Some(addr) => Resolved {

@@ -132,6 +132,7 @@ impl Transports {
                 clients: grpcs.clone(),
                 scheme: "grpcs",
             }),
+            Protocol::Tcp => Arc::new(super::tcp::TcpTransport::default()),
         });
         Transports {
             by_protocol,

@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// The port a target gets when it names none, as in the original server.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// The port a `tcp:` target gets when it names none (Istio's tcp-echo).
+pub const DEFAULT_TCP_PORT: u16 = 9000;
+
 /// The highest `--max-depth` accepted: every form of a plan (path, JSON,
 /// proto) and every received report is decoded up to this many levels at
 /// most, whatever a request says.
@@ -69,6 +72,9 @@ impl Hop {
         if options.path.is_some() && !self.next.parallel.is_empty() {
             return Err("option ':path' sends that path as written, so the hop cannot also carry the calls after it (write them into the path, or drop ':path')".into());
         }
+        if self.protocol == Protocol::Tcp && path::render_path(&self.next).is_err() {
+            return Err("a tcp hop carries the calls after it as one path line, and its sub-plan goes on to different subtrees, which no path can say (use http: or grpc: for this hop)".into());
+        }
         if (options.method.is_some() || options.body.is_some())
             && path::render_path(&self.next).is_err()
         {
@@ -93,6 +99,9 @@ pub enum Protocol {
     Https,
     /// gRPC over TLS.
     Grpcs,
+    /// Raw TCP lines: a new connection per call (`[:reuse=true]` pools
+    /// them), the sub-plan as a path line, the report as a line back.
+    Tcp,
 }
 
 impl Protocol {
@@ -104,17 +113,27 @@ impl Protocol {
             Protocol::Grpc => "grpc",
             Protocol::Https => "https",
             Protocol::Grpcs => "grpcs",
+            Protocol::Tcp => "tcp",
         }
     }
 
     /// Every protocol, in the order messages list them.
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::Http,
         Protocol::H2c,
         Protocol::Grpc,
         Protocol::Https,
         Protocol::Grpcs,
+        Protocol::Tcp,
     ];
+
+    /// The port a target of this protocol gets when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Tcp => DEFAULT_TCP_PORT,
+            _ => DEFAULT_PORT,
+        }
+    }
 
     /// Whether the hop's sub-plan travels as a gRPC message.
     pub fn is_grpc(self) -> bool {

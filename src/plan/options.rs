@@ -29,6 +29,7 @@ const MAX_METHOD_LEN: usize = 32;
 
 const HTTP: &[Protocol] = &[Protocol::Http, Protocol::H2c, Protocol::Https];
 const TLS: &[Protocol] = &[Protocol::Https, Protocol::Grpcs];
+const TCP: &[Protocol] = &[Protocol::Tcp];
 const ALL: &[Protocol] = &Protocol::ALL;
 
 /// One option: its name, the hop protocols it applies to, and what it
@@ -41,7 +42,7 @@ pub struct OptionSpec {
 }
 
 /// Every hop option, in the order they are written back.
-pub const OPTIONS: [OptionSpec; 11] = [
+pub const OPTIONS: [OptionSpec; 12] = [
     OptionSpec {
         name: "method",
         applies: HTTP,
@@ -96,6 +97,11 @@ pub const OPTIONS: [OptionSpec; 11] = [
         name: "insecure",
         applies: TLS,
         takes: "true: accept any server certificate",
+    },
+    OptionSpec {
+        name: "reuse",
+        applies: TCP,
+        takes: "true: keep the connection for the next call (a bounded pool)",
     },
 ];
 
@@ -182,6 +188,8 @@ pub struct HopOptions {
     pub sni: Option<String>,
     /// Accept any server certificate (`:insecure=true`).
     pub insecure: bool,
+    /// Keep a TCP hop's connection for the next call (`:reuse=true`).
+    pub reuse: bool,
 }
 
 impl HopOptions {
@@ -289,11 +297,16 @@ impl HopOptions {
                     .map_err(|e| problem(format!("not a TLS server name: {e}")))?;
                 self.sni = Some(value.to_owned());
             }
-            "insecure" => {
-                self.insecure = match value {
+            "insecure" | "reuse" => {
+                let on = match value {
                     "true" => true,
                     "false" => false,
                     _ => return Err(problem("write true or false".into())),
+                };
+                if name == "reuse" {
+                    self.reuse = on;
+                } else {
+                    self.insecure = on;
                 }
             }
             _ => {
@@ -343,6 +356,9 @@ impl HopOptions {
         }
         if self.insecure {
             pairs.push(("insecure", "true".into()));
+        }
+        if self.reuse {
+            pairs.push(("reuse", "true".into()));
         }
         pairs
     }
@@ -425,6 +441,9 @@ impl HopOptions {
         }
         if self.insecure {
             parts.push("insecure".into());
+        }
+        if self.reuse {
+            parts.push("reuse".into());
         }
         parts.join(", ")
     }

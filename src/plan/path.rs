@@ -636,7 +636,7 @@ mod tests {
         );
         assert_eq!(
             err("/@ftp:a"),
-            "unknown scheme 'ftp' (known: http, h2c, grpc, https, grpcs; after a host, ':' takes a port number) at position 2 in \"@ftp:a\""
+            "unknown scheme 'ftp' (known: http, h2c, grpc, https, grpcs, tcp; after a host, ':' takes a port number) at position 2 in \"@ftp:a\""
         );
         let upper = parse("/@GRPC:service2/").unwrap();
         assert_eq!(

@@ -200,6 +200,7 @@ fn options_from_proto(
 ) -> Result<HopOptions, PlanError> {
     let retries = (message.retries > 0).then(|| message.retries.to_string());
     let insecure = message.insecure.then(|| "true".to_owned());
+    let reuse = message.reuse.then(|| "true".to_owned());
     let written = [
         ("method", "method", Some(&message.method)),
         ("body", "body", Some(&message.body)),
@@ -212,6 +213,7 @@ fn options_from_proto(
         ("expect", "expect", Some(&message.expect)),
         ("sni", "sni", Some(&message.sni)),
         ("insecure", "insecure", insecure.as_ref()),
+        ("reuse", "reuse", reuse.as_ref()),
     ];
     let mut options = HopOptions::default();
     for (name, message_field, value) in written {
@@ -233,6 +235,7 @@ fn options_to_proto(options: &HopOptions) -> pb::HopOptions {
     let mut message = pb::HopOptions {
         retries: options.retries,
         insecure: options.insecure,
+        reuse: options.reuse,
         ..Default::default()
     };
     for (name, value) in options.pairs() {
@@ -261,6 +264,7 @@ pub fn protocol_to_proto(protocol: Protocol) -> i32 {
         Protocol::Grpc => pb::Protocol::Grpc,
         Protocol::Https => pb::Protocol::Https,
         Protocol::Grpcs => pb::Protocol::Grpcs,
+        Protocol::Tcp => pb::Protocol::Tcp,
     }) as i32
 }
 
@@ -272,6 +276,7 @@ pub fn protocol_from_proto(value: i32) -> Option<Protocol> {
         pb::Protocol::Grpc => Some(Protocol::Grpc),
         pb::Protocol::Https => Some(Protocol::Https),
         pb::Protocol::Grpcs => Some(Protocol::Grpcs),
+        pb::Protocol::Tcp => Some(Protocol::Tcp),
     }
 }
 

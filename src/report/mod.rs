@@ -509,15 +509,18 @@ pub enum InboundProtocol {
     Grpc,
     /// HTTP/2 over TLS, not a gRPC call.
     H2,
+    /// A line on the raw TCP port.
+    Tcp,
 }
 
 impl InboundProtocol {
-    pub const ALL: [InboundProtocol; 5] = [
+    pub const ALL: [InboundProtocol; 6] = [
         InboundProtocol::Http10,
         InboundProtocol::Http11,
         InboundProtocol::H2c,
         InboundProtocol::Grpc,
         InboundProtocol::H2,
+        InboundProtocol::Tcp,
     ];
 
     /// The word reports, logs and metrics use.
@@ -528,6 +531,7 @@ impl InboundProtocol {
             InboundProtocol::H2c => "h2c",
             InboundProtocol::Grpc => "grpc",
             InboundProtocol::H2 => "h2",
+            InboundProtocol::Tcp => "tcp",
         }
     }
 
@@ -541,6 +545,7 @@ impl InboundProtocol {
                 InboundProtocol::Http11 | InboundProtocol::Http10
             ) | (Protocol::H2c, InboundProtocol::H2c)
                 | (Protocol::Grpc | Protocol::Grpcs, InboundProtocol::Grpc)
+                | (Protocol::Tcp, InboundProtocol::Tcp)
                 | (
                     Protocol::Https,
                     InboundProtocol::Http11 | InboundProtocol::Http10 | InboundProtocol::H2

@@ -244,7 +244,10 @@ fn refusal(service: &Service, refused: Refused, view: View) -> Response {
 /// Takes `view=tree` (or `view=flat`, `view=json`) out of the query, so it is not passed
 /// on to the leaves; `Accept: text/plain` also asks for the tree. Any other
 /// `view=` is a mistake, handed back to be named.
-fn choose_view<'t>(target: &'t str, headers: &HeaderMap) -> Result<(Cow<'t, str>, View), String> {
+pub(super) fn choose_view<'t>(
+    target: &'t str,
+    headers: &HeaderMap,
+) -> Result<(Cow<'t, str>, View), String> {
     let mut view = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         Some(accept) if accept.starts_with("text/plain") => View::Tree,
         _ => View::Json,

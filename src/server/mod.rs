@@ -19,6 +19,7 @@ mod grpc;
 mod http;
 mod pipeline;
 pub mod shutdown;
+mod tcp;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,11 +180,18 @@ pub async fn serve_on(
         let _ = stop_tx.send(true);
         let _ = begun_tx.send(());
     };
+    let slots = connection::Slots::new(&app.service().executor.settings().connections);
     let loops = listeners.into_iter().map(|listener| {
         let mut stop = stop_rx.clone();
-        connection::accept_until(listener.tcp, app.clone(), listener.speaks, async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        })
+        connection::accept_until(
+            listener.tcp,
+            app.clone(),
+            listener.speaks,
+            slots.clone(),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        )
     });
     let server = async move {
         tokio::join!(signal, futures::future::join_all(loops));

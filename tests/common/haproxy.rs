@@ -34,6 +34,9 @@ pub struct Proxy<'a> {
     pub server_timeout_ms: Option<u64>,
     /// Health-check `GET /ready` every 100 ms.
     pub check_ready: bool,
+    /// `mode tcp`: balance connections, not requests (an Envoy TCP
+    /// proxy's split); the servers are raw TCP ports.
+    pub tcp: bool,
 }
 
 /// HAProxy on a loopback port, stopped when dropped.
@@ -63,6 +66,18 @@ impl Proxy<'_> {
     /// The configuration: one frontend (HTTP/1.1 and h2c on one port, as
     /// HAProxy tells them apart), one backend speaking h2 to the servers.
     fn config(&self, port: u16) -> String {
+        if self.tcp {
+            let mut backend = String::from("  mode tcp\n  balance roundrobin\n");
+            for (i, (addr, weight)) in self.servers.iter().enumerate() {
+                backend.push_str(&format!("  server s{i} {addr} weight {weight}\n"));
+            }
+            return format!(
+                "global\n  maxconn 512\n\
+                 defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+                 backend be\n{backend}"
+            );
+        }
         let mut backend = String::from("  balance roundrobin\n");
         // As Envoy does: a request id for requests that come without one,
         // kept by every retry.

@@ -22,7 +22,9 @@
 //!   ALPN `h2`), upgrades allowed, watched for a graceful shutdown.
 //!
 //! A new protocol is a new arm of [`Identified`] (or a listener of its own,
-//! as raw TCP lines will be) and a function that serves it.
+//! as raw TCP lines are: [`Speaks::lines`], served by `server/tcp.rs`, TLS
+//! by the same first-byte rule) and a function that serves it. Every
+//! listener of a service counts against the one `--max-connections`.
 
 mod guard;
 pub mod tls;
@@ -63,13 +65,42 @@ pub(super) fn effective_cap(asked: usize, open_files: Option<u64>) -> usize {
     }
 }
 
-/// What a listener serves: plaintext, TLS beside it, or TLS only.
+/// What a listener serves: plaintext, TLS beside it, or TLS only; HTTP,
+/// or raw TCP lines.
 #[derive(Clone, Default)]
 pub struct Speaks {
     /// TLS for connections that open with a ClientHello.
     pub tls: Option<Arc<TlsServer>>,
     /// Refuse connections that do not (`--tls-only`, `--tls-listen`).
     pub tls_only: bool,
+    /// Raw TCP lines instead of HTTP (`--tcp-listen`).
+    pub lines: Option<TcpLines>,
+}
+
+/// A raw TCP port's own settings.
+#[derive(Clone, Debug, Default)]
+pub struct TcpLines {
+    /// Written first on every connection (`--tcp-banner`): a server-first
+    /// protocol. Never with TLS (the server would speak before it knows).
+    pub banner: Option<Arc<str>>,
+}
+
+/// The connection slots every listener of one service shares
+/// (`--max-connections`, kept under the descriptor limit).
+#[derive(Clone)]
+pub(super) struct Slots {
+    semaphore: Arc<Semaphore>,
+    cap: usize,
+}
+
+impl Slots {
+    pub(super) fn new(limits: &ConnectionLimits) -> Slots {
+        let cap = effective_cap(limits.max_connections, raise_open_files_limit());
+        Slots {
+            semaphore: Arc::new(Semaphore::new(cap)),
+            cap,
+        }
+    }
 }
 
 /// What the connection a request came on showed before its first request:
@@ -110,11 +141,14 @@ pub(super) async fn accept_until(
     listener: TcpListener,
     app: super::front::Front,
     speaks: Speaks,
+    slots: Slots,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let limits = app.service().executor.settings().connections;
-    let cap = effective_cap(limits.max_connections, raise_open_files_limit());
-    let slots = Arc::new(Semaphore::new(cap));
+    let Slots {
+        semaphore: slots,
+        cap,
+    } = slots;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -156,14 +190,27 @@ pub(super) async fn accept_until(
             let gauge = shared.metrics().connections().clone();
             gauge.inc();
             let arrived = Instant::now();
-            match identify(tcp, &shared, arrived).await {
-                Some(Identified::Plain(tcp)) => {
+            let lines = shared.speaks.lines.as_ref().map(|lines| super::tcp::Lines {
+                service: shared.app.service(),
+                limits: shared.limits,
+                session: None,
+                banner: lines.banner.as_deref(),
+            });
+            match (identify(tcp, &shared, arrived).await, lines) {
+                (Some(Identified::Plain(tcp)), None) => {
                     serve_http(tcp, None, &shared, stopped, arrived).await;
                 }
-                Some(Identified::Tls(tls, session)) => {
+                (Some(Identified::Tls(tls, session)), None) => {
                     serve_http(*tls, Some(session), &shared, stopped, arrived).await;
                 }
-                None => {}
+                (Some(Identified::Plain(tcp)), Some(lines)) => {
+                    lines.serve(tcp, stopped, arrived).await;
+                }
+                (Some(Identified::Tls(tls, session)), Some(mut lines)) => {
+                    lines.session = Some(session);
+                    lines.serve(*tls, stopped, arrived).await;
+                }
+                (None, _) => {}
             }
             gauge.dec();
             drop(slot);
@@ -171,9 +218,10 @@ pub(super) async fn accept_until(
     }
     drop(listener);
     let _ = stopping.send(true);
-    // Every connection holds a slot until it ends.
+    // Every connection holds a slot until it ends (the slots are shared by
+    // every listener of the service: each waits until all are back).
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    drop(slots.acquire_many(all).await);
 }
 
 /// Reads what a connection speaks from its first byte, within the head
@@ -201,7 +249,7 @@ async fn identify(tcp: TcpStream, shared: &Shared, arrived: Instant) -> Option<I
             }
         }
         Ok(Ok(1)) if shared.speaks.tls_only => {
-            refuse_plaintext(tcp).await;
+            refuse_plaintext(tcp, shared.speaks.lines.is_some()).await;
             None
         }
         Ok(Ok(1)) => Some(Identified::Plain(tcp)),
@@ -211,13 +259,20 @@ async fn identify(tcp: TcpStream, shared: &Shared, arrived: Instant) -> Option<I
 }
 
 /// Tells a plaintext client of a TLS-only port what to do, then closes.
-async fn refuse_plaintext(mut tcp: TcpStream) {
+/// (A TCP-lines port is TLS-only only with `--tls-only`, and gets the same
+/// words as a line.)
+async fn refuse_plaintext(mut tcp: TcpStream, lines: bool) {
     use tokio::io::AsyncWriteExt as _;
     const WHY: &str = "this port speaks TLS only: call it with https:// (or grpcs)\n";
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{WHY}",
-        WHY.len()
-    );
+    let answer = if lines {
+        "error: this TCP port speaks TLS only: connect with TLS (openssl s_client, socat OPENSSL:)\n"
+            .to_owned()
+    } else {
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{WHY}",
+            WHY.len()
+        )
+    };
     tracing::debug!("plaintext connection to a TLS-only port closed");
     let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
     let _ = tcp.shutdown().await;
