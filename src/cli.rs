@@ -199,6 +199,10 @@ pub(crate) struct LoadArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With --protocol tcp: keep connections for the next call (by default
+    /// each call opens one, as an Envoy TCP split is decided per connection).
+    #[arg(long)]
+    pub(crate) reuse: bool,
 }
 
 impl LoadArgs {
@@ -215,6 +219,11 @@ impl LoadArgs {
                     .with_context(|| format!("cannot read --plan {}", file.display()))?;
                 servicemock::plan::json::plan_from_json(&body, &limits)
                     .with_context(|| format!("--plan {}", file.display()))?
+            }
+            // Over tcp, a line that is no path is echoed: who answered is
+            // read from the echo's prefix.
+            (None, Some(p)) if self.via.protocol() == Protocol::Tcp && !p.starts_with('/') => {
+                servicemock::plan::Plan::leaf("/")
             }
             (None, Some(p)) => {
                 let p = servicemock::client::request_path(p)?;
@@ -251,8 +260,19 @@ impl LoadArgs {
             .iter()
             .map(|e| servicemock::load::expect::Expectation::parse(e).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let echo = self
+            .path
+            .as_ref()
+            .filter(|p| self.via.protocol() == Protocol::Tcp && !p.starts_with('/'))
+            .cloned();
+        anyhow::ensure!(
+            !self.reuse || self.via.protocol() == Protocol::Tcp,
+            "--reuse keeps tcp connections: it needs --protocol tcp"
+        );
         Ok(servicemock::load::LoadOptions {
             target,
+            echo,
+            reuse: self.reuse,
             protocol: self.via.protocol(),
             tls: self.via.tls()?,
             plan,

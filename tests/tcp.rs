@@ -377,6 +377,39 @@ async fn a_tcp_split_by_a_real_proxy_is_judged() {
     assert!(out.contains("v1 320 (80.0%)"), "{out}");
     let (code, out) = run("version=v1:50,v2:50").await;
     assert_eq!(code, 1, "a 50/50 expectation fails: {out}");
+    // A line that is no path is echoed: who answered is its prefix.
+    let (code, out) = load(vec![
+        "--protocol".into(),
+        "tcp".into(),
+        proxy.addr.to_string(),
+        "hello".into(),
+        "-n".into(),
+        "200".into(),
+        "--expect".into(),
+        "version=v1:80,v2:20".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("v1 160 (80.0%)"), "{out}");
+    // --reuse keeps a connection: one worker, pinned to the server its
+    // connection went to.
+    let (code, out) = load(vec![
+        "--protocol".into(),
+        "tcp".into(),
+        "--reuse".into(),
+        proxy.addr.to_string(),
+        "/".into(),
+        "-n".into(),
+        "50".into(),
+        "-c".into(),
+        "1".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("version      v1 50 (100.0%)") || out.contains("version      v2 50 (100.0%)"),
+        "{out}"
+    );
     drop(proxy);
     v1.stop().await.unwrap();
     v2.stop().await.unwrap();

@@ -223,3 +223,76 @@ fn judge_line(line: Vec<u8>) -> HopResult {
         },
     }
 }
+
+impl super::Executor {
+    /// Sends `line` to a TCP port to be echoed, once, as `servicemock load
+    /// --protocol tcp TARGET LINE` does: who answered is read from the
+    /// echo's prefix (`service version host: line`) into a report of those
+    /// three, so the tally counts versions as it does for plans.
+    pub async fn echo_once(
+        &self,
+        hop: &Hop,
+        line: &str,
+        timeout: Duration,
+    ) -> crate::report::Forward {
+        let started = tokio::time::Instant::now();
+        let port = Some(hop.target.port.unwrap_or(crate::plan::DEFAULT_TCP_PORT));
+        let target = crate::plan::Target::new(hop.target.host.clone(), port);
+        let to = self.inner.resolver.resolve(&target);
+        let connect = hop.options.connect.unwrap_or(super::http::CONNECT_TIMEOUT);
+        let exchange = async {
+            let mut stream = open(&to, connect).await?;
+            stream.write_all(format!("{line}\n").as_bytes()).await?;
+            let mut reader = BufReader::new(stream);
+            let mut answer = String::new();
+            (&mut reader).take(64 * 1024).read_line(&mut answer).await?;
+            Ok::<_, BoxError>(answer)
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            Err(elapsed) => HopResult::transport(&elapsed, &to, timeout, connect),
+            Ok(Err(e)) => HopResult::transport(&*e, &to, timeout, connect),
+            Ok(Ok(answer)) => echoed(answer.trim_end_matches(['\r', '\n']), line),
+        };
+        crate::report::Forward {
+            url: format!("tcp://{}", to.authority),
+            result: result.outcome,
+            protocol: crate::plan::Protocol::Tcp,
+            status: result.status,
+            duration_ms: super::millis(started.elapsed()),
+            error: result.error,
+            response: result.response,
+            ..Default::default()
+        }
+    }
+}
+
+/// Who answered an echo of `sent`, from its prefix.
+fn echoed(answer: &str, sent: &str) -> HopResult {
+    let prefix = answer.strip_suffix(sent).and_then(|p| p.strip_suffix(": "));
+    let who: Vec<&str> = prefix.map(|p| p.split(' ').collect()).unwrap_or_default();
+    match who.as_slice() {
+        [service, version, host] => HopResult {
+            status: None,
+            outcome: Outcome::Ok,
+            error: None,
+            response: Some(Received::from(crate::report::Report {
+                service: (*service).to_owned(),
+                version: (*version).to_owned(),
+                host: (*host).to_owned(),
+                protocol: crate::report::InboundProtocol::Tcp,
+                attempt: 1,
+                ..Default::default()
+            })),
+            arrived_as: None,
+            answered_by: None,
+            bytes: 0,
+        },
+        _ => HopResult::failed(
+            Outcome::BadAnswer,
+            format!(
+                "answered \"{}\", not an echo of the line prefixed by who answered",
+                crate::report::text::sanitize(answer)
+            ),
+        ),
+    }
+}

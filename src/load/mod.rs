@@ -44,6 +44,11 @@ pub struct LoadOptions {
     pub protocol: Protocol,
     /// What the target is asked to do (from the path or `--plan`).
     pub plan: Plan,
+    /// Over tcp, a line to have echoed instead of a plan: who answered is
+    /// read from the echo's prefix.
+    pub echo: Option<String>,
+    /// Over tcp, keep connections for the next call.
+    pub reuse: bool,
     /// Headers on every call (`-H`), directives included.
     pub headers: std::collections::BTreeMap<String, String>,
     /// Workers (closed loop), or most calls in flight (open loop).
@@ -106,6 +111,8 @@ pub async fn run(
         target,
         protocol,
         plan,
+        echo,
+        reuse,
         headers,
         connections,
         requests,
@@ -120,9 +127,13 @@ pub async fn run(
         target,
         protocol,
         headers,
-        options: Default::default(),
+        options: crate::plan::HopOptions {
+            reuse,
+            ..Default::default()
+        },
         next: Arc::new(plan),
     });
+    let echo: Option<Arc<str>> = echo.map(Arc::from);
     let limit = requests
         .or(if duration.is_none() {
             Some(DEFAULT_REQUESTS)
@@ -179,12 +190,20 @@ pub async fn run(
         None => {
             let mut workers = tokio::task::JoinSet::new();
             for _ in 0..connections {
-                let (executor, hop, next, record) =
-                    (executor.clone(), hop.clone(), next.clone(), record.clone());
+                let (executor, hop, next, record, echo) = (
+                    executor.clone(),
+                    hop.clone(),
+                    next.clone(),
+                    record.clone(),
+                    echo.clone(),
+                );
                 workers.spawn(async move {
                     while next().is_some() {
                         let due = Instant::now();
-                        let call = executor.call_once(&hop, timeout).await;
+                        let call = match &echo {
+                            Some(line) => executor.echo_once(&hop, line, timeout).await,
+                            None => executor.call_once(&hop, timeout).await,
+                        };
                         record(&call, due.elapsed());
                     }
                 });
@@ -205,9 +224,13 @@ pub async fn run(
                     break;
                 };
                 late = late.max(Instant::now().saturating_duration_since(due));
-                let (executor, hop, record) = (executor.clone(), hop.clone(), record.clone());
+                let (executor, hop, record, echo) =
+                    (executor.clone(), hop.clone(), record.clone(), echo.clone());
                 calls.spawn(async move {
-                    let call = executor.call_once(&hop, timeout).await;
+                    let call = match &echo {
+                        Some(line) => executor.echo_once(&hop, line, timeout).await,
+                        None => executor.call_once(&hop, timeout).await,
+                    };
                     record(&call, due.elapsed());
                     drop(permit);
                 });
