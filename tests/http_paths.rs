@@ -445,11 +445,11 @@ async fn text_tree_at_the_entry_only() {
         "{text}"
     );
     assert!(
-        lines[2].starts_with("│  └─ 1.1 grpc  service1 v1  0 ok"),
+        lines[2].starts_with("│  └─ 1.1.1 grpc  service1 v1  0 ok"),
         "{text}"
     );
     assert!(
-        lines[3].starts_with("└─ 2.1 http  service3 v1  200 ok"),
+        lines[3].starts_with("└─ 1.2 http  service3 v1  200 ok"),
         "{text}"
     );
     assert_eq!(

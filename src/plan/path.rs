@@ -728,7 +728,7 @@ mod tests {
         (
             proptest::option::of(prop_oneof![Just("POST"), Just("PUT"), Just("HEAD")]),
             proptest::option::of(0usize..4096),
-            proptest::option::of(1u64..5_000_000),
+            proptest::option::of(1_000u64..5_000_000),
             0u32..4,
             proptest::option::of(1u8..16),
             any::<bool>(),

@@ -1,6 +1,9 @@
 //! The report as an indented tree for terminals (`?view=tree`): one line per
 //! service and hop with protocol, status, duration and error, and the
 //! slowest path — the chain of hops that set the total time — marked `*`.
+//! Hops are labelled by the positions the flat view and `servicemock load`
+//! use: `1.2` the entry's second hop in written order, `1.2.1` the first hop
+//! of the service it called.
 
 use std::fmt::Write as _;
 
@@ -26,7 +29,7 @@ pub fn render_tree(report: &Report) -> String {
     if let Some(caller) = caller_line(report) {
         let _ = writeln!(out, "   {caller}");
     }
-    write_children(report, "", true, &mut out);
+    write_children(report, "", true, "1", &mut out);
     let _ = writeln!(
         out,
         "request {}   * slowest path",
@@ -82,13 +85,13 @@ fn slowest_group(report: &Report) -> Option<usize> {
 
 /// Writes the hops below `report`; `on_path` says whether `report` lies on
 /// the slowest path, so only that path's hops get the mark.
-fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String) {
+fn write_children(report: &Report, indent: &str, on_path: bool, position: &str, out: &mut String) {
     let slowest = slowest_group(report).filter(|_| on_path);
     let total = report.forwards().count();
     let mut index = 0;
     for (g, group) in report.parallel_forwards.iter().enumerate() {
         let group_on_path = slowest == Some(g);
-        for (h, hop) in group.sequential_forwards.iter().enumerate() {
+        for hop in &group.sequential_forwards {
             let last = index + 1 == total;
             let (branch, next_indent) = if last {
                 ("└─ ", "   ")
@@ -96,13 +99,8 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
                 ("├─ ", "│  ")
             };
             let mark = if group_on_path { " *" } else { "" };
-            let _ = writeln!(
-                out,
-                "{indent}{branch}{}.{} {}",
-                g + 1,
-                h + 1,
-                hop_line(hop, mark)
-            );
+            let here = format!("{position}.{}", index + 1);
+            let _ = writeln!(out, "{indent}{branch}{here} {}", hop_line(hop, mark));
             for (t, one) in hop.tries.iter().enumerate() {
                 let last = t + 1 == hop.tries.len();
                 let _ = writeln!(out, "{indent}{next_indent}    {}", try_line(hop, one, last));
@@ -111,7 +109,13 @@ fn write_children(report: &Report, indent: &str, on_path: bool, out: &mut String
                 if let Some(caller) = caller_line(child) {
                     let _ = writeln!(out, "{indent}{next_indent}    {caller}");
                 }
-                write_children(child, &format!("{indent}{next_indent}"), group_on_path, out);
+                write_children(
+                    child,
+                    &format!("{indent}{next_indent}"),
+                    group_on_path,
+                    &here,
+                    out,
+                );
             }
             index += 1;
         }
@@ -228,10 +232,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("a v1  http/1.1"), "{text}");
         assert_eq!(lines[1], "├─ 1.1 http  b v1  200 ok  6.00 ms *");
-        assert_eq!(lines[2], "│  └─ 1.1 grpc  c v1  200 ok  5.00 ms *");
+        assert_eq!(lines[2], "│  └─ 1.1.1 grpc  c v1  200 ok  5.00 ms *");
         assert_eq!(
             lines[3],
-            "└─ 2.1 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
+            "└─ 1.2 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
         );
         assert!(text.ends_with("* slowest path\n"));
     }
