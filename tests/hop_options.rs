@@ -341,3 +341,60 @@ async fn bad_options_are_refused_before_anyone_is_called() {
     );
     mesh.stop().await.unwrap();
 }
+
+/// The options on h2c and gRPC hops too: method and body over h2c, a
+/// connect timeout on a gRPC channel.
+#[tokio::test]
+async fn options_work_over_h2c_and_grpc() {
+    let mesh = mesh(&["a", "b"]).await;
+    let a = mesh.addr("a").unwrap();
+    let (status, report) = json(a, "/@h2c:b[:method=PUT][:body=10][:path=%2Fitems%2F7]/").await;
+    assert_eq!(status, 200, "{report}");
+    let b = &first_hop(&report)["Response"];
+    assert_eq!(b["Method"], "PUT");
+    assert_eq!(b["BodyBytes"], 10);
+    assert_eq!(b["Protocol"], "h2c");
+    assert!(b["RequestInfo"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("PUT /items/7 "));
+    let hole = unconnectable().await;
+    let started = Instant::now();
+    let (_, report) = json(a, &format!("/@grpc:{hole}[:connect=200ms][:timeout=5s]/")).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{report}");
+    assert_ne!(first_hop(&report)["Result"], "ok", "{report}");
+    mesh.stop().await.unwrap();
+}
+
+/// `servicemock load` tallies the tries per position: every call's hop
+/// fails once (503 on its first arrival) and is retried once.
+#[tokio::test]
+async fn load_tallies_tries_per_position() {
+    let mesh = mesh(&["a", "b"]).await;
+    let a = mesh.addr("a").unwrap().to_string();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
+        .args([
+            "load",
+            &a,
+            "/@b[:retries=1][x-mock-status=503@first=1]/",
+            "-n",
+            "40",
+        ])
+        .args([
+            "--expect",
+            "1.1.tries=2:100",
+            "--expect",
+            "1.1.attempt=2:100",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("tries        2 40 (100.0%)"), "{text}");
+    mesh.stop().await.unwrap();
+}

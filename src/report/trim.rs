@@ -359,6 +359,43 @@ mod tests {
     }
 
     #[test]
+    fn reports_of_retried_tries_go_before_the_hops_own() {
+        // Reports with nothing else to drop: only their tries' can go.
+        let bare = || pb::CallResponse {
+            service: "b".into(),
+            message: "m".repeat(600),
+            ..Default::default()
+        };
+        let mut retried = hop(true, Some(bare()));
+        retried.tries = (1..=3)
+            .map(|n| pb::Try {
+                r#try: n,
+                result: "status".into(),
+                error: "answered 503".into(),
+                response: Some(bare()),
+                ..Default::default()
+            })
+            .collect();
+        let mut r = report("a", vec![retried]);
+        r.padding.clear();
+        r.request_info.clear();
+        let budget = r.encoded_len() - 1500;
+        let fitted = fit(r, budget);
+        assert!(fitted.encoded_len() <= budget, "{}", fitted.encoded_len());
+        assert!(
+            fitted
+                .message
+                .contains("reports of 3 retried tries omitted"),
+            "{}",
+            fitted.message
+        );
+        let hop = &fitted.parallel_forwards[0].sequential_forwards[0];
+        assert_eq!(hop.tries.len(), 3, "every try's line stays");
+        assert!(hop.tries.iter().all(|t| t.error == "answered 503"));
+        assert!(hop.response.is_some(), "the last try's report stays");
+    }
+
+    #[test]
     fn an_impossible_budget_still_ends_small() {
         let fitted = fit(failing_chain(100, 0), 1024);
         assert!(
