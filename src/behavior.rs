@@ -353,6 +353,17 @@ impl Directives {
         {
             return Ok(d);
         }
+        // A misspelled directive is a mistake to name, never ignored (the
+        // same typo in a path is refused too).
+        if let Some(unknown) = headers.keys().find(|name| {
+            name.as_str().starts_with(DIRECTIVE_PREFIX) && !DIRECTIVES.contains(&name.as_str())
+        }) {
+            return Err(DirectiveError {
+                header: "directive header",
+                value: unknown.as_str().to_owned(),
+                problem: format!("unknown directive (known: {})", DIRECTIVES.join(", ")),
+            });
+        }
         for name in DIRECTIVES {
             if let Some(v) = text(name)? {
                 d.set(name, &v, max_delay)?;

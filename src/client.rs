@@ -19,6 +19,9 @@ pub enum ClientError {
     Path { path: String, problem: String },
     #[error("cannot reach {addr}: {cause}")]
     Unreachable { addr: String, cause: String },
+    /// It answered, and said it is not healthy.
+    #[error("{addr} is not healthy: {why}")]
+    Unhealthy { addr: String, why: String },
     #[error("{addr} answered {status}: {said}")]
     Refused {
         addr: String,
@@ -272,12 +275,16 @@ pub async fn health(
         });
         let answer = match tokio::time::timeout(timeout, check).await {
             Err(_) => return Err(unhealthy(format!("no answer within {timeout:?}"))),
+            // No channel, refused: nothing answered.
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(unhealthy(format!("UNAVAILABLE: {}", status.message())));
+            }
             Ok(Err(status)) => {
                 let name = crate::codes::grpc_code_name(status.code() as i32);
-                return Err(unhealthy(format!(
-                    "health check answered {name}: {}",
-                    status.message()
-                )));
+                return Err(ClientError::Unhealthy {
+                    addr: authority.clone(),
+                    why: format!("health check answered {name}: {}", status.message()),
+                });
             }
             Ok(Ok(answer)) => answer.into_inner(),
         };
@@ -285,14 +292,17 @@ pub async fn health(
         if answer.status == serving {
             return Ok(());
         }
-        return Err(unhealthy(format!(
-            "grpc.health.v1 says {}",
-            tonic_health::pb::health_check_response::ServingStatus::try_from(answer.status)
-                .map_or_else(
-                    |_| answer.status.to_string(),
-                    |s| s.as_str_name().to_owned()
-                )
-        )));
+        return Err(ClientError::Unhealthy {
+            addr: authority.clone(),
+            why: format!(
+                "grpc.health.v1 says {}",
+                tonic_health::pb::health_check_response::ServingStatus::try_from(answer.status)
+                    .map_or_else(
+                        |_| answer.status.to_string(),
+                        |s| s.as_str_name().to_owned()
+                    )
+            ),
+        });
     }
     // /health as a target that is no servicemock: judged by status alone.
     let hop = crate::plan::Hop {
@@ -306,13 +316,16 @@ pub async fn health(
         },
         next: Arc::new(crate::plan::Plan::leaf("/health")),
     };
-    let forward = executor.call_once(&hop, timeout).await;
-    if forward.result == crate::report::Outcome::Ok {
-        Ok(())
-    } else {
-        Err(unhealthy(
-            forward.error.unwrap_or_else(|| forward.result.to_string()),
-        ))
+    let forward = executor.probe_once(&hop, timeout).await;
+    let why = forward.error.unwrap_or_else(|| forward.result.to_string());
+    match (forward.result, forward.status) {
+        (crate::report::Outcome::Ok, _) => Ok(()),
+        // It answered: reachable, and not healthy.
+        (_, Some(_)) => Err(ClientError::Unhealthy {
+            addr: authority,
+            why: why.trim_start_matches("answered ").to_owned(),
+        }),
+        (_, None) => Err(unhealthy(why)),
     }
 }
 

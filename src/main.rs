@@ -270,6 +270,10 @@ async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         emit(&servicemock::load::render::table(&run, &what));
     }
     use servicemock::load::expect::Verdict;
+    if let Some(why) = run.tally.nothing_answered() {
+        eprintln!("servicemock load: no call was answered: {why}");
+        return Ok(ExitCode::from(2));
+    }
     let verdicts: Vec<Verdict> = run.judgements.iter().map(|j| j.verdict).collect();
     Ok(if verdicts.contains(&Verdict::Fail) {
         ExitCode::from(1)

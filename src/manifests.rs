@@ -89,6 +89,12 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
     let termination = SHUTDOWN_GRACE_SECS + 5;
     // Anyone who reaches the pod may then change it: for test clusters.
     let control = if o.control { ", \"--control\"" } else { "" };
+    if o.control {
+        out.push_str(
+            "# --control: anyone who reaches a pod's port can change its behaviour,\n\
+             # readiness and liveness through /control. For test clusters only.\n",
+        );
+    }
     let tls = o.tls_secret.as_ref().map(|secret| Tls::new(name, secret));
     let tls = tls.as_ref();
     let (tls_arg, tls_service_port, tls_container_port, tls_env, tls_mount, tls_volume) = (

@@ -1,5 +1,5 @@
 //! The first hour's mistakes get a message that says what to do, through
-//! the real binary (issue "The first hour, again": items 6, 9, 10, 11, 15).
+//! the real binary (issue "The first hour, again": items 4, 6, 7, 8, 9, 10, 11, 13, 15, 17).
 
 mod common;
 
@@ -150,4 +150,123 @@ fn a_closed_stdout_ends_a_command_quietly() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("panicked"), "{said}");
     assert_eq!(out.status.code(), Some(0), "{said}");
+}
+
+/// Item 7: a misspelled directive header is a 400 naming the known ones,
+/// over HTTP and gRPC, as the same typo in a path is.
+#[tokio::test]
+async fn a_misspelled_directive_header_is_refused() {
+    let mesh = mesh(&["a"]).await;
+    let entry = mesh.addr("a").unwrap();
+    let response = client()
+        .get(format!("http://{entry}/"))
+        .header("x-mock-stauts", "503")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("\"x-mock-stauts\": unknown directive (known: x-mock-delay, x-mock-status,"),
+        "{body}"
+    );
+    let mut grpc = grpc_client(entry).await;
+    let mut request = tonic::Request::new(path_request("/"));
+    request
+        .metadata_mut()
+        .insert("x-mock-stauts", "503".parse().unwrap());
+    let status = grpc.call(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("unknown directive"),
+        "{}",
+        status.message()
+    );
+    mesh.stop().await.unwrap();
+}
+
+/// Item 8: a load run that nobody answered says so and exits non-zero;
+/// gRPC codes may be written as numbers in `--expect status=`.
+#[tokio::test]
+async fn load_says_when_nothing_answered_and_takes_grpc_codes_by_number() {
+    let closed = closed_port().await.to_string();
+    let out = tokio::process::Command::new(BIN)
+        .args(["load", &closed, "/", "-n", "20"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no call was answered: 20 refused (of 20 calls)"),
+        "{said}"
+    );
+    let mesh = mesh(&["a"]).await;
+    let entry = mesh.addr("a").unwrap().to_string();
+    let out = tokio::process::Command::new(BIN)
+        .args(["load", "--protocol", "grpc", &entry, "/", "-n", "20"])
+        .args(["--expect", "status=0:100"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mesh.stop().await.unwrap();
+}
+
+/// Item 13: a service that answers 503 is "not healthy", not "cannot reach".
+#[tokio::test]
+async fn health_tells_unhealthy_from_unreachable() {
+    let mesh = servicemock::mesh::Mesh::start(
+        &["a".to_owned()],
+        options(servicemock::config::Settings {
+            control: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    let entry = mesh.addr("a").unwrap();
+    let changed = client()
+        .put(format!("http://{entry}/control"))
+        .header("content-type", "application/json")
+        .body(r#"{"live": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        changed.status().is_success(),
+        "{}",
+        changed.text().await.unwrap()
+    );
+    let out = tokio::process::Command::new(BIN)
+        .args(["health", &entry.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("{entry} is not healthy: 503")),
+        "{said}"
+    );
+    mesh.stop().await.unwrap();
+}
+
+/// Item 17: `manifests --control` says in its output that /control is open.
+#[test]
+fn manifests_with_control_warn_in_a_comment() {
+    let out = Command::new(BIN)
+        .args(["manifests", "a", "--control"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# --control: anyone who reaches a pod's port can change its behaviour"),
+        "{text}"
+    );
 }

@@ -78,6 +78,9 @@ pub struct HopContext {
     pub outbound: HeaderMap,
     /// Bytes of downstream answers received so far by this request's hops.
     pub received: std::sync::atomic::AtomicUsize,
+    /// Calls go out as any client's, without servicemock's own headers
+    /// (depth, call id, budget): a probe of a server's own endpoints.
+    pub bare: bool,
 }
 
 /// Which try of its caller's retries an inbound request is (0 when the

@@ -166,14 +166,16 @@ impl Executor {
                 headers.insert(n, v);
             }
         }
-        headers.insert(DEPTH, number_value(ctx.depth + 1));
-        headers.insert(CALL, number_value(call));
-        headers.insert(
-            TIMEOUT,
-            number_value(u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX)),
-        );
-        if let Some(number) = number {
-            headers.insert(TRY, number_value(number));
+        if !ctx.bare {
+            headers.insert(DEPTH, number_value(ctx.depth + 1));
+            headers.insert(CALL, number_value(call));
+            headers.insert(
+                TIMEOUT,
+                number_value(u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX)),
+            );
+            if let Some(number) = number {
+                headers.insert(TRY, number_value(number));
+            }
         }
         let out = Outgoing {
             to,

@@ -415,6 +415,7 @@ impl Executor {
             deadline,
             outbound,
             received: Default::default(),
+            bare: false,
         };
         if report.timed_out {
             report.message = format!(
@@ -505,6 +506,23 @@ impl Executor {
             deadline: started + timeout,
             outbound: HeaderMap::new(),
             received: Default::default(),
+            bare: false,
+        };
+        self.call(hop, &ctx).await
+    }
+
+    /// Calls `hop` once as a plain client would, without servicemock's own
+    /// headers, so the server answers from its own endpoints (`/health`)
+    /// rather than running a plan (`servicemock health`).
+    pub async fn probe_once(&self, hop: &Hop, timeout: Duration) -> Forward {
+        let started = Instant::now();
+        let ctx = HopContext {
+            started,
+            depth: 0,
+            deadline: started + timeout,
+            outbound: HeaderMap::new(),
+            received: Default::default(),
+            bare: true,
         };
         self.call(hop, &ctx).await
     }

@@ -64,14 +64,21 @@ impl Expectation {
             if shares.iter().any(|(v, _)| v == value.trim()) {
                 return Err(bad(format!("{value:?} is given twice")));
             }
-            shares.push((value.trim().to_owned(), share / 100.0));
+            // gRPC codes by number (0 to 16, never an HTTP status) as the
+            // tally names them.
+            let value = match value.trim().parse::<i32>() {
+                Ok(code) if field == "status" && (0..=16).contains(&code) => {
+                    crate::codes::grpc_code_name(code).to_owned()
+                }
+                _ => value.trim().to_owned(),
+            };
+            shares.push((value, share / 100.0));
         }
         let total: f64 = shares.iter().map(|(_, s)| s).sum();
         if (total - 1.0).abs() > 1e-6 {
-            return Err(bad(format!(
-                "the shares add up to {}, not 100",
-                total * 100.0
-            )));
+            let total = format!("{:.2}", total * 100.0);
+            let total = total.trim_end_matches('0').trim_end_matches('.');
+            return Err(bad(format!("the shares add up to {total}, not 100")));
         }
         Ok(Expectation {
             text: text.to_owned(),
@@ -342,7 +349,12 @@ mod tests {
         let e = |t: &str| Expectation::parse(t).unwrap_err();
         assert!(e("version").contains("write [PLACE.]FIELD"));
         assert!(e("colour=red:100").contains("unknown field \"colour\""));
-        assert!(e("version=v1:90,v2:20").contains("add up to 110"));
+        assert!(e("version=v1:90,v2:20").contains("add up to 110, not 100"));
+        assert!(
+            e("version=v1:33.3,v2:33.3,v3:33.3").contains("add up to 99.9, not 100"),
+            "{}",
+            e("version=v1:33.3,v2:33.3,v3:33.3")
+        );
         assert!(e("version=v1").contains("needs a share"));
         assert!(e("version=v1:x").contains("not a percentage"));
     }

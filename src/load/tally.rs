@@ -165,7 +165,7 @@ fn bump(counts: &mut Counts, key: impl Into<String>) {
 fn status_word(protocol: Protocol, status: Option<i32>) -> String {
     match (protocol, status) {
         (_, None) => "-".to_owned(),
-        (Protocol::Grpc, Some(code)) => grpc_code_name(code).to_owned(),
+        (Protocol::Grpc | Protocol::Grpcs, Some(code)) => grpc_code_name(code).to_owned(),
         (_, Some(s)) => s.to_string(),
     }
 }
@@ -199,6 +199,23 @@ impl Tally {
                 .or_insert_with(|| PositionTally::new(host_of(&hop.url)))
                 .observe(hop, micros);
         }
+    }
+
+    /// When calls were made and none was answered (nobody listened, no
+    /// name resolved, every call timed out): what they ended as, e.g.
+    /// `20 refused`; `None` when something answered.
+    pub fn nothing_answered(&self) -> Option<String> {
+        let root = self.positions.get(&PositionKey(vec![1]))?;
+        let answered = ["ok", "status", "bad-answer"];
+        if self.requests == 0 || root.results.keys().any(|r| answered.contains(&r.as_str())) {
+            return None;
+        }
+        let ended: Vec<String> = root
+            .results
+            .iter()
+            .map(|(result, n)| format!("{n} {result}"))
+            .collect();
+        Some(format!("{} (of {} calls)", ended.join(", "), self.requests))
     }
 
     /// The positions a `--expect` names: a position (`1.1`), or every

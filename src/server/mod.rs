@@ -59,6 +59,12 @@ impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
         crate::wire::allow_hops(executor.settings().limits.max_hops);
+        if executor.settings().control {
+            tracing::warn!(
+                service = %identity.service,
+                "--control is on: anyone who reaches this port can change this service's behaviour, readiness and liveness through /control (for test clusters only)"
+            );
+        }
         let control = control::Control::new(executor.settings().control, defaults);
         let identity_values = [&identity.service, &identity.version]
             .map(|text| ::http::HeaderValue::from_str(text).ok());
