@@ -162,8 +162,9 @@ pub(crate) enum Command {
 pub(crate) struct LoadArgs {
     /// The service to call: host:port, host (port 8080) or http://host:port.
     pub(crate) target: String,
-    /// The @-path the target runs, e.g. '/@service2/end' (not with --plan).
-    #[arg(required_unless_present = "plan")]
+    /// The @-path the target runs, e.g. '/@service2/end' (not with
+    /// --plan); over tcp, a line that is no path is echoed.
+    #[arg(required_unless_present = "plan", value_name = "PATH")]
     pub(crate) path: Option<String>,
     /// A JSON CallRequest (as grpcurl -d takes it) instead of a path.
     #[arg(long, conflicts_with = "path")]

@@ -217,6 +217,10 @@ pub async fn run(
             let mut late = Duration::ZERO;
             while let Some(n) = next() {
                 let due = started + Duration::from_secs_f64(n as f64 / qps);
+                // `-d 2s --qps 500` is 1000 calls, the last due before the end.
+                if ends.is_some_and(|end| due >= end) {
+                    break;
+                }
                 tokio::time::sleep_until(due).await;
                 // Waiting for a free slot delays the call, and the delay
                 // counts in its latency (it is timed from `due`).

@@ -136,7 +136,9 @@ struct Json<'a> {
     rate: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     asked_qps: Option<f64>,
-    held: bool,
+    /// Whether the asked rate was held (open loop only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<bool>,
     latency_ms: Percentiles,
     positions: Vec<PositionJson<'a>>,
     expectations: &'a [Judgement],
@@ -169,7 +171,7 @@ pub fn json(run: &Finished) -> String {
         seconds: run.elapsed.as_secs_f64(),
         rate: run.rate(),
         asked_qps: run.asked_qps,
-        held: run.held,
+        held: run.asked_qps.map(|_| run.held),
         latency_ms: Percentiles::of(&t.latency),
         positions: t
             .positions
