@@ -159,24 +159,10 @@ pub async fn call_over(
         path: path.clone(),
         problem,
     };
-    let target = crate::plan::path::parse_target_text(&authority).map_err(|problem| {
-        ClientError::Address {
-            addr: addr.to_owned(),
-            problem,
-        }
-    })?;
+    let target = target_of(addr, &authority)?;
     let plan = crate::plan::path::parse_path(&path, &crate::plan::Limits::default())
         .map_err(|e| bad_path(e.to_string()))?;
-    let settings = crate::config::Settings {
-        hop_timeout: timeout,
-        ..crate::config::Settings::default()
-    };
-    let executor = crate::exec::Executor::with_transports(
-        crate::exec::resolve::Resolver::default(),
-        settings,
-        Vec::new(),
-        crate::exec::transport::Transports::with_tls(tls),
-    );
+    let executor = crate::exec::Executor::for_client(timeout, tls);
     let hop = crate::plan::Hop {
         target,
         protocol,
@@ -244,22 +230,8 @@ pub async fn health(
 ) -> Result<(), ClientError> {
     use std::sync::Arc;
     let authority = authority(addr)?;
-    let target = crate::plan::path::parse_target_text(&authority).map_err(|problem| {
-        ClientError::Address {
-            addr: addr.to_owned(),
-            problem,
-        }
-    })?;
-    let settings = crate::config::Settings {
-        hop_timeout: timeout,
-        ..crate::config::Settings::default()
-    };
-    let executor = crate::exec::Executor::with_transports(
-        crate::exec::resolve::Resolver::default(),
-        settings,
-        Vec::new(),
-        crate::exec::transport::Transports::with_tls(tls),
-    );
+    let target = target_of(addr, &authority)?;
+    let executor = crate::exec::Executor::for_client(timeout, tls);
     let unhealthy = |cause: String| ClientError::Unreachable {
         addr: authority.clone(),
         cause,
@@ -327,6 +299,14 @@ pub async fn health(
         }),
         (_, None) => Err(unhealthy(why)),
     }
+}
+
+/// The hop target an address names.
+fn target_of(addr: &str, authority: &str) -> Result<crate::plan::Target, ClientError> {
+    crate::plan::path::parse_target_text(authority).map_err(|problem| ClientError::Address {
+        addr: addr.to_owned(),
+        problem,
+    })
 }
 
 /// What `servicemock control` asks of a service's `/control`.

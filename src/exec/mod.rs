@@ -499,22 +499,17 @@ impl Executor {
     /// for the whole call. The callee sees a request from a servicemock
     /// (depth 1) and makes its own request id.
     pub async fn call_once(&self, hop: &Hop, timeout: Duration) -> Forward {
-        let started = Instant::now();
-        let ctx = HopContext {
-            started,
-            depth: 0,
-            deadline: started + timeout,
-            outbound: HeaderMap::new(),
-            received: Default::default(),
-            bare: false,
-        };
-        self.call(hop, &ctx).await
+        self.once(hop, timeout, false).await
     }
 
     /// Calls `hop` once as a plain client would, without servicemock's own
     /// headers, so the server answers from its own endpoints (`/health`)
     /// rather than running a plan (`servicemock health`).
     pub async fn probe_once(&self, hop: &Hop, timeout: Duration) -> Forward {
+        self.once(hop, timeout, true).await
+    }
+
+    async fn once(&self, hop: &Hop, timeout: Duration, bare: bool) -> Forward {
         let started = Instant::now();
         let ctx = HopContext {
             started,
@@ -522,9 +517,25 @@ impl Executor {
             deadline: started + timeout,
             outbound: HeaderMap::new(),
             received: Default::default(),
-            bare: true,
+            bare,
         };
         self.call(hop, &ctx).await
+    }
+
+    /// An executor for the clients (`call`, `load`, `health`): names
+    /// resolve normally, each call waits `timeout` at most, TLS trusts
+    /// what `tls` trusts.
+    pub fn for_client(timeout: Duration, tls: tls::HopTls) -> Executor {
+        let settings = Settings {
+            hop_timeout: timeout,
+            ..Settings::default()
+        };
+        Executor::with_transports(
+            Resolver::default(),
+            settings,
+            Vec::new(),
+            transport::Transports::with_tls(tls),
+        )
     }
 }
 

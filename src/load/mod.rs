@@ -21,8 +21,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Settings;
-use crate::exec::resolve::Resolver;
 use crate::exec::Executor;
 use crate::plan::{Hop, Plan, Protocol, Target};
 use expect::{Expectation, Judgement};
@@ -97,16 +95,7 @@ pub async fn run(
     options: LoadOptions,
     progress: impl Fn(&ProgressLine) + Send + 'static,
 ) -> Finished {
-    let settings = Settings {
-        hop_timeout: options.timeout,
-        ..Settings::default()
-    };
-    let executor = Executor::with_transports(
-        Resolver::default(),
-        settings,
-        Vec::new(),
-        crate::exec::transport::Transports::with_tls(options.tls.clone()),
-    );
+    let executor = Executor::for_client(options.timeout, options.tls.clone());
     let LoadOptions {
         target,
         protocol,

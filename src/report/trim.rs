@@ -91,16 +91,19 @@ fn each_report(response: &mut pb::CallResponse, f: &mut impl FnMut(&mut pb::Call
     walk(response, true, f);
 }
 
+/// Every hop of one report.
+fn hops_mut(r: &mut pb::CallResponse) -> impl Iterator<Item = &mut pb::Forward> {
+    r.parallel_forwards
+        .iter_mut()
+        .flat_map(|g| &mut g.sequential_forwards)
+}
+
 /// The reports of the tries a hop made before its last: the hop's own
 /// report (the last try's) and every try's status and error stay.
 fn drop_try_reports(response: &mut pb::CallResponse) -> usize {
     let mut n = 0;
     each_report(response, &mut |r, _| {
-        for hop in r
-            .parallel_forwards
-            .iter_mut()
-            .flat_map(|g| &mut g.sequential_forwards)
-        {
+        for hop in hops_mut(r) {
             for one in &mut hop.tries {
                 if one.response.take().is_some() {
                     n += 1;
@@ -166,11 +169,7 @@ fn is_ok_hop(h: &pb::Forward) -> bool {
 fn drop_ok_reports(response: &mut pb::CallResponse) -> usize {
     let mut n = 0;
     each_report(response, &mut |r, _| {
-        for hop in r
-            .parallel_forwards
-            .iter_mut()
-            .flat_map(|g| &mut g.sequential_forwards)
-        {
+        for hop in hops_mut(r) {
             if is_ok_hop(hop) {
                 if let Some(child) = hop.response.take() {
                     n += 1 + count_hops(&child);
@@ -210,11 +209,7 @@ fn shorten_texts(response: &mut pb::CallResponse) -> usize {
         if !root {
             r.message = clip(&r.message, SHORT_TEXT / 3);
         }
-        for hop in r
-            .parallel_forwards
-            .iter_mut()
-            .flat_map(|g| &mut g.sequential_forwards)
-        {
+        for hop in hops_mut(r) {
             // Above a nested report the error only relays it: its first
             // clause ("answered UNAVAILABLE") says enough.
             hop.error = if hop.response.is_some() {
