@@ -233,11 +233,13 @@ async fn bad_arguments_are_named() {
         assert_ne!(code, 0, "{args:?}");
         assert!(said.contains(says), "{args:?}: {said}");
     }
-    // Nobody listening: every call fails, and the table says why.
-    let (code, table, _) = load(&[&target, "/", "-n", "3"]).await;
-    assert_eq!(code, 0, "no --expect: no verdict");
+    // Nobody listening: every call fails, the table says why, and the run
+    // says no call was answered (exit 2: nothing to judge by).
+    let (code, table, said) = load(&[&target, "/", "-n", "3"]).await;
+    assert_eq!(code, 2, "{said}");
     assert!(
         table.contains("3 errors") && table.contains("refused 3"),
         "{table}"
     );
+    assert!(said.contains("no call was answered: 3 refused"), "{said}");
 }
