@@ -414,3 +414,29 @@ async fn a_tcp_split_by_a_real_proxy_is_judged() {
     v1.stop().await.unwrap();
     v2.stop().await.unwrap();
 }
+
+/// TCP connections count against `--max-connections` with HTTP ones.
+#[tokio::test]
+async fn tcp_and_http_share_the_connection_cap() {
+    let settings = Settings {
+        connections: ConnectionLimits {
+            max_connections: 2,
+            ..ConnectionLimits::default()
+        },
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a"], settings).await;
+    let (http, tcp) = (mesh.addr("a").unwrap(), mesh.tcp_addr("a").unwrap());
+    let held: Vec<tokio::net::TcpStream> = vec![
+        tokio::net::TcpStream::connect(tcp).await.unwrap(),
+        tokio::net::TcpStream::connect(tcp).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = client().get(format!("http://{http}/")).send().await;
+    assert!(refused.is_err(), "the third connection is closed at once");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = get(http, "/").await;
+    assert_eq!(status, 200);
+    mesh.stop().await.unwrap();
+}
