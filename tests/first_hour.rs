@@ -1,5 +1,5 @@
 //! The first hour's mistakes get a message that says what to do, through
-//! the real binary (issue "The first hour, again": items 4, 6, 7, 8, 9, 10, 11, 13, 15, 17).
+//! the real binary (issue "The first hour, again": items 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17).
 
 mod common;
 
@@ -269,4 +269,68 @@ fn manifests_with_control_warn_in_a_comment() {
         text.contains("# --control: anyone who reaches a pod's port can change its behaviour"),
         "{text}"
     );
+}
+
+/// Item 12: an unknown scheme before an address is named as one, a
+/// mistake in a later @-command says which, a plan with both forms says
+/// to give one.
+#[tokio::test]
+async fn path_mistakes_name_the_scheme_the_command_and_the_form() {
+    let mesh = mesh(&["a"]).await;
+    let entry = mesh.addr("a").unwrap();
+    let (status, body) = get(entry, "/@ftp:127.0.0.1:80/").await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("unknown scheme 'ftp'"), "{body}");
+    let (_, body) = get(entry, "/@a/@").await;
+    assert!(body.contains("(@-command 2 of 2 in the path)"), "{body}");
+    let both = client()
+        .post(format!("http://{entry}/"))
+        .header("content-type", "application/json")
+        .body(r#"{"path": "/", "plan": {}}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(both.contains("give one of `path`"), "{both}");
+    mesh.stop().await.unwrap();
+}
+
+/// Item 14: `control` takes a directive by any of its spellings, and a bad
+/// value's error names the directive once.
+#[tokio::test]
+async fn control_takes_every_spelling_and_says_a_mistake_once() {
+    let mesh = servicemock::mesh::Mesh::start(
+        &["a".to_owned()],
+        options(servicemock::config::Settings {
+            control: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    let entry = mesh.addr("a").unwrap().to_string();
+    for spelling in ["grpcStatus", "grpc-status", "x-mock-grpc-status"] {
+        let out = tokio::process::Command::new(BIN)
+            .args(["control", &entry, &format!("{spelling}=UNAVAILABLE")])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{spelling}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = tokio::process::Command::new(BIN)
+        .args(["control", &entry, "status=700"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("x-mock-status").count(), 1, "{said}");
+    assert!(!said.contains("status: x-mock-status"), "{said}");
+    mesh.stop().await.unwrap();
 }

@@ -38,9 +38,19 @@ pub fn plan_from_json(body: &[u8], limits: &Limits) -> Result<Plan, PlanError> {
     de.disable_recursion_limit();
     let parsed = pb::CallRequest::deserialize(serde_stacker::Deserializer::new(&mut de))
         .and_then(|request| de.end().map(|()| request));
-    let request = parsed.map_err(|e| PlanError::Field {
-        field: "body".into(),
-        problem: format!("not a CallRequest in JSON: {e}"),
+    let request = parsed.map_err(|e| {
+        let text = e.to_string();
+        // `path` and `plan` are one oneof: serde calls the second a duplicate.
+        let problem =
+            if text.contains("duplicate field `plan`") || text.contains("duplicate field `path`") {
+                "give one of `path` (an @-path) and `plan` (a structured plan), not both".to_owned()
+            } else {
+                format!("not a CallRequest in JSON: {text}")
+            };
+        PlanError::Field {
+            field: "body".into(),
+            problem,
+        }
     })?;
     plan_from_request(&request, limits)
 }
@@ -106,7 +116,10 @@ mod tests {
         };
         assert!(err("{").starts_with("body: not a CallRequest in JSON"));
         let both = err(r#"{"plan": {}, "path": "/"}"#);
-        assert!(both.contains("duplicate field"), "{both}");
+        assert_eq!(
+            both,
+            "body: give one of `path` (an @-path) and `plan` (a structured plan), not both"
+        );
         assert!(
             err(r#"{"plan": {"parallel": [{"hops": [{"target": "a", "colour": 1}]}]}}"#)
                 .contains("unknown field `colour`")

@@ -316,6 +316,13 @@ pub enum PlanError {
         position: usize,
         command: String,
     },
+    /// A syntax error in one of a path's several @-commands, saying which.
+    #[error("{error} (@-command {index} of {of} in the path)")]
+    InCommand {
+        index: usize,
+        of: usize,
+        error: Box<PlanError>,
+    },
     /// The path is longer than [`Limits::max_path_len`].
     #[error("path too long: {len} bytes, the limit is {limit}")]
     PathTooLong { len: usize, limit: usize },

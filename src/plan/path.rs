@@ -90,8 +90,20 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
         });
     }
     let mut next = Arc::new(Plan::leaf(uri.clone()));
-    for command in commands.iter().rev() {
-        let groups = parse_command(command, limits)?;
+    let several = commands.len() > 1;
+    for (i, command) in commands.iter().enumerate().rev() {
+        let groups = parse_command(command, limits).map_err(|e| {
+            // Which of the path's commands, when it has several.
+            if several {
+                PlanError::InCommand {
+                    index: i + 1,
+                    of: commands.len(),
+                    error: Box::new(e),
+                }
+            } else {
+                e
+            }
+        })?;
         let mut parallel = Vec::with_capacity(groups.len());
         for targets in groups {
             let mut hops = Vec::with_capacity(targets.len());
@@ -223,7 +235,11 @@ impl<'a> Cursor<'a> {
                 .split(['[', '|', ','])
                 .next()
                 .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-            let starts_like_a_port = after.starts_with(|c: char| c.is_ascii_digit());
+            // `ftp:127.0.0.1:80` is an unknown scheme before an address, not
+            // host `ftp` with the bad port `127.0.0.1:80`.
+            let next = after.split(['[', '|', ',']).next().unwrap_or_default();
+            let starts_like_a_port =
+                after.starts_with(|c: char| c.is_ascii_digit()) && !next.contains(['.', ':']);
             let a_word = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric());
             if Protocol::from_scheme(word).is_none() && a_word && !starts_like_a_port {
                 let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
@@ -643,6 +659,14 @@ mod tests {
             upper.parallel[0].hops[0].protocol,
             Protocol::Grpc,
             "schemes ignore case"
+        );
+        assert_eq!(
+            err("/@ftp:127.0.0.1:80/"),
+            "unknown scheme 'ftp' (known: http, h2c, grpc, https, grpcs, tcp; after a host, ':' takes a port number) at position 2 in \"@ftp:127.0.0.1:80\""
+        );
+        assert_eq!(
+            err("/@service2/@"),
+            "empty target at position 2 in \"@\" (@-command 2 of 2 in the path)"
         );
         assert_eq!(
             err("/@a:0"),

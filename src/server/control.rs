@@ -153,8 +153,16 @@ impl Control {
                 "ready" => ready = Some(flag(value)?),
                 "live" => live = Some(flag(value)?),
                 _ => {
+                    // `grpcStatus`, `grpc-status`, `grpc_status` and the header
+                    // name `x-mock-grpc-status` all name one directive.
+                    let plain = |k: &str| {
+                        k.strip_prefix("x-mock-")
+                            .unwrap_or(k)
+                            .replace(['-', '_'], "")
+                            .to_ascii_lowercase()
+                    };
                     let Some((key, header)) =
-                        KEYS.iter().find(|(k, h)| k == key || h == key).copied()
+                        KEYS.iter().find(|(k, _)| plain(k) == plain(key)).copied()
                     else {
                         let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
                         return Err(format!(
@@ -176,7 +184,7 @@ impl Control {
                     } else {
                         defaults
                             .set(header, &text, max_delay)
-                            .map_err(|e| format!("{key}: {e}"))?;
+                            .map_err(|e| e.to_string())?;
                         said.push(format!("{key}={text}"));
                     }
                 }

@@ -109,7 +109,9 @@ pub(super) fn check_plan(
             PlanError::Field { field, .. } => field.clone(),
             PlanError::TooDeep { .. } => "plan (depth)".to_owned(),
             PlanError::TooManyHops { .. } => "plan (size)".to_owned(),
-            PlanError::Syntax { .. } | PlanError::PathTooLong { .. } => "path".to_owned(),
+            PlanError::Syntax { .. }
+            | PlanError::InCommand { .. }
+            | PlanError::PathTooLong { .. } => "path".to_owned(),
         };
         Refused::bad(e, &field)
     })
