@@ -127,7 +127,17 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
     };
     let _ = write!(
         out,
-        r#"# servicemock "{name}" ({version}): a Service and a Deployment.
+        r#"# servicemock "{name}" ({version}): a ServiceAccount, a Service and a Deployment.
+# An account of its own: its principal is then
+# spiffe://cluster.local/ns/NAMESPACE/sa/{name}, so AuthorizationPolicies
+# and the reports' Peer tell services apart (the default account is shared).
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {name}{namespace}
+  labels:
+    app: {name}
+---
 apiVersion: v1
 kind: Service
 metadata:
@@ -171,6 +181,7 @@ spec:
       # servicemock drains for SERVICEMOCK_SHUTDOWN_GRACE after SIGTERM; the
       # pod gets a few seconds more before SIGKILL.
       terminationGracePeriodSeconds: {termination}
+      serviceAccountName: {name}
       automountServiceAccountToken: false
       securityContext:
         runAsNonRoot: true
@@ -313,6 +324,14 @@ mod tests {
             body, generated,
             "regenerate kubernetes/mock-service.yaml (see its header)"
         );
+    }
+
+    #[test]
+    fn each_service_has_an_account_of_its_own() {
+        let text = render(&["a".into(), "b".into()], &ManifestOptions::default()).unwrap();
+        assert_eq!(text.matches("kind: ServiceAccount\n").count(), 2);
+        assert!(text.contains("      serviceAccountName: a\n"), "{text}");
+        assert!(text.contains("      serviceAccountName: b\n"), "{text}");
     }
 
     #[test]
