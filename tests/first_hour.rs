@@ -334,3 +334,32 @@ async fn control_takes_every_spelling_and_says_a_mistake_once() {
     assert!(!said.contains("status: x-mock-status"), "{said}");
     mesh.stop().await.unwrap();
 }
+
+/// Item 5 (help): every command's --help fits 100 columns.
+#[test]
+fn help_fits_a_hundred_columns() {
+    for command in [
+        "serve",
+        "mesh",
+        "plan",
+        "call",
+        "load",
+        "manifests",
+        "control",
+        "certs",
+        "health",
+    ] {
+        let out = Command::new(BIN)
+            .args([command, "--help"])
+            .env_remove("COLUMNS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(
+            widest <= 100,
+            "{command} --help is {widest} columns wide:\n{text}"
+        );
+    }
+}
