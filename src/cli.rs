@@ -73,6 +73,10 @@ pub(crate) enum Command {
         /// Print one JSON object per hop with its position (for jq and scripts).
         #[arg(long)]
         flat: bool,
+        /// A header on the call, 'name: value' (directives too:
+        /// 'x-mock-status: 503'); repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
     },
     /// Drive a cascade with many calls and say what the mesh did, per position
     /// of the tree; with --expect, test the shares seen (exit 0 pass, 1 fail,
@@ -206,10 +210,28 @@ pub(crate) struct LoadArgs {
     pub(crate) reuse: bool,
 }
 
+/// `-H 'name: value'` as the headers of a call, each checked by the one
+/// rule for hop headers (directives included).
+pub(crate) fn parse_headers(
+    written: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut headers = std::collections::BTreeMap::new();
+    for h in written {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))?;
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        servicemock::plan::check_hop_header(&name, value)
+            .map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
+        headers.insert(name, value.to_owned());
+    }
+    Ok(headers)
+}
+
 impl LoadArgs {
     /// The run these arguments ask for, or what is wrong with them.
     pub(crate) fn options(&self) -> anyhow::Result<servicemock::load::LoadOptions> {
-        use servicemock::plan::{check_hop_header, path};
+        use servicemock::plan::path;
         let limits = Limits::default();
         let authority = servicemock::client::authority(&self.target)?;
         let target = path::parse_target_text(&authority)
@@ -232,16 +254,7 @@ impl LoadArgs {
             }
             (None, None) => anyhow::bail!("give a path or --plan FILE"),
         };
-        let mut headers = std::collections::BTreeMap::new();
-        for h in &self.headers {
-            let (name, value) = h
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))?;
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            // Directives (x-mock-*) included: the one rule for hop headers.
-            check_hop_header(&name, value).map_err(|e| anyhow::anyhow!("-H {h:?}: {e}"))?;
-            headers.insert(name, value.to_owned());
-        }
+        let headers = parse_headers(&self.headers)?;
         anyhow::ensure!(
             (50.0..100.0).contains(&self.confidence),
             "--confidence {}: a percentage from 50 to below 100",

@@ -140,18 +140,32 @@ pub async fn call_http(addr: &str, path: &str, view: View) -> Result<Answer, Cli
     })
 }
 
-/// Calls `path` on `addr` over `protocol` (h2c, https, grpcs, ...) with
-/// the product's own hop client, trusting what `tls` trusts, and renders
+/// How [`call_over`] calls: the hop protocol, what TLS trusts, how long to
+/// wait, and headers on the call.
+#[derive(Debug)]
+pub struct Over {
+    pub protocol: crate::plan::Protocol,
+    pub tls: crate::exec::tls::HopTls,
+    pub timeout: Duration,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Calls `path` on `addr` over `over.protocol` with `over.headers` (h2c, https, grpcs, ...) with
+/// the product's own hop client, trusting what `over.tls` trusts, and renders
 /// the report in `view`. A call that gets no report says why as a hop's
 /// error would (`certificate for "x" is not trusted: unknown issuer`).
 pub async fn call_over(
     addr: &str,
     path: &str,
     view: View,
-    protocol: crate::plan::Protocol,
-    tls: crate::exec::tls::HopTls,
-    timeout: Duration,
+    over: Over,
 ) -> Result<Answer, ClientError> {
+    let Over {
+        protocol,
+        tls,
+        timeout,
+        headers,
+    } = over;
     use std::sync::Arc;
     let authority = authority(addr)?;
     let path = request_path(path)?;
@@ -166,7 +180,7 @@ pub async fn call_over(
     let hop = crate::plan::Hop {
         target,
         protocol,
-        headers: std::collections::BTreeMap::new(),
+        headers,
         options: Default::default(),
         next: Arc::new(plan),
     };

@@ -128,7 +128,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             timeout,
             tree,
             flat,
+            headers,
         } => {
+            // A call that cannot be made exits 2, as `call` documents.
+            let headers = match cli::parse_headers(&headers) {
+                Ok(headers) => headers,
+                Err(e) => {
+                    eprintln!("servicemock: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let view = match (tree, flat) {
                 (true, _) => client::View::Tree,
                 (_, true) => client::View::Flat,
@@ -139,6 +148,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 protocol: via.protocol(),
                 tls,
                 timeout,
+                headers,
             };
             tokio::time::timeout(timeout, call(how, &addr, &path, view))
                 .await
@@ -522,16 +532,27 @@ struct Calling {
     protocol: servicemock::plan::Protocol,
     tls: servicemock::exec::tls::HopTls,
     timeout: Duration,
+    /// `-H`: with any, the call goes through the hop client, which sends them.
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 /// `servicemock call`: prints the report in the asked view; exit 0 when the
 /// call succeeded, 1 when it answered a failure, 2 when it could not be made.
 async fn call(how: Calling, addr: &str, path: &str, view: client::View) -> ExitCode {
     use servicemock::plan::Protocol;
+    let plain = how.headers.is_empty();
     let answer = match how.protocol {
-        Protocol::Http => client::call_http(addr, path, view).await,
-        Protocol::Grpc => client::call_grpc(addr, path, view).await,
-        other => client::call_over(addr, path, view, other, how.tls, how.timeout).await,
+        Protocol::Http if plain => client::call_http(addr, path, view).await,
+        Protocol::Grpc if plain => client::call_grpc(addr, path, view).await,
+        other => {
+            let over = client::Over {
+                protocol: other,
+                tls: how.tls,
+                timeout: how.timeout,
+                headers: how.headers,
+            };
+            client::call_over(addr, path, view, over).await
+        }
     };
     match answer {
         Ok(answer) => {

@@ -363,3 +363,36 @@ fn help_fits_a_hundred_columns() {
         );
     }
 }
+
+/// Item 13 (call): `call -H` sends a header, directives too, over HTTP and
+/// gRPC; a bad header is refused before anything is sent.
+#[tokio::test]
+async fn call_takes_headers() {
+    let mesh = mesh(&["a"]).await;
+    let entry = mesh.addr("a").unwrap().to_string();
+    for protocol in ["http", "grpc"] {
+        let out = tokio::process::Command::new(BIN)
+            .args(["call", "--protocol", protocol, &entry, "/"])
+            .args(["-H", "end-user: jason", "-H", "x-mock-status: 503"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{protocol}: the 503 is a failure"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let info = report["RequestInfo"].to_string();
+        assert!(info.contains("end-user: jason"), "{protocol}: {info}");
+        assert_eq!(report["Injected"][0], "status 503", "{protocol}");
+    }
+    let out = tokio::process::Command::new(BIN)
+        .args(["call", &entry, "/", "-H", "content-length: 1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be set on a hop"));
+    mesh.stop().await.unwrap();
+}
