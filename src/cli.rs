@@ -18,7 +18,7 @@ use servicemock::server::connection::tls::{ClientAuth, TlsOptions};
 /// chain the copies with one URL (`/@service2|service3/@service1/end`) or one
 /// gRPC message. HTTP/1.1, h2c and gRPC on one port.
 #[derive(Parser)]
-#[command(name = "servicemock", version)]
+#[command(name = "servicemock", version, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -91,8 +91,9 @@ pub(crate) enum Command {
         /// Namespace of every object (default: kubectl's current one).
         #[arg(long)]
         namespace: Option<String>,
-        /// The version label and reported version.
-        #[arg(long, default_value = "v1")]
+        /// The version label and reported version (--version prints the
+        /// program's).
+        #[arg(id = "service_version", long = "service-version", default_value = "v1")]
         version: String,
         /// Container image.
         #[arg(long, default_value = "servicemock:latest")]
@@ -315,8 +316,14 @@ pub(crate) struct ServeArgs {
     /// The name this copy answers as (default: the host name).
     #[arg(long, env = "SERVICEMOCK_NAME")]
     pub(crate) name: Option<String>,
-    /// The version this copy reports, e.g. v2 for a canary.
-    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    /// The version this copy reports, e.g. v2 for a canary (--version
+    /// prints the program's).
+    #[arg(
+        id = "service_version",
+        long = "service-version",
+        env = "SERVICEMOCK_VERSION",
+        default_value = "v1"
+    )]
     pub(crate) version: String,
     /// Host or pod name to report (Kubernetes downward API: POD_NAME).
     #[arg(long, env = "POD_NAME")]
@@ -547,8 +554,13 @@ pub(crate) struct MeshArgs {
     /// Address every member listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: IpAddr,
-    /// The version every member reports.
-    #[arg(long, env = "SERVICEMOCK_VERSION", default_value = "v1")]
+    /// The version every member reports (--version prints the program's).
+    #[arg(
+        id = "service_version",
+        long = "service-version",
+        env = "SERVICEMOCK_VERSION",
+        default_value = "v1"
+    )]
     pub(crate) version: String,
     /// Serve TLS beside plaintext on every port: a CA is made at start, each
     /// member gets a certificate for its name, and https:/grpcs: hops

@@ -396,3 +396,27 @@ async fn call_takes_headers() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be set on a hop"));
     mesh.stop().await.unwrap();
 }
+
+/// Item 16: `--version` prints the program's version in every command; the
+/// version a service reports is `--service-version`.
+#[test]
+fn version_is_the_programs_everywhere() {
+    for command in ["serve", "mesh", "manifests", "load"] {
+        let out = Command::new(BIN)
+            .args([command, "--version"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("servicemock"), "{command}: {text}");
+        assert!(
+            text.contains(env!("CARGO_PKG_VERSION")),
+            "{command}: {text}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["manifests", "a", "--service-version", "v2"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version: v2"));
+}

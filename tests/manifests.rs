@@ -57,7 +57,7 @@ fn generated_manifests_validate() {
             "service3",
             "--namespace",
             "mock-1",
-            "--version",
+            "--service-version",
             "v2",
             "--replicas",
             "2",
