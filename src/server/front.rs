@@ -150,12 +150,14 @@ impl Parts {
             if attempt != Attempt::default() {
                 request.extensions_mut().insert(attempt);
             }
-            if wants_reset(
-                &request,
-                &service.control.defaults(),
-                service,
-                attempt.number,
-            ) {
+            // Who called is read only for a reset aimed at a caller (`@from=`).
+            let caller = || {
+                let connection = request.extensions().get::<super::connection::Connection>();
+                crate::caller::of_request(connection.map(|c| &*c.tls), request.headers())
+                    .1
+                    .map(|p| p.principal)
+            };
+            if draws_reset(service, request.headers(), attempt.number, caller) {
                 service.metrics.reset();
                 return reset();
             }
@@ -237,26 +239,31 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
     }
 }
 
-/// Whether `x-mock-reset` (or `--reset-rate`) drops this request. A bad
-/// value does not reset; the handlers refuse it with 400/INVALID_ARGUMENT.
-fn wants_reset(request: &Request, defaults: &Directives, service: &Service, attempt: u32) -> bool {
+/// Whether `x-mock-reset` (or `--reset-rate`) drops a request with these
+/// headers, arriving as `attempt`: the one draw of every edge (HTTP, gRPC,
+/// TCP lines). `caller` (the caller's principal) is asked only for a reset
+/// aimed at one (`@from=`). A bad value does not reset; the handlers refuse
+/// it with 400/INVALID_ARGUMENT.
+pub(super) fn draws_reset(
+    service: &Service,
+    headers: &::http::HeaderMap,
+    attempt: u32,
+    caller: impl FnOnce() -> Option<String>,
+) -> bool {
     let mut given = Directives::default();
-    let directives = match request.headers().get(behavior::RESET) {
+    let defaults = service.control.defaults();
+    let directives = match headers.get(behavior::RESET) {
         Some(v) => match v.to_str() {
             Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
             _ => return false,
         },
-        None => defaults,
+        None => &*defaults,
     };
     let Some(reset) = &directives.reset else {
         return false;
     };
-    // Who called is read only for a reset aimed at a caller (`@from=`).
-    let peer = reset.only.from.as_ref().and_then(|_| {
-        let connection = request.extensions().get::<super::connection::Connection>();
-        crate::caller::of_request(connection.map(|c| &*c.tls), request.headers()).1
-    });
-    let here: Here<'_> = service.here(attempt, peer.as_ref().map(|p| p.principal.as_str()));
+    let principal = reset.only.from.as_ref().and_then(|_| caller());
+    let here: Here<'_> = service.here(attempt, principal.as_deref());
     directives.decide_reset(&here, &mut rand::rng())
 }
 

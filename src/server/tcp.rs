@@ -19,7 +19,6 @@
 //! `--reset-rate`) closes the connection with a RST.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,7 +27,6 @@ use tokio::time::Instant;
 
 use super::pipeline::{self, Refused};
 use super::Service;
-use crate::behavior::{self, Directives};
 use crate::caller::TlsSession;
 use crate::config::ConnectionLimits;
 use crate::exec::Inbound;
@@ -227,7 +225,13 @@ impl Lines<'_> {
         };
         let request_line = format!("TCP {target}");
         let attempt = service.attempts.observe(&headers, &request_line);
-        if wants_reset(service, &headers, attempt.number) {
+        let session = self.session.as_deref();
+        let caller = || {
+            crate::caller::of_request(session, &headers)
+                .1
+                .map(|p| p.principal)
+        };
+        if super::front::draws_reset(service, &headers, attempt.number, caller) {
             service.metrics.reset();
             return (String::new(), Next::Reset);
         }
@@ -279,20 +283,6 @@ fn refusal(refused: Refused, refuse: &dyn Fn(u16, String) -> String) -> String {
             refuse(508, json)
         }
     }
-}
-
-/// Whether `x-mock-reset` (or `--reset-rate`) drops this line's connection.
-fn wants_reset(service: &Service, headers: &HeaderMap, attempt: u32) -> bool {
-    let mut given = Directives::default();
-    let defaults = service.control.defaults();
-    let directives = match headers.get(behavior::RESET) {
-        Some(v) => match v.to_str() {
-            Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
-            _ => return false,
-        },
-        None => &defaults,
-    };
-    directives.decide_reset(&service.here(attempt, None), &mut rand::rng())
 }
 
 /// The line as text: UTF-8 without control characters (a tab separates a
