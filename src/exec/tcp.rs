@@ -99,6 +99,36 @@ async fn open(to: &Resolved, connect: Duration) -> Result<TcpStream, BoxError> {
     Err(last.unwrap_or_else(|| "the name resolved to no address".into()))
 }
 
+/// Sends `line` (its end included) and reads one line back, at most
+/// `limit` bytes; the stream is handed back for a pool.
+async fn send_line(
+    mut stream: TcpStream,
+    line: &[u8],
+    limit: u64,
+) -> Result<(Answer, TcpStream), BoxError> {
+    stream.write_all(line).await?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = Vec::new();
+    let read = (&mut reader)
+        .take(limit)
+        .read_until(b'\n', &mut answer)
+        .await?;
+    if read == 0 || answer.last() != Some(&b'\n') {
+        if answer.len() as u64 >= limit {
+            return Ok((Answer::TooLong, reader.into_inner()));
+        }
+        return Err(Box::new(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the connection closed before the answer line",
+        )));
+    }
+    answer.pop();
+    if answer.last() == Some(&b'\r') {
+        answer.pop();
+    }
+    Ok((Answer::Line(answer), reader.into_inner()))
+}
+
 /// What came back on the line.
 enum Answer {
     Line(Vec<u8>),
@@ -136,35 +166,16 @@ impl Transport for TcpTransport {
                 } else {
                     None
                 };
-                let mut stream = match reused {
+                let stream = match reused {
                     Some(stream) => stream,
                     None => open(to, connect).await?,
                 };
-                stream.write_all(&line).await?;
-                let mut reader = BufReader::new(stream);
-                let mut answer = Vec::new();
                 let limit = u64::try_from(room).unwrap_or(u64::MAX).saturating_add(16);
-                let read = (&mut reader)
-                    .take(limit)
-                    .read_until(b'\n', &mut answer)
-                    .await?;
-                if read == 0 || answer.last() != Some(&b'\n') {
-                    if answer.len() as u64 >= limit {
-                        return Ok::<_, BoxError>(Answer::TooLong);
-                    }
-                    return Err(Box::new(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the connection closed before the answer line",
-                    )) as BoxError);
+                let (answer, stream) = send_line(stream, &line, limit).await?;
+                if hop.options.reuse && matches!(answer, Answer::Line(_)) {
+                    self.keep(to, stream);
                 }
-                if hop.options.reuse {
-                    self.keep(to, reader.into_inner());
-                }
-                answer.pop();
-                if answer.last() == Some(&b'\r') {
-                    answer.pop();
-                }
-                Ok(Answer::Line(answer))
+                Ok::<_, BoxError>(answer)
             };
             match tokio::time::timeout(timer, exchange).await {
                 Err(elapsed) => HopResult::transport(&elapsed, to, timer, connect),
@@ -241,17 +252,16 @@ impl super::Executor {
         let to = self.inner.resolver.resolve(&target);
         let connect = hop.options.connect.unwrap_or(super::http::CONNECT_TIMEOUT);
         let exchange = async {
-            let mut stream = open(&to, connect).await?;
-            stream.write_all(format!("{line}\n").as_bytes()).await?;
-            let mut reader = BufReader::new(stream);
-            let mut answer = String::new();
-            (&mut reader).take(64 * 1024).read_line(&mut answer).await?;
-            Ok::<_, BoxError>(answer)
+            let stream = open(&to, connect).await?;
+            send_line(stream, format!("{line}\n").as_bytes(), 64 * 1024).await
         };
         let result = match tokio::time::timeout(timeout, exchange).await {
             Err(elapsed) => HopResult::transport(&elapsed, &to, timeout, connect),
             Ok(Err(e)) => HopResult::transport(&*e, &to, timeout, connect),
-            Ok(Ok(answer)) => echoed(answer.trim_end_matches(['\r', '\n']), line),
+            Ok(Ok((Answer::TooLong, _))) => {
+                HopResult::failed(Outcome::BadAnswer, "an echo longer than 64 KiB".into())
+            }
+            Ok(Ok((Answer::Line(answer), _))) => echoed(&String::from_utf8_lossy(&answer), line),
         };
         crate::report::Forward {
             url: format!("tcp://{}", to.authority),

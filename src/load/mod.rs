@@ -64,6 +64,19 @@ pub struct LoadOptions {
     pub tls: crate::exec::tls::HopTls,
 }
 
+/// One call of a run: the plan, or over tcp the echo of a line.
+async fn one_call(
+    executor: &Executor,
+    hop: &Hop,
+    echo: Option<&str>,
+    timeout: Duration,
+) -> crate::report::Forward {
+    match echo {
+        Some(line) => executor.echo_once(hop, line, timeout).await,
+        None => executor.call_once(hop, timeout).await,
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -189,10 +202,7 @@ pub async fn run(
                 workers.spawn(async move {
                     while next().is_some() {
                         let due = Instant::now();
-                        let call = match &echo {
-                            Some(line) => executor.echo_once(&hop, line, timeout).await,
-                            None => executor.call_once(&hop, timeout).await,
-                        };
+                        let call = one_call(&executor, &hop, echo.as_deref(), timeout).await;
                         record(&call, due.elapsed());
                     }
                 });
@@ -220,10 +230,7 @@ pub async fn run(
                 let (executor, hop, record, echo) =
                     (executor.clone(), hop.clone(), record.clone(), echo.clone());
                 calls.spawn(async move {
-                    let call = match &echo {
-                        Some(line) => executor.echo_once(&hop, line, timeout).await,
-                        None => executor.call_once(&hop, timeout).await,
-                    };
+                    let call = one_call(&executor, &hop, echo.as_deref(), timeout).await;
                     record(&call, due.elapsed());
                     drop(permit);
                 });
