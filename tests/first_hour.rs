@@ -221,15 +221,7 @@ async fn load_says_when_nothing_answered_and_takes_grpc_codes_by_number() {
 /// Item 13: a service that answers 503 is "not healthy", not "cannot reach".
 #[tokio::test]
 async fn health_tells_unhealthy_from_unreachable() {
-    let mesh = servicemock::mesh::Mesh::start(
-        &["a".to_owned()],
-        options(servicemock::config::Settings {
-            control: true,
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    let mesh = common::haproxy::replica("a", "v1").await;
     let entry = mesh.addr("a").unwrap();
     let changed = client()
         .put(format!("http://{entry}/control"))
@@ -301,15 +293,7 @@ async fn path_mistakes_name_the_scheme_the_command_and_the_form() {
 /// value's error names the directive once.
 #[tokio::test]
 async fn control_takes_every_spelling_and_says_a_mistake_once() {
-    let mesh = servicemock::mesh::Mesh::start(
-        &["a".to_owned()],
-        options(servicemock::config::Settings {
-            control: true,
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    let mesh = common::haproxy::replica("a", "v1").await;
     let entry = mesh.addr("a").unwrap().to_string();
     for spelling in ["grpcStatus", "grpc-status", "x-mock-grpc-status"] {
         let out = tokio::process::Command::new(BIN)

@@ -15,20 +15,7 @@ use servicemock::mesh::Mesh;
 
 /// Runs `servicemock load ARGS…`: exit code, stdout, stderr.
 async fn load(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
-        .arg("load")
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("load finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_load(args).await
 }
 
 #[ignore = "needs haproxy: scripts/test installs it and runs ignored tests"]

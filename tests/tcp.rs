@@ -324,21 +324,10 @@ async fn a_banner_comes_first_and_tls_works_on_the_tcp_port() {
     assert!(nc(addr, "plain\n").await.ends_with(": plain\n"));
 }
 
-/// Runs `servicemock load ARGS…`: exit code and stdout.
+/// Runs `servicemock load ARGS…`: exit code, and stdout with stderr.
 async fn load(args: Vec<String>) -> (i32, String) {
-    let out = tokio::process::Command::new(BIN)
-        .arg("load")
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("load finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, out, err) = run_load(&args).await;
+    (code, out + &err)
 }
 
 /// Istio's TCP traffic shifting, with HAProxy in `mode tcp` as the proxy

@@ -337,6 +337,24 @@ pub async fn unconnectable() -> SocketAddr {
     addr
 }
 
+/// Runs `servicemock load ARGS…` (at most 120 s): exit code, stdout, stderr.
+pub async fn run_load<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
+        .arg("load")
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("load finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The chain of reports under the first hop of each level, the root first.
 pub fn first_hop_chain(report: &Report) -> Vec<&Report> {
     let mut out = vec![report];
