@@ -365,7 +365,8 @@ async fn answers_that_are_not_reports_are_told_apart() {
 
     // The text tree says who answered.
     let (_, tree) = get(a, &format!("/@{other}/envoy503?view=tree")).await;
-    assert!(tree.contains("(answered by proxy (server: envoy"), "{tree}");
+    assert!(tree.contains("made by proxy (server: envoy"), "{tree}");
+    assert_eq!(tree.matches("proxy").count(), 1, "said once: {tree}");
     mesh.stop().await.unwrap();
 }
 

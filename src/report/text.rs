@@ -27,7 +27,12 @@ pub fn render_tree(report: &Report) -> String {
         sanitize(&report.message)
     );
     if let Some(caller) = caller_line(report) {
-        let _ = writeln!(out, "   {caller}");
+        let under = if report.forwards().next().is_some() {
+            "│  "
+        } else {
+            "   "
+        };
+        write_wrapped(under, &caller, &mut out);
     }
     write_children(report, "", true, "1", &mut out);
     let _ = writeln!(
@@ -83,8 +88,13 @@ fn slowest_group(report: &Report) -> Option<usize> {
         .map(|(g, _)| g)
 }
 
+/// The width the tree fits where it can: continuation lines wrap at it.
+const WIDTH: usize = 100;
+
 /// Writes the hops below `report`; `on_path` says whether `report` lies on
-/// the slowest path, so only that path's hops get the mark.
+/// the slowest path, so only that path's hops get the mark. Each hop is one
+/// line of short parts; its long parts (options, who answered, the error,
+/// each try, how the callee was reached) go on continuation lines under it.
 fn write_children(report: &Report, indent: &str, on_path: bool, position: &str, out: &mut String) {
     let slowest = slowest_group(report).filter(|_| on_path);
     let total = report.forwards().count();
@@ -101,25 +111,50 @@ fn write_children(report: &Report, indent: &str, on_path: bool, position: &str, 
             let mark = if group_on_path { " *" } else { "" };
             let here = format!("{position}.{}", index + 1);
             let _ = writeln!(out, "{indent}{branch}{here} {}", hop_line(hop, mark));
-            for (t, one) in hop.tries.iter().enumerate() {
-                let last = t + 1 == hop.tries.len();
-                let _ = writeln!(out, "{indent}{next_indent}    {}", try_line(hop, one, last));
+            let child_indent = format!("{indent}{next_indent}");
+            let has_children = hop
+                .response
+                .as_ref()
+                .is_some_and(|r| r.forwards().next().is_some());
+            let under = format!("{child_indent}{}", if has_children { "│  " } else { "   " });
+            let mut notes = hop_notes(hop);
+            notes.extend(
+                hop.tries
+                    .iter()
+                    .enumerate()
+                    .map(|(t, one)| try_line(hop, one, t + 1 == hop.tries.len())),
+            );
+            notes.extend(hop.response.as_deref().and_then(caller_line));
+            for note in notes {
+                write_wrapped(&under, &note, out);
             }
             if let Some(child) = &hop.response {
-                if let Some(caller) = caller_line(child) {
-                    let _ = writeln!(out, "{indent}{next_indent}    {caller}");
-                }
-                write_children(
-                    child,
-                    &format!("{indent}{next_indent}"),
-                    group_on_path,
-                    &here,
-                    out,
-                );
+                write_children(child, &child_indent, group_on_path, &here, out);
             }
             index += 1;
         }
     }
+}
+
+/// `text` as lines after `prefix`, broken at spaces to fit [`WIDTH`] where
+/// it can (a word longer than the room is kept whole).
+fn write_wrapped(prefix: &str, text: &str, out: &mut String) {
+    let room = WIDTH.saturating_sub(prefix.chars().count()).max(40);
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > room {
+            let _ = writeln!(out, "{prefix}{line}");
+            line.clear();
+            // Later lines of one note are indented under its first.
+            line.push_str("  ");
+        }
+        if !line.trim().is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    let _ = writeln!(out, "{prefix}{line}");
 }
 
 /// How a level's request arrived and who sent it, when either is known:
@@ -192,22 +227,35 @@ fn hop_line(hop: &Forward, mark: &str) -> String {
         hop.result,
         ms(hop.duration_ms)
     );
-    if let Some(options) = &hop.options {
-        let _ = write!(line, "  {{{}}}", sanitize(options));
-    }
     if let Some(attempt) = hop.response.as_ref().map(|r| r.attempt).filter(|a| *a > 1) {
         let _ = write!(line, "  attempt {attempt}");
     }
     if let Some(injected) = hop.response.as_ref().filter(|r| !r.injected.is_empty()) {
         let _ = write!(line, "  [{}]", sanitize(&injected.injected.join(", ")));
     }
-    if let Some(by) = &hop.answered_by {
-        let _ = write!(line, "  (answered by {})", sanitize(by));
-    }
-    if let Some(error) = &hop.error {
-        let _ = write!(line, "  {}", sanitize(error));
-    }
     line
+}
+
+/// A hop's long parts, each a continuation line: the options it was called
+/// with, who answered when that was no servicemock (once: an error that
+/// names it already says it), and the error.
+fn hop_notes(hop: &Forward) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(options) = &hop.options {
+        notes.push(format!("{{{}}}", sanitize(options)));
+    }
+    let error = hop.error.as_deref().unwrap_or_default();
+    if let Some(by) = hop
+        .answered_by
+        .as_deref()
+        .filter(|by| !error.contains(by.split(": ").next().unwrap_or(by)))
+    {
+        notes.push(format!("answered by {}", sanitize(by)));
+    }
+    if !error.is_empty() {
+        notes.push(sanitize(error).into_owned());
+    }
+    notes
 }
 
 #[cfg(test)]
@@ -233,10 +281,8 @@ mod tests {
         assert!(lines[0].starts_with("a v1  http/1.1"), "{text}");
         assert_eq!(lines[1], "├─ 1.1 http  b v1  200 ok  6.00 ms *");
         assert_eq!(lines[2], "│  └─ 1.1.1 grpc  c v1  200 ok  5.00 ms *");
-        assert_eq!(
-            lines[3],
-            "└─ 1.2 http  gone:9  - refused  1.00 ms  connection refused by gone:9"
-        );
+        assert_eq!(lines[3], "└─ 1.2 http  gone:9  - refused  1.00 ms");
+        assert_eq!(lines[4], "      connection refused by gone:9");
         assert!(text.ends_with("* slowest path\n"));
     }
 
@@ -258,7 +304,7 @@ mod tests {
         let text = render_tree(&root);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            lines[2], "       tls TLSv1.3 h2 sni c, from spiffe://cluster.local/ns/m/sa/a (tls)",
+            lines[2], "      tls TLSv1.3 h2 sni c, from spiffe://cluster.local/ns/m/sa/a (tls)",
             "{text}"
         );
     }
@@ -291,14 +337,15 @@ mod tests {
         let text = render_tree(&named("a", vec![vec![retried]]));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            lines[1], "└─ 1.1 http  b v1  200 ok  9.00 ms *  {timeout 3s, retries 2}  attempt 2",
+            lines[1], "└─ 1.1 http  b v1  200 ok  9.00 ms *  attempt 2",
             "{text}"
         );
+        assert_eq!(lines[2], "      {timeout 3s, retries 2}");
         assert_eq!(
-            lines[2],
-            "       try 1  503 status  4.00 ms  b v1  answered 503 Service Unavailable"
+            lines[3],
+            "      try 1  503 status  4.00 ms  b v1  answered 503 Service Unavailable"
         );
-        assert_eq!(lines[3], "       try 2  200 ok  4.50 ms  b v1");
+        assert_eq!(lines[4], "      try 2  200 ok  4.50 ms  b v1");
     }
 
     #[test]
@@ -316,5 +363,30 @@ mod tests {
         assert!(lines[1].ends_with("22.70 ms *"), "{text}");
         assert!(lines[2].ends_with("0.97 ms *"), "{text}");
         assert!(lines[3].ends_with("10.00 ms"), "{text}");
+    }
+
+    #[test]
+    fn long_parts_wrap_under_the_hop_within_the_width() {
+        let mut failed = hop("http", 0.0, 1.0, None);
+        failed.result = crate::report::Outcome::Dns;
+        failed.status = None;
+        failed.answered_by = Some("proxy (server: envoy)".into());
+        failed.error = Some(format!("cannot resolve \"x\": {}", "word ".repeat(40)));
+        let inner = named("b", vec![vec![failed]]);
+        let root = named("a", vec![vec![hop("http", 0.0, 2.0, Some(inner))]]);
+        let text = render_tree(&root);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        assert_eq!(
+            lines[2], "   └─ 1.1.1 http  x:8080  - dns  1.00 ms *",
+            "{text}"
+        );
+        assert_eq!(
+            lines[3], "         answered by proxy (server: envoy)",
+            "{text}"
+        );
+        assert!(lines[4].starts_with("         cannot resolve"), "{text}");
+        assert!(lines[5].starts_with("           word"), "{text}");
+        assert_eq!(text.matches("envoy").count(), 1, "said once: {text}");
     }
 }
