@@ -56,14 +56,24 @@ pub(crate) enum Command {
         path: String,
     },
     /// Call a running servicemock over HTTP or gRPC and print its report.
+    #[command(
+        after_help = "Exit status: 0 the call and every hop below it succeeded; \
+        1 the service answered a failure (its report is printed); 2 the call could not be \
+        made (a bad address, path, plan or header, or nothing answered)."
+    )]
     Call {
         #[command(flatten)]
         via: ClientFlags,
         /// The service to call: host:port, host (port 8080) or http://host:port.
         addr: String,
         /// The @-path to send, e.g. '/@service2/@grpc:service3/end' (the
-        /// leading '/' may be left out).
-        path: String,
+        /// leading '/' may be left out; not with --plan).
+        #[arg(required_unless_present = "plan", value_name = "PATH")]
+        path: Option<String>,
+        /// A JSON CallRequest file (as grpcurl -d takes it, e.g. from
+        /// `servicemock plan`) instead of a path.
+        #[arg(long, conflicts_with = "path")]
+        plan: Option<std::path::PathBuf>,
         /// Give up after this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
@@ -163,6 +173,15 @@ pub(crate) enum Command {
     },
 }
 
+/// The plan in a `--plan` file: a JSON CallRequest, checked as a server
+/// checks one.
+pub(crate) fn read_plan_file(file: &std::path::Path) -> anyhow::Result<servicemock::plan::Plan> {
+    let body =
+        std::fs::read(file).with_context(|| format!("cannot read --plan {}", file.display()))?;
+    servicemock::plan::json::plan_from_json(&body, &Limits::default())
+        .with_context(|| format!("--plan {}", file.display()))
+}
+
 #[derive(Args)]
 pub(crate) struct LoadArgs {
     /// The service to call: host:port, host (port 8080) or http://host:port.
@@ -238,12 +257,7 @@ impl LoadArgs {
         let target = path::parse_target_text(&authority)
             .map_err(|e| anyhow::anyhow!("target {:?}: {e}", self.target))?;
         let plan = match (&self.plan, &self.path) {
-            (Some(file), _) => {
-                let body = std::fs::read(file)
-                    .with_context(|| format!("cannot read --plan {}", file.display()))?;
-                servicemock::plan::json::plan_from_json(&body, &limits)
-                    .with_context(|| format!("--plan {}", file.display()))?
-            }
+            (Some(file), _) => read_plan_file(file)?,
             // Over tcp, a line that is no path is echoed: who answered is
             // read from the echo's prefix.
             (None, Some(p)) if self.via.protocol() == Protocol::Tcp && !p.starts_with('/') => {

@@ -160,6 +160,25 @@ pub async fn call_over(
     view: View,
     over: Over,
 ) -> Result<Answer, ClientError> {
+    let path = request_path(path)?;
+    let plan =
+        crate::plan::path::parse_path(&path, &crate::plan::Limits::default()).map_err(|e| {
+            ClientError::Path {
+                path: path.clone(),
+                problem: e.to_string(),
+            }
+        })?;
+    call_plan(addr, plan, view, over).await
+}
+
+/// Has `addr` run `plan` (from `--plan`, or a parsed path), called as a hop
+/// is over `over`'s protocol, and renders the report it answers in `view`.
+pub async fn call_plan(
+    addr: &str,
+    plan: crate::plan::Plan,
+    view: View,
+    over: Over,
+) -> Result<Answer, ClientError> {
     let Over {
         protocol,
         tls,
@@ -168,14 +187,7 @@ pub async fn call_over(
     } = over;
     use std::sync::Arc;
     let authority = authority(addr)?;
-    let path = request_path(path)?;
-    let bad_path = |problem: String| ClientError::Path {
-        path: path.clone(),
-        problem,
-    };
     let target = target_of(addr, &authority)?;
-    let plan = crate::plan::path::parse_path(&path, &crate::plan::Limits::default())
-        .map_err(|e| bad_path(e.to_string()))?;
     let executor = crate::exec::Executor::for_client(timeout, tls);
     let hop = crate::plan::Hop {
         target,

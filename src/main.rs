@@ -125,6 +125,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             via,
             addr,
             path,
+            plan,
             timeout,
             tree,
             flat,
@@ -138,6 +139,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            let what = match (plan, path) {
+                (Some(file), _) => match cli::read_plan_file(&file) {
+                    Ok(plan) => Asked::Plan(plan),
+                    Err(e) => {
+                        eprintln!("servicemock: {e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                (None, Some(path)) => Asked::Path(path),
+                (None, None) => unreachable!("clap requires a path or --plan"),
+            };
             let view = match (tree, flat) {
                 (true, _) => client::View::Tree,
                 (_, true) => client::View::Flat,
@@ -150,7 +162,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 timeout,
                 headers,
             };
-            tokio::time::timeout(timeout, call(how, &addr, &path, view))
+            tokio::time::timeout(timeout, call(how, &addr, what, view))
                 .await
                 .with_context(|| format!("no answer from {addr} within {timeout:?}"))
         }
@@ -536,23 +548,30 @@ struct Calling {
     headers: std::collections::BTreeMap<String, String>,
 }
 
+/// What `servicemock call` asks the target to run.
+enum Asked {
+    /// An @-path, sent as it was typed.
+    Path(String),
+    /// A plan from `--plan`, sent as the hop client sends any plan.
+    Plan(servicemock::plan::Plan),
+}
+
 /// `servicemock call`: prints the report in the asked view; exit 0 when the
 /// call succeeded, 1 when it answered a failure, 2 when it could not be made.
-async fn call(how: Calling, addr: &str, path: &str, view: client::View) -> ExitCode {
+async fn call(how: Calling, addr: &str, what: Asked, view: client::View) -> ExitCode {
     use servicemock::plan::Protocol;
     let plain = how.headers.is_empty();
-    let answer = match how.protocol {
-        Protocol::Http if plain => client::call_http(addr, path, view).await,
-        Protocol::Grpc if plain => client::call_grpc(addr, path, view).await,
-        other => {
-            let over = client::Over {
-                protocol: other,
-                tls: how.tls,
-                timeout: how.timeout,
-                headers: how.headers,
-            };
-            client::call_over(addr, path, view, over).await
-        }
+    let over = client::Over {
+        protocol: how.protocol,
+        tls: how.tls,
+        timeout: how.timeout,
+        headers: how.headers,
+    };
+    let answer = match (what, how.protocol) {
+        (Asked::Path(path), Protocol::Http) if plain => client::call_http(addr, &path, view).await,
+        (Asked::Path(path), Protocol::Grpc) if plain => client::call_grpc(addr, &path, view).await,
+        (Asked::Path(path), _) => client::call_over(addr, &path, view, over).await,
+        (Asked::Plan(plan), _) => client::call_plan(addr, plan, view, over).await,
     };
     match answer {
         Ok(answer) => {

@@ -1,5 +1,7 @@
 //! The first hour's mistakes get a message that says what to do, through
-//! the real binary (issue "The first hour, again": items 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17).
+//! the real binary (issue "The first hour, again": items 4, 5, 6, 7, 8, 9,
+//! 10, 11, 12, 13, 14, 15, 16, 17; items 1–3 are in tests/readme.rs and the
+//! metrics unit test, 18 in scripts/test).
 
 mod common;
 
@@ -378,6 +380,68 @@ async fn call_takes_headers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be set on a hop"));
+    mesh.stop().await.unwrap();
+}
+
+/// Item 13 (call): `call --plan FILE` sends a CallRequest as `load --plan`
+/// does, over HTTP and gRPC; a bad plan file exits 2 naming the file and the
+/// field; `--help` says what the exit statuses mean.
+#[tokio::test]
+async fn call_takes_a_plan_and_says_its_exit_statuses() {
+    let mesh = mesh(&["a", "b"]).await;
+    let entry = mesh.addr("a").unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("servicemock-call-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.json");
+    let printed = Command::new(BIN)
+        .args(["plan", "/@b,b[x-mock-status=503]/end"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    std::fs::write(&plan, &printed.stdout).unwrap();
+    let plan = plan.to_str().unwrap();
+    for protocol in ["http", "grpc", "h2c"] {
+        let out = tokio::process::Command::new(BIN)
+            .args([
+                "call",
+                "--protocol",
+                protocol,
+                &entry,
+                "--plan",
+                plan,
+                "--flat",
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{protocol}: a hop answered 503");
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let results: Vec<&str> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Result"].as_str().unwrap())
+            .collect();
+        assert_eq!(results, ["entry", "ok", "status"], "{protocol}: {rows:#}");
+    }
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"plan": {"parallel": [{"sequentail": []}]}}"#).unwrap();
+    let (code, err) = run(&["call", &entry, "--plan", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("sequentail"),
+        "{err}"
+    );
+    let (code, err) = run(&["call", &entry, "/x", "--plan", plan]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    let help = Command::new(BIN).args(["call", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    assert!(
+        help.contains("Exit status: 0 the call and every hop below it succeeded; 1"),
+        "{help}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     mesh.stop().await.unwrap();
 }
 
