@@ -288,7 +288,6 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// The Prometheus text exposition of every metric.
     /// Sets how many gRPC channels are open, before an encode.
     pub fn set_grpc_channels(&self, count: usize) {
         self.grpc_channels
@@ -327,6 +326,44 @@ impl Drop for InFlight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readme_lists_every_metric() {
+        let m = Metrics::default();
+        m.request(
+            InboundProtocol::Http11,
+            "plan",
+            200,
+            Duration::from_millis(1),
+        );
+        let mut report = crate::report::fixtures::named("a", vec![]);
+        report.parallel_forwards = crate::report::fixtures::named(
+            "a",
+            vec![vec![crate::report::fixtures::hop("http", 0.0, 1.0, None)]],
+        )
+        .parallel_forwards;
+        m.report(&report, &[]);
+        m.reset();
+        m.refused(Refusal::Loop);
+        m.tls_handshake_failed("timeout");
+        m.set_grpc_channels(1);
+        m.connections().inc();
+        let _busy = m.in_flight();
+        let readme = include_str!("../README.md");
+        let text = m.encode_text();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(names.len(), 10, "{names:?}");
+        for name in names {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README's metrics table lacks {name}"
+            );
+        }
+    }
 
     #[test]
     fn series_tables_are_indexed_by_each_word_in_order() {
