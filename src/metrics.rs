@@ -288,6 +288,12 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
+    /// Marks a stream as started until the guard is dropped.
+    pub fn in_flight_owned(&self) -> OwnedInFlight {
+        self.in_flight.inc();
+        OwnedInFlight(self.in_flight.clone())
+    }
+
     /// Sets how many gRPC channels are open, before an encode.
     pub fn set_grpc_channels(&self, count: usize) {
         self.grpc_channels
@@ -316,6 +322,16 @@ impl Metrics {
 
 /// Decrements the in-flight gauge when dropped.
 pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
+
+/// [`InFlight`] that may outlive the borrow: a stream is in flight until
+/// its body ends.
+pub struct OwnedInFlight(Gauge<i64, AtomicI64>);
+
+impl Drop for OwnedInFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

@@ -37,6 +37,7 @@ pub const MAX_NESTING: usize = (MAX_DEPTH_CEILING as usize + 2) * LEVELS_PER_HOP
 /// fields the walk must know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    CallStreamRequest,
     CallRequest,
     Plan,
     Sequence,
@@ -55,6 +56,7 @@ impl Kind {
     fn child(self, field: u32) -> Option<Kind> {
         use Kind::*;
         match (self, field) {
+            (CallStreamRequest, 1) => Some(CallRequest),
             (CallRequest, 1) => Some(Plan),
             (Plan, 1) => Some(Sequence),
             (Sequence, 1) => Some(Hop),
@@ -219,10 +221,22 @@ pub const REFUSED_BY_GUARD: &str = "x-servicemock-refused-by-guard";
 /// A message whose decoding is guarded: its kind names its fields.
 pub trait Guarded: Message + Default {
     const KIND: Kind;
+    /// Whether a call carries one of these only (a unary request); a second
+    /// is refused, not silently dropped.
+    const ONE_PER_CALL: bool = true;
+}
+
+impl Guarded for crate::pb::ConverseRequest {
+    const KIND: Kind = Kind::CallRequest;
+    const ONE_PER_CALL: bool = false;
 }
 
 impl Guarded for crate::pb::CallRequest {
     const KIND: Kind = Kind::CallRequest;
+}
+
+impl Guarded for crate::pb::CallStreamRequest {
+    const KIND: Kind = Kind::CallStreamRequest;
 }
 
 impl Guarded for crate::pb::CallResponse {
@@ -287,7 +301,8 @@ impl<T: Message> Encoder for GuardedEncoder<T> {
 }
 
 /// Checks the nesting, then decodes with prost. `Call` is unary both ways,
-/// so a second message on one call is refused, not silently ignored.
+/// so a second message on one call is refused, not silently ignored (a
+/// `Converse` stream's messages, of their own type, are many).
 #[derive(Debug)]
 pub struct GuardedDecoder<U> {
     decoded: bool,
@@ -299,7 +314,7 @@ impl<U: Guarded> Decoder for GuardedDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        if self.decoded {
+        if self.decoded && U::ONE_PER_CALL {
             return Err(refused(
                 "a unary call carries one message; a second one came",
             ));

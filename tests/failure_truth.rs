@@ -395,6 +395,8 @@ impl servicemock::pb::mock_service_server::MockService for Imposter {
             metadata,
         ))
     }
+
+    unary_only!();
 }
 
 #[tokio::test]

@@ -63,6 +63,8 @@ impl pb::mock_service_server::MockService for GrpcSink {
             .push(Received::Grpc(request.into_inner()));
         Ok(tonic::Response::new(Default::default()))
     }
+
+    unary_only!();
 }
 
 async fn sinks(log: Log) -> (SocketAddr, SocketAddr) {

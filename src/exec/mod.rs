@@ -612,6 +612,7 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         timed_out: false,
         attempt,
         try_number: context::inbound_try(&inbound.headers),
+        stream_message: 0,
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
         method: inbound

@@ -176,6 +176,10 @@ pub struct Report {
     /// belongs to, when the caller retries; `Attempt` counts every arrival.
     #[serde(rename = "Try", skip_serializing_if = "is_zero_u32")]
     pub try_number: u32,
+    /// On a stream (CallStream, Converse, WebSocket), which message of it
+    /// this report is; 0 on a single call.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub stream_message: u32,
     /// How the request's connection was secured, when it came over TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::caller::Tls>,

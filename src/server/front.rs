@@ -104,12 +104,49 @@ impl Parts {
             InboundProtocol::of_http(request.version(), tls)
         };
         let route = route_class(grpc, request.uri().path());
+        if grpc && is_stream(request.uri().path()) {
+            return self.count_stream(protocol, route, started, request).await;
+        }
         let metrics = &self.service.metrics;
         let _in_flight = metrics.in_flight();
         let response = self.shed(grpc, route, request).await;
         let status = response_status(grpc, &response);
         metrics.request(protocol, route, status, started.elapsed());
         response
+    }
+
+    /// A stream is counted, holds its permit and stays in flight until its
+    /// body ends ([`super::counted`]); over `--max-concurrent` it is shed.
+    async fn count_stream(
+        &self,
+        protocol: InboundProtocol,
+        route: &'static str,
+        started: Instant,
+        request: Request,
+    ) -> Response {
+        let service = &self.service;
+        let in_flight = service.metrics.in_flight_owned();
+        let Ok(permit) = service.in_flight.clone().try_acquire_owned() else {
+            service.metrics.refused(Refusal::Overloaded);
+            let shed = overloaded(true, service.executor.settings().max_concurrent);
+            let status = response_status(true, &shed);
+            service
+                .metrics
+                .request(protocol, route, status, started.elapsed());
+            return shed;
+        };
+        let response = self.attempt_and_reset(true, route, request).await;
+        let (parts, body) = response.into_parts();
+        let count = super::counted::StreamCount {
+            service: service.clone(),
+            protocol,
+            route,
+            started,
+            status: super::counted::grpc_status(&parts.headers),
+            _in_flight: in_flight,
+            _permit: permit,
+        };
+        Response::from_parts(parts, Body::new(super::counted::Counted::new(body, count)))
     }
 
     /// Sheds what is over `--max-concurrent`, sparing probes and scrapes: a
@@ -138,7 +175,8 @@ impl Parts {
         mut request: Request,
     ) -> Response {
         let runs_plan = if grpc {
-            request.uri().path() == CALL_PATH
+            let path = request.uri().path();
+            path == CALL_PATH || is_stream(path)
         } else {
             route == PLAN
         };
@@ -190,6 +228,14 @@ const PLAN: &str = "plan";
 /// The path of `servicemock.v1.MockService/Call`.
 const CALL_PATH: &str = "/servicemock.v1.MockService/Call";
 
+/// Whether a gRPC path is one of MockService's streams.
+fn is_stream(path: &str) -> bool {
+    matches!(
+        path,
+        "/servicemock.v1.MockService/CallStream" | "/servicemock.v1.MockService/Converse"
+    )
+}
+
 /// Whether a request is a probe or a scrape, which load shedding spares:
 /// `/health`, `/ready`, `/metrics` and gRPC health.
 fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
@@ -217,11 +263,7 @@ fn route_class(grpc: bool, path: &str) -> &'static str {
 /// `grpc-status` of a trailers-only answer (0 when it comes in trailers: OK).
 fn response_status(grpc: bool, response: &Response) -> i32 {
     if grpc {
-        response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0)
+        super::counted::grpc_status(response.headers()).unwrap_or(0)
     } else {
         i32::from(response.status().as_u16())
     }

@@ -1,5 +1,6 @@
-//! The gRPC side: `servicemock.v1.MockService/Call`, `grpc.health.v1.Health`
-//! and server reflection (v1 and v1alpha), so grpcurl needs no .proto file.
+//! The gRPC side: `servicemock.v1.MockService/Call` (and its streams, in
+//! `streams.rs`), `grpc.health.v1.Health` and server reflection (v1 and
+//! v1alpha), so grpcurl needs no .proto file.
 //!
 //! A call whose hops all succeeded answers OK with the `CallResponse`. When a
 //! hop failed, the call answers UNAVAILABLE and the whole `CallResponse`
@@ -113,52 +114,134 @@ impl MockService for GrpcMockService {
         request: tonic::Request<pb::CallRequest>,
     ) -> Result<tonic::Response<pb::CallResponse>, Status> {
         let service = &*self.service;
-        let limits = service.executor.settings().limits;
         let (metadata, extensions, message) = request.into_parts();
-        let headers = metadata.into_headers();
-        let refused = |r: Refused| refusal(service, r);
+        let caller = Caller::of(&extensions, metadata.into_headers());
+        let (report, verdict) = run_call(service, &caller, &message, "Call")
+            .await
+            .map_err(|r| refusal(service, r))?;
+        answer(service, &report, &verdict)
+    }
+
+    type CallStreamStream = super::streams::Messages;
+
+    async fn call_stream(
+        &self,
+        request: tonic::Request<pb::CallStreamRequest>,
+    ) -> Result<tonic::Response<Self::CallStreamStream>, Status> {
+        super::streams::call_stream(self.service.clone(), request)
+    }
+
+    type ConverseStream = super::streams::Messages;
+
+    async fn converse(
+        &self,
+        request: tonic::Request<tonic::Streaming<pb::ConverseRequest>>,
+    ) -> Result<tonic::Response<Self::ConverseStream>, Status> {
+        super::streams::converse(self.service.clone(), request)
+    }
+}
+
+/// Who sent a gRPC request and with what: its headers, which attempt it
+/// is, and the TLS session and peer it came with — read once per request
+/// (per stream, for a stream's messages).
+pub(super) struct Caller {
+    pub(super) headers: http::HeaderMap,
+    attempt: Option<crate::attempts::Attempt>,
+    tls: Option<crate::caller::Tls>,
+    peer: Option<crate::caller::Peer>,
+}
+
+impl Caller {
+    pub(super) fn of(extensions: &http::Extensions, headers: http::HeaderMap) -> Caller {
         let connection = extensions.get::<super::connection::Connection>();
         let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &headers);
-        let caller = peer.as_ref().map(|p| p.principal.as_str());
-        let admission =
-            pipeline::admit(service, &headers, extensions.get(), caller).map_err(refused)?;
-        let plan = plan_from_request(&message, &limits);
-        let plan = pipeline::check_plan(service, &admission, &headers, plan).map_err(refused)?;
-        let inbound = Inbound::new(
-            InboundProtocol::Grpc,
-            request_line(&message, &plan),
+        Caller {
+            attempt: extensions.get().copied(),
             headers,
-        )
-        .with_caller(tls, peer);
-        let what = inbound.request_line.clone();
-        let (report, verdict) = pipeline::run(service, &plan, &inbound, &admission, &what)
-            .await
-            .map_err(refused)?;
-        let message = match &verdict {
-            Verdict::Ok => {
-                let mut response = tonic::Response::new(pb::CallResponse::from(&report));
-                *response.metadata_mut() = identity_metadata(service, &report);
-                return Ok(response);
-            }
-            Verdict::Injected { .. } | Verdict::TimedOut => report.message.clone(),
-            Verdict::HopsFailed {
-                failed,
-                total,
-                root_url,
-                root_error,
-            } => format!(
-                "{failed} of {total} hop(s) failed; root cause {root_url}: {root_error}; the CallResponse is in the details"
-            ),
-        };
-        let code = Code::from(verdict.grpc_code());
-        Err(failure(service, code, message, &report))
+            tls,
+            peer,
+        }
     }
+
+    /// The principal of whoever called, when known.
+    pub(super) fn principal(&self) -> Option<&str> {
+        self.peer.as_ref().map(|p| p.principal.as_str())
+    }
+
+    /// Which attempt of its request this is (1 unless a retry).
+    pub(super) fn attempt_number(&self) -> u32 {
+        self.attempt.unwrap_or_default().number
+    }
+}
+
+/// Runs one `CallRequest` (of `Call`, or one message of a stream, `rpc`
+/// naming which) through the shared pipeline.
+pub(super) async fn run_call(
+    service: &Service,
+    caller: &Caller,
+    message: &pb::CallRequest,
+    rpc: &str,
+) -> Result<(Report, Verdict), Refused> {
+    let limits = service.executor.settings().limits;
+    let headers = &caller.headers;
+    let admission = pipeline::admit(
+        service,
+        headers,
+        caller.attempt.as_ref(),
+        caller.principal(),
+    )?;
+    let plan = plan_from_request(message, &limits);
+    let plan = pipeline::check_plan(service, &admission, headers, plan)?;
+    let inbound = Inbound::new(
+        InboundProtocol::Grpc,
+        request_line(message, &plan, rpc),
+        headers.clone(),
+    )
+    .with_caller(caller.tls.clone(), caller.peer.clone());
+    let what = inbound.request_line.clone();
+    pipeline::run(service, &plan, &inbound, &admission, &what).await
+}
+
+/// The answer to a finished call: OK with the report, or the verdict's
+/// status carrying the report in its details.
+fn answer(
+    service: &Service,
+    report: &Report,
+    verdict: &Verdict,
+) -> Result<tonic::Response<pb::CallResponse>, Status> {
+    match failed(service, report, verdict) {
+        None => {
+            let mut response = tonic::Response::new(pb::CallResponse::from(report));
+            *response.metadata_mut() = identity_metadata(service, report);
+            Ok(response)
+        }
+        Some(status) => Err(status),
+    }
+}
+
+/// The status a failed verdict answers with (the report in its details),
+/// or None when every hop succeeded.
+pub(super) fn failed(service: &Service, report: &Report, verdict: &Verdict) -> Option<Status> {
+    let message = match verdict {
+        Verdict::Ok => return None,
+        Verdict::Injected { .. } | Verdict::TimedOut => report.message.clone(),
+        Verdict::HopsFailed {
+            failed,
+            total,
+            root_url,
+            root_error,
+        } => format!(
+            "{failed} of {total} hop(s) failed; root cause {root_url}: {root_error}; the CallResponse is in the details"
+        ),
+    };
+    let code = Code::from(verdict.grpc_code());
+    Some(failure(service, code, message, report))
 }
 
 /// The gRPC answer to a refused request: INVALID_ARGUMENT naming the
 /// field (a `google.rpc.BadRequest` detail, as grpcurl shows), or
 /// FAILED_PRECONDITION with the report of a request past the depth limit.
-fn refusal(service: &Service, refused: Refused) -> Status {
+pub(super) fn refusal(service: &Service, refused: Refused) -> Status {
     match refused {
         Refused::BadRequest { message, field } => {
             let mut details = tonic_types::ErrorDetails::new();
@@ -173,7 +256,7 @@ fn refusal(service: &Service, refused: Refused) -> Status {
 }
 
 /// The first line of `RequestInfo` for a call: the method and what it asked.
-fn request_line(message: &pb::CallRequest, plan: &Plan) -> String {
+fn request_line(message: &pb::CallRequest, plan: &Plan, rpc: &str) -> String {
     let asked = match &message.request {
         Some(pb::call_request::Request::Path(path)) => format!("path={path}"),
         _ => match render_path(plan) {
@@ -181,7 +264,7 @@ fn request_line(message: &pb::CallRequest, plan: &Plan) -> String {
             Err(_) => format!("plan=({} hops at the first level)", plan.hops().count()),
         },
     };
-    format!("POST /servicemock.v1.MockService/Call {asked}")
+    format!("POST /servicemock.v1.MockService/{rpc} {asked}")
 }
 
 /// Longest `grpc-message` of a failed call; the whole story is in the details.

@@ -14,11 +14,13 @@
 
 pub mod connection;
 pub mod control;
+mod counted;
 mod front;
 mod grpc;
 mod http;
 mod pipeline;
 pub mod shutdown;
+mod streams;
 mod tcp;
 
 use std::future::Future;
@@ -53,6 +55,8 @@ pub struct Service {
     identity_values: [Option<::http::HeaderValue>; 2],
     draining: AtomicBool,
     in_flight: Arc<Semaphore>,
+    /// Set when open streams must end: the shutdown grace is nearly over.
+    streams_over: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -77,12 +81,21 @@ impl Service {
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(limit)),
+            streams_over: tokio::sync::watch::channel(false).0,
         })
     }
 
     /// Whether shutdown has begun (readiness answers 503 from then on).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when open streams must end (see [`serve_on`]).
+    pub(crate) fn streams_over(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut over = self.streams_over.subscribe();
+        async move {
+            let _ = over.wait_for(|over| *over).await;
+        }
     }
 
     /// This service answering `attempt` of a call from `caller` (its
@@ -163,7 +176,8 @@ pub async fn serve(
 /// gRPC health NOT_SERVING, while new requests are still served for the
 /// drain delay `shutdown` resolved with (endpoints take seconds to stop
 /// sending traffic); then the listeners close and in-flight requests may
-/// finish for at most `grace`.
+/// finish for at most `grace` (open streams are ended with UNAVAILABLE just
+/// before it ends).
 pub async fn serve_on(
     listeners: Vec<Listener>,
     service: Arc<Service>,
@@ -185,6 +199,13 @@ pub async fn serve_on(
         tracing::info!(service = %name, grace = ?grace, "stopped accepting; letting requests in flight finish");
         let _ = stop_tx.send(true);
         let _ = begun_tx.send(());
+        // Streams were told with GOAWAY; those still open just before the
+        // grace ends are ended with UNAVAILABLE, not cut.
+        let margin = (grace / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::spawn(async move {
+            tokio::time::sleep(grace.saturating_sub(margin)).await;
+            service.streams_over.send_replace(true);
+        });
     };
     let slots = connection::Slots::new(&app.service().executor.settings().connections);
     let loops = listeners.into_iter().map(|listener| {

@@ -393,3 +393,53 @@ pub async fn grpcurl_run(args: Vec<String>) -> std::process::Output {
     .await
     .unwrap()
 }
+
+/// The stream methods of a test's own `MockService` that serves `Call`
+/// only: both answer UNIMPLEMENTED. (Written as `async_trait` expands
+/// them: it does not see into a macro.)
+#[macro_export]
+macro_rules! unary_only {
+    () => {
+        type CallStreamStream =
+            futures::stream::Empty<Result<servicemock::pb::CallResponse, tonic::Status>>;
+
+        fn call_stream<'life0, 'async_trait>(
+            &'life0 self,
+            _: tonic::Request<servicemock::pb::CallStreamRequest>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<tonic::Response<Self::CallStreamStream>, tonic::Status>,
+                    > + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async { Err(tonic::Status::unimplemented("Call only")) })
+        }
+
+        type ConverseStream =
+            futures::stream::Empty<Result<servicemock::pb::CallResponse, tonic::Status>>;
+
+        fn converse<'life0, 'async_trait>(
+            &'life0 self,
+            _: tonic::Request<tonic::Streaming<servicemock::pb::ConverseRequest>>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<tonic::Response<Self::ConverseStream>, tonic::Status>,
+                    > + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async { Err(tonic::Status::unimplemented("Call only")) })
+        }
+    };
+}

@@ -18,6 +18,8 @@ use std::time::Duration;
 use http::HeaderMap;
 use rand::Rng;
 
+pub mod stream;
+
 use crate::codes::{grpc_code_for_http, grpc_code_name, http_status_for_grpc, GRPC_CODES};
 use crate::config::parse_duration;
 
@@ -358,10 +360,22 @@ impl Directives {
         if let Some(unknown) = headers.keys().find(|name| {
             name.as_str().starts_with(DIRECTIVE_PREFIX) && !DIRECTIVES.contains(&name.as_str())
         }) {
+            // A stream's own directives are taken off by the stream before
+            // each of its messages is admitted; anywhere else they would do
+            // nothing.
+            let problem = if stream::STREAM_DIRECTIVES.contains(&unknown.as_str()) {
+                "applies to streams (CallStream, Converse): this request is no stream".to_owned()
+            } else {
+                format!(
+                    "unknown directive (known: {}, and on streams {})",
+                    DIRECTIVES.join(", "),
+                    stream::STREAM_DIRECTIVES.join(", ")
+                )
+            };
             return Err(DirectiveError {
                 header: "directive header",
                 value: unknown.as_str().to_owned(),
-                problem: format!("unknown directive (known: {})", DIRECTIVES.join(", ")),
+                problem,
             });
         }
         for name in DIRECTIVES {
@@ -532,6 +546,9 @@ const DIRECTIVE_PREFIX: &str = "x-mock-";
 /// plan with a bad directive is refused where it is written, in every form.
 pub fn check_directive(name: &str, value: &str) -> Result<(), String> {
     let value = value.trim();
+    if stream::STREAM_DIRECTIVES.contains(&name) {
+        return stream::check(name, value);
+    }
     if !DIRECTIVES.contains(&name) {
         return Err(format!(
             "unknown directive '{name}' (known: {})",
