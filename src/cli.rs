@@ -87,6 +87,17 @@ pub(crate) enum Command {
         /// 'x-mock-status: 503'); repeatable.
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// Run the call N times on one gRPC stream (CallStream), printing
+        /// each report as it comes, one per line (1 to 10000).
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::behavior::stream::MAX_STREAM_MESSAGES)))]
+        stream: Option<u32>,
+        /// With --stream: the pause between runs.
+        #[arg(long, requires = "stream", value_parser = parse_duration)]
+        interval: Option<Duration>,
+        /// With --stream: end the stream at the first run that fails.
+        #[arg(long, requires = "stream")]
+        stop_on_failure: bool,
     },
     /// Drive a cascade with many calls and say what the mesh did, per position
     /// of the tree; with --expect, test the shares seen (exit 0 pass, 1 fail,
@@ -228,6 +239,12 @@ pub(crate) struct LoadArgs {
     /// each call opens one, as an Envoy TCP split is decided per connection).
     #[arg(long)]
     pub(crate) reuse: bool,
+    /// Make each call one gRPC Converse stream of N messages: every message
+    /// is tallied as a call, and the table says how many distinct pods
+    /// answered each stream (a proxy balancing per stream pins it to one).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::behavior::stream::MAX_STREAM_MESSAGES)))]
+    pub(crate) stream: Option<u32>,
 }
 
 /// `-H 'name: value'` as the headers of a call, each checked by the one
@@ -298,10 +315,16 @@ impl LoadArgs {
             !self.reuse || self.via.protocol() == Protocol::Tcp,
             "--reuse keeps tcp connections: it needs --protocol tcp"
         );
+        anyhow::ensure!(
+            self.stream.is_none()
+                || matches!(self.via.protocol(), Protocol::Grpc | Protocol::Grpcs),
+            "--stream makes gRPC Converse streams: it needs --protocol grpc or grpcs"
+        );
         Ok(servicemock::load::LoadOptions {
             target,
             echo,
             reuse: self.reuse,
+            stream: self.stream,
             protocol: self.via.protocol(),
             tls: self.via.tls()?,
             plan,

@@ -213,6 +213,119 @@ pub async fn call_plan(
     }
 }
 
+/// How a `call --stream` ended: how many reports came, and the status the
+/// stream ended with when it was not OK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnded {
+    pub messages: u32,
+    pub failure: Option<String>,
+}
+
+/// One report of a stream rendered for a line-oriented reader: JSON (and
+/// the flat view) on one line each, the tree as it is.
+pub fn stream_line(report: &mut Report, view: View) -> String {
+    let text = match view {
+        View::Tree => return crate::report::text::render_tree(report),
+        View::Json => serde_json::to_string(&*report),
+        View::Flat => {
+            report.parallel_forwards.expand();
+            serde_json::to_string(&crate::report::flat::rows(report))
+        }
+    };
+    let mut line = text.unwrap_or_else(|e| format!("cannot encode the report: {e}"));
+    line.push('\n');
+    line
+}
+
+/// `servicemock call --stream`: has `addr` run `request` `count` times
+/// `interval` apart on one `CallStream`, over gRPC (`grpcs` with `over.tls`),
+/// handing each report to `each` as it arrives.
+pub async fn call_stream(
+    addr: &str,
+    request: pb::CallStreamRequest,
+    over: Over,
+    mut each: impl FnMut(Report),
+) -> Result<StreamEnded, ClientError> {
+    let authority = authority(addr)?;
+    let target = target_of(addr, &authority)?;
+    let executor = crate::exec::Executor::for_client(over.timeout, over.tls);
+    let channel = executor
+        .grpc_channel(&target, over.protocol)
+        .map_err(|cause| ClientError::Unreachable {
+            addr: authority.clone(),
+            cause,
+        })?;
+    let mut call = tonic::Request::new(request);
+    for (name, value) in &over.headers {
+        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
+        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            call.metadata_mut().insert(name, value);
+        }
+    }
+    let ended = |messages, status: tonic::Status| StreamEnded {
+        messages,
+        failure: Some(format!(
+            "{}: {}",
+            crate::codes::grpc_code_name(status.code() as i32),
+            status.message()
+        )),
+    };
+    let mut stream = match open_stream(channel, call).await {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == tonic::Code::Unavailable && status.details().is_empty() => {
+            return Err(ClientError::Unreachable {
+                addr: authority,
+                cause: status.message().to_owned(),
+            })
+        }
+        Err(status) => return Ok(ended(0, status)),
+    };
+    let mut messages = 0;
+    // When it came: a status that carries the last message's report again
+    // (stop_on_failure) is not a report of its own.
+    let mut last = String::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                messages += 1;
+                last.clone_from(&response.received_date);
+                each(Report::from(response));
+            }
+            Ok(None) => {
+                return Ok(StreamEnded {
+                    messages,
+                    failure: None,
+                })
+            }
+            Err(status) => {
+                // A run that failed (stop_on_failure) carries its report.
+                if let Some(report) = decode_status_details(status.details())
+                    .filter(|r| messages == 0 || r.received_date != last)
+                {
+                    each(Report::from(report));
+                }
+                return Ok(ended(messages, status));
+            }
+        }
+    }
+}
+
+/// Opens a `CallStream`, reading its answers with the stream codec (the
+/// generated client's refuses a second answer, as a unary call must).
+async fn open_stream(
+    channel: tonic::transport::Channel,
+    request: tonic::Request<pb::CallStreamRequest>,
+) -> Result<tonic::Response<tonic::Streaming<pb::CallResponse>>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(crate::exec::failure::error_chain(&e)))?;
+    let path = http::uri::PathAndQuery::from_static("/servicemock.v1.MockService/CallStream");
+    let codec = crate::wire::StreamCodec::<pb::CallStreamRequest, pb::CallResponse>::default();
+    grpc.server_streaming(request, path, codec).await
+}
+
 /// Calls `path` on `addr` over gRPC and renders the report in `view`: the
 /// response, or the one a failed call carries in its details.
 pub async fn call_grpc(addr: &str, path: &str, view: View) -> Result<Answer, ClientError> {

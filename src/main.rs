@@ -130,6 +130,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             tree,
             flat,
             headers,
+            stream,
+            interval,
+            stop_on_failure,
         } => {
             // A call that cannot be made exits 2, as `call` documents.
             let headers = match cli::parse_headers(&headers) {
@@ -156,6 +159,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 _ => client::View::Json,
             };
             let tls = via.tls()?;
+            if let Some(count) = stream {
+                let streaming = Streaming {
+                    count,
+                    interval: interval.unwrap_or_default(),
+                    stop_on_failure,
+                };
+                let over = client::Over {
+                    protocol: via.protocol(),
+                    tls,
+                    timeout,
+                    headers,
+                };
+                let whole = timeout + streaming.interval * count;
+                return tokio::time::timeout(
+                    whole,
+                    call_stream(&addr, what, streaming, over, view),
+                )
+                .await
+                .with_context(|| format!("the stream from {addr} did not end within {whole:?}"));
+            }
             let how = Calling {
                 protocol: via.protocol(),
                 tls,
@@ -546,6 +569,91 @@ struct Calling {
     timeout: Duration,
     /// `-H`: with any, the call goes through the hop client, which sends them.
     headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `call --stream`: how many runs, how far apart, and whether to stop at
+/// the first failure.
+struct Streaming {
+    count: u32,
+    interval: Duration,
+    stop_on_failure: bool,
+}
+
+/// `servicemock call --stream`: prints each report of one CallStream as it
+/// comes; exit 0 when the stream ended OK and every run succeeded, 1 when
+/// one failed or the stream ended with a failure, 2 when it could not be
+/// made.
+async fn call_stream(
+    addr: &str,
+    what: Asked,
+    streaming: Streaming,
+    mut over: client::Over,
+    view: client::View,
+) -> ExitCode {
+    use servicemock::plan::Protocol;
+    over.protocol = match over.protocol {
+        Protocol::Http | Protocol::Grpc => Protocol::Grpc,
+        Protocol::Https | Protocol::Grpcs => Protocol::Grpcs,
+        other => {
+            eprintln!(
+                "servicemock: --stream is a gRPC stream: use --protocol grpc or grpcs, not {other}"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let call = match what {
+        Asked::Path(path) => match client::request_path(&path) {
+            Ok(path) => servicemock::pb::CallRequest {
+                request: Some(servicemock::pb::call_request::Request::Path(path)),
+            },
+            Err(e) => {
+                eprintln!("servicemock: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Asked::Plan(plan) => servicemock::plan::proto::request_for(&plan),
+    };
+    let request = servicemock::pb::CallStreamRequest {
+        call: Some(call),
+        count: streaming.count,
+        interval: if streaming.interval.is_zero() {
+            String::new()
+        } else {
+            format!("{}ms", streaming.interval.as_millis())
+        },
+        stop_on_failure: streaming.stop_on_failure,
+    };
+    let mut failed_runs = 0;
+    let ended = client::call_stream(addr, request, over, |mut report| {
+        if report.deepest_failure().is_some() {
+            failed_runs += 1;
+        }
+        emit(&client::stream_line(&mut report, view));
+    })
+    .await;
+    match ended {
+        Ok(ended) => match ended.failure {
+            None if failed_runs == 0 => ExitCode::SUCCESS,
+            None => {
+                eprintln!(
+                    "servicemock: {failed_runs} of {} run(s) failed",
+                    ended.messages
+                );
+                ExitCode::FAILURE
+            }
+            Some(why) => {
+                eprintln!(
+                    "servicemock: the stream ended after {} message(s) with {why}",
+                    ended.messages
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("servicemock: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// What `servicemock call` asks the target to run.

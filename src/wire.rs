@@ -281,6 +281,7 @@ where
     fn decoder(&mut self) -> Self::Decoder {
         GuardedDecoder {
             decoded: false,
+            one_per_call: U::ONE_PER_CALL,
             _message: PhantomData,
         }
     }
@@ -300,12 +301,47 @@ impl<T: Message> Encoder for GuardedEncoder<T> {
     }
 }
 
+/// [`GuardedCodec`] for a client reading a stream of answers (CallStream,
+/// Converse): the same guard, any number of messages.
+#[derive(Debug, Clone)]
+pub struct StreamCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for StreamCodec<T, U> {
+    fn default() -> Self {
+        StreamCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for StreamCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Guarded + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = GuardedEncoder<T>;
+    type Decoder = GuardedDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        GuardedEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        GuardedDecoder {
+            decoded: false,
+            one_per_call: false,
+            _message: PhantomData,
+        }
+    }
+}
+
 /// Checks the nesting, then decodes with prost. `Call` is unary both ways,
 /// so a second message on one call is refused, not silently ignored (a
 /// `Converse` stream's messages, of their own type, are many).
 #[derive(Debug)]
 pub struct GuardedDecoder<U> {
     decoded: bool,
+    one_per_call: bool,
     _message: PhantomData<U>,
 }
 
@@ -314,7 +350,7 @@ impl<U: Guarded> Decoder for GuardedDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        if self.decoded && U::ONE_PER_CALL {
+        if self.decoded && self.one_per_call {
             return Err(refused(
                 "a unary call carries one message; a second one came",
             ));

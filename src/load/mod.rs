@@ -11,6 +11,7 @@
 //! the latency of the calls queued behind it, as wrk2 and fortio do). It is
 //! always bounded, by `-n` or `-d`.
 
+mod converse;
 pub mod expect;
 pub mod render;
 pub mod tally;
@@ -47,6 +48,8 @@ pub struct LoadOptions {
     pub echo: Option<String>,
     /// Over tcp, keep connections for the next call.
     pub reuse: bool,
+    /// Each call a `Converse` stream of this many messages (gRPC only).
+    pub stream: Option<u32>,
     /// Headers on every call (`-H`), directives included.
     pub headers: std::collections::BTreeMap<String, String>,
     /// Workers (closed loop), or most calls in flight (open loop).
@@ -64,16 +67,33 @@ pub struct LoadOptions {
     pub tls: crate::exec::tls::HopTls,
 }
 
-/// One call of a run: the plan, or over tcp the echo of a line.
-async fn one_call(
-    executor: &Executor,
-    hop: &Hop,
-    echo: Option<&str>,
+/// What one call of a run is: the plan, over tcp the echo of a line, or a
+/// stream of the plan's messages.
+#[derive(Clone)]
+struct Call {
+    executor: Executor,
+    hop: Arc<Hop>,
+    echo: Option<Arc<str>>,
+    stream: Option<u32>,
     timeout: Duration,
-) -> crate::report::Forward {
-    match echo {
-        Some(line) => executor.echo_once(hop, line, timeout).await,
-        None => executor.call_once(hop, timeout).await,
+}
+
+/// What one call did.
+enum Done {
+    One(Box<crate::report::Forward>),
+    Stream(Vec<(crate::report::Forward, Duration)>),
+}
+
+impl Call {
+    async fn make(&self) -> Done {
+        let (executor, hop, timeout) = (&self.executor, &*self.hop, self.timeout);
+        if let Some(messages) = self.stream {
+            return Done::Stream(converse::converse_once(executor, hop, messages, timeout).await);
+        }
+        Done::One(Box::new(match self.echo.as_deref() {
+            Some(line) => executor.echo_once(hop, line, timeout).await,
+            None => executor.call_once(hop, timeout).await,
+        }))
     }
 }
 
@@ -115,6 +135,7 @@ pub async fn run(
         plan,
         echo,
         reuse,
+        stream,
         headers,
         connections,
         requests,
@@ -135,7 +156,13 @@ pub async fn run(
         },
         next: Arc::new(plan),
     });
-    let echo: Option<Arc<str>> = echo.map(Arc::from);
+    let call = Call {
+        executor,
+        hop,
+        echo: echo.map(Arc::from),
+        stream,
+        timeout,
+    };
     let limit = requests
         .or(if duration.is_none() {
             Some(DEFAULT_REQUESTS)
@@ -179,11 +206,12 @@ pub async fn run(
     };
     let record = {
         let tally = tally.clone();
-        move |call: &crate::report::Forward, latency: Duration| {
-            tally
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(call, latency);
+        move |done: Done, latency: Duration| {
+            let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            match done {
+                Done::One(call) => tally.record(&call, latency),
+                Done::Stream(answers) => tally.record_stream(&answers),
+            }
         }
     };
     let connections = connections.max(1);
@@ -192,18 +220,11 @@ pub async fn run(
         None => {
             let mut workers = tokio::task::JoinSet::new();
             for _ in 0..connections {
-                let (executor, hop, next, record, echo) = (
-                    executor.clone(),
-                    hop.clone(),
-                    next.clone(),
-                    record.clone(),
-                    echo.clone(),
-                );
+                let (call, next, record) = (call.clone(), next.clone(), record.clone());
                 workers.spawn(async move {
                     while next().is_some() {
                         let due = Instant::now();
-                        let call = one_call(&executor, &hop, echo.as_deref(), timeout).await;
-                        record(&call, due.elapsed());
+                        record(call.make().await, due.elapsed());
                     }
                 });
             }
@@ -227,11 +248,9 @@ pub async fn run(
                     break;
                 };
                 late = late.max(Instant::now().saturating_duration_since(due));
-                let (executor, hop, record, echo) =
-                    (executor.clone(), hop.clone(), record.clone(), echo.clone());
+                let (call, record) = (call.clone(), record.clone());
                 calls.spawn(async move {
-                    let call = one_call(&executor, &hop, echo.as_deref(), timeout).await;
-                    record(&call, due.elapsed());
+                    record(call.make().await, due.elapsed());
                     drop(permit);
                 });
                 while calls.try_join_next().is_some() {}

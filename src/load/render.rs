@@ -28,10 +28,15 @@ fn shares(counts: &Counts, total: u64) -> String {
 pub fn table(run: &Finished, what: &str) -> String {
     let t = &run.tally;
     let mut out = String::new();
+    let streams: u64 = t.pods_per_stream.values().sum();
+    let calls = if streams > 0 {
+        format!("{} messages on {streams} streams", t.requests)
+    } else {
+        format!("{} calls", t.requests)
+    };
     let _ = writeln!(
         out,
-        "{what}: {} calls in {:.2} s, {:.0}/s, {} errors",
-        t.requests,
+        "{what}: {calls} in {:.2} s, {:.0}/s, {} errors",
         run.elapsed.as_secs_f64(),
         run.rate(),
         t.errors
@@ -52,6 +57,13 @@ pub fn table(run: &Finished, what: &str) -> String {
         "latency  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
         l.p50, l.p90, l.p99, l.max
     );
+    if streams > 0 {
+        let _ = writeln!(
+            out,
+            "pods per stream  {}",
+            shares(&t.pods_per_stream, streams)
+        );
+    }
     for (key, p) in &t.positions {
         let l = Percentiles::of(&p.latency);
         let _ = writeln!(
@@ -140,6 +152,10 @@ struct Json<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<bool>,
     latency_ms: Percentiles,
+    /// With `--stream`: distinct pods that answered a stream, and how many
+    /// streams saw that many.
+    #[serde(skip_serializing_if = "Counts::is_empty")]
+    pods_per_stream: &'a Counts,
     positions: Vec<PositionJson<'a>>,
     expectations: &'a [Judgement],
 }
@@ -173,6 +189,7 @@ pub fn json(run: &Finished) -> String {
         asked_qps: run.asked_qps,
         held: run.asked_qps.map(|_| run.held),
         latency_ms: Percentiles::of(&t.latency),
+        pods_per_stream: &t.pods_per_stream,
         positions: t
             .positions
             .iter()

@@ -124,6 +124,9 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// By position, in tree order.
     pub positions: BTreeMap<PositionKey, PositionTally>,
+    /// With `--stream`: how many distinct pods answered each stream's
+    /// messages (`1` when a proxy pins a stream to one pod).
+    pub pods_per_stream: Counts,
 }
 
 impl Default for Tally {
@@ -133,6 +136,7 @@ impl Default for Tally {
             errors: 0,
             latency: histogram(),
             positions: BTreeMap::new(),
+            pods_per_stream: Counts::new(),
         }
     }
 }
@@ -199,6 +203,21 @@ impl Tally {
                 .or_insert_with(|| PositionTally::new(host_of(&hop.url)))
                 .observe(hop, micros);
         }
+    }
+
+    /// One stream's answers: each counted as a call, and how many pods
+    /// answered them.
+    pub fn record_stream(&mut self, answers: &[(Forward, Duration)]) {
+        for (answer, took) in answers {
+            self.record(answer, *took);
+        }
+        // A pod: its service, version and host, as the table lists them.
+        let pods: std::collections::BTreeSet<(&str, &str, &str)> = answers
+            .iter()
+            .filter_map(|(a, _)| a.response.as_deref())
+            .map(|r| (r.service.as_str(), r.version.as_str(), r.host.as_str()))
+            .collect();
+        bump(&mut self.pods_per_stream, pods.len().to_string());
     }
 
     /// When calls were made and none was answered (nobody listened, no

@@ -248,6 +248,7 @@ impl Flow {
         match ran {
             None => {
                 self.done = true;
+                self.log("OK");
                 None
             }
             Some(Err(refused)) => self.end(refusal(&service, refused)),
@@ -264,7 +265,29 @@ impl Flow {
 
     fn end(&mut self, status: Status) -> Option<Result<pb::CallResponse, Status>> {
         self.done = true;
+        self.log(crate::codes::grpc_code_name(status.code() as i32));
         Some(Err(status))
+    }
+
+    /// One line when the stream ends: how many messages it carried, and
+    /// how it ended (the access log's level, as for requests).
+    fn log(&self, ended: &str) {
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    service = %self.service.identity.service,
+                    rpc = self.rpc,
+                    messages = self.sent,
+                    ended,
+                    "stream"
+                )
+            };
+        }
+        if self.service.executor.settings().access_log {
+            line!(info);
+        } else {
+            line!(debug);
+        }
     }
 }
 
