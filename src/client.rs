@@ -221,22 +221,6 @@ pub struct StreamEnded {
     pub failure: Option<String>,
 }
 
-/// One report of a stream rendered for a line-oriented reader: JSON (and
-/// the flat view) on one line each, the tree as it is.
-pub fn stream_line(report: &mut Report, view: View) -> String {
-    let text = match view {
-        View::Tree => return crate::report::text::render_tree(report),
-        View::Json => serde_json::to_string(&*report),
-        View::Flat => {
-            report.parallel_forwards.expand();
-            serde_json::to_string(&crate::report::flat::rows(report))
-        }
-    };
-    let mut line = text.unwrap_or_else(|e| format!("cannot encode the report: {e}"));
-    line.push('\n');
-    line
-}
-
 /// `servicemock call --stream`: has `addr` run `request` `count` times
 /// `interval` apart on one `CallStream`, over gRPC (`grpcs` with `over.tls`),
 /// handing each report to `each` as it arrives.

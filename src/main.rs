@@ -628,7 +628,7 @@ async fn call_stream(
         if report.deepest_failure().is_some() {
             failed_runs += 1;
         }
-        emit(&client::stream_line(&mut report, view));
+        emit(&servicemock::report::render_line(&mut report, view));
     })
     .await;
     match ended {

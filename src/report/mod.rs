@@ -62,6 +62,23 @@ pub fn render(report: &Report, view: View) -> Vec<u8> {
     bytes
 }
 
+/// A report for a reader of lines (a stream's messages, TCP lines,
+/// WebSocket messages): JSON and the flat view on one line each, the tree
+/// as it is.
+pub fn render_line(report: &mut Report, view: View) -> String {
+    let text = match view {
+        View::Tree => return text::render_tree(report),
+        View::Json => serde_json::to_string(&*report),
+        View::Flat => {
+            report.parallel_forwards.expand();
+            serde_json::to_string(&flat::rows(report))
+        }
+    };
+    let mut line = text.unwrap_or_else(|e| format!("cannot encode the report: {e}"));
+    line.push('\n');
+    line
+}
+
 /// JSON levels one hop adds to a report: the report object, its
 /// `ParallelForwards` array, a group object, its `SequentialForwards` array
 /// and the hop object whose `Response` is the next report.
@@ -515,16 +532,19 @@ pub enum InboundProtocol {
     H2,
     /// A line on the raw TCP port.
     Tcp,
+    /// A text message on a WebSocket.
+    WebSocket,
 }
 
 impl InboundProtocol {
-    pub const ALL: [InboundProtocol; 6] = [
+    pub const ALL: [InboundProtocol; 7] = [
         InboundProtocol::Http10,
         InboundProtocol::Http11,
         InboundProtocol::H2c,
         InboundProtocol::Grpc,
         InboundProtocol::H2,
         InboundProtocol::Tcp,
+        InboundProtocol::WebSocket,
     ];
 
     /// The word reports, logs and metrics use.
@@ -536,6 +556,7 @@ impl InboundProtocol {
             InboundProtocol::Grpc => "grpc",
             InboundProtocol::H2 => "h2",
             InboundProtocol::Tcp => "tcp",
+            InboundProtocol::WebSocket => "websocket",
         }
     }
 

@@ -210,6 +210,8 @@ impl Parts {
     async fn steer(&self, grpc: bool, route: &'static str, request: Request) -> Response {
         let routed = if grpc {
             self.grpc.clone().oneshot(request).await
+        } else if super::websocket::is_websocket(&request) {
+            return super::websocket::open(self.service.clone(), request).await;
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
             return http::planner(State(self.service.clone()), request).await;
         } else {

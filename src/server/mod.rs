@@ -22,6 +22,7 @@ mod pipeline;
 pub mod shutdown;
 mod streams;
 mod tcp;
+mod websocket;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,9 @@ pub struct Service {
     in_flight: Arc<Semaphore>,
     /// Set when open streams must end: the shutdown grace is nearly over.
     streams_over: tokio::sync::watch::Sender<bool>,
+    /// Upgraded connections (WebSockets) open now: they outlive the
+    /// connection hyper served, so shutdown waits for them itself.
+    sockets: tokio::sync::watch::Sender<usize>,
 }
 
 impl Service {
@@ -82,6 +86,7 @@ impl Service {
             draining: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(limit)),
             streams_over: tokio::sync::watch::channel(false).0,
+            sockets: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -96,6 +101,12 @@ impl Service {
         async move {
             let _ = over.wait_for(|over| *over).await;
         }
+    }
+
+    /// Counts an upgraded connection as open until the guard is dropped.
+    pub(crate) fn socket_open(&self) -> SocketOpen {
+        self.sockets.send_modify(|n| *n += 1);
+        SocketOpen(self.sockets.clone())
     }
 
     /// This service answering `attempt` of a call from `caller` (its
@@ -171,6 +182,15 @@ pub async fn serve(
     serve_on(vec![listener.into()], service, shutdown, grace).await
 }
 
+/// An upgraded connection counted open ([`Service::socket_open`]).
+pub(crate) struct SocketOpen(tokio::sync::watch::Sender<usize>);
+
+impl Drop for SocketOpen {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// Serves `service` on every listener until `shutdown` resolves, then
 /// drains in the order Kubernetes needs: at once `/ready` answers 503 and
 /// gRPC health NOT_SERVING, while new requests are still served for the
@@ -220,8 +240,10 @@ pub async fn serve_on(
             },
         )
     });
+    let mut sockets = app.service().sockets.subscribe();
     let server = async move {
         tokio::join!(signal, futures::future::join_all(loops));
+        let _ = sockets.wait_for(|open| *open == 0).await;
     };
     let deadline = async move {
         if begun_rx.await.is_ok() {

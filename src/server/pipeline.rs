@@ -180,6 +180,35 @@ pub(super) async fn run(
     Ok((report, verdict))
 }
 
+/// A request target that came as a line (TCP) or a message (WebSocket),
+/// with the headers it is admitted with, who sent it and which attempt it is.
+pub(super) struct Target<'a> {
+    pub(super) target: &'a str,
+    pub(super) headers: HeaderMap,
+    pub(super) tls: Option<crate::caller::Tls>,
+    pub(super) peer: Option<crate::caller::Peer>,
+    pub(super) attempt: Attempt,
+    pub(super) protocol: InboundProtocol,
+    pub(super) request_line: String,
+}
+
+/// Admits, checks and runs a request target as the HTTP edge runs a path:
+/// the report, the verdict and the admission, or why it was refused.
+pub(super) async fn run_target(
+    service: &Service,
+    asked: Target<'_>,
+) -> Result<(Report, Verdict, Admission), Refused> {
+    let caller = asked.peer.as_ref().map(|p| p.principal.as_str());
+    let admission = admit(service, &asked.headers, Some(&asked.attempt), caller)?;
+    let limits = service.executor.settings().limits;
+    let plan = crate::plan::path::parse_path(asked.target, &limits);
+    let plan = check_plan(service, &admission, &asked.headers, plan)?;
+    let inbound = Inbound::new(asked.protocol, asked.request_line, asked.headers)
+        .with_caller(asked.tls, asked.peer);
+    let (report, verdict) = run(service, &plan, &inbound, &admission, asked.target).await?;
+    Ok((report, verdict, admission))
+}
+
 /// The verdict a report and the request's behaviour come to.
 fn verdict(report: &Report, admission: &Admission, protocol: InboundProtocol) -> Verdict {
     if report.timed_out {

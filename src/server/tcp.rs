@@ -29,8 +29,6 @@ use super::pipeline::{self, Refused};
 use super::Service;
 use crate::caller::TlsSession;
 use crate::config::ConnectionLimits;
-use crate::exec::Inbound;
-use crate::plan::path::parse_path;
 use crate::report::{InboundProtocol, View};
 
 /// Longest line read (the line end excluded).
@@ -236,38 +234,30 @@ impl Lines<'_> {
             return (String::new(), Next::Reset);
         }
         let (tls, peer) = crate::caller::of_request(self.session.as_deref(), &headers);
-        let caller = peer.as_ref().map(|p| p.principal.as_str());
-        let admission = match pipeline::admit(service, &headers, Some(&attempt), caller) {
-            Ok(a) => a,
+        let asked = pipeline::Target {
+            target: &target,
+            headers,
+            tls,
+            peer,
+            attempt,
+            protocol: InboundProtocol::Tcp,
+            request_line,
+        };
+        let (mut report, verdict, admission) = match pipeline::run_target(service, asked).await {
+            Ok(done) => done,
             Err(refused) => return (refusal(refused, &refuse), Next::Continue),
         };
-        let limits = service.executor.settings().limits;
-        let plan = parse_path(&target, &limits);
-        let plan = match pipeline::check_plan(service, &admission, &headers, plan) {
-            Ok(plan) => plan,
-            Err(refused) => return (refusal(refused, &refuse), Next::Continue),
-        };
-        let inbound =
-            Inbound::new(InboundProtocol::Tcp, request_line, headers).with_caller(tls, peer);
-        let (report, verdict) =
-            match pipeline::run(service, &plan, &inbound, &admission, &target).await {
-                Ok(done) => done,
-                Err(refused) => return (refusal(refused, &refuse), Next::Continue),
-            };
         let status = verdict.http_status(&admission);
         let out = if from_hop {
             let json = serde_json::to_string(&report).unwrap_or_default();
             format!("{status}\t{json}\n")
         } else {
-            match view {
-                View::Tree => format!("{}\n", crate::report::text::render_tree(&report)),
-                View::Json => format!("{}\n", serde_json::to_string(&report).unwrap_or_default()),
-                View::Flat => {
-                    report.parallel_forwards.expand();
-                    let rows = crate::report::flat::rows(&report);
-                    format!("{}\n", serde_json::to_string(&rows).unwrap_or_default())
-                }
+            let mut out = crate::report::render_line(&mut report, view);
+            // A tree is ended by an empty line.
+            if view == View::Tree {
+                out.push('\n');
             }
+            out
         };
         (out, Next::Continue)
     }

@@ -156,7 +156,11 @@ pub(super) async fn accept_until(
         // GuardedIo times request heads; hyper's own timer would also
         // close every idle keep-alive connection after it.
         .header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new());
+    // Extended CONNECT (RFC 8441): WebSocket over HTTP/2.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
     let shared = Arc::new(Shared {
         builder,
         app,

@@ -1,0 +1,79 @@
+"""A WebSocket client nobody here wrote (the `websockets` package) talking
+to a servicemock. Prints one JSON line of what it saw.
+
+Usage:
+  websocket_client.py ADDR PAUSE     reports, a tree, an echo, an error, a
+                                     ping, then a binary message and an
+                                     oversized one (each closes a socket);
+                                     waits PAUSE seconds between messages
+  websocket_client.py ADDR --until-closed
+                                     sends "/" every 100 ms until the server
+                                     closes the socket
+"""
+
+import asyncio
+import json
+import sys
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+
+async def closed_by(ws):
+    try:
+        await ws.recv()
+    except ConnectionClosed as e:
+        return [e.rcvd.code, e.rcvd.reason] if e.rcvd else None
+    return "not closed"
+
+
+async def tour(addr, pause):
+    out = {}
+    async with connect(f"ws://{addr}/chat", max_size=None) as ws:
+        await ws.send("/@b/x")
+        out["report"] = json.loads(await ws.recv())
+        await asyncio.sleep(pause)
+        await ws.send("/@b/y?view=tree")
+        out["tree"] = await ws.recv()
+        await ws.send("hello")
+        out["echo"] = await ws.recv()
+        await ws.send("/@@")
+        out["error"] = await ws.recv()
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+        out["pong"] = True
+        await ws.send(b"\x00binary")
+        out["binary"] = await closed_by(ws)
+    async with connect(f"ws://{addr}/big", max_size=None) as ws:
+        await ws.send("x" * (70 * 1024))
+        out["big"] = await closed_by(ws)
+    return out
+
+
+async def until_closed(addr):
+    sent = 0
+    async with connect(f"ws://{addr}/long") as ws:
+        print(json.dumps({"open": True}), flush=True)
+        try:
+            while True:
+                await ws.send("/")
+                await ws.recv()
+                sent += 1
+                await asyncio.sleep(0.1)
+        except ConnectionClosed as e:
+            code = [e.rcvd.code, e.rcvd.reason] if e.rcvd else None
+            return {"answered": sent, "closed": code}
+
+
+def main() -> int:
+    addr, mode = sys.argv[1], sys.argv[2]
+    if mode == "--until-closed":
+        out = asyncio.run(until_closed(addr))
+    else:
+        out = asyncio.run(tour(addr, float(mode)))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
