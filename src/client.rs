@@ -306,7 +306,7 @@ async fn open_stream(
         .await
         .map_err(|e| tonic::Status::unavailable(crate::exec::failure::error_chain(&e)))?;
     let path = http::uri::PathAndQuery::from_static("/servicemock.v1.MockService/CallStream");
-    let codec = crate::wire::StreamCodec::<pb::CallStreamRequest, pb::CallResponse>::default();
+    let codec = crate::wire::GuardedCodec::<pb::CallStreamRequest, pb::CallResponse>::streaming();
     grpc.server_streaming(request, path, codec).await
 }
 

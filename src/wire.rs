@@ -254,13 +254,32 @@ pub fn decode_guarded<M: Guarded>(bytes: &[u8]) -> Result<M, WireError> {
 }
 
 /// The tonic codec of `servicemock.v1.MockService`: prost encoding, and
-/// decoding behind [`check_nesting`].
+/// decoding behind [`check_nesting`]. The generated code makes it with
+/// `default()`: one message per call for unary messages
+/// ([`Guarded::ONE_PER_CALL`]); a client reading a stream of answers
+/// (CallStream, Converse) makes it with [`GuardedCodec::streaming`].
 #[derive(Debug, Clone)]
-pub struct GuardedCodec<T, U>(PhantomData<(T, U)>);
+pub struct GuardedCodec<T, U> {
+    one_per_call: bool,
+    _messages: PhantomData<(T, U)>,
+}
 
-impl<T, U> Default for GuardedCodec<T, U> {
+impl<T, U: Guarded> Default for GuardedCodec<T, U> {
     fn default() -> Self {
-        GuardedCodec(PhantomData)
+        GuardedCodec {
+            one_per_call: U::ONE_PER_CALL,
+            _messages: PhantomData,
+        }
+    }
+}
+
+impl<T, U> GuardedCodec<T, U> {
+    /// The same guard, any number of messages.
+    pub fn streaming() -> Self {
+        GuardedCodec {
+            one_per_call: false,
+            _messages: PhantomData,
+        }
     }
 }
 
@@ -281,7 +300,7 @@ where
     fn decoder(&mut self) -> Self::Decoder {
         GuardedDecoder {
             decoded: false,
-            one_per_call: U::ONE_PER_CALL,
+            one_per_call: self.one_per_call,
             _message: PhantomData,
         }
     }
@@ -298,40 +317,6 @@ impl<T: Message> Encoder for GuardedEncoder<T> {
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(buf)
             .map_err(|e| Status::internal(format!("cannot encode the message: {e}")))
-    }
-}
-
-/// [`GuardedCodec`] for a client reading a stream of answers (CallStream,
-/// Converse): the same guard, any number of messages.
-#[derive(Debug, Clone)]
-pub struct StreamCodec<T, U>(PhantomData<(T, U)>);
-
-impl<T, U> Default for StreamCodec<T, U> {
-    fn default() -> Self {
-        StreamCodec(PhantomData)
-    }
-}
-
-impl<T, U> Codec for StreamCodec<T, U>
-where
-    T: Message + Send + 'static,
-    U: Guarded + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = GuardedEncoder<T>;
-    type Decoder = GuardedDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        GuardedEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        GuardedDecoder {
-            decoded: false,
-            one_per_call: false,
-            _message: PhantomData,
-        }
     }
 }
 

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -16,21 +15,9 @@ fn samples(python: &std::path::Path, text: &str) -> Vec<Value> {
 fn parse_with(python: &std::path::Path, text: &str, args: &[&str]) -> Vec<Value> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/parse_metrics.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut command = Command::new(python);
+    command.arg(script).args(args);
+    let out = with_stdin(command, text.as_bytes());
     assert!(
         out.status.success(),
         "the reference parser refused:\n{}\n{text}",

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,26 +31,12 @@ fn messages(stdout: &[u8]) -> Vec<Value> {
 /// grpcurl with `args`, `input` on its stdin (for `-d @`), off the async
 /// threads (the servers it calls run on them).
 async fn grpcurl_with_stdin(args: &[&str], input: &str) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut command = Command::new(grpcurl());
+    command.args(args);
     let input = input.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(grpcurl())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || with_stdin(command, input.as_bytes()))
+        .await
+        .unwrap()
 }
 
 /// Who answered the first hop of a message (`service version`).

@@ -67,7 +67,7 @@ pub(super) async fn converse_once(
         return failed(Outcome::Refused, why, started.elapsed());
     }
     let path = http::uri::PathAndQuery::from_static("/servicemock.v1.MockService/Converse");
-    let codec = crate::wire::StreamCodec::<pb::ConverseRequest, pb::CallResponse>::default();
+    let codec = crate::wire::GuardedCodec::<pb::ConverseRequest, pb::CallResponse>::streaming();
     let ended = |status: tonic::Status, took| {
         let outcome = match status.code() {
             tonic::Code::DeadlineExceeded => Outcome::Timeout,

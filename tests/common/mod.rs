@@ -384,6 +384,20 @@ pub fn grpcurl() -> std::path::PathBuf {
     std::path::PathBuf::from(tool("grpcurl"))
 }
 
+/// Runs `command` with `input` on its stdin, to its end, and what it wrote.
+pub fn with_stdin(mut command: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs grpcurl ([`grpcurl`]) with `args`, off the async threads.
 pub async fn grpcurl_run(args: Vec<String>) -> std::process::Output {
     let bin = grpcurl();
