@@ -329,6 +329,46 @@ async fn a_stream_outlives_the_head_timeout_and_is_counted_at_its_end() {
     mesh.stop().await.unwrap();
 }
 
+/// A client that opens a stream and never reads it: the server makes the
+/// next message only when the client has room for it, so the runs stop at
+/// a flow-control window's worth instead of running all 10000 (and the
+/// answers they would make never pile up in memory).
+#[tokio::test]
+async fn a_client_that_never_reads_holds_a_stream_back() {
+    let mesh = mesh(&["a", "b"]).await;
+    let (a, b) = (mesh.addr("a").unwrap(), mesh.addr("b").unwrap());
+    let mut client = grpc_client(a).await;
+    let mut request = tonic::Request::new(servicemock::pb::CallStreamRequest {
+        call: Some(path_request("/@b/end")),
+        count: 10_000,
+        ..Default::default()
+    });
+    // 8 KiB of padding per report, so the window fills soon.
+    request
+        .metadata_mut()
+        .insert("x-mock-size", "8192".parse().unwrap());
+    let stream = client.call_stream(request).await.unwrap();
+    let calls_of_b = || async {
+        let (_, metrics) = get(b, "/metrics").await;
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("servicemock_requests_total{") && l.contains(r#"route="plan""#)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = calls_of_b().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = calls_of_b().await;
+    // hyper's client grants a stream a 2 MiB window: about 230 reports.
+    assert!((1..1000).contains(&held), "b was called {held} times");
+    assert_eq!(later, held, "the runs stopped at the window");
+    drop(stream);
+    mesh.stop().await.unwrap();
+}
+
 /// Two replicas behind HAProxy (h2 to each, round robin), as two pods
 /// behind a sidecar: unary calls alternate between them, while every
 /// message of one Converse stream is answered by the one it started on —
