@@ -135,6 +135,11 @@ pub(crate) enum Command {
         /// appProtocol tcp), e.g. --tcp-port 9000 for Istio's TCP tasks.
         #[arg(long, value_name = "PORT")]
         tcp_port: Option<u16>,
+        /// Start each replica with --record N (GET /requests answers the
+        /// last N requests it received: the mirroring task's view).
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=servicemock::server::recorder::MAX_RECORD as i64))]
+        record: Option<u32>,
     },
     /// Show or change a running service's /control (it must run with
     /// --control): `servicemock control localhost:8080 status=503@50% ready=false`;
@@ -169,6 +174,19 @@ pub(crate) enum Command {
         /// Days the certificates are valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
+    },
+    /// Print what a service received (its GET /requests; the service needs
+    /// --record N), newest first; with --follow, then each new one as it
+    /// arrives, one line each, until interrupted.
+    Requests {
+        /// The server: host:port, host (port 8080) or http://host:port.
+        addr: String,
+        /// Keep printing new requests as they arrive.
+        #[arg(long)]
+        follow: bool,
+        /// One text line per request instead of JSON.
+        #[arg(long)]
+        tree: bool,
     },
     /// Check a server's /health, or its grpc.health.v1 with --protocol
     /// grpc|grpcs (for a container HEALTHCHECK; exit 0 if healthy).
@@ -667,6 +685,12 @@ pub(crate) struct Tuning {
     /// (RUST_LOG=servicemock=debug shows it).
     #[arg(long, env = "SERVICEMOCK_ACCESS_LOG")]
     pub(crate) access_log: bool,
+    /// Keep the last N requests this service received (0 to 10000) and
+    /// answer them at GET /requests (off by default: then /requests is a
+    /// path like any other).
+    #[arg(long, value_name = "N", env = "SERVICEMOCK_RECORD", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=servicemock::server::recorder::MAX_RECORD as i64))]
+    pub(crate) record: u32,
     /// How long in-flight requests may take to finish once the listener has
     /// closed (after SIGTERM and the drain delay, or after Ctrl-C).
     #[arg(long, env = "SERVICEMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -771,6 +795,7 @@ impl Tuning {
             },
             control: self.control,
             access_log: self.access_log,
+            record: self.record as usize,
         }
     }
 

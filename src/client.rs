@@ -213,6 +213,33 @@ pub async fn call_plan(
     }
 }
 
+/// What `addr` received after `after` (its `GET /requests?after=`),
+/// newest first: the JSON as it came, and its entries.
+pub async fn requests(
+    addr: &str,
+    after: u64,
+) -> Result<(String, Vec<serde_json::Value>), ClientError> {
+    let authority = authority(addr)?;
+    let url = format!("http://{authority}/requests?after={after}");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| unreachable(&authority, &e))?;
+    let (status, body) = exchange(client.get(&url), &authority).await?;
+    // A service without --record runs /requests as any path: a report.
+    if status == reqwest::StatusCode::NOT_FOUND || body.trim_start().starts_with('{') {
+        return Err(ClientError::Unreachable {
+            addr: authority,
+            cause: "it keeps no requests: start it with --record N".into(),
+        });
+    }
+    let entries = serde_json::from_str(&body).map_err(|e| ClientError::Unreachable {
+        addr: authority,
+        cause: format!("answered {status}, not a list of requests: {e}"),
+    })?;
+    Ok((body, entries))
+}
+
 /// How a `call --stream` ended: how many reports came, and the status the
 /// stream ended with when it was not OK.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -87,6 +87,9 @@ pub struct Settings {
     /// at debug level. Off by default: formatting and writing it is a
     /// large share of a service's own work per request.
     pub access_log: bool,
+    /// How many received requests `GET /requests` keeps (`--record N`);
+    /// 0: none, and `/requests` is a path like any other.
+    pub record: usize,
 }
 
 impl Default for Settings {
@@ -102,6 +105,7 @@ impl Default for Settings {
             connections: ConnectionLimits::default(),
             control: false,
             access_log: false,
+            record: 0,
         }
     }
 }

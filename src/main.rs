@@ -189,6 +189,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("no answer from {addr} within {timeout:?}"))
         }
+        Command::Requests { addr, follow, tree } => Ok(requests(&addr, follow, tree).await),
         Command::Health { via, addr, timeout } => {
             let answer = client::health(&addr, via.protocol(), via.tls()?, timeout).await;
             Ok(match answer {
@@ -258,6 +259,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             control,
             tls,
             tcp_port,
+            record,
         } => {
             let options = ManifestOptions {
                 namespace,
@@ -267,6 +269,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 control,
                 tls_secret: tls,
                 tcp_port,
+                record,
             };
             emit(&manifests::render(&names, &options)?);
             Ok(ExitCode::SUCCESS)
@@ -654,6 +657,64 @@ async fn call_stream(
             ExitCode::from(2)
         }
     }
+}
+
+/// `servicemock requests`: what `addr` received, then (`--follow`) what
+/// it receives, polled twice a second; exit 2 when it cannot be asked.
+async fn requests(addr: &str, follow: bool, tree: bool) -> ExitCode {
+    let mut after = 0;
+    loop {
+        let (json, entries) = match client::requests(addr, after).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                eprintln!("servicemock: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        after = entries
+            .iter()
+            .filter_map(|e| e["Seq"].as_u64())
+            .max()
+            .unwrap_or(after);
+        if !follow {
+            let text = if tree {
+                entries.iter().map(request_line).collect::<String>()
+            } else {
+                json
+            };
+            emit(&text);
+            return ExitCode::SUCCESS;
+        }
+        // Oldest first when following, as a log reads.
+        for entry in entries.iter().rev() {
+            emit(&if tree {
+                request_line(entry)
+            } else {
+                serde_json::to_string(entry).unwrap_or_default() + "\n"
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One received request as a text line.
+fn request_line(entry: &serde_json::Value) -> String {
+    let word = |key: &str| entry[key].as_str().unwrap_or("-").to_owned();
+    let mirrored = if entry["Mirrored"] == true {
+        "  (mirrored)"
+    } else {
+        ""
+    };
+    format!(
+        "{} {} {} {} {} {} -> {}{mirrored}\n",
+        entry["Seq"],
+        word("ReceivedDate"),
+        word("Protocol"),
+        word("Method"),
+        word("Authority"),
+        word("Path"),
+        entry["Status"]
+    )
 }
 
 /// What `servicemock call` asks the target to run.

@@ -25,6 +25,8 @@ pub struct ManifestOptions {
     /// Serve raw TCP lines on this port too (`--tcp-listen`; Service port
     /// named `tcp`, `appProtocol: tcp`).
     pub tcp_port: Option<u16>,
+    /// Keep the last N requests at `GET /requests` (`--record`).
+    pub record: Option<u32>,
 }
 
 impl Default for ManifestOptions {
@@ -37,6 +39,7 @@ impl Default for ManifestOptions {
             control: false,
             tls_secret: None,
             tcp_port: None,
+            record: None,
         }
     }
 }
@@ -88,7 +91,10 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
         .unwrap_or_default();
     let termination = SHUTDOWN_GRACE_SECS + 5;
     // Anyone who reaches the pod may then change it: for test clusters.
-    let control = if o.control { ", \"--control\"" } else { "" };
+    let mut control = if o.control { ", \"--control\"" } else { "" }.to_owned();
+    if let Some(n) = o.record {
+        control.push_str(&format!(", \"--record\", \"{n}\""));
+    }
     if o.control {
         out.push_str(
             "# --control: anyone who reaches a pod's port can change its behaviour,\n\

@@ -631,7 +631,7 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
 
 /// RFC 3339 in UTC with nanoseconds. The date and time to the second are
 /// formatted once per second (per thread), the fraction for each call.
-fn rfc3339(at: SystemTime) -> String {
+pub(crate) fn rfc3339(at: SystemTime) -> String {
     use std::cell::RefCell;
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };

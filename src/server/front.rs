@@ -103,15 +103,27 @@ impl Parts {
                 .is_some();
             InboundProtocol::of_http(request.version(), tls)
         };
-        let route = route_class(grpc, request.uri().path());
+        let mut route = route_class(grpc, request.uri().path());
+        let recorder = self.service.recorder.as_ref();
+        if route == PLAN && recorder.is_some() && request.uri().path() == REQUESTS_PATH {
+            route = REQUESTS;
+        }
+        let draft = recorder.and_then(|r| draft(r, grpc, route, &request, protocol));
         if grpc && is_stream(request.uri().path()) {
-            return self.count_stream(protocol, route, started, request).await;
+            let response = self.count_stream(protocol, route, started, request).await;
+            if let (Some(recorder), Some(draft)) = (recorder, draft) {
+                recorder.keep(draft, response_status(grpc, &response));
+            }
+            return response;
         }
         let metrics = &self.service.metrics;
         let _in_flight = metrics.in_flight();
         let response = self.shed(grpc, route, request).await;
         let status = response_status(grpc, &response);
         metrics.request(protocol, route, status, started.elapsed());
+        if let (Some(recorder), Some(draft)) = (recorder, draft) {
+            recorder.keep(draft, status);
+        }
         response
     }
 
@@ -212,6 +224,8 @@ impl Parts {
             self.grpc.clone().oneshot(request).await
         } else if super::websocket::is_websocket(&request) {
             return super::websocket::open(self.service.clone(), request).await;
+        } else if route == REQUESTS {
+            return super::recorder::answer(&self.service, request.uri().query());
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
             return http::planner(State(self.service.clone()), request).await;
         } else {
@@ -226,6 +240,40 @@ impl Parts {
 
 /// The route class of a request that runs a plan.
 const PLAN: &str = "plan";
+
+/// The route class of `GET /requests` (with `--record`).
+const REQUESTS: &str = "requests";
+
+/// Where the recorder answers, with `--record`.
+const REQUESTS_PATH: &str = "/requests";
+
+/// An entry of what was received, for a request that runs a plan (HTTP, or
+/// a MockService call or stream); none for servicemock's own endpoints.
+fn draft(
+    recorder: &super::recorder::Recorder,
+    grpc: bool,
+    route: &str,
+    request: &Request,
+    protocol: InboundProtocol,
+) -> Option<super::recorder::Entry> {
+    let runs_plan = if grpc {
+        request
+            .uri()
+            .path()
+            .starts_with("/servicemock.v1.MockService/")
+    } else {
+        route == PLAN
+    };
+    if !runs_plan {
+        return None;
+    }
+    let connection = request.extensions().get::<super::connection::Connection>();
+    let principal = crate::caller::of_request(connection.map(|c| &*c.tls), request.headers())
+        .1
+        .map(|p| p.principal)
+        .filter(|p| !p.is_empty());
+    Some(recorder.draft(request, protocol.as_str(), principal))
+}
 
 /// The path of `servicemock.v1.MockService/Call`.
 const CALL_PATH: &str = "/servicemock.v1.MockService/Call";
@@ -244,7 +292,7 @@ fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
     if grpc {
         path.starts_with("/grpc.health.v1.Health/")
     } else {
-        matches!(route, "health" | "ready" | "metrics" | "control")
+        matches!(route, "health" | "ready" | "metrics" | "control" | REQUESTS)
     }
 }
 

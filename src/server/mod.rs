@@ -19,6 +19,7 @@ mod front;
 mod grpc;
 mod http;
 mod pipeline;
+pub mod recorder;
 pub mod shutdown;
 mod streams;
 mod tcp;
@@ -58,6 +59,8 @@ pub struct Service {
     in_flight: Arc<Semaphore>,
     /// Set when open streams must end: the shutdown grace is nearly over.
     streams_over: tokio::sync::watch::Sender<bool>,
+    /// The last requests received, with `--record N`.
+    pub(crate) recorder: Option<recorder::Recorder>,
     /// Upgraded connections (WebSockets) open now: they outlive the
     /// connection hyper served, so shutdown waits for them itself.
     sockets: tokio::sync::watch::Sender<usize>,
@@ -66,6 +69,7 @@ pub struct Service {
 impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
+        let executor_record = executor.settings().record;
         crate::wire::allow_hops(executor.settings().limits.max_hops);
         if executor.settings().control {
             tracing::warn!(
@@ -87,6 +91,7 @@ impl Service {
             in_flight: Arc::new(Semaphore::new(limit)),
             streams_over: tokio::sync::watch::channel(false).0,
             sockets: tokio::sync::watch::channel(0).0,
+            recorder: (executor_record > 0).then(|| recorder::Recorder::new(executor_record)),
         })
     }
 

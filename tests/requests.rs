@@ -1,0 +1,211 @@
+//! What a service received (`--record N`, `GET /requests`, `servicemock
+//! requests`), with clients nobody here wrote: curl with several methods
+//! and bodies, Python's urllib, grpcurl; a mirrored copy (`-shadow`
+//! authority) marked; the bound kept; `--follow` printing new arrivals.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use servicemock::config::Settings;
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
+
+async fn run(program: String, args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || Command::new(program).args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[ignore = "needs curl, grpcurl and the test virtualenv: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn a_service_shows_what_it_received_newest_first() {
+    let settings = Settings {
+        record: 5,
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a"], settings).await;
+    let a = mesh.addr("a").unwrap();
+    let curl = tool("curl");
+    let url = |path: &str| format!("http://{a}{path}");
+    let curl_args = |extra: &[&str], path: &str| {
+        let mut args: Vec<String> = ["-s", "-o", "/dev/null"].map(String::from).to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(url(path));
+        args
+    };
+    run(
+        curl.clone(),
+        curl_args(&["-X", "PUT", "-d", "a=1"], "/cart/7"),
+    )
+    .await;
+    run(
+        curl.clone(),
+        curl_args(&["-F", "file=@Cargo.toml"], "/upload"),
+    )
+    .await;
+    run(
+        curl.clone(),
+        curl_args(
+            &[
+                "-H",
+                "Host: reviews-shadow:9080",
+                "-H",
+                "x-request-id: mirror-1",
+            ],
+            "/reviews/0",
+        ),
+    )
+    .await;
+    let python = venv_python().to_string_lossy().into_owned();
+    let script = format!(
+        "import urllib.request; urllib.request.urlopen('{}').read()",
+        url("/from-python")
+    );
+    run(python, vec!["-c".into(), script]).await;
+    let out = grpcurl_run(
+        [
+            "-plaintext",
+            "-d",
+            r#"{"path": "/"}"#,
+            &a.to_string(),
+            "servicemock.v1.MockService/Call",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(out.status.success());
+    // Probes and scrapes are not what the service was sent to do.
+    get(a, "/health").await;
+    get(a, "/metrics").await;
+
+    let (status, body) = get(a, "/requests").await;
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let seen: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["Method"].as_str().unwrap().into(),
+                e["Path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("POST", "/servicemock.v1.MockService/Call"),
+        ("GET", "/from-python"),
+        ("GET", "/reviews/0"),
+        ("POST", "/upload"),
+        ("PUT", "/cart/7"),
+    ];
+    assert_eq!(
+        seen,
+        expected.map(|(m, p)| (m.to_owned(), p.to_owned())),
+        "newest first: {body}"
+    );
+    assert_eq!(entries[0]["Protocol"], "grpc");
+    assert_eq!(entries[0]["Status"], 0);
+    let mirrored = &entries[2];
+    assert_eq!(mirrored["Authority"], "reviews-shadow:9080");
+    assert_eq!(mirrored["Mirrored"], true);
+    assert_eq!(mirrored["RequestId"], "mirror-1");
+    assert_eq!(entries[1]["Mirrored"], false);
+    assert!(entries[1]["Headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h.as_str().unwrap().starts_with("user-agent: Python-urllib")));
+    assert_eq!(entries[4]["Status"], 200);
+    assert_eq!(entries[0]["Seq"], 5);
+
+    // Past N, the oldest go.
+    get(a, "/one-more").await;
+    let (_, body) = get(a, "/requests").await;
+    let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0]["Path"], "/one-more");
+    assert_eq!(entries[4]["Path"], "/upload");
+
+    // The command prints the same, one line each with --tree.
+    let out = run(
+        BIN.into(),
+        vec!["requests".into(), a.to_string(), "--tree".into()],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines()
+            .nth(3)
+            .unwrap()
+            .contains("GET reviews-shadow:9080 /reviews/0 -> 200  (mirrored)"),
+        "{text}"
+    );
+    let (status, body) = get(a, "/requests?after=x").await;
+    assert_eq!(status, 400, "{body}");
+    mesh.stop().await.unwrap();
+}
+
+/// Without --record, /requests is a path like any other, and the command
+/// says what the service needs.
+#[tokio::test]
+async fn without_record_requests_is_a_path_like_any_other() {
+    let mesh = mesh(&["a"]).await;
+    let a = mesh.addr("a").unwrap();
+    let (status, report) = report(a, "/requests").await;
+    assert_eq!(status, 200);
+    assert_eq!(report.service, "a");
+    let out = run(BIN.into(), vec!["requests".into(), a.to_string()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("start it with --record N"));
+    mesh.stop().await.unwrap();
+}
+
+/// `servicemock requests --follow` prints what arrives, as it arrives.
+#[tokio::test]
+async fn follow_prints_new_requests_as_they_arrive() {
+    let settings = Settings {
+        record: 10,
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a"], settings).await;
+    let a = mesh.addr("a").unwrap();
+    get(a, "/before").await;
+    let mut follow = Command::new(BIN)
+        .args(["requests", &a.to_string(), "--follow", "--tree"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = tokio::task::spawn_blocking(move || {
+        let line = lines.next().unwrap().unwrap();
+        (line, lines)
+    });
+    let (first, mut lines) = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.contains("GET") && first.contains("/before"),
+        "{first}"
+    );
+    get(a, "/after").await;
+    let next = tokio::task::spawn_blocking(move || lines.next().unwrap().unwrap());
+    let next = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        next.starts_with("2 ") && next.contains("/after -> 200"),
+        "{next}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    mesh.stop().await.unwrap();
+}
