@@ -235,6 +235,45 @@ async fn every_url_of_the_table_answers_in_the_demo_mesh() {
     mesh.stop().await.unwrap();
 }
 
+/// README and the header of scripts/test name the same packages: every
+/// Debian package the script installs and every Python requirement.
+#[test]
+fn readme_and_the_test_script_name_the_packages_it_installs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |path: &str| std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let (readme, script) = (read("README.md"), read("scripts/test"));
+    let header: String = script
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let debian: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.split("apt_packages+=(").nth(1))
+        .flat_map(|l| l.trim_end_matches(')').split(' '))
+        .collect();
+    assert!(debian.len() >= 9, "{debian:?}");
+    let requirements = read("tests/python/requirements.txt");
+    let python: Vec<&str> = requirements
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(['=', '>', '<']).next().unwrap().trim())
+        .collect();
+    let said = |text: &str, name: &str| {
+        let words: Vec<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            .collect();
+        words.contains(&name)
+    };
+    for name in debian.iter().chain(&python) {
+        assert!(said(&readme, name), "README does not name {name}");
+        assert!(
+            said(&header, name),
+            "scripts/test's header does not name {name}"
+        );
+    }
+}
+
 /// Debian's jq 1.6 gives up on JSON nested past 256 levels: a 32-deep report
 /// (the deepest that answers 200) is past it as a tree, and well within it
 /// as the flat view.
