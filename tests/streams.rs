@@ -479,7 +479,7 @@ async fn sigterm_ends_an_open_stream_with_unavailable() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut server = Command::new(BIN)
         .args(["serve", "--listen", &addr.to_string(), "--name", "a"])
-        .args(["--drain-delay", "300ms", "--shutdown-grace", "1500ms"])
+        .args(["--drain-delay", "700ms", "--shutdown-grace", "1500ms"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -499,6 +499,32 @@ async fn sigterm_ends_an_open_stream_with_unavailable() {
         .status()
         .unwrap()
         .success());
+    // During the drain delay a new stream is served; after it, refused.
+    let one = |addr: SocketAddr| {
+        grpcurl_run(
+            [
+                "-plaintext",
+                "-d",
+                r#"{"count": 1}"#,
+                &addr.to_string(),
+                CALL_STREAM,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    };
+    let during = one(addr).await;
+    assert!(
+        during.status.success() && term.elapsed() < Duration::from_millis(700),
+        "a new stream in the drain delay: {}",
+        String::from_utf8_lossy(&during.stderr)
+    );
+    tokio::time::sleep_until((term + Duration::from_millis(1000)).into()).await;
+    let after = one(addr).await;
+    assert!(
+        !after.status.success(),
+        "a new stream after the drain delay is refused"
+    );
     let out = stream.await.unwrap();
     let ended = term.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
