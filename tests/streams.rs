@@ -469,9 +469,10 @@ async fn a_stream_stays_on_its_backend_while_calls_alternate() {
     v2.stop().await.unwrap();
 }
 
-/// SIGTERM with a stream open: the stream goes on through the drain delay
-/// and most of the grace, then ends with UNAVAILABLE saying why, and the
-/// process exits 0 within the grace.
+/// SIGTERM with a stream open: a new stream is still served during the
+/// drain delay and refused after it; the open one goes on through the drain
+/// delay and most of the grace, then ends with UNAVAILABLE saying why, and
+/// the process exits 0 within the grace.
 #[ignore = "needs grpcurl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn sigterm_ends_an_open_stream_with_unavailable() {
