@@ -209,3 +209,41 @@ async fn follow_prints_new_requests_as_they_arrive() {
     let _ = follow.wait();
     mesh.stop().await.unwrap();
 }
+
+/// A gRPC stream is kept once it ended: with the status its trailers
+/// carried and how many messages it sent.
+#[tokio::test]
+async fn a_stream_is_kept_with_its_messages_and_status() {
+    let settings = Settings {
+        record: 10,
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a"], settings).await;
+    let a = mesh.addr("a").unwrap().to_string();
+    let call = |extra: &[&str]| {
+        let mut args: Vec<String> = ["call", &a, "/", "--stream", "4"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(BIN.into(), args)
+    };
+    assert!(call(&[]).await.status.success());
+    let ended = call(&["-H", "x-mock-stream-status: UNAVAILABLE@after=2"]).await;
+    assert_eq!(ended.status.code(), Some(1));
+    let (_, body) = get(mesh.addr("a").unwrap(), "/requests").await;
+    let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let seen: Vec<(&Value, &Value, &Value)> = entries
+        .iter()
+        .map(|e| (&e["Path"], &e["Messages"], &e["Status"]))
+        .collect();
+    let path = Value::from("/servicemock.v1.MockService/CallStream");
+    assert_eq!(
+        seen,
+        [
+            (&path, &Value::from(2), &Value::from(14)),
+            (&path, &Value::from(4), &Value::from(0)),
+        ],
+        "{body}"
+    );
+    mesh.stop().await.unwrap();
+}

@@ -34,16 +34,65 @@ pub(super) struct StreamCount {
     pub(super) status: Option<i32>,
     pub(super) _in_flight: OwnedInFlight,
     pub(super) _permit: OwnedSemaphorePermit,
+    /// What `/requests` keeps of it (with `--record`), kept at its end.
+    pub(super) received: Option<super::recorder::Entry>,
+    /// gRPC messages sent, read off the length prefixes of the body.
+    pub(super) messages: Messages,
 }
 
 impl Drop for StreamCount {
     fn drop(&mut self) {
-        self.service.metrics.request(
-            self.protocol,
-            self.route,
-            self.status.unwrap_or(CANCELLED),
-            self.started.elapsed(),
-        );
+        let status = self.status.unwrap_or(CANCELLED);
+        self.service
+            .metrics
+            .request(self.protocol, self.route, status, self.started.elapsed());
+        if let (Some(recorder), Some(mut entry)) =
+            (self.service.recorder.as_ref(), self.received.take())
+        {
+            entry.messages = Some(self.messages.count);
+            recorder.keep(entry, status);
+        }
+    }
+}
+
+/// Counts the messages of a gRPC body as its bytes pass: each message is a
+/// 5-byte prefix (a flag and a 4-byte length) and that many bytes, split
+/// across frames anyhow.
+#[derive(Debug, Default)]
+pub(super) struct Messages {
+    count: u64,
+    /// Bytes of the current message still to pass.
+    body_left: u64,
+    /// Bytes of the next prefix seen so far.
+    prefix: [u8; 5],
+    prefix_len: usize,
+}
+
+impl Messages {
+    fn pass(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(bytes.len() as u64);
+                self.body_left -= n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            let take = (5 - self.prefix_len).min(bytes.len());
+            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&bytes[..take]);
+            self.prefix_len += take;
+            bytes = &bytes[take..];
+            if self.prefix_len == 5 {
+                self.count += 1;
+                self.prefix_len = 0;
+                let len = [
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ];
+                self.body_left = u64::from(u32::from_be_bytes(len));
+            }
+        }
     }
 }
 
@@ -69,6 +118,9 @@ impl http_body::Body for Counted {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
         if let Some(Ok(frame)) = &frame {
+            if let Some(data) = frame.data_ref() {
+                self.count.messages.pass(data);
+            }
             if let Some(trailers) = frame.trailers_ref() {
                 if trailers.contains_key(super::streams::RESET_MARK) {
                     self.count.status = Some(CANCELLED);
@@ -88,6 +140,26 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Messages;
+
+    #[test]
+    fn messages_are_counted_however_the_frames_split_them() {
+        let mut body = Vec::new();
+        for len in [0u32, 3, 70_000] {
+            body.push(0);
+            body.extend_from_slice(&len.to_be_bytes());
+            body.extend(std::iter::repeat_n(7, len as usize));
+        }
+        for chunk in [1, 2, 5, 4096, body.len()] {
+            let mut m = Messages::default();
+            body.chunks(chunk).for_each(|c| m.pass(c));
+            assert_eq!(m.count, 3, "chunks of {chunk}");
+        }
     }
 }
 

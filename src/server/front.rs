@@ -110,11 +110,9 @@ impl Parts {
         }
         let draft = recorder.and_then(|r| draft(r, grpc, route, &request, protocol));
         if grpc && is_stream(request.uri().path()) {
-            let response = self.count_stream(protocol, route, started, request).await;
-            if let (Some(recorder), Some(draft)) = (recorder, draft) {
-                recorder.keep(draft, response_status(grpc, &response));
-            }
-            return response;
+            return self
+                .count_stream(protocol, route, started, request, draft)
+                .await;
         }
         let metrics = &self.service.metrics;
         let _in_flight = metrics.in_flight();
@@ -135,6 +133,7 @@ impl Parts {
         route: &'static str,
         started: Instant,
         request: Request,
+        received: Option<super::recorder::Entry>,
     ) -> Response {
         let service = &self.service;
         let in_flight = service.metrics.in_flight_owned();
@@ -145,6 +144,9 @@ impl Parts {
             service
                 .metrics
                 .request(protocol, route, status, started.elapsed());
+            if let (Some(recorder), Some(entry)) = (service.recorder.as_ref(), received) {
+                recorder.keep(entry, status);
+            }
             return shed;
         };
         let response = self.attempt_and_reset(true, route, request).await;
@@ -157,6 +159,8 @@ impl Parts {
             status: super::counted::grpc_status(&parts.headers),
             _in_flight: in_flight,
             _permit: permit,
+            received,
+            messages: Default::default(),
         };
         Response::from_parts(parts, Body::new(super::counted::Counted::new(body, count)))
     }

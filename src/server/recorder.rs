@@ -52,6 +52,9 @@ pub struct Entry {
     pub status: i32,
     /// The authority's host ends with `-shadow`: a mirrored copy.
     pub mirrored: bool,
+    /// On a gRPC stream, how many messages it carried (kept when it ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -113,6 +116,7 @@ impl Recorder {
             principal,
             request_id: text_of(headers, "x-request-id"),
             status: 0,
+            messages: None,
         }
     }
 
