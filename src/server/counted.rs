@@ -143,6 +143,13 @@ impl http_body::Body for Counted {
     }
 }
 
+/// The `grpc-status` in a header map, when there is one.
+pub(super) fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Messages;
@@ -161,11 +168,4 @@ mod tests {
             assert_eq!(m.count, 3, "chunks of {chunk}");
         }
     }
-}
-
-/// The `grpc-status` in a header map, when there is one.
-pub(super) fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
 }
