@@ -550,3 +550,62 @@ async fn sigterm_ends_an_open_stream_with_unavailable() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Each message's plan runs under a deadline of its own: five runs 300 ms
+/// apart, each taking 200 ms, all succeed under a 1 s --request-timeout
+/// though the stream lives 2.5 s; a message past the path bound ends a
+/// Converse with INVALID_ARGUMENT naming the bound.
+#[tokio::test]
+async fn each_message_has_a_deadline_of_its_own_and_a_bound() {
+    let settings = Settings {
+        request_timeout: Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a", "b"], settings).await;
+    let a = mesh.addr("a").unwrap();
+    let started = Instant::now();
+    let out = tokio::process::Command::new(BIN)
+        .args(["call", &a.to_string(), "/@b[x-mock-delay=200ms]/end"])
+        .args(["--stream", "5", "--interval", "300ms", "--flat"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()[1]["Result"].to_string())
+        .collect();
+    assert_eq!(results, vec!["\"ok\"".to_owned(); 5]);
+
+    let mut client = grpc_client(a).await;
+    let long = servicemock::pb::ConverseRequest {
+        request: Some(servicemock::pb::converse_request::Request::Path(
+            "/".to_owned() + &"x".repeat(100 * 1024),
+        )),
+    };
+    let answer = async {
+        let mut stream = client
+            .converse(futures::stream::iter([long]))
+            .await?
+            .into_inner();
+        stream.message().await
+    }
+    .await;
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("the limit is 8192"),
+        "{}",
+        status.message()
+    );
+    mesh.stop().await.unwrap();
+}
