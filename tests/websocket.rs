@@ -1,7 +1,8 @@
 //! WebSocket on any path, with a client nobody here wrote (Python
 //! `websockets`): reports and echoes as text messages, a socket open longer
 //! than `--header-read-timeout`, pings, the close codes RFC 6455 gives
-//! (1003 binary, 1009 too big, 1001 on shutdown), 426 for another version,
+//! (1003 binary, 1007 text that is not UTF-8, 1009 too big, 1001 on
+//! shutdown), 426 for another version,
 //! and through HAProxy speaking h2 to the server (RFC 8441 extended
 //! CONNECT).
 
@@ -68,6 +69,18 @@ async fn a_websocket_answers_reports_and_echoes() {
     // A pause of 0.6 s between messages: past the head timeout, not cut.
     let out = python_json("websocket_client.py", vec![a.to_string(), "0.6".into()]).await;
     check_tour(&out, "a");
+
+    // A text frame that is not UTF-8 is closed with 1007, as RFC 6455 says.
+    let out = python_json(
+        "websocket_client.py",
+        vec![a.to_string(), "--bad-utf8".into()],
+    )
+    .await;
+    assert_eq!(
+        out["closed"],
+        serde_json::json!([1007, "a text message that is not UTF-8"]),
+        "{out}"
+    );
 
     // Another version is answered 426 with the one served.
     let curl = tool("curl");

@@ -9,10 +9,18 @@ Usage:
   websocket_client.py ADDR --until-closed
                                      sends "/" every 100 ms until the server
                                      closes the socket
+  websocket_client.py ADDR --bad-utf8
+                                     a text frame that is not UTF-8, written
+                                     by hand (no library sends one): prints
+                                     the close code and reason the server sent
 """
 
 import asyncio
+import base64
 import json
+import os
+import socket
+import struct
 import sys
 
 from websockets.asyncio.client import connect
@@ -65,10 +73,38 @@ async def until_closed(addr):
             return {"answered": sent, "closed": code}
 
 
+def bad_utf8(addr):
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        payload = b"\xff\xfe not utf-8"
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        frame = sock.recv(2)
+        assert frame[0] == 0x88, frame  # a close frame
+        body = sock.recv(frame[1] & 0x7F)
+        code = struct.unpack("!H", body[:2])[0]
+        return {"closed": [code, body[2:].decode()]}
+
+
 def main() -> int:
     addr, mode = sys.argv[1], sys.argv[2]
     if mode == "--until-closed":
         out = asyncio.run(until_closed(addr))
+    elif mode == "--bad-utf8":
+        out = bad_utf8(addr)
     else:
         out = asyncio.run(tour(addr, float(mode)))
     print(json.dumps(out))
