@@ -61,44 +61,7 @@ pub(crate) enum Command {
         1 the service answered a failure (its report is printed); 2 the call could not be \
         made (a bad address, path, plan or header, or nothing answered)."
     )]
-    Call {
-        #[command(flatten)]
-        via: ClientFlags,
-        /// The service to call: host:port, host (port 8080) or http://host:port.
-        addr: String,
-        /// The @-path to send, e.g. '/@service2/@grpc:service3/end' (the
-        /// leading '/' may be left out; not with --plan).
-        #[arg(required_unless_present = "plan", value_name = "PATH")]
-        path: Option<String>,
-        /// A JSON CallRequest file (as grpcurl -d takes it, e.g. from
-        /// `servicemock plan`) instead of a path.
-        #[arg(long, conflicts_with = "path")]
-        plan: Option<std::path::PathBuf>,
-        /// Give up after this long.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        timeout: Duration,
-        /// Print the indented text tree instead of the JSON report.
-        #[arg(long, conflicts_with = "flat")]
-        tree: bool,
-        /// Print one JSON object per hop with its position (for jq and scripts).
-        #[arg(long)]
-        flat: bool,
-        /// A header on the call, 'name: value' (directives too:
-        /// 'x-mock-status: 503'); repeatable.
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// Run the call N times on one gRPC stream (CallStream), printing
-        /// each report as it comes, one per line (1 to 10000).
-        #[arg(long, value_name = "N",
-              value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::behavior::stream::MAX_STREAM_MESSAGES)))]
-        stream: Option<u32>,
-        /// With --stream: the pause between runs.
-        #[arg(long, requires = "stream", value_parser = parse_duration)]
-        interval: Option<Duration>,
-        /// With --stream: end the stream at the first run that fails.
-        #[arg(long, requires = "stream")]
-        stop_on_failure: bool,
-    },
+    Call(CallArgs),
     /// Drive a cascade with many calls and say what the mesh did, per position
     /// of the tree; with --expect, test the shares seen (exit 0 pass, 1 fail,
     /// 2 too few answers to judge).
@@ -209,6 +172,47 @@ pub(crate) fn read_plan_file(file: &std::path::Path) -> anyhow::Result<servicemo
         std::fs::read(file).with_context(|| format!("cannot read --plan {}", file.display()))?;
     servicemock::plan::json::plan_from_json(&body, &Limits::default())
         .with_context(|| format!("--plan {}", file.display()))
+}
+
+/// `servicemock call`'s arguments.
+#[derive(Args)]
+pub(crate) struct CallArgs {
+    #[command(flatten)]
+    pub(crate) via: ClientFlags,
+    /// The service to call: host:port, host (port 8080) or http://host:port.
+    pub(crate) addr: String,
+    /// The @-path to send, e.g. '/@service2/@grpc:service3/end' (the
+    /// leading '/' may be left out; not with --plan).
+    #[arg(required_unless_present = "plan", value_name = "PATH")]
+    pub(crate) path: Option<String>,
+    /// A JSON CallRequest file (as grpcurl -d takes it, e.g. from
+    /// `servicemock plan`) instead of a path.
+    #[arg(long, conflicts_with = "path")]
+    pub(crate) plan: Option<std::path::PathBuf>,
+    /// Give up after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Print the indented text tree instead of the JSON report.
+    #[arg(long, conflicts_with = "flat")]
+    pub(crate) tree: bool,
+    /// Print one JSON object per hop with its position (for jq and scripts).
+    #[arg(long)]
+    pub(crate) flat: bool,
+    /// A header on the call, 'name: value' (directives too:
+    /// 'x-mock-status: 503'); repeatable.
+    #[arg(short = 'H', long = "header")]
+    pub(crate) headers: Vec<String>,
+    /// Run the call N times on one gRPC stream (CallStream), printing
+    /// each report as it comes, one per line (1 to 10000).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(servicemock::behavior::stream::MAX_STREAM_MESSAGES)))]
+    pub(crate) stream: Option<u32>,
+    /// With --stream: the pause between runs.
+    #[arg(long, requires = "stream", value_parser = parse_duration)]
+    pub(crate) interval: Option<Duration>,
+    /// With --stream: end the stream at the first run that fails.
+    #[arg(long, requires = "stream")]
+    pub(crate) stop_on_failure: bool,
 }
 
 #[derive(Args)]

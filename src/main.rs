@@ -3,6 +3,7 @@
 //! `health`. `--help` on each is the manual.
 
 mod cli;
+mod commands;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
 
 /// Writes a command's output. A reader that went away (`| head -1`) ends
 /// the command quietly, as a Unix tool's SIGPIPE would, never in a panic.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -121,75 +122,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(*args).await,
         Command::Mesh(args) => mesh(args).await,
         Command::Plan { path } => Ok(print_plan(&path)),
-        Command::Call {
-            via,
-            addr,
-            path,
-            plan,
-            timeout,
-            tree,
-            flat,
-            headers,
-            stream,
-            interval,
-            stop_on_failure,
-        } => {
-            // A call that cannot be made exits 2, as `call` documents.
-            let headers = match cli::parse_headers(&headers) {
-                Ok(headers) => headers,
-                Err(e) => {
-                    eprintln!("servicemock: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let what = match (plan, path) {
-                (Some(file), _) => match cli::read_plan_file(&file) {
-                    Ok(plan) => Asked::Plan(plan),
-                    Err(e) => {
-                        eprintln!("servicemock: {e:#}");
-                        return Ok(ExitCode::from(2));
-                    }
-                },
-                (None, Some(path)) => Asked::Path(path),
-                (None, None) => unreachable!("clap requires a path or --plan"),
-            };
-            let view = match (tree, flat) {
-                (true, _) => client::View::Tree,
-                (_, true) => client::View::Flat,
-                _ => client::View::Json,
-            };
-            let tls = via.tls()?;
-            if let Some(count) = stream {
-                let streaming = Streaming {
-                    count,
-                    interval: interval.unwrap_or_default(),
-                    stop_on_failure,
-                };
-                let over = client::Over {
-                    protocol: via.protocol(),
-                    tls,
-                    timeout,
-                    headers,
-                };
-                let whole = timeout + streaming.interval * count;
-                return tokio::time::timeout(
-                    whole,
-                    call_stream(&addr, what, streaming, over, view),
-                )
-                .await
-                .with_context(|| format!("the stream from {addr} did not end within {whole:?}"));
-            }
-            let how = Calling {
-                protocol: via.protocol(),
-                tls,
-                timeout,
-                headers,
-            };
-            tokio::time::timeout(timeout, call(how, &addr, what, view))
-                .await
-                .with_context(|| format!("no answer from {addr} within {timeout:?}"))
+        Command::Call(args) => commands::call::run(args).await,
+        Command::Requests { addr, follow, tree } => {
+            Ok(commands::requests::run(&addr, follow, tree).await)
         }
-        Command::Requests { addr, follow, tree } => Ok(requests(&addr, follow, tree).await),
         Command::Health { via, addr, timeout } => {
             let answer = client::health(&addr, via.protocol(), via.tls()?, timeout).await;
             Ok(match answer {
@@ -560,200 +496,6 @@ fn print_plan(typed: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// How `servicemock call` calls.
-struct Calling {
-    protocol: servicemock::plan::Protocol,
-    tls: servicemock::exec::tls::HopTls,
-    timeout: Duration,
-    /// `-H`: with any, the call goes through the hop client, which sends them.
-    headers: std::collections::BTreeMap<String, String>,
-}
-
-/// `call --stream`: how many runs, how far apart, and whether to stop at
-/// the first failure.
-struct Streaming {
-    count: u32,
-    interval: Duration,
-    stop_on_failure: bool,
-}
-
-/// `servicemock call --stream`: prints each report of one CallStream as it
-/// comes; exit 0 when the stream ended OK and every run succeeded, 1 when
-/// one failed or the stream ended with a failure, 2 when it could not be
-/// made.
-async fn call_stream(
-    addr: &str,
-    what: Asked,
-    streaming: Streaming,
-    mut over: client::Over,
-    view: client::View,
-) -> ExitCode {
-    use servicemock::plan::Protocol;
-    over.protocol = match over.protocol {
-        Protocol::Http | Protocol::Grpc => Protocol::Grpc,
-        Protocol::Https | Protocol::Grpcs => Protocol::Grpcs,
-        other => {
-            eprintln!(
-                "servicemock: --stream is a gRPC stream: use --protocol grpc or grpcs, not {other}"
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let call = match what {
-        Asked::Path(path) => match client::request_path(&path) {
-            Ok(path) => servicemock::pb::CallRequest {
-                request: Some(servicemock::pb::call_request::Request::Path(path)),
-            },
-            Err(e) => {
-                eprintln!("servicemock: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        Asked::Plan(plan) => servicemock::plan::proto::request_for(&plan),
-    };
-    let request = servicemock::pb::CallStreamRequest {
-        call: Some(call),
-        count: streaming.count,
-        interval: if streaming.interval.is_zero() {
-            String::new()
-        } else {
-            format!("{}ms", streaming.interval.as_millis())
-        },
-        stop_on_failure: streaming.stop_on_failure,
-    };
-    let mut failed_runs = 0;
-    let ended = client::call_stream(addr, request, over, |mut report| {
-        if report.deepest_failure().is_some() {
-            failed_runs += 1;
-        }
-        emit(&servicemock::report::render_line(&mut report, view));
-    })
-    .await;
-    match ended {
-        Ok(ended) => match ended.failure {
-            None if failed_runs == 0 => ExitCode::SUCCESS,
-            None => {
-                eprintln!(
-                    "servicemock: {failed_runs} of {} run(s) failed",
-                    ended.messages
-                );
-                ExitCode::FAILURE
-            }
-            Some(why) => {
-                eprintln!(
-                    "servicemock: the stream ended after {} message(s) with {why}",
-                    ended.messages
-                );
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("servicemock: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// `servicemock requests`: what `addr` received, then (`--follow`) what
-/// it receives, polled twice a second; exit 2 when it cannot be asked.
-async fn requests(addr: &str, follow: bool, tree: bool) -> ExitCode {
-    let mut after = 0;
-    loop {
-        let (json, entries) = match client::requests(addr, after).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                eprintln!("servicemock: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        after = entries
-            .iter()
-            .filter_map(|e| e["Seq"].as_u64())
-            .max()
-            .unwrap_or(after);
-        if !follow {
-            let text = if tree {
-                entries.iter().map(request_line).collect::<String>()
-            } else {
-                json
-            };
-            emit(&text);
-            return ExitCode::SUCCESS;
-        }
-        // Oldest first when following, as a log reads.
-        for entry in entries.iter().rev() {
-            emit(&if tree {
-                request_line(entry)
-            } else {
-                serde_json::to_string(entry).unwrap_or_default() + "\n"
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// One received request as a text line.
-fn request_line(entry: &serde_json::Value) -> String {
-    let word = |key: &str| entry[key].as_str().unwrap_or("-").to_owned();
-    let mirrored = if entry["Mirrored"] == true {
-        "  (mirrored)"
-    } else {
-        ""
-    };
-    format!(
-        "{} {} {} {} {} {} -> {}{mirrored}\n",
-        entry["Seq"],
-        word("ReceivedDate"),
-        word("Protocol"),
-        word("Method"),
-        word("Authority"),
-        word("Path"),
-        entry["Status"]
-    )
-}
-
-/// What `servicemock call` asks the target to run.
-enum Asked {
-    /// An @-path, sent as it was typed.
-    Path(String),
-    /// A plan from `--plan`, sent as the hop client sends any plan.
-    Plan(servicemock::plan::Plan),
-}
-
-/// `servicemock call`: prints the report in the asked view; exit 0 when the
-/// call succeeded, 1 when it answered a failure, 2 when it could not be made.
-async fn call(how: Calling, addr: &str, what: Asked, view: client::View) -> ExitCode {
-    use servicemock::plan::Protocol;
-    let plain = how.headers.is_empty();
-    let over = client::Over {
-        protocol: how.protocol,
-        tls: how.tls,
-        timeout: how.timeout,
-        headers: how.headers,
-    };
-    let answer = match (what, how.protocol) {
-        (Asked::Path(path), Protocol::Http) if plain => client::call_http(addr, &path, view).await,
-        (Asked::Path(path), Protocol::Grpc) if plain => client::call_grpc(addr, &path, view).await,
-        (Asked::Path(path), _) => client::call_over(addr, &path, view, over).await,
-        (Asked::Plan(plan), _) => client::call_plan(addr, plan, view, over).await,
-    };
-    match answer {
-        Ok(answer) => {
-            emit(&answer.body);
-            if answer.ok {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("servicemock: {addr} answered {}", answer.status);
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("servicemock: {e}");
             ExitCode::from(2)
         }
     }
