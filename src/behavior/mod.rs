@@ -673,20 +673,23 @@ pub fn parse_status(text: &str) -> Result<Weighted<u16>, DirectiveError> {
 
 /// `x-mock-grpc-status`: gRPC codes by number or name (`14`, `UNAVAILABLE`).
 pub fn parse_grpc_status(text: &str) -> Result<Weighted<i32>, DirectiveError> {
-    parse_weighted(GRPC_STATUS, text, |v| {
-        v.parse::<i32>()
-            .ok()
-            .filter(|c| (0..=16).contains(c))
-            .or_else(|| {
-                GRPC_CODES
-                    .iter()
-                    .position(|n| n.eq_ignore_ascii_case(v))
-                    .map(|i| i as i32)
-            })
-            .ok_or_else(|| {
-                format!("\"{v}\" is not a gRPC code (0 to 16, or a name such as UNAVAILABLE)")
-            })
-    })
+    parse_weighted(GRPC_STATUS, text, grpc_code)
+}
+
+/// One gRPC code by number or name, or what to write instead.
+fn grpc_code(v: &str) -> Result<i32, String> {
+    v.parse::<i32>()
+        .ok()
+        .filter(|c| (0..=16).contains(c))
+        .or_else(|| {
+            GRPC_CODES
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(v))
+                .map(|i| i as i32)
+        })
+        .ok_or_else(|| {
+            format!("\"{v}\" is not a gRPC code (0 to 16, or a name such as UNAVAILABLE)")
+        })
 }
 
 /// `x-mock-size`: bytes, with an optional unit (`1024`, `64KiB`, `1MB`).

@@ -9,7 +9,7 @@
 
 use http::HeaderMap;
 
-use super::{error, grpc_code_name, DirectiveError, Here, Only, GRPC_CODES};
+use super::{error, grpc_code, grpc_code_name, DirectiveError, Here, Only};
 
 pub const STREAM_RESET: &str = "x-mock-stream-reset";
 pub const STREAM_STATUS: &str = "x-mock-stream-status";
@@ -100,25 +100,7 @@ impl StreamDirectives {
                 only,
             });
         } else {
-            let code = value
-                .parse::<i32>()
-                .ok()
-                .filter(|c| (0..=16).contains(c))
-                .or_else(|| {
-                    GRPC_CODES
-                        .iter()
-                        .position(|n| n.eq_ignore_ascii_case(value))
-                        .map(|i| i as i32)
-                })
-                .ok_or_else(|| {
-                    error(
-                        header,
-                        text,
-                        format!(
-                            "\"{value}\" is not a gRPC code (0 to 16, or a name such as UNAVAILABLE)"
-                        ),
-                    )
-                })?;
+            let code = grpc_code(value).map_err(|problem| error(header, text, problem))?;
             self.status = Some(After {
                 end: StreamEnd::Status(code),
                 after,
