@@ -402,59 +402,62 @@ impl Directives {
             })
         }
         let text = text.trim();
-        let header = DIRECTIVES
-            .into_iter()
-            .find(|d| d.eq_ignore_ascii_case(name))
-            .ok_or_else(|| DirectiveError {
-                header: "directive",
-                value: name.to_owned(),
-                problem: format!("unknown directive (known: {})", DIRECTIVES.join(", ")),
-            })?;
+        let directive = Directive::from_header(name).ok_or_else(|| DirectiveError {
+            header: "directive",
+            value: name.to_owned(),
+            problem: format!("unknown directive (known: {})", DIRECTIVES.join(", ")),
+        })?;
+        let header = directive.header();
         let (value, only) = Only::split(header, text)?;
         let wrong = |e: DirectiveError| DirectiveError {
             value: text.to_owned(),
             ..e
         };
-        match header {
-            DELAY => self.delay = scoped(parse_delay(value, max_delay).map_err(wrong)?, only, text),
-            STATUS => self.status = scoped(parse_status(value).map_err(wrong)?, only, text),
-            GRPC_STATUS => {
+        match directive {
+            Directive::Delay => {
+                self.delay = scoped(parse_delay(value, max_delay).map_err(wrong)?, only, text)
+            }
+            Directive::Status => {
+                self.status = scoped(parse_status(value).map_err(wrong)?, only, text)
+            }
+            Directive::GrpcStatus => {
                 self.grpc_status = scoped(parse_grpc_status(value).map_err(wrong)?, only, text)
             }
-            SIZE => self.size = scoped(parse_size(value).map_err(wrong)?, only, text),
-            _ => self.reset = scoped(parse_reset(value).map_err(wrong)?, only, text),
+            Directive::Size => self.size = scoped(parse_size(value).map_err(wrong)?, only, text),
+            Directive::Reset => self.reset = scoped(parse_reset(value).map_err(wrong)?, only, text),
         }
         Ok(())
     }
 
-    /// Unsets directive `name` (one of [`DIRECTIVES`]; others are ignored).
-    pub fn clear(&mut self, name: &str) {
-        match name {
-            DELAY => self.delay = None,
-            STATUS => self.status = None,
-            GRPC_STATUS => self.grpc_status = None,
-            SIZE => self.size = None,
-            RESET => self.reset = None,
-            _ => {}
+    /// Unsets `directive`.
+    pub fn clear(&mut self, directive: Directive) {
+        match directive {
+            Directive::Delay => self.delay = None,
+            Directive::Status => self.status = None,
+            Directive::GrpcStatus => self.grpc_status = None,
+            Directive::Size => self.size = None,
+            Directive::Reset => self.reset = None,
+        }
+    }
+
+    /// The text `directive` was given as, with its conditions, if set.
+    pub fn text(&self, directive: Directive) -> Option<&str> {
+        match directive {
+            Directive::Delay => self.delay.as_ref().map(|d| d.text.as_str()),
+            Directive::Status => self.status.as_ref().map(|d| d.text.as_str()),
+            Directive::GrpcStatus => self.grpc_status.as_ref().map(|d| d.text.as_str()),
+            Directive::Size => self.size.as_ref().map(|d| d.text.as_str()),
+            Directive::Reset => self.reset.as_ref().map(|d| d.text.as_str()),
         }
     }
 
     /// Each directive set, with its text as written: what `GET /control`
     /// shows.
     pub fn texts(&self) -> Vec<(&'static str, &str)> {
-        [
-            (DELAY, self.delay.as_ref().map(|d| d.text.as_str())),
-            (STATUS, self.status.as_ref().map(|d| d.text.as_str())),
-            (
-                GRPC_STATUS,
-                self.grpc_status.as_ref().map(|d| d.text.as_str()),
-            ),
-            (SIZE, self.size.as_ref().map(|d| d.text.as_str())),
-            (RESET, self.reset.as_ref().map(|d| d.text.as_str())),
-        ]
-        .into_iter()
-        .filter_map(|(name, text)| Some((name, text?)))
-        .collect()
+        Directive::ALL
+            .into_iter()
+            .filter_map(|d| Some((d.header(), self.text(d)?)))
+            .collect()
     }
 
     /// These directives, with `defaults` filling the ones not given.
@@ -535,8 +538,67 @@ fn error(header: &'static str, value: &str, problem: impl fmt::Display) -> Direc
     }
 }
 
+/// One behaviour directive: the one list that the headers, the hop
+/// headers of a plan, `/control`'s keys, the process flags and the proto's
+/// `Behavior` fields are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    Delay,
+    Status,
+    GrpcStatus,
+    Size,
+    Reset,
+}
+
+impl Directive {
+    pub const ALL: [Directive; 5] = [
+        Directive::Delay,
+        Directive::Status,
+        Directive::GrpcStatus,
+        Directive::Size,
+        Directive::Reset,
+    ];
+
+    /// Its header, `x-mock-…`.
+    pub const fn header(self) -> &'static str {
+        match self {
+            Directive::Delay => DELAY,
+            Directive::Status => STATUS,
+            Directive::GrpcStatus => GRPC_STATUS,
+            Directive::Size => SIZE,
+            Directive::Reset => RESET,
+        }
+    }
+
+    /// Its key in `/control` (`grpcStatus`), as the process flags name it.
+    pub const fn control_key(self) -> &'static str {
+        match self {
+            Directive::Delay => "delay",
+            Directive::Status => "status",
+            Directive::GrpcStatus => "grpcStatus",
+            Directive::Size => "size",
+            Directive::Reset => "reset",
+        }
+    }
+
+    /// The directive a header names, whatever its case.
+    pub fn from_header(name: &str) -> Option<Directive> {
+        Directive::ALL
+            .into_iter()
+            .find(|d| d.header().eq_ignore_ascii_case(name))
+    }
+}
+
 /// Every directive header, for messages that list them.
-pub const DIRECTIVES: [&str; 5] = [DELAY, STATUS, GRPC_STATUS, SIZE, RESET];
+pub const DIRECTIVES: [&str; 5] = {
+    let mut names = [""; 5];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Directive::ALL[i].header();
+        i += 1;
+    }
+    names
+};
 
 /// What the name of every one of [`DIRECTIVES`] begins with.
 const DIRECTIVE_PREFIX: &str = "x-mock-";

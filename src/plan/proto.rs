@@ -11,15 +11,23 @@ use super::path::{parse_path, parse_target_text};
 use super::{
     check_hop_header, check_remainder, Hop, HopOptions, Limits, Plan, PlanError, Protocol, Sequence,
 };
+use crate::behavior::Directive;
 use crate::pb;
 
-/// The `x-mock-*` header each `Behavior` field stands for.
-const BEHAVIOR_HEADERS: [&str; 4] = [
-    "x-mock-delay",
-    "x-mock-status",
-    "x-mock-grpc-status",
-    "x-mock-size",
-];
+/// The `Behavior` field a directive has, and its name for messages; none
+/// for `x-mock-reset`, which a hop sends as a header.
+fn behavior_field(
+    behavior: &mut pb::Behavior,
+    directive: Directive,
+) -> Option<(&mut String, &'static str)> {
+    Some(match directive {
+        Directive::Delay => (&mut behavior.delay, "delay"),
+        Directive::Status => (&mut behavior.status, "status"),
+        Directive::GrpcStatus => (&mut behavior.grpc_status, "grpc_status"),
+        Directive::Size => (&mut behavior.size, "size"),
+        Directive::Reset => return None,
+    })
+}
 
 /// Turns a `CallRequest` into a plan, checking every field.
 pub fn plan_from_request(request: &pb::CallRequest, limits: &Limits) -> Result<Plan, PlanError> {
@@ -148,18 +156,12 @@ fn hop_from_proto(
         headers.insert(lower, value.clone());
     }
     if let Some(behavior) = &hop.behavior {
-        let values = [
-            &behavior.delay,
-            &behavior.status,
-            &behavior.grpc_status,
-            &behavior.size,
-        ];
-        for ((header, value), field) in
-            BEHAVIOR_HEADERS
-                .iter()
-                .zip(values)
-                .zip(["delay", "status", "grpc_status", "size"])
-        {
+        let mut behavior = behavior.clone();
+        for directive in Directive::ALL {
+            let Some((value, field)) = behavior_field(&mut behavior, directive) else {
+                continue;
+            };
+            let (value, header) = (&*value, directive.header());
             if value.is_empty() {
                 continue;
             }
@@ -169,7 +171,7 @@ fn hop_from_proto(
                 let problem = "holds ']', which no @-path can carry".to_owned();
                 return Err(field_error(&format!("behavior.{field}"), problem));
             }
-            headers.insert((*header).to_owned(), value.clone());
+            headers.insert(header.to_owned(), value.clone());
         }
     }
     let options = match &hop.options {
@@ -305,17 +307,13 @@ fn hop_to_proto(hop: &Hop, uri: &str) -> pb::Hop {
     let mut behavior = pb::Behavior::default();
     let mut headers = std::collections::HashMap::new();
     for (name, value) in &hop.headers {
-        let slot = match name.as_str() {
-            "x-mock-delay" => &mut behavior.delay,
-            "x-mock-status" => &mut behavior.status,
-            "x-mock-grpc-status" => &mut behavior.grpc_status,
-            "x-mock-size" => &mut behavior.size,
-            _ => {
+        let field = Directive::from_header(name).and_then(|d| behavior_field(&mut behavior, d));
+        match field {
+            Some((slot, _)) => *slot = value.clone(),
+            None => {
                 headers.insert(name.clone(), value.clone());
-                continue;
             }
-        };
-        *slot = value.clone();
+        }
     }
     let has_behavior = behavior != pb::Behavior::default();
     pb::Hop {

@@ -16,17 +16,7 @@ use serde_json::{Map, Value};
 
 use super::grpc::Health;
 use super::Service;
-use crate::behavior::{self, Directives};
-
-/// The keys `/control` reads and shows, and the directive each one sets
-/// (the names of the process flags: `--status`, `--delay`, ...).
-const KEYS: [(&str, &str); 5] = [
-    ("delay", behavior::DELAY),
-    ("status", behavior::STATUS),
-    ("grpcStatus", behavior::GRPC_STATUS),
-    ("size", behavior::SIZE),
-    ("reset", behavior::RESET),
-];
+use crate::behavior::{Directive, Directives};
 
 /// What `/control` can change, and what the flags said.
 #[derive(Debug)]
@@ -122,14 +112,15 @@ impl Control {
     /// The state as `GET /control` shows it.
     fn state(&self) -> Value {
         let defaults = self.defaults();
-        let texts = defaults.texts();
         let mut out = Map::new();
-        for (key, header) in KEYS {
-            let text = texts
-                .iter()
-                .find(|(name, _)| *name == header)
-                .map(|(_, t)| Value::from(*t));
-            out.insert(key.to_owned(), text.unwrap_or(Value::Null));
+        // The keys `/control` reads and shows: the names of the process
+        // flags (`--status`, `--delay`, ...).
+        for directive in Directive::ALL {
+            let text = defaults.text(directive).map(Value::from);
+            out.insert(
+                directive.control_key().to_owned(),
+                text.unwrap_or(Value::Null),
+            );
         }
         out.insert("ready".into(), self.ready().into());
         out.insert("live".into(), self.live().into());
@@ -161,15 +152,18 @@ impl Control {
                             .replace(['-', '_'], "")
                             .to_ascii_lowercase()
                     };
-                    let Some((key, header)) =
-                        KEYS.iter().find(|(k, _)| plain(k) == plain(key)).copied()
+                    let Some(directive) = Directive::ALL
+                        .into_iter()
+                        .find(|d| plain(d.control_key()) == plain(key))
                     else {
-                        let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                        let known: Vec<&str> =
+                            Directive::ALL.iter().map(|d| d.control_key()).collect();
                         return Err(format!(
                             "unknown key \"{key}\" (known: {}, ready, live)",
                             known.join(", ")
                         ));
                     };
+                    let key = directive.control_key();
                     let text = match value {
                         Value::Null => String::new(),
                         Value::String(s) => s.trim().to_owned(),
@@ -179,11 +173,11 @@ impl Control {
                         }
                     };
                     if text.is_empty() {
-                        defaults.clear(header);
+                        defaults.clear(directive);
                         said.push(format!("{key} cleared"));
                     } else {
                         defaults
-                            .set(header, &text, max_delay)
+                            .set(directive.header(), &text, max_delay)
                             .map_err(|e| e.to_string())?;
                         said.push(format!("{key}={text}"));
                     }
