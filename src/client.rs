@@ -267,13 +267,7 @@ pub async fn call_stream(
             cause,
         })?;
     let mut call = tonic::Request::new(request);
-    for (name, value) in &over.headers {
-        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
-        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
-        if let (Ok(name), Ok(value)) = (name, value) {
-            call.metadata_mut().insert(name, value);
-        }
-    }
+    *call.metadata_mut() = crate::exec::metadata_of(&over.headers);
     let ended = |messages, status: tonic::Status| StreamEnded {
         messages,
         failure: Some(format!(

@@ -15,6 +15,15 @@ use servicemock::config::Settings;
 
 const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
 
+/// One service `name` that keeps the last `n` requests it received.
+async fn recording(name: &str, n: usize) -> servicemock::mesh::Mesh {
+    let settings = Settings {
+        record: n,
+        ..Settings::default()
+    };
+    mesh_with(&[name], settings).await
+}
+
 async fn run(program: String, args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || Command::new(program).args(args).output().unwrap())
         .await
@@ -24,11 +33,7 @@ async fn run(program: String, args: Vec<String>) -> std::process::Output {
 #[ignore = "needs curl, grpcurl and the test virtualenv: scripts/test installs them and runs ignored tests"]
 #[tokio::test]
 async fn a_service_shows_what_it_received_newest_first() {
-    let settings = Settings {
-        record: 5,
-        ..Settings::default()
-    };
-    let mesh = mesh_with(&["a"], settings).await;
+    let mesh = recording("a", 5).await;
     let a = mesh.addr("a").unwrap();
     let curl = tool("curl");
     let url = |path: &str| format!("http://{a}{path}");
@@ -170,11 +175,7 @@ async fn without_record_requests_is_a_path_like_any_other() {
 /// `servicemock requests --follow` prints what arrives, as it arrives.
 #[tokio::test]
 async fn follow_prints_new_requests_as_they_arrive() {
-    let settings = Settings {
-        record: 10,
-        ..Settings::default()
-    };
-    let mesh = mesh_with(&["a"], settings).await;
+    let mesh = recording("a", 10).await;
     let a = mesh.addr("a").unwrap();
     get(a, "/before").await;
     let mut follow = Command::new(BIN)
@@ -214,11 +215,7 @@ async fn follow_prints_new_requests_as_they_arrive() {
 /// carried and how many messages it sent.
 #[tokio::test]
 async fn a_stream_is_kept_with_its_messages_and_status() {
-    let settings = Settings {
-        record: 10,
-        ..Settings::default()
-    };
-    let mesh = mesh_with(&["a"], settings).await;
+    let mesh = recording("a", 10).await;
     let a = mesh.addr("a").unwrap().to_string();
     let call = |extra: &[&str]| {
         let mut args: Vec<String> = ["call", &a, "/", "--stream", "4"]

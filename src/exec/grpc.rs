@@ -359,6 +359,23 @@ fn judge_status(
     }
 }
 
+/// Headers a hop or a client call was given (`[name=value]`, `-H`), as
+/// gRPC metadata. They were checked where they were written
+/// ([`crate::plan::check_hop_header`]); one that is no metadata is left out.
+pub(crate) fn metadata_of(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> tonic::metadata::MetadataMap {
+    let mut metadata = tonic::metadata::MetadataMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
+        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            metadata.insert(name, value);
+        }
+    }
+    metadata
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod context;
 pub(crate) mod deadline;
 pub(crate) mod failure;
 mod grpc;
+pub(crate) use grpc::metadata_of;
 mod hop;
 mod http;
 pub mod resolve;

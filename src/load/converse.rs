@@ -53,14 +53,8 @@ pub(super) async fn converse_once(
         }),
     };
     let mut request = tonic::Request::new(futures::stream::iter(vec![call; messages as usize]));
+    *request.metadata_mut() = crate::exec::metadata_of(&hop.headers);
     request.set_timeout(timeout);
-    for (name, value) in &hop.headers {
-        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
-        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
-        if let (Ok(name), Ok(value)) = (name, value) {
-            request.metadata_mut().insert(name, value);
-        }
-    }
     let mut grpc = tonic::client::Grpc::new(channel);
     if let Err(e) = grpc.ready().await {
         let why = crate::exec::failure::error_chain(&e);

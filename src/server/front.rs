@@ -228,8 +228,8 @@ impl Parts {
             self.grpc.clone().oneshot(request).await
         } else if super::websocket::is_websocket(&request) {
             return super::websocket::open(self.service.clone(), request).await;
-        } else if route == REQUESTS {
-            return super::recorder::answer(&self.service, request.uri().query());
+        } else if let (REQUESTS, Some(recorder)) = (route, &self.service.recorder) {
+            return super::recorder::answer(recorder, request.uri().query());
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
             return http::planner(State(self.service.clone()), request).await;
         } else {

@@ -171,11 +171,8 @@ fn text_of(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// `GET /requests`: the entries newer than `?after=SEQ` (all without it),
 /// newest first, as JSON or (`?view=tree`) a text list.
-pub(super) fn answer(service: &super::Service, query: Option<&str>) -> axum::response::Response {
+pub(super) fn answer(recorder: &Recorder, query: Option<&str>) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let Some(recorder) = &service.recorder else {
-        return (http::StatusCode::NOT_FOUND, "/requests needs --record N\n").into_response();
-    };
     let (mut after, mut text) = (0, false);
     for pair in query
         .unwrap_or_default()
