@@ -22,6 +22,11 @@ pub const TRY_HEADER: &str = "x-servicemock-try";
 /// Milliseconds left for the whole request, set on HTTP hops (gRPC hops use
 /// the standard `grpc-timeout`).
 pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";
+/// How many calls the request's whole subtree may still make: the entry
+/// starts from `--max-hops`, every level spends its own calls and shares
+/// what is left among them, so a cascade that loops back through default
+/// plans (`--calls`) ends however it fans out.
+pub const CALLS_LEFT_HEADER: &str = "x-servicemock-calls-left";
 /// The route timeout Envoy (and so Istio) tells the upstream it will wait.
 pub const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 /// The request id that every level of the report shows.
@@ -34,6 +39,7 @@ pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 const ENVOY_TIMEOUT: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+pub(crate) const CALLS_LEFT: HeaderName = HeaderName::from_static(CALLS_LEFT_HEADER);
 pub(crate) const CALL: HeaderName = HeaderName::from_static(CALL_HEADER);
 pub(crate) const TRY: HeaderName = HeaderName::from_static(TRY_HEADER);
 
@@ -78,6 +84,9 @@ pub struct HopContext {
     pub outbound: HeaderMap,
     /// Bytes of downstream answers received so far by this request's hops.
     pub received: std::sync::atomic::AtomicUsize,
+    /// The calls each direct hop's callee may make beyond what its own
+    /// part of this plan asks (see [`CALLS_LEFT_HEADER`]).
+    pub calls_share: usize,
     /// Calls go out as any client's, without servicemock's own headers
     /// (depth, call id, budget): a probe of a server's own endpoints.
     pub bare: bool,
@@ -103,6 +112,23 @@ pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| ContextError::BadNumber {
                 name: DEPTH,
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            }),
+    }
+}
+
+/// How many calls an inbound request's subtree may make: what its caller
+/// said is left, never more than `max_hops`.
+pub fn inbound_calls_left(headers: &HeaderMap, max_hops: usize) -> Result<usize, ContextError> {
+    match headers.get(CALLS_LEFT) {
+        None => Ok(max_hops),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .map(|left| left.min(max_hops))
+            .ok_or_else(|| ContextError::BadNumber {
+                name: CALLS_LEFT,
                 value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
             }),
     }

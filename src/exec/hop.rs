@@ -10,7 +10,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use super::context::{HopContext, CALL, DEPTH, TIMEOUT, TRY};
+use super::context::{HopContext, CALL, CALLS_LEFT, DEPTH, TIMEOUT, TRY};
 use super::transport::{HopUrl, Transport};
 use super::{deadline, millis, resolve, Executor, HopResult, Outgoing};
 use crate::plan::options::RetryOn;
@@ -168,6 +168,17 @@ impl Executor {
         }
         if !ctx.bare {
             headers.insert(DEPTH, number_value(ctx.depth + 1));
+            // What the callee's own part of this plan asks, and its share
+            // of what the plan leaves.
+            let own = if hop.next.parallel.is_empty() {
+                0
+            } else {
+                hop.next.count_hops(usize::MAX).unwrap_or(0)
+            };
+            headers.insert(
+                CALLS_LEFT,
+                number_value(own.saturating_add(ctx.calls_share)),
+            );
             headers.insert(CALL, number_value(call));
             headers.insert(
                 TIMEOUT,

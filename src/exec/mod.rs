@@ -306,10 +306,12 @@ impl Executor {
     ) -> Result<Admission, AdmissionError> {
         let settings = &self.inner.settings;
         let depth = context::inbound_depth(headers)?;
+        let calls_left = context::inbound_calls_left(headers, settings.limits.max_hops)?;
         let budget = context::inbound_budget(headers, settings.request_timeout)?;
         let directives = Directives::from_headers(headers, settings.max_delay)?.or(defaults);
         Ok(Admission {
             depth,
+            calls_left,
             budget,
             decision: directives.decide(here, &mut rand::rng()),
             attempt: here.attempt,
@@ -375,6 +377,7 @@ impl Executor {
     ) -> Report {
         let Admission {
             depth,
+            calls_left,
             budget,
             ref decision,
             attempt,
@@ -416,6 +419,7 @@ impl Executor {
             deadline,
             outbound,
             received: Default::default(),
+            calls_share: calls_share(plan, calls_left),
             bare: false,
         };
         if report.timed_out {
@@ -518,6 +522,7 @@ impl Executor {
             deadline: started + timeout,
             outbound: HeaderMap::new(),
             received: Default::default(),
+            calls_share: self.inner.settings.limits.max_hops,
             bare,
         };
         self.call(hop, &ctx).await
@@ -540,11 +545,28 @@ impl Executor {
     }
 }
 
+/// The calls each direct hop of `plan` may pass on beyond its own part of
+/// it, when the request may make `calls_left` calls in all: what the plan
+/// leaves, shared evenly (a hop that retries takes a share per try).
+fn calls_share(plan: &Plan, calls_left: usize) -> usize {
+    if plan.parallel.is_empty() {
+        return 0;
+    }
+    let Some(spent) = plan.count_hops(calls_left) else {
+        return 0;
+    };
+    let direct: usize = plan.hops().map(|h| h.options.tries() as usize).sum();
+    (calls_left - spent) / direct.max(1)
+}
+
 /// What an inbound request asks of this service, read from its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
     /// How many services the request passed through before this one.
     pub depth: u32,
+    /// How many calls its whole subtree may make here
+    /// ([`context::CALLS_LEFT_HEADER`]).
+    pub calls_left: usize,
     /// How long the request may take here, hops included.
     pub budget: Duration,
     /// What its behaviour directives drew.
@@ -614,6 +636,7 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
         attempt,
         try_number: context::inbound_try(&inbound.headers),
         stream_message: 0,
+        plan: String::new(),
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
         method: inbound

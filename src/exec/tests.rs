@@ -99,6 +99,7 @@ async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
     );
     let admission = Admission {
         depth: 0,
+        calls_left: crate::plan::Limits::DEFAULT_MAX_HOPS,
         budget,
         decision: Decision::default(),
         attempt: 1,
@@ -196,6 +197,7 @@ async fn a_delay_past_the_deadline_is_cut_there_and_said() {
     );
     let admission = Admission {
         depth: 0,
+        calls_left: crate::plan::Limits::DEFAULT_MAX_HOPS,
         budget: Duration::from_millis(450),
         decision: Decision {
             delay: Duration::from_secs(2),

@@ -8,6 +8,7 @@
 //! as JSON for HTTP), so a tree that mixes protocols keeps
 //! its shape whichever edge it enters by.
 
+pub mod default;
 pub mod json;
 pub mod options;
 pub mod path;

@@ -197,6 +197,10 @@ pub struct Report {
     /// this report is; 0 on a single call.
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub stream_message: u32,
+    /// `default` when the service ran its default cascade (`--calls`)
+    /// because the request's own target had no command.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub plan: String,
     /// How the request's connection was secured, when it came over TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::caller::Tls>,

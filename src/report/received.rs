@@ -199,6 +199,7 @@ struct Judged<'a> {
     method: Text,
     body_bytes: u64,
     body_sha256: Text,
+    plan: Text,
 }
 
 /// A JSON string, checked and not kept.

@@ -191,15 +191,17 @@ pub(super) async fn run_call(
         caller.principal(),
     )?;
     let plan = plan_from_request(message, &limits);
-    let plan = pipeline::check_plan(service, &admission, headers, plan)?;
-    let inbound = Inbound::new(
-        InboundProtocol::Grpc,
-        request_line(message, &plan, rpc),
-        headers.clone(),
-    )
-    .with_caller(caller.tls.clone(), caller.peer.clone());
+    // The line says what was asked, before a default cascade stands in.
+    let line = plan
+        .as_ref()
+        .ok()
+        .map(|plan| request_line(message, plan, rpc));
+    let chosen = pipeline::check_plan(service, &admission, headers, plan)?;
+    let line = line.unwrap_or_else(|| request_line(message, &chosen.plan, rpc));
+    let inbound = Inbound::new(InboundProtocol::Grpc, line, headers.clone())
+        .with_caller(caller.tls.clone(), caller.peer.clone());
     let what = inbound.request_line.clone();
-    pipeline::run(service, &plan, &inbound, &admission, &what).await
+    pipeline::run(service, &chosen, &inbound, &admission, &what).await
 }
 
 /// The answer to a finished call: OK with the report, or the verdict's

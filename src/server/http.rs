@@ -129,8 +129,8 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     } else {
         parse_path(target, &limits)
     };
-    let plan = match pipeline::check_plan(&service, &admission, &parts.headers, plan) {
-        Ok(plan) => plan,
+    let chosen = match pipeline::check_plan(&service, &admission, &parts.headers, plan) {
+        Ok(chosen) => chosen,
         Err(refused) => return refusal(&service, refused, view),
     };
     let request_line = request_line(&parts.method, target, parts.version);
@@ -143,11 +143,11 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
     .with_body(&parts.method, &bytes);
     drop(bytes);
     let pretty = depth == 0;
-    let (report, verdict) = match pipeline::run(&service, &plan, &inbound, &admission, target).await
-    {
-        Ok(done) => done,
-        Err(refused) => return refusal(&service, refused, view),
-    };
+    let (report, verdict) =
+        match pipeline::run(&service, &chosen, &inbound, &admission, target).await {
+            Ok(done) => done,
+            Err(refused) => return refusal(&service, refused, view),
+        };
     let status = StatusCode::from_u16(verdict.http_status(&admission))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     render(&service, view, status, &report, pretty)

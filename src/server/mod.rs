@@ -59,6 +59,8 @@ pub struct Service {
     in_flight: Arc<Semaphore>,
     /// Set when open streams must end: the shutdown grace is nearly over.
     streams_over: tokio::sync::watch::Sender<bool>,
+    /// The plan a request whose target has no command runs (`--calls`).
+    pub calls: Option<crate::plan::default::DefaultCalls>,
     /// The last requests received, with `--record N`.
     pub(crate) recorder: Option<recorder::Recorder>,
     /// Upgraded connections (WebSockets) open now: they outlive the
@@ -68,6 +70,17 @@ pub struct Service {
 
 impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
+        Service::calling(identity, executor, defaults, None)
+    }
+
+    /// A service that runs `calls` for every request whose target has no
+    /// command of its own (`serve --calls`).
+    pub fn calling(
+        identity: Identity,
+        executor: Executor,
+        defaults: Directives,
+        calls: Option<crate::plan::default::DefaultCalls>,
+    ) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
         let executor_record = executor.settings().record;
         crate::wire::allow_hops(executor.settings().limits.max_hops);
@@ -91,6 +104,7 @@ impl Service {
             in_flight: Arc::new(Semaphore::new(limit)),
             streams_over: tokio::sync::watch::channel(false).0,
             sockets: tokio::sync::watch::channel(0).0,
+            calls,
             recorder: (executor_record > 0).then(|| recorder::Recorder::new(executor_record)),
         })
     }

@@ -16,6 +16,9 @@ use crate::report::text::sanitize;
 use crate::report::InboundProtocol;
 use crate::report::Report;
 
+/// The report's `Plan` when the service's default cascade ran.
+pub(crate) const DEFAULT_PLAN: &str = "default";
+
 /// Why a request was refused before anyone was called.
 #[derive(Debug)]
 pub(super) enum Refused {
@@ -80,28 +83,49 @@ pub(super) fn admit(
         })
 }
 
+/// The plan a request runs, and whether it is the service's default
+/// (`--calls`) because the request's own target had no command.
+#[derive(Debug)]
+pub(super) struct Chosen {
+    pub(super) plan: Plan,
+    pub(super) by_default: bool,
+}
+
 /// Checks a plan the edge read (`plan`) against the size and depth limits,
-/// before anyone is called.
+/// before anyone is called; a plan that calls nobody is replaced by the
+/// service's default cascade, when it has one, called with the request's
+/// own target as its remainder.
 pub(super) fn check_plan(
     service: &Service,
     admission: &Admission,
     headers: &HeaderMap,
     plan: Result<Plan, PlanError>,
-) -> Result<Plan, Refused> {
+) -> Result<Chosen, Refused> {
     let limits = service.executor.settings().limits;
     let checked = plan.and_then(|plan| {
+        let chosen = match &service.calls {
+            Some(calls) if plan.parallel.is_empty() => Chosen {
+                plan: calls.plan_for(&plan.uri),
+                by_default: true,
+            },
+            _ => Chosen {
+                plan,
+                by_default: false,
+            },
+        };
+        let plan = &chosen.plan;
         plan.check_size(&limits)?;
         if admission.depth == 0 {
             plan.check_depth(&limits, 0)?;
         }
         service
             .executor
-            .check_cost(&plan, headers, admission)
+            .check_cost(plan, headers, admission)
             .map_err(|problem| PlanError::Field {
                 field: "plan (size of the answers)".into(),
                 problem,
             })?;
-        Ok(plan)
+        Ok(chosen)
     });
     checked.map_err(|e| {
         service.metrics.refused(Refusal::BadRequest);
@@ -122,15 +146,17 @@ pub(super) fn check_plan(
 /// with different limits), and logs one line.
 pub(super) async fn run(
     service: &Service,
-    plan: &Plan,
+    chosen: &Chosen,
     inbound: &Inbound,
     admission: &Admission,
     what: &str,
 ) -> Result<(Report, Verdict), Refused> {
     let executor = &service.executor;
     let limits = executor.settings().limits;
+    let plan = &chosen.plan;
     // The entry's plan was measured by `check_plan` (and refused with 400);
-    // below it, a plan deeper than the depth left is refused with a report.
+    // below it, a plan deeper than the depth left is refused with a report,
+    // and so is one that makes more calls than the cascade has left.
     let refusal = if admission.depth > 0 {
         plan.check_depth(&limits, admission.depth)
             .err()
@@ -138,6 +164,16 @@ pub(super) async fn run(
     } else {
         None
     };
+    let refusal = refusal.or_else(|| {
+        plan.count_hops(admission.calls_left).is_none().then(|| {
+            format!(
+                "call budget spent: its plan{} makes more calls than the {} this request may still make (--max-hops {} bounds the calls of the whole cascade, every level spending from it)",
+                if chosen.by_default { " (its default, --calls)" } else { "" },
+                admission.calls_left,
+                limits.max_hops
+            )
+        })
+    });
     if let Some(report) = executor.refuse_loop(&service.identity, inbound, admission, refusal) {
         service.metrics.refused(Refusal::Loop);
         return Err(Refused::TooDeep(Box::new(report)));
@@ -145,6 +181,10 @@ pub(super) async fn run(
     let mut report = executor
         .answer(&service.identity, plan, inbound, admission)
         .await;
+    if chosen.by_default {
+        report.plan = DEFAULT_PLAN.to_owned();
+        report.message.push_str(" (its default plan, --calls)");
+    }
     report
         .injected
         .extend(service.control.injected().iter().cloned());
@@ -202,10 +242,10 @@ pub(super) async fn run_target(
     let admission = admit(service, &asked.headers, Some(&asked.attempt), caller)?;
     let limits = service.executor.settings().limits;
     let plan = crate::plan::path::parse_path(asked.target, &limits);
-    let plan = check_plan(service, &admission, &asked.headers, plan)?;
+    let chosen = check_plan(service, &admission, &asked.headers, plan)?;
     let inbound = Inbound::new(asked.protocol, asked.request_line, asked.headers)
         .with_caller(asked.tls, asked.peer);
-    let (report, verdict) = run(service, &plan, &inbound, &admission, asked.target).await?;
+    let (report, verdict) = run(service, &chosen, &inbound, &admission, asked.target).await?;
     Ok((report, verdict, admission))
 }
 
