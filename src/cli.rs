@@ -70,8 +70,16 @@ pub(crate) enum Command {
     /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
     Manifests {
         /// Names of the services.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "topology", conflicts_with = "topology")]
         names: Vec<String>,
+        /// The services of a topology file (YAML), each version its own
+        /// Deployment with its replicas and behaviour flags.
+        #[arg(long, value_name = "FILE")]
+        topology: Option<std::path::PathBuf>,
+        /// A service's default cascade, NAME=PLAN (repeatable), e.g.
+        /// --calls 'productpage=/@details|reviews/': set as SERVICEMOCK_CALLS.
+        #[arg(long, value_name = "NAME=PLAN", conflicts_with = "topology")]
+        calls: Vec<String>,
         /// Namespace of every object (default: kubectl's current one).
         #[arg(long)]
         namespace: Option<String>,
@@ -410,9 +418,50 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SERVICEMOCK_TCP_BANNER", requires = "tcp_listen")]
     pub(crate) tcp_banner: Option<String>,
     #[command(flatten)]
+    pub(crate) calls: CallsFlags,
+    #[command(flatten)]
     pub(crate) tls: TlsFlags,
     #[command(flatten)]
     pub(crate) tuning: Tuning,
+}
+
+/// A service's default cascade.
+#[derive(Args)]
+pub(crate) struct CallsFlags {
+    /// The plan a request runs when its own target has no command, as an
+    /// @-path: `--calls '/@service2|service3/@service4/'` makes `GET /` (a
+    /// browser, an ingress, fortio) call the whole cascade. The request's
+    /// path and query are the remainder the last level is called with,
+    /// unless the plan names its own (`/@reviews/details`).
+    #[arg(long, env = "SERVICEMOCK_CALLS", conflicts_with = "calls_file")]
+    pub(crate) calls: Option<String>,
+    /// The same as a CallRequest in JSON (as a POST body carries one).
+    #[arg(long, env = "SERVICEMOCK_CALLS_FILE")]
+    pub(crate) calls_file: Option<std::path::PathBuf>,
+}
+
+impl CallsFlags {
+    /// The default cascade, checked against `limits`; a mistake stops the
+    /// service at start, naming where it is.
+    pub(crate) fn default_calls(
+        &self,
+        limits: &Limits,
+    ) -> anyhow::Result<Option<servicemock::plan::default::DefaultCalls>> {
+        use servicemock::plan::default::DefaultCalls;
+        if let Some(path) = &self.calls {
+            return DefaultCalls::from_path(path, limits)
+                .map(Some)
+                .with_context(|| format!("--calls {path}"));
+        }
+        if let Some(file) = &self.calls_file {
+            let json =
+                std::fs::read(file).with_context(|| format!("--calls-file {}", file.display()))?;
+            return DefaultCalls::from_json(&json, limits)
+                .map(Some)
+                .with_context(|| format!("--calls-file {}", file.display()));
+        }
+        Ok(None)
+    }
 }
 
 /// How a client command (`call`, `load`, `health`) reaches the target.
@@ -461,10 +510,7 @@ fn hop_tls(
 
 /// A percentage written `10` or `10%`.
 fn parse_percentage(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%').trim();
-    number
-        .parse::<f64>()
-        .map_err(|_| format!("\"{text}\" is not a percentage: write e.g. 10 or 10%"))
+    behavior::flags::percentage(text)
 }
 
 fn parse_protocol(word: &str) -> Result<Protocol, String> {
@@ -604,9 +650,16 @@ impl TlsFlags {
 
 #[derive(Args)]
 pub(crate) struct MeshArgs {
-    /// Names of the services, e.g. service1 service2 service3.
-    #[arg(required = true)]
+    /// Names of the services, e.g. service1 service2 service3; NAME=PLAN
+    /// gives one its default cascade (as serve --calls):
+    /// `mesh service1=/@service2/ service2=/@service3/ service3`.
+    #[arg(required_unless_present = "topology", conflicts_with = "topology")]
     pub(crate) names: Vec<String>,
+    /// Run the services of this topology file (YAML: services, versions
+    /// with replicas and behaviour, default calls, TCP ports, TLS), each
+    /// replica its own port, replicas of a name called in turn.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) topology: Option<std::path::PathBuf>,
     /// Port of the first name; the others get the following ports.
     #[arg(long, env = "SERVICEMOCK_BASE_PORT", default_value_t = 8080)]
     pub(crate) base_port: u16,
@@ -743,36 +796,19 @@ pub(crate) struct BehaviorFlags {
 
 impl BehaviorFlags {
     pub(crate) fn directives(&self, max_delay: Duration) -> anyhow::Result<Directives> {
-        let mut d = Directives::default();
-        if let Some(rate) = self.error_rate {
-            anyhow::ensure!(
-                (0.0..=100.0).contains(&rate),
-                "--error-rate {rate}: a percentage from 0 to 100"
-            );
-            // One draw: 503 over HTTP, UNAVAILABLE (its gRPC mapping) over
-            // gRPC. Two independent draws would fail 19 % at --error-rate 10.
-            d.set(behavior::STATUS, &format!("503@{rate}%"), max_delay)?;
-        }
-        // A rate is a percentage with or without its '%' (as --error-rate).
-        let reset_rate = self
-            .reset_rate
-            .as_ref()
-            .map(|rate| match rate.trim().parse::<f64>() {
-                Ok(_) => format!("{}%", rate.trim()),
-                Err(_) => rate.clone(),
-            });
-        for (flag, name, value) in [
-            ("--delay", behavior::DELAY, &self.delay),
-            ("--status", behavior::STATUS, &self.status),
-            ("--grpc-status", behavior::GRPC_STATUS, &self.grpc_status),
-            ("--size", behavior::SIZE, &self.size),
-            ("--reset-rate", behavior::RESET, &reset_rate),
-        ] {
-            if let Some(v) = value {
-                d.set(name, v, max_delay).context(flag)?;
-            }
-        }
-        Ok(d)
+        let error_rate = self.error_rate.map(|rate| rate.to_string());
+        let given: Vec<(&str, &str)> = [
+            ("error-rate", &error_rate),
+            ("delay", &self.delay),
+            ("status", &self.status),
+            ("grpc-status", &self.grpc_status),
+            ("size", &self.size),
+            ("reset-rate", &self.reset_rate),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| value.as_deref().map(|v| (flag, v)))
+        .collect();
+        behavior::flags::directives(&given, max_delay).map_err(anyhow::Error::msg)
     }
 }
 

@@ -41,6 +41,8 @@
 //!   and paths the way curl and grpcurl users write them.
 //! * [`mesh`]: many named servers in one process, for a demo or a test.
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
+//! * [`topology`]: one YAML file describing a mesh (services, versions,
+//!   replicas, behaviour, default calls) for `mesh` and `manifests`.
 //! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`fuzzing`]: the properties the fuzz targets of `fuzz/` check, replayed
@@ -69,5 +71,6 @@ pub mod pb;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod topology;
 pub mod units;
 pub mod wire;

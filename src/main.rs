@@ -11,13 +11,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 
-use cli::{Cli, Command, LoadArgs, LogFormat, MeshArgs, ServeArgs};
+use cli::{Cli, Command, LoadArgs, LogFormat, ServeArgs};
 use servicemock::client::{self, ControlRequest};
 use servicemock::config::{local_host_name, Identity};
 use servicemock::exec::resolve::Resolver;
 use servicemock::exec::Executor;
 use servicemock::manifests::{self, ManifestOptions};
-use servicemock::mesh::{Mesh, MeshOptions};
 use servicemock::plan::path::parse_path;
 use servicemock::plan::Limits;
 use servicemock::server::{self, shutdown};
@@ -120,7 +119,7 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(*args).await,
-        Command::Mesh(args) => mesh(args).await,
+        Command::Mesh(args) => commands::mesh::run(args).await,
         Command::Plan { path } => Ok(print_plan(&path)),
         Command::Call(args) => commands::call::run(args).await,
         Command::Requests { addr, follow, tree } => {
@@ -188,6 +187,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Manifests {
             names,
+            topology,
+            calls,
             namespace,
             version,
             image,
@@ -207,10 +208,43 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 tcp_port,
                 record,
             };
-            emit(&manifests::render(&names, &options)?);
+            let services = match topology {
+                Some(file) => {
+                    let topology =
+                        servicemock::topology::Topology::read(&file, &Limits::default())?;
+                    manifests::ServiceSpec::from_topology(&topology)
+                }
+                None => with_calls(&names, &calls, &options)?,
+            };
+            emit(&manifests::render_services(&services, &options)?);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The services `manifests` names, each `--calls NAME=PLAN` checked as
+/// `serve` will read it and given to its service.
+fn with_calls(
+    names: &[String],
+    calls: &[String],
+    options: &ManifestOptions,
+) -> anyhow::Result<Vec<manifests::ServiceSpec>> {
+    let mut services: Vec<manifests::ServiceSpec> = names
+        .iter()
+        .map(|n| manifests::ServiceSpec::named(n, options))
+        .collect();
+    for given in calls {
+        let Some((name, path)) = given.split_once('=') else {
+            anyhow::bail!("--calls {given}: write NAME=PLAN, e.g. --calls 'service1=/@service2/'");
+        };
+        servicemock::plan::default::DefaultCalls::from_path(path, &Limits::default())
+            .with_context(|| format!("--calls {given}"))?;
+        let Some(service) = services.iter_mut().find(|s| s.name == name) else {
+            anyhow::bail!("--calls {given}: {name} is not one of the services named");
+        };
+        service.calls = Some(path.to_owned());
+    }
+    Ok(services)
 }
 
 /// `servicemock load`: the run, a live line on a terminal (plain lines
@@ -293,7 +327,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         banner: args.tcp_banner.as_deref(),
     };
     let listeners = listeners(&args.listen, &args.tls, tls, tcp, &identity.service).await?;
-    let service = server::Service::new(identity, executor, defaults);
+    let calls = args.calls.default_calls(&executor.settings().limits)?;
+    if let Some(calls) = &calls {
+        tracing::info!(
+            calls = calls.source(),
+            "a request whose target has no command runs this plan"
+        );
+    }
+    let service = server::Service::calling(identity, executor, defaults, calls);
     server::serve_on(
         listeners,
         service,
@@ -400,72 +441,6 @@ async fn listeners(
         listeners.push(server::Listener { tcp, speaks });
     }
     Ok(listeners)
-}
-
-async fn mesh(args: MeshArgs) -> anyhow::Result<ExitCode> {
-    let options = MeshOptions {
-        bind: args.bind,
-        base_port: args.base_port,
-        version: args.version,
-        settings: args.tuning.settings(),
-        propagate: args.tuning.propagate(),
-        grace: args.tuning.shutdown_grace,
-        defaults: args.tuning.behavior.directives(args.tuning.max_delay)?,
-        tls: args.tls,
-    };
-    let mesh = Mesh::start(&args.names, options).await?;
-    println!(
-        "servicemock mesh: {} services in this process (HTTP/1.1, h2c and gRPC on each port)\n",
-        mesh.members.len()
-    );
-    println!("  {:<20} {:<22} TCP LINES", "NAME", "ADDRESS");
-    for ((name, addr), (_, tcp)) in mesh.members.iter().zip(&mesh.tcp) {
-        println!("  {name:<20} {:<22} {tcp}", addr.to_string());
-    }
-    let (first, entry) = &mesh.members[0];
-    let rest: Vec<&str> = mesh.members[1..].iter().map(|(n, _)| n.as_str()).collect();
-    let example = match rest.as_slice() {
-        [] => format!("/@{first}/end"),
-        [one] => format!("/@{one}/@{first}/end"),
-        [a, b, ..] => format!("/@{a}|{b}/@{first}/end"),
-    };
-    println!("\n@name and @name:8080 reach these servers, tcp:name and name:9000 their TCP ports; other names resolve as usual. Try:\n");
-    println!("  curl 'http://{entry}{example}'");
-    println!("  curl --http2-prior-knowledge 'http://{entry}{example}'");
-    println!(
-        "  grpcurl -plaintext -d '{{\"path\":\"{example}\"}}' {entry} servicemock.v1.MockService/Call"
-    );
-    let (_, first_tcp) = &mesh.tcp[0];
-    println!(
-        "  echo hello | nc -N {} {}\n",
-        first_tcp.ip(),
-        first_tcp.port()
-    );
-    if let Some(ca) = mesh.ca_pem() {
-        let path =
-            std::env::temp_dir().join(format!("servicemock-mesh-{}-ca.pem", std::process::id()));
-        std::fs::write(&path, ca).with_context(|| format!("cannot write {}", path.display()))?;
-        let tls_example = match rest.as_slice() {
-            [] => format!("/@https:{first}/end"),
-            [one, ..] => format!("/@https:{one}/@grpcs:{first}/end"),
-        };
-        let port = entry.port();
-        println!(
-            "TLS beside plaintext on every port (certificates from a CA made now, {}):\n",
-            path.display()
-        );
-        println!(
-            "  curl --cacert {} --resolve {first}:{port}:127.0.0.1 'https://{first}:{port}{tls_example}?view=tree'\n",
-            path.display()
-        );
-    }
-    println!("Ctrl-C stops the mesh.");
-    mesh.run_until(async {
-        shutdown::signal().await;
-    })
-    .await?;
-    println!("mesh stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_plan(typed: &str) -> ExitCode {

@@ -52,7 +52,7 @@ pub struct BadName(pub String);
 /// Seconds `servicemock serve` drains in-flight requests after SIGTERM.
 pub const SHUTDOWN_GRACE_SECS: u32 = 10;
 
-fn check_name(name: &str, max: usize) -> Result<(), BadName> {
+pub(crate) fn check_name(name: &str, max: usize) -> Result<(), BadName> {
     let ok = !name.is_empty()
         && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -67,23 +67,100 @@ fn check_name(name: &str, max: usize) -> Result<(), BadName> {
     }
 }
 
+/// One service to generate: its account, Service, and a Deployment per
+/// version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Its default cascade (`SERVICEMOCK_CALLS`), as an @-path.
+    pub calls: Option<String>,
+    /// A raw TCP lines port, beside [`ManifestOptions::tcp_port`].
+    pub tcp_port: Option<u16>,
+    /// Serve TLS from this Secret, beside [`ManifestOptions::tls_secret`].
+    pub tls_secret: Option<String>,
+    pub versions: Vec<VersionSpec>,
+}
+
+/// One version of a service: a Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSpec {
+    pub name: String,
+    pub replicas: u32,
+    /// Behaviour flags (`delay` → `--delay 100ms`).
+    pub behavior: Vec<(String, String)>,
+}
+
+impl ServiceSpec {
+    /// A service of one version, as `options` say.
+    pub fn named(name: &str, options: &ManifestOptions) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_owned(),
+            calls: None,
+            tcp_port: None,
+            tls_secret: None,
+            versions: vec![VersionSpec {
+                name: options.version.clone(),
+                replicas: options.replicas,
+                behavior: Vec::new(),
+            }],
+        }
+    }
+
+    /// The services of a topology file.
+    pub fn from_topology(topology: &crate::topology::Topology) -> Vec<ServiceSpec> {
+        topology
+            .services
+            .iter()
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                calls: s.calls.as_ref().map(|c| c.source().to_owned()),
+                tcp_port: s.tcp_port,
+                tls_secret: s.tls.then(|| format!("{}-tls", s.name)),
+                versions: s
+                    .versions
+                    .iter()
+                    .map(|v| VersionSpec {
+                        name: v.name.clone(),
+                        replicas: v.replicas,
+                        behavior: v.behavior.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// A Service and a Deployment per name, as one multi-document YAML.
 pub fn render(names: &[String], options: &ManifestOptions) -> Result<String, BadName> {
-    check_name(&options.version, 63)?;
+    let specs: Vec<ServiceSpec> = names
+        .iter()
+        .map(|n| ServiceSpec::named(n, options))
+        .collect();
+    render_services(&specs, options)
+}
+
+/// An account, a Service and a Deployment per version for each service.
+pub fn render_services(
+    services: &[ServiceSpec],
+    options: &ManifestOptions,
+) -> Result<String, BadName> {
     if let Some(ns) = &options.namespace {
         check_name(ns, 63)?;
     }
     let mut out = String::new();
-    for name in names {
-        // The Deployment is called NAME-VERSION, so it must stay within 63.
-        check_name(name, 62 - options.version.len())?;
-        render_one(&mut out, name, options);
+    for service in services {
+        for version in &service.versions {
+            check_name(&version.name, 63)?;
+            // The Deployment is called NAME-VERSION, so it must stay within 63.
+            check_name(&service.name, 62 - version.name.len())?;
+        }
+        render_one(&mut out, service, options);
     }
     Ok(out)
 }
 
-fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
-    let version = &o.version;
+fn render_one(out: &mut String, service: &ServiceSpec, o: &ManifestOptions) {
+    let name = service.name.as_str();
     let namespace = o
         .namespace
         .as_ref()
@@ -101,7 +178,11 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
              # readiness and liveness through /control. For test clusters only.\n",
         );
     }
-    let tls = o.tls_secret.as_ref().map(|secret| Tls::new(name, secret));
+    let tls = service
+        .tls_secret
+        .as_ref()
+        .or(o.tls_secret.as_ref())
+        .map(|secret| Tls::new(name, secret));
     let tls = tls.as_ref();
     let (tls_arg, tls_service_port, tls_container_port, tls_env, tls_mount, tls_volume) = (
         tls.map_or("", |_| ", \"--tls-listen\", \"0.0.0.0:8443\""),
@@ -111,7 +192,7 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
         tls.map_or("", |_| TLS_MOUNT),
         tls.map_or(String::new(), Tls::volume),
     );
-    let (tcp_arg, tcp_service_port, tcp_container_port) = match o.tcp_port {
+    let (tcp_arg, tcp_service_port, tcp_container_port) = match service.tcp_port.or(o.tcp_port) {
         None => (String::new(), String::new(), String::new()),
         Some(port) => (
             format!(", \"--tcp-listen\", \"0.0.0.0:{port}\""),
@@ -131,9 +212,15 @@ fn render_one(out: &mut String, name: &str, o: &ManifestOptions) {
             ),
         ),
     };
+    let versions: Vec<&str> = service.versions.iter().map(|v| v.name.as_str()).collect();
+    let each = if versions.len() == 1 {
+        "a Deployment"
+    } else {
+        "a Deployment per version"
+    };
     let _ = write!(
         out,
-        r#"# servicemock "{name}" ({version}): a ServiceAccount, a Service and a Deployment.
+        r#"# servicemock "{name}" ({versions}): a ServiceAccount, a Service and {each}.
 # An account of its own: its principal is then
 # spiffe://cluster.local/ns/NAMESPACE/sa/{name}, so AuthorizationPolicies
 # and the reports' Peer tell services apart (the default account is shared).
@@ -163,7 +250,33 @@ spec:
       appProtocol: http2
       port: 8080
       targetPort: 8080{tls_service_port}{tcp_service_port}
----
+"#,
+        versions = versions.join(", "),
+    );
+    let calls = match &service.calls {
+        None => String::new(),
+        Some(path) => format!(
+            "
+            # The plan a request whose target has no command runs: GET /
+            # (an ingress, a browser, fortio) makes the whole cascade.
+            - name: SERVICEMOCK_CALLS
+              value: {}",
+            serde_json::Value::from(path.as_str())
+        ),
+    };
+    for v in &service.versions {
+        let version = v.name.as_str();
+        let mut behavior = String::new();
+        for (flag, value) in &v.behavior {
+            let _ = write!(
+                behavior,
+                ", \"--{flag}\", {}",
+                serde_json::Value::from(value.as_str())
+            );
+        }
+        let _ = write!(
+            out,
+            r#"---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -199,7 +312,7 @@ spec:
         - name: servicemock
           image: {image}
           imagePullPolicy: IfNotPresent
-          args: ["--listen", "0.0.0.0:8080"{tls_arg}{tcp_arg}{control}]
+          args: ["--listen", "0.0.0.0:8080"{tls_arg}{tcp_arg}{control}{behavior}]
           ports:
             - name: http2
               containerPort: 8080{tls_container_port}{tcp_container_port}
@@ -207,7 +320,7 @@ spec:
             - name: SERVICEMOCK_NAME
               value: {name}
             - name: SERVICEMOCK_VERSION
-              value: {version}
+              value: {version}{calls}
             - name: SERVICEMOCK_SHUTDOWN_GRACE
               value: {grace}s
             - name: POD_NAME
@@ -248,10 +361,11 @@ spec:
               drop: ["ALL"]{tls_mount}{tls_volume}
 ---
 "#,
-        replicas = o.replicas,
-        image = o.image,
-        grace = SHUTDOWN_GRACE_SECS,
-    );
+            replicas = v.replicas,
+            image = o.image,
+            grace = SHUTDOWN_GRACE_SECS,
+        );
+    }
 }
 
 const TLS_CONTAINER_PORT: &str = "
@@ -319,17 +433,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubernetes_example_is_the_output_for_service1() {
-        let generated = render(&["service1".into()], &ManifestOptions::default()).unwrap();
-        let committed = include_str!("../kubernetes/mock-service.yaml");
-        let body = committed
-            .split_once("\n---\n# servicemock")
-            .map(|(_, rest)| format!("# servicemock{rest}"))
-            .unwrap_or_default();
+    fn the_kustomize_base_is_the_output_for_the_topology() {
+        let topology = crate::topology::Topology::parse(
+            "kubernetes/topology.yaml",
+            include_str!("../kubernetes/topology.yaml"),
+            &crate::plan::Limits::default(),
+        )
+        .unwrap();
+        let generated = render_services(
+            &ServiceSpec::from_topology(&topology),
+            &ManifestOptions::default(),
+        )
+        .unwrap();
         assert_eq!(
-            body, generated,
-            "regenerate kubernetes/mock-service.yaml (see its header)"
+            include_str!("../kubernetes/base/services.yaml"),
+            generated,
+            "regenerate: servicemock manifests --topology kubernetes/topology.yaml > kubernetes/base/services.yaml"
         );
+    }
+
+    #[test]
+    fn versions_are_deployments_with_their_flags_and_calls() {
+        let topology = crate::topology::Topology::parse(
+            "t.yaml",
+            "services:\n  - name: a\n    calls: /@b|c/\n    versions:\n      - {name: v1, replicas: 1}\n      - {name: v2, replicas: 3, delay: 100ms}\n  - name: b\n  - name: c\n",
+            &crate::plan::Limits::default(),
+        )
+        .unwrap();
+        let text = render_services(
+            &ServiceSpec::from_topology(&topology),
+            &ManifestOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(text.matches("kind: Service\n").count(), 3);
+        assert_eq!(text.matches("kind: Deployment\n").count(), 4);
+        assert!(text.contains("name: a-v2\n"), "{text}");
+        assert!(text.contains("  replicas: 3\n"), "{text}");
+        assert!(text.contains(r#""--delay", "100ms"]"#), "{text}");
+        assert_eq!(text.matches("value: \"/@b|c/\"\n").count(), 2, "{text}");
     }
 
     #[test]

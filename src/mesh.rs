@@ -17,6 +17,7 @@ use crate::behavior::Directives;
 use crate::config::{Identity, Settings};
 use crate::exec::resolve::Resolver;
 use crate::exec::Executor;
+use crate::plan::default::DefaultCalls;
 use crate::server::connection::tls::{TlsOptions, TlsServer};
 use crate::server::connection::Speaks;
 use crate::server::shutdown::Shutdown;
@@ -44,8 +45,11 @@ pub struct MeshOptions {
 
 /// A running mesh.
 pub struct Mesh {
-    /// Each name and where it listens, in the order given.
+    /// Each server's name and where it listens, in the order given (a
+    /// name with replicas or versions once per server).
     pub members: Vec<(String, SocketAddr)>,
+    /// The version each server of `members` reports.
+    pub versions: Vec<String>,
     /// Each name and where its raw TCP port listens (`tcp:name` and
     /// `name:9000` reach it).
     pub tcp: Vec<(String, SocketAddr)>,
@@ -101,67 +105,136 @@ pub enum MeshError {
     Tls(String),
 }
 
+/// One service of a mesh, as a topology file or `NAME=PLAN` describes it:
+/// one version with its replicas, its own behaviour and default cascade.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    /// The version it reports; `None`: the mesh's.
+    pub version: Option<String>,
+    /// Servers of this name and version (each its own port, taken in turn
+    /// with the name's other replicas); at least 1.
+    pub replicas: usize,
+    /// The plan a request whose target has no command runs (`--calls`).
+    pub calls: Option<DefaultCalls>,
+    /// Its behaviour when a request asks for none; `None`: the mesh's.
+    pub defaults: Option<Directives>,
+    /// Serve TLS beside plaintext, as the whole mesh does with `tls`.
+    pub tls: bool,
+}
+
+impl Member {
+    /// A member with one replica and the mesh's version and behaviour.
+    pub fn named(name: &str) -> Member {
+        Member {
+            name: name.to_owned(),
+            version: None,
+            replicas: 1,
+            calls: None,
+            defaults: None,
+            tls: false,
+        }
+    }
+}
+
+/// Whether `name` can be a mesh member's name (a DNS label, mostly).
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
+/// One server of the mesh, bound and not yet serving.
+struct Bound {
+    member: usize,
+    replica: usize,
+    addr: SocketAddr,
+    http: TcpListener,
+    tcp: TcpListener,
+}
+
 impl Mesh {
     /// Binds one server per name and starts them all.
     pub async fn start(names: &[String], options: MeshOptions) -> Result<Mesh, MeshError> {
-        if names.is_empty() {
+        let members: Vec<Member> = names.iter().map(|n| Member::named(n)).collect();
+        Mesh::start_members(&members, options).await
+    }
+
+    /// Binds one server per replica of each member and starts them all. A
+    /// name may come back only as another version of the same service.
+    pub async fn start_members(
+        members: &[Member],
+        options: MeshOptions,
+    ) -> Result<Mesh, MeshError> {
+        if members.is_empty() {
             return Err(MeshError::NoNames);
         }
-        let mut listeners = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
+        let version_of = |m: &Member| m.version.clone().unwrap_or_else(|| options.version.clone());
+        for (i, member) in members.iter().enumerate() {
             // Names resolve as DNS names do: whatever their case.
-            if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                return Err(MeshError::Duplicate(name.clone()));
+            let again = members[..i].iter().any(|m| {
+                m.name.eq_ignore_ascii_case(&member.name) && version_of(m) == version_of(member)
+            });
+            if again {
+                return Err(MeshError::Duplicate(member.name.clone()));
             }
-            let is_name = !name.is_empty()
-                && name.len() <= 63
-                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
-            if !is_name {
-                return Err(MeshError::BadName(name.clone()));
+            if !is_name(&member.name) {
+                return Err(MeshError::BadName(member.name.clone()));
             }
-            let port = match options.base_port {
-                0 => 0,
-                base => u16::try_from(usize::from(base) + i).map_err(|_| MeshError::PortRange {
-                    base,
-                    count: names.len(),
-                })?,
-            };
-            let addr = SocketAddr::new(options.bind, port);
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| MeshError::Bind { addr, source })?;
-            let local = listener
-                .local_addr()
-                .map_err(|source| MeshError::Bind { addr, source })?;
-            // The raw TCP port: any free port beside the HTTP one.
-            let tcp_addr = SocketAddr::new(options.bind, 0);
-            let tcp = TcpListener::bind(tcp_addr)
-                .await
-                .map_err(|source| MeshError::Bind {
-                    addr: tcp_addr,
-                    source,
-                })?;
-            listeners.push((name.clone(), local, listener, tcp));
         }
-        let members: Vec<(String, SocketAddr)> = listeners
-            .iter()
-            .map(|(n, a, _, _)| (n.clone(), *a))
-            .collect();
-        let mut tcp_members = Vec::with_capacity(listeners.len());
-        for (name, _, _, tcp) in &listeners {
-            let addr = tcp.local_addr().map_err(|source| MeshError::Bind {
+        let count: usize = members.iter().map(|m| m.replicas.max(1)).sum();
+        let mut bound = Vec::with_capacity(count);
+        for (m, member) in members.iter().enumerate() {
+            for replica in 0..member.replicas.max(1) {
+                let port = match options.base_port {
+                    0 => 0,
+                    base => u16::try_from(usize::from(base) + bound.len())
+                        .map_err(|_| MeshError::PortRange { base, count })?,
+                };
+                let addr = SocketAddr::new(options.bind, port);
+                let http = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| MeshError::Bind { addr, source })?;
+                let addr = http
+                    .local_addr()
+                    .map_err(|source| MeshError::Bind { addr, source })?;
+                // The raw TCP port: any free port beside the HTTP one.
+                let any = SocketAddr::new(options.bind, 0);
+                let tcp = TcpListener::bind(any)
+                    .await
+                    .map_err(|source| MeshError::Bind { addr: any, source })?;
+                bound.push(Bound {
+                    member: m,
+                    replica,
+                    addr,
+                    http,
+                    tcp,
+                });
+            }
+        }
+        let mut servers_of = Vec::with_capacity(bound.len());
+        let mut tcp_members = Vec::with_capacity(bound.len());
+        for b in &bound {
+            let name = members[b.member].name.clone();
+            let tcp = b.tcp.local_addr().map_err(|source| MeshError::Bind {
                 addr: SocketAddr::new(options.bind, 0),
                 source,
             })?;
-            tcp_members.push((name.clone(), addr));
+            servers_of.push((name.clone(), b.addr));
+            tcp_members.push((name, tcp));
         }
-        let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
-        let tls = MeshTls::make(&names, options.tls)?;
+        let mut names: Vec<String> = Vec::new();
+        for member in members {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&member.name)) {
+                names.push(member.name.clone());
+            }
+        }
+        let tls = MeshTls::make(&names, options.tls || members.iter().any(|m| m.tls))?;
         let executor = Executor::with_transports(
-            Resolver::with_names(members.iter().cloned())
+            Resolver::with_names(servers_of.iter().cloned())
                 .with_tcp_names(tcp_members.iter().cloned()),
             options.settings,
             options.propagate.clone(),
@@ -169,12 +242,30 @@ impl Mesh {
         );
         let shutdown = Shutdown::default();
         let mut servers = JoinSet::new();
-        for ((name, _, listener, tcp), leaf) in listeners.into_iter().zip(tls.leaves) {
-            let service = Service::new(
-                Identity::named(&name, &options.version),
+        let mut versions = Vec::with_capacity(bound.len());
+        for b in bound {
+            let member = &members[b.member];
+            let version = version_of(member);
+            let mut identity = Identity::named(&member.name, &version);
+            if count > members.len() || member.version.is_some() {
+                // A pod's name, so replicas tell apart in a report.
+                identity.host = format!("{}-{version}-{}", member.name, b.replica);
+            }
+            versions.push(version);
+            let service = Service::calling(
+                identity,
                 executor.clone(),
-                options.defaults.clone(),
+                member
+                    .defaults
+                    .clone()
+                    .unwrap_or_else(|| options.defaults.clone()),
+                member.calls.clone(),
             );
+            let leaf = names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&member.name))
+                .filter(|_| options.tls || member.tls)
+                .and_then(|i| tls.leaves[i].clone());
             let speaks = match leaf {
                 None => Speaks::default(),
                 Some(leaf) => Speaks {
@@ -196,10 +287,13 @@ impl Mesh {
             servers.spawn(serve_on(
                 vec![
                     Listener {
-                        tcp: listener,
+                        tcp: b.http,
                         speaks,
                     },
-                    Listener { tcp, speaks: lines },
+                    Listener {
+                        tcp: b.tcp,
+                        speaks: lines,
+                    },
                 ],
                 Arc::clone(&service),
                 {
@@ -213,7 +307,8 @@ impl Mesh {
             ));
         }
         Ok(Mesh {
-            members,
+            members: servers_of,
+            versions,
             tcp: tcp_members,
             shutdown,
             servers,

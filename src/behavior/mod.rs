@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use rand::Rng;
 
+pub mod flags;
 pub mod stream;
 
 use crate::codes::{grpc_code_for_http, grpc_code_name, http_status_for_grpc, GRPC_CODES};

@@ -1,6 +1,8 @@
 //! Where a target is reached. Normally that is the target itself (DNS does the
 //! rest, as in Kubernetes or Docker); in the one-process mesh, names of the
-//! mesh are sent to their loopback servers. [`Lookup`] is the name lookup
+//! mesh are sent to their loopback servers, round-robin over a name's
+//! replicas (per call, as a sidecar balances), so a split looks like one
+//! in a cluster. [`Lookup`] is the name lookup
 //! the hop clients connect with: its failure is a typed [`LookupError`], so
 //! a `dns` outcome is found by type, never by reading an error's text.
 
@@ -8,6 +10,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
@@ -17,9 +21,41 @@ use crate::plan::{Target, DEFAULT_PORT, DEFAULT_TCP_PORT};
 /// Maps mesh names to local addresses; every other target resolves normally.
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
-    names: HashMap<String, SocketAddr>,
+    names: HashMap<String, Replicas>,
     /// Each name's raw TCP port, for `name:9000` (`tcp:name`).
-    tcp_names: HashMap<String, SocketAddr>,
+    tcp_names: HashMap<String, Replicas>,
+}
+
+/// The servers of one name, taken in turn.
+#[derive(Debug, Clone, Default)]
+struct Replicas {
+    addrs: Vec<SocketAddr>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Replicas {
+    fn first(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    fn take(&self) -> SocketAddr {
+        match self.addrs.as_slice() {
+            [one] => *one,
+            many => many[self.next.fetch_add(1, Ordering::Relaxed) % many.len()],
+        }
+    }
+}
+
+/// Each name (lower case, as DNS compares) with all its servers.
+fn grouped(names: impl IntoIterator<Item = (String, SocketAddr)>) -> HashMap<String, Replicas> {
+    let mut map: HashMap<String, Replicas> = HashMap::new();
+    for (name, addr) in names {
+        map.entry(name.to_ascii_lowercase())
+            .or_default()
+            .addrs
+            .push(addr);
+    }
+    map
 }
 
 /// The address to connect to, and the authority the call is made for.
@@ -43,14 +79,12 @@ impl Resolved {
 }
 
 impl Resolver {
-    /// A resolver that sends `name` and `name:8080` to `addr` for each pair.
+    /// A resolver that sends `name` and `name:8080` to `addr` for each pair;
+    /// a name given with several addresses (replicas) gets each in turn.
     /// Names match whatever their case, as DNS names do.
     pub fn with_names(names: impl IntoIterator<Item = (String, SocketAddr)>) -> Resolver {
         Resolver {
-            names: names
-                .into_iter()
-                .map(|(name, addr)| (name.to_ascii_lowercase(), addr))
-                .collect(),
+            names: grouped(names),
             tcp_names: HashMap::new(),
         }
     }
@@ -60,10 +94,7 @@ impl Resolver {
         mut self,
         names: impl IntoIterator<Item = (String, SocketAddr)>,
     ) -> Resolver {
-        self.tcp_names = names
-            .into_iter()
-            .map(|(name, addr)| (name.to_ascii_lowercase(), addr))
-            .collect();
+        self.tcp_names = grouped(names);
         self
     }
 
@@ -85,8 +116,8 @@ impl Resolver {
             .then(|| names.get(&target.host.to_ascii_lowercase()))
             .flatten();
         match local {
-            Some(addr) => Resolved {
-                connect: addr.to_string(),
+            Some(replicas) => Resolved {
+                connect: replicas.take().to_string(),
                 authority,
             },
             None => Resolved {
@@ -105,7 +136,7 @@ impl Resolver {
             return None;
         }
         let lower = host.to_ascii_lowercase();
-        if let Some(addr) = self.names.get(&lower) {
+        if let Some(addr) = self.names.get(&lower).map(Replicas::first) {
             return Some(format!(
                 "{host} is a service of this mesh and listens on port {DEFAULT_PORT} (here {addr}), not {port}: write @{host} or @{host}:{DEFAULT_PORT}"
             ));
@@ -222,5 +253,30 @@ mod tests {
             .starts_with("did you mean service2?"));
         assert_eq!(r.hint("zzz", 8080).unwrap(), "this mesh has service2");
         assert_eq!(Resolver::default().hint("x", 8080), None);
+    }
+
+    #[test]
+    fn replicas_of_a_name_are_taken_in_turn() {
+        let a: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        let r = Resolver::with_names([("reviews".to_string(), a), ("Reviews".to_string(), b)]);
+        let taken: Vec<String> = (0..4)
+            .map(|_| r.resolve(&Target::new("reviews", None)).connect)
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                "127.0.0.1:9001",
+                "127.0.0.1:9002",
+                "127.0.0.1:9001",
+                "127.0.0.1:9002"
+            ]
+        );
+        let clone = r.clone();
+        assert_eq!(
+            clone.resolve(&Target::new("reviews", None)).connect,
+            "127.0.0.1:9001",
+            "clones share the turn"
+        );
     }
 }
