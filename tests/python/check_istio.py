@@ -1,10 +1,14 @@
-"""Checks the Istio examples in kubernetes/istio/ beyond YAML syntax.
+"""Checks the Istio examples of kubernetes/ beyond YAML syntax.
 
 kubernetes-validate knows no Istio CRDs, so this checks what each example
 relies on: the apiVersion and kind, that routes point at known services and
 at subsets some DestinationRule defines, that weights add up to 100, that
 faults, retries and timeouts are fully specified, and that matches are
 well-formed.
+
+Given the rendered output of an overlay (kubectl kustomize), the Services
+and Deployments in it are the services known, and every subset must select
+a version some Deployment of that service runs.
 
 Usage: check_istio.py SERVICE_NAMES_CSV FILE...   (exit 1 with the problems)
 """
@@ -19,11 +23,21 @@ DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
 
 
 def main() -> int:
-    services = set(sys.argv[1].split(","))
+    services = set(filter(None, sys.argv[1].split(",")))
     docs = []
+    versions = {}
     for path in sys.argv[2:]:
         with open(path) as f:
-            docs += [(path, d) for d in yaml.safe_load_all(f) if d]
+            for d in yaml.safe_load_all(f):
+                if not d:
+                    continue
+                if "istio.io" in d.get("apiVersion", ""):
+                    docs.append((path, d))
+                elif d.get("kind") == "Service":
+                    services.add(d["metadata"]["name"])
+                elif d.get("kind") == "Deployment":
+                    labels = d["spec"]["template"]["metadata"]["labels"]
+                    versions.setdefault(labels.get("app"), set()).add(labels.get("version"))
     problems = []
 
     def need(ok, path, what):
@@ -41,6 +55,10 @@ def main() -> int:
             need(spec.get("host") in services, path, f"DestinationRule host {spec.get('host')}")
             for s in spec.get("subsets", []):
                 need(set(s.get("labels", {})) == {"version"}, path, f"subset {s} must select by version")
+                if versions:
+                    version = s.get("labels", {}).get("version")
+                    need(version in versions.get(spec.get("host"), set()), path,
+                         f"subset {s.get('name')} selects version {version}, which no Deployment of {spec.get('host')} runs")
                 subsets.setdefault(spec.get("host"), set()).add(s.get("name"))
         if d.get("kind") == "Gateway":
             gateways.add(d["metadata"]["name"])
