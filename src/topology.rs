@@ -296,18 +296,22 @@ fn versions_of(
             ));
         }
         let replicas = match &v.replicas {
-            None => return Err(at(
-                v.name.referenced,
-                format!(
+            None => {
+                return Err(at(
+                    v.name.referenced,
+                    format!(
                     "version {version} of {name} has no replicas: write replicas: N (1 or more)"
                 ),
-            )),
-            Some(r) if r.value == 0 => return Err(at(
-                r.referenced,
-                format!(
+                ))
+            }
+            Some(r) if r.value == 0 => {
+                return Err(at(
+                    r.referenced,
+                    format!(
                     "version {version} of {name} has no replicas: write replicas: N (1 or more)"
                 ),
-            )),
+                ))
+            }
             Some(r) => r.value,
         };
         let behavior = [

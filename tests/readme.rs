@@ -4,7 +4,9 @@
 //! from run to run (timings, ids, dates, ports, the host name, the
 //! resolver's own words) is set aside; the slowest-path marks are compared
 //! as shown (the examples' delays decide them). A block marked with
-//! `: PATH` is a JSON report compared field by field, its keys in order.
+//! `: PATH` is a JSON report compared field by field, its keys in order; one
+//! marked `in: NAME=PLAN NAME …` runs in a mesh of those members (as
+//! `servicemock mesh` takes them) instead of the demo mesh.
 
 mod common;
 
@@ -16,19 +18,28 @@ use serde_json::Value;
 
 const MARK: &str = "<!-- checked by tests/readme.rs";
 
-/// Each checked block: the path it shows, whether it is JSON, and its lines.
-fn checked_blocks(readme: &str) -> Vec<(String, bool, String)> {
+/// A checked block: the path it shows, whether it is JSON, its lines, and
+/// the mesh it runs in when not the demo mesh.
+struct Block {
+    path: String,
+    json: bool,
+    shown: String,
+    mesh: Option<Vec<String>>,
+}
+
+/// Each checked block of README.
+fn checked_blocks(readme: &str) -> Vec<Block> {
     let lines: Vec<&str> = readme.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let Some(rest) = line.strip_prefix(MARK) else {
             continue;
         };
-        let json_path = rest
-            .trim_end_matches("-->")
-            .trim()
-            .strip_prefix(':')
-            .map(str::trim);
+        let rest = rest.trim_end_matches("-->").trim();
+        let mesh = rest
+            .strip_prefix("in:")
+            .map(|members| members.split_whitespace().map(str::to_owned).collect());
+        let json_path = rest.strip_prefix(':').map(str::trim);
         assert!(
             lines[i + 1].starts_with("```"),
             "a fenced block follows the mark at line {}",
@@ -50,7 +61,12 @@ fn checked_blocks(readme: &str) -> Vec<(String, bool, String)> {
                 (path, body[1..].join("\n"))
             }
         };
-        out.push((path, json_path.is_some(), shown));
+        out.push(Block {
+            path,
+            json: json_path.is_some(),
+            shown,
+            mesh,
+        });
     }
     out
 }
@@ -142,9 +158,22 @@ async fn every_shown_output_is_what_the_product_prints() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let blocks = checked_blocks(&readme);
     assert!(blocks.len() >= 5, "{} checked blocks", blocks.len());
-    let mesh = mesh(DEMO_MESH).await;
-    let entry = mesh.addr("service1").unwrap();
-    for (path, json, shown) in blocks {
+    let demo = mesh(DEMO_MESH).await;
+    for Block {
+        path,
+        json,
+        shown,
+        mesh: members,
+    } in blocks
+    {
+        let own = match &members {
+            None => None,
+            Some(members) => Some(members_mesh(members).await),
+        };
+        let entry = match &own {
+            None => demo.members[0].1,
+            Some(own) => own.members[0].1,
+        };
         let url = format!("http://localhost:{}{path}", entry.port());
         let curl = curl.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -168,8 +197,30 @@ async fn every_shown_output_is_what_the_product_prints() {
                 "{path}"
             );
         }
+        if let Some(own) = own {
+            own.stop().await.unwrap();
+        }
     }
-    mesh.stop().await.unwrap();
+    demo.stop().await.unwrap();
+}
+
+/// A mesh of `NAME` and `NAME=PLAN` members, as `servicemock mesh` reads them.
+async fn members_mesh(members: &[String]) -> servicemock::mesh::Mesh {
+    use servicemock::mesh::Member;
+    use servicemock::plan::default::DefaultCalls;
+    let members: Vec<Member> = members
+        .iter()
+        .map(|arg| match arg.split_once('=') {
+            None => Member::named(arg),
+            Some((name, path)) => Member {
+                calls: Some(DefaultCalls::from_path(path, &Default::default()).unwrap()),
+                ..Member::named(name)
+            },
+        })
+        .collect();
+    servicemock::mesh::Mesh::start_members(&members, options(Default::default()))
+        .await
+        .unwrap()
 }
 
 /// Every row of README's URL table, run against the demo mesh README
@@ -311,4 +362,25 @@ async fn jq_reads_the_flat_view_of_the_deepest_report() {
     assert_eq!(positions.len(), 33, "the entry and 32 hops");
     assert_eq!(positions[32], format!("1{}", ".1".repeat(32)));
     mesh.stop().await.unwrap();
+}
+
+/// The topology file README shows is one the product reads: every service,
+/// version and behaviour as described.
+#[test]
+fn the_topology_shown_is_read_as_described() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("```yaml\nservices:")
+        .expect("README shows a topology");
+    let text = format!("services:{}", after.split_once("```").unwrap().0);
+    let topology = servicemock::topology::Topology::parse("README", &text, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = topology.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["productpage", "details", "reviews", "ratings"]);
+    let reviews = &topology.services[2];
+    assert_eq!(reviews.versions.len(), 3);
+    assert_eq!(reviews.versions[1].replicas, 2);
+    assert_eq!(topology.external, ["httpbin.org"]);
+    assert!(topology.services[3].tls);
 }

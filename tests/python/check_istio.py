@@ -18,7 +18,14 @@ import sys
 
 import yaml
 
-KINDS = {"Gateway", "VirtualService", "DestinationRule"}
+KINDS = {
+    "Gateway": "networking.istio.io/v1",
+    "VirtualService": "networking.istio.io/v1",
+    "DestinationRule": "networking.istio.io/v1",
+    "AuthorizationPolicy": "security.istio.io/v1",
+    "PeerAuthentication": "security.istio.io/v1",
+}
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"}
 DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
 
 
@@ -26,6 +33,7 @@ def main() -> int:
     services = set(filter(None, sys.argv[1].split(",")))
     docs = []
     versions = {}
+    accounts = set()
     for path in sys.argv[2:]:
         with open(path) as f:
             for d in yaml.safe_load_all(f):
@@ -33,6 +41,8 @@ def main() -> int:
                     continue
                 if "istio.io" in d.get("apiVersion", ""):
                     docs.append((path, d))
+                elif d.get("kind") == "ServiceAccount":
+                    accounts.add(d["metadata"]["name"])
                 elif d.get("kind") == "Service":
                     services.add(d["metadata"]["name"])
                 elif d.get("kind") == "Deployment":
@@ -47,8 +57,8 @@ def main() -> int:
     subsets = {}
     gateways = set()
     for path, d in docs:
-        need(d.get("apiVersion") == "networking.istio.io/v1", path, f"apiVersion {d.get('apiVersion')}")
         need(d.get("kind") in KINDS, path, f"kind {d.get('kind')}")
+        need(d.get("apiVersion") == KINDS.get(d.get("kind")), path, f"apiVersion {d.get('apiVersion')}")
         need(bool(d.get("metadata", {}).get("name")), path, "metadata.name missing")
         spec = d.get("spec", {})
         if d.get("kind") == "DestinationRule":
@@ -64,6 +74,26 @@ def main() -> int:
             gateways.add(d["metadata"]["name"])
             for server in spec.get("servers", []):
                 need(server.get("port", {}).get("protocol") in {"HTTP", "HTTP2", "GRPC"}, path, "gateway protocol")
+
+    for path, d in docs:
+        spec = d.get("spec", {})
+        if d.get("kind") == "PeerAuthentication":
+            need(spec.get("mtls", {}).get("mode") in {"STRICT", "PERMISSIVE", "DISABLE"}, path, "mtls.mode")
+        if d.get("kind") != "AuthorizationPolicy":
+            continue
+        app = spec.get("selector", {}).get("matchLabels", {}).get("app")
+        need(app in services, path, f"AuthorizationPolicy selects app {app}, no such service")
+        need(spec.get("action", "ALLOW") in {"ALLOW", "DENY", "AUDIT", "CUSTOM"}, path, "action")
+        for rule in spec.get("rules", []):
+            for f in rule.get("from", []):
+                for principal in f.get("source", {}).get("principals", []):
+                    parts = principal.split("/")
+                    need(len(parts) >= 2 and parts[-2] == "sa", path, f"principal {principal} must end in sa/NAME")
+                    if accounts:
+                        need(parts[-1] in accounts, path, f"principal {principal}: no ServiceAccount {parts[-1]}")
+            for t in rule.get("to", []):
+                for m in t.get("operation", {}).get("methods", []):
+                    need(m in METHODS, path, f"method {m}")
 
     for path, d in docs:
         if d.get("kind") != "VirtualService":
