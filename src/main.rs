@@ -212,6 +212,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Some(file) => {
                     let topology =
                         servicemock::topology::Topology::read(&file, &Limits::default())?;
+                    for cycle in &topology.cycles {
+                        eprintln!("note: the default calls form a cycle, {cycle}: each request's calls are bounded by --max-hops across the cascade");
+                    }
                     manifests::ServiceSpec::from_topology(&topology)
                 }
                 None => with_calls(&names, &calls, &options)?,
