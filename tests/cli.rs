@@ -130,8 +130,13 @@ async fn mesh_command_serves_the_original_urls() {
             "mesh exited: {table}"
         );
     }
-    assert!(
-        table.contains(&format!("service3             127.0.0.1:{}", base + 2)),
+    let service3 = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("service3 "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(
+        service3.as_ref().map(|w| (w[1], w[2].to_owned())),
+        Some(("v1", format!("127.0.0.1:{}", base + 2))),
         "{table}"
     );
     let entry: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();

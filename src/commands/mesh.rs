@@ -102,11 +102,12 @@ pub(crate) async fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
             .find(|m| &m.name == name)
             .and_then(|m| m.calls.as_ref())
             .map_or("", |c| c.source());
-        println!(
+        let line = format!(
             "  {name:<20} {version:<8} {:<22} {:<22} {calls}",
             addr.to_string(),
             tcp.to_string()
         );
+        println!("{}", line.trim_end());
     }
     let (first, entry) = &mesh.members[0];
     let mut rest: Vec<&str> = Vec::new();

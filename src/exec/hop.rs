@@ -154,7 +154,9 @@ impl Executor {
         let callee_budget = deadline::callee_budget(timer);
         // Sized once and filled, not a clone of the carried map grown by
         // each header set here.
-        let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 4);
+        // Room for servicemock's own (depth, calls left, call id, budget,
+        // try) and the `host` the client adds, so the map never grows.
+        let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 6);
         for (name, value) in &ctx.outbound {
             headers.append(name.clone(), value.clone());
         }

@@ -329,6 +329,18 @@ impl Executor {
         admission: &Admission,
     ) -> Result<(), String> {
         let budget = self.inner.settings.max_report_size;
+        // A leaf repeats the propagated headers once: when all the headers
+        // it carries fit beside its padding, so do the propagated ones,
+        // and the names need not be compared.
+        if plan.parallel.is_empty() {
+            let all: usize = headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum();
+            if admission.decision.size.saturating_add(all) <= budget {
+                return Ok(());
+            }
+        }
         let propagated: usize = context::carried(headers, &self.inner.propagate)
             .flat_map(|name| {
                 headers
@@ -610,7 +622,12 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
     request_info.push(inbound.request_line.clone());
     for (name, value) in &inbound.headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        // Header values are nearly always ASCII: checked as UTF-8 at once
+        // (a word at a time), the lossy walk only for the rare other.
+        let value = match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value.as_bytes()),
+        };
         let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
         line.push_str(name.as_str());
         line.push_str(": ");

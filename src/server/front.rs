@@ -348,7 +348,8 @@ pub(super) fn draws_reset(
 ) -> bool {
     let mut given = Directives::default();
     let defaults = service.control.defaults();
-    let directives = match headers.get(behavior::RESET) {
+    const RESET: ::http::HeaderName = ::http::HeaderName::from_static(behavior::RESET);
+    let directives = match headers.get(RESET) {
         Some(v) => match v.to_str() {
             Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
             _ => return false,
