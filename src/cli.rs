@@ -68,50 +68,7 @@ pub(crate) enum Command {
     Load(LoadArgs),
     /// Print Kubernetes manifests (Service + Deployment) for named services:
     /// `kubectl apply -f <(servicemock manifests service1 service2 service3)`.
-    Manifests {
-        /// Names of the services.
-        #[arg(required_unless_present = "topology", conflicts_with = "topology")]
-        names: Vec<String>,
-        /// The services of a topology file (YAML), each version its own
-        /// Deployment with its replicas and behaviour flags.
-        #[arg(long, value_name = "FILE")]
-        topology: Option<std::path::PathBuf>,
-        /// A service's default cascade, NAME=PLAN (repeatable), e.g.
-        /// --calls 'productpage=/@details|reviews/': set as SERVICEMOCK_CALLS.
-        #[arg(long, value_name = "NAME=PLAN", conflicts_with = "topology")]
-        calls: Vec<String>,
-        /// Namespace of every object (default: kubectl's current one).
-        #[arg(long)]
-        namespace: Option<String>,
-        /// The version label and reported version (--version prints the
-        /// program's).
-        #[arg(id = "service_version", long = "service-version", default_value = "v1")]
-        version: String,
-        /// Container image.
-        #[arg(long, default_value = "servicemock:latest")]
-        image: String,
-        /// Replicas per Deployment.
-        #[arg(long, default_value_t = 1)]
-        replicas: u32,
-        /// Start each replica with --control (GET/PUT /control changes its
-        /// behaviour, readiness and liveness at run time; for test clusters).
-        #[arg(long)]
-        control: bool,
-        /// Serve TLS on port 8443 (Service port https, appProtocol tls) from
-        /// this Secret of type kubernetes.io/tls; '{name}' stands for each
-        /// service's name, e.g. --tls '{name}-tls'. 8080 stays cleartext.
-        #[arg(long, value_name = "SECRET")]
-        tls: Option<String>,
-        /// Serve raw TCP lines on this port too (Service port tcp,
-        /// appProtocol tcp), e.g. --tcp-port 9000 for Istio's TCP tasks.
-        #[arg(long, value_name = "PORT")]
-        tcp_port: Option<u16>,
-        /// Start each replica with --record N (GET /requests answers the
-        /// last N requests it received: the mirroring task's view).
-        #[arg(long, value_name = "N",
-              value_parser = clap::value_parser!(u32).range(1..=servicemock::server::recorder::MAX_RECORD as i64))]
-        record: Option<u32>,
-    },
+    Manifests(ManifestsArgs),
     /// Show or change a running service's /control (it must run with
     /// --control): `servicemock control localhost:8080 status=503@50% ready=false`;
     /// `KEY=` clears a directive; `--reset` goes back to its flags.
@@ -646,6 +603,53 @@ impl TlsFlags {
             reload_every: self.tls_reload_interval,
         }))
     }
+}
+
+/// `servicemock manifests`: what to generate.
+#[derive(Args)]
+pub(crate) struct ManifestsArgs {
+    /// Names of the services.
+    #[arg(required_unless_present = "topology", conflicts_with = "topology")]
+    pub(crate) names: Vec<String>,
+    /// The services of a topology file (YAML), each version its own
+    /// Deployment with its replicas and behaviour flags.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) topology: Option<std::path::PathBuf>,
+    /// A service's default cascade, NAME=PLAN (repeatable), e.g.
+    /// --calls 'productpage=/@details|reviews/': set as SERVICEMOCK_CALLS.
+    #[arg(long, value_name = "NAME=PLAN", conflicts_with = "topology")]
+    pub(crate) calls: Vec<String>,
+    /// Namespace of every object (default: kubectl's current one).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// The version label and reported version (--version prints the
+    /// program's).
+    #[arg(id = "service_version", long = "service-version", default_value = "v1")]
+    pub(crate) version: String,
+    /// Container image.
+    #[arg(long, default_value = "servicemock:latest")]
+    pub(crate) image: String,
+    /// Replicas per Deployment.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) replicas: u32,
+    /// Start each replica with --control (GET/PUT /control changes its
+    /// behaviour, readiness and liveness at run time; for test clusters).
+    #[arg(long)]
+    pub(crate) control: bool,
+    /// Serve TLS on port 8443 (Service port https, appProtocol tls) from
+    /// this Secret of type kubernetes.io/tls; '{name}' stands for each
+    /// service's name, e.g. --tls '{name}-tls'. 8080 stays cleartext.
+    #[arg(long, value_name = "SECRET")]
+    pub(crate) tls: Option<String>,
+    /// Serve raw TCP lines on this port too (Service port tcp,
+    /// appProtocol tcp), e.g. --tcp-port 9000 for Istio's TCP tasks.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) tcp_port: Option<u16>,
+    /// Start each replica with --record N (GET /requests answers the
+    /// last N requests it received: the mirroring task's view).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=servicemock::server::recorder::MAX_RECORD as i64))]
+    pub(crate) record: Option<u32>,
 }
 
 #[derive(Args)]

@@ -67,7 +67,7 @@ fn kustomizations() -> Vec<PathBuf> {
 fn kubernetes_part(name: &str, rendered: &str) -> PathBuf {
     let docs: Vec<&str> = rendered
         .split("\n---\n")
-        .filter(|doc| !doc.contains("apiVersion: networking.istio.io/"))
+        .filter(|doc| !doc.contains(".istio.io/v"))
         .collect();
     let file = std::env::temp_dir().join(format!(
         "servicemock-kustomized-{name}-{}.yaml",
