@@ -10,29 +10,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn curl(args: &[String]) -> (String, String) {
-    let out = Command::new(tool("curl"))
-        .args(["-sS", "-D", "/dev/stderr"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-async fn curl_off_runtime(args: Vec<String>) -> (String, String) {
-    tokio::task::spawn_blocking(move || curl(&args))
-        .await
-        .unwrap()
-}
-
 #[ignore = "needs curl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn every_method_and_body_is_answered_with_the_report() {

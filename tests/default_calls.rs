@@ -32,25 +32,11 @@ async fn mesh_of(members: &[Member], settings: Settings) -> Mesh {
         .expect("mesh starts")
 }
 
-async fn curl(args: Vec<String>) -> (String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(tool("curl"))
-            .args(["-sS", "-D", "/dev/stderr"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+/// [`run_to_end`] from a blocking thread.
+async fn run_async(args: Vec<String>) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || run_to_end(&args))
+        .await
+        .unwrap()
 }
 
 fn hops(level: &Value) -> Vec<&Value> {
@@ -91,7 +77,7 @@ async fn curl_on_a_plain_path_makes_the_three_level_cascade() {
     )
     .await;
     let entry = mesh.addr("service1").unwrap();
-    let (head, body) = curl(vec![format!("http://{entry}/productpage?user=7")]).await;
+    let (head, body) = curl_off_runtime(vec![format!("http://{entry}/productpage?user=7")]).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["Plan"], "default");
@@ -120,10 +106,10 @@ async fn curl_on_a_plain_path_makes_the_three_level_cascade() {
     assert!(service4.get("Plan").is_none(), "a leaf runs no default");
     assert_eq!(first[1]["Response"]["Service"], "service3");
     // The tree view says so on the entry's line.
-    let (_, tree) = curl(vec![format!("http://{entry}/?view=tree")]).await;
+    let (_, tree) = curl_off_runtime(vec![format!("http://{entry}/?view=tree")]).await;
     assert!(tree.contains("1.1.1 http  service4 v1  200 ok"), "{tree}");
     // A request with its own command runs its own plan.
-    let (_, body) = curl(vec![format!("http://{entry}/@service3/end")]).await;
+    let (_, body) = curl_off_runtime(vec![format!("http://{entry}/@service3/end")]).await;
     let own: Value = serde_json::from_str(&body).unwrap();
     assert!(own.get("Plan").is_none(), "{own}");
     assert_eq!(hops(&own).len(), 1);
@@ -221,43 +207,6 @@ async fn a_grpc_call_without_a_plan_runs_the_default() {
     assert_eq!(hop["response"]["service"], "service2", "{answer}");
 }
 
-/// Kills the child when the test ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs the binary to its end (within 10 s): exit code and stderr.
-async fn run_to_end(args: Vec<String>) -> (Option<i32>, String) {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("servicemock {args:?} did not end");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 #[ignore = "needs curl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
@@ -285,7 +234,7 @@ async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
         let _running = Running(child);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_healthy(addr, Duration::from_secs(10)).await;
-        let (head, body) = curl(vec![format!("http://{addr}/orders")]).await;
+        let (head, body) = curl_off_runtime(vec![format!("http://{addr}/orders")]).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{how:?}: {head}");
         let report: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(report["Plan"], "default", "{how:?}");
@@ -294,7 +243,7 @@ async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
         assert_eq!(leaf["RequestInfo"][0], "GET /orders HTTP/1.1", "{how:?}");
     }
     // A plan that does not parse stops the service at start, saying where.
-    let (code, said) = run_to_end(vec![
+    let (code, said) = run_async(vec![
         "serve".into(),
         "--listen".into(),
         format!("127.0.0.1:{}", free_port()),
@@ -306,7 +255,7 @@ async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
     assert!(said.contains("--calls /@service2||service3/"), "{said}");
     assert!(said.contains("position"), "{said}");
     std::fs::write(&file, r#"{"path": "/@a/", "pth": 1}"#).unwrap();
-    let (code, said) = run_to_end(vec![
+    let (code, said) = run_async(vec![
         "serve".into(),
         "--listen".into(),
         format!("127.0.0.1:{}", free_port()),
@@ -390,7 +339,7 @@ async fn a_topology_runs_in_mesh_with_replicas_called_in_turn() {
     let mut versions = std::collections::BTreeMap::<String, usize>::new();
     let mut hosts = std::collections::BTreeSet::<String>::new();
     for _ in 0..20 {
-        let (head, body) = curl(vec![format!("http://{entry}/productpage")]).await;
+        let (head, body) = curl_off_runtime(vec![format!("http://{entry}/productpage")]).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         let report: Value = serde_json::from_str(&body).unwrap();
         let reviews = &hops(&report)[1]["Response"];
@@ -437,7 +386,7 @@ async fn a_bad_topology_is_refused_with_file_line_and_column() {
             std::process::id()
         ));
         std::fs::write(&file, text).unwrap();
-        let (code, said) = run_to_end(vec![
+        let (code, said) = run_async(vec![
             "mesh".into(),
             "--base-port".into(),
             "0".into(),

@@ -457,3 +457,63 @@ macro_rules! unary_only {
         }
     };
 }
+
+/// Kills the child when the test ends, however it ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the servicemock binary to its end (it must end within 10 s): its
+/// exit code and what it said on stderr.
+pub fn run_to_end<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("servicemock did not end within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// curl with `args`, its response head on stderr: (head, body). curl must
+/// succeed.
+pub fn curl(args: &[String]) -> (String, String) {
+    let out = std::process::Command::new(tool("curl"))
+        .args(["-sS", "-D", "/dev/stderr"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// [`curl`] from a blocking thread, so the test's servers keep serving.
+pub async fn curl_off_runtime(args: Vec<String>) -> (String, String) {
+    tokio::task::spawn_blocking(move || curl(&args))
+        .await
+        .unwrap()
+}
