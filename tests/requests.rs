@@ -1,7 +1,8 @@
 //! What a service received (`--record N`, `GET /requests`, `servicemock
 //! requests`), with clients nobody here wrote: curl with several methods
 //! and bodies, Python's urllib, grpcurl; a mirrored copy (`-shadow`
-//! authority) marked; the bound kept; `--follow` printing new arrivals.
+//! authority) marked, also when HAProxy rewrote it on the way; the bound
+//! kept; `--follow` printing new arrivals.
 
 mod common;
 
@@ -243,4 +244,46 @@ async fn a_stream_is_kept_with_its_messages_and_status() {
         "{body}"
     );
     mesh.stop().await.unwrap();
+}
+
+#[ignore = "needs haproxy and curl: scripts/test installs them and runs ignored tests"]
+#[tokio::test]
+async fn a_copy_through_a_shadow_frontend_is_marked_mirrored() {
+    // Two HAProxy frontends to one recording service; the second appends
+    // -shadow to the host, as Envoy does to a mirror route's copy. The same
+    // request through both: /requests holds the original and the copy.
+    let reviews = recording("reviews", 10).await;
+    let upstream = reviews.addr("reviews").unwrap();
+    let proxy = common::haproxy::Proxy {
+        servers: &[(upstream, 1)],
+        shadow: true,
+        ..Default::default()
+    }
+    .start()
+    .await;
+    let shadow = proxy.shadow.unwrap();
+    for front in [proxy.addr, shadow] {
+        let (head, _) = curl_off_runtime(vec![
+            "-H".into(),
+            "Host: reviews:8080".into(),
+            format!("http://{front}/reviews/0"),
+        ])
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let (status, body) = get(upstream, "/requests").await;
+    assert_eq!(status, 200);
+    let entries: Value = serde_json::from_str(&body).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{body}");
+    // Newest first: the copy, then the original.
+    assert_eq!(entries[0]["Authority"], "reviews-shadow:8080", "{body}");
+    assert_eq!(entries[0]["Mirrored"], true);
+    assert_eq!(entries[1]["Authority"], "reviews:8080");
+    assert_eq!(entries[1]["Mirrored"], false);
+    for entry in entries {
+        assert_eq!(entry["Path"], "/reviews/0");
+    }
+    let (_, tree) = get(upstream, "/requests?view=tree").await;
+    assert!(tree.contains("(mirrored)"), "{tree}");
 }

@@ -37,12 +37,18 @@ pub struct Proxy<'a> {
     /// `mode tcp`: balance connections, not requests (an Envoy TCP
     /// proxy's split); the servers are raw TCP ports.
     pub tcp: bool,
+    /// A second frontend to the same backend that appends `-shadow` to
+    /// the host of the `Host` header, as Envoy does to the copy a `mirror`
+    /// route sends (HAProxy has no mirroring of its own).
+    pub shadow: bool,
 }
 
 /// HAProxy on a loopback port, stopped when dropped.
 pub struct HaProxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The shadow frontend, with [`Proxy::shadow`].
+    pub shadow: Option<SocketAddr>,
     _dir: TempDir,
 }
 
@@ -65,7 +71,7 @@ impl Drop for TempDir {
 impl Proxy<'_> {
     /// The configuration: one frontend (HTTP/1.1 and h2c on one port, as
     /// HAProxy tells them apart), one backend speaking h2 to the servers.
-    fn config(&self, port: u16) -> String {
+    fn config(&self, port: u16, shadow_port: u16) -> String {
         if self.tcp {
             let mut backend = String::from("  mode tcp\n  balance roundrobin\n");
             for (i, (addr, weight)) in self.servers.iter().enumerate() {
@@ -102,10 +108,20 @@ impl Proxy<'_> {
                 "  server s{i} {addr} proto h2 weight {weight}{check}\n"
             ));
         }
+        let shadow = if self.shadow {
+            format!(
+                "frontend shadow\n  bind 127.0.0.1:{shadow_port}\n\
+                 \x20 http-request set-header host %[req.hdr(host),regsub(:,-shadow:)]\n\
+                 \x20 default_backend be\n"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "global\n  maxconn 512\n\
              defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server {}ms\n  timeout check 1s\n\
              frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             {shadow}\
              backend be\n{backend}",
             self.server_timeout_ms.unwrap_or(10_000)
         )
@@ -129,7 +145,8 @@ impl Proxy<'_> {
         let dir = std::env::temp_dir().join(format!("servicemock-haproxy-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("haproxy.cfg");
-        std::fs::write(&config, self.config(port)).unwrap();
+        let shadow_port = free_port();
+        std::fs::write(&config, self.config(port, shadow_port)).unwrap();
         let child = Command::new(haproxy)
             .arg("-db")
             .arg("-f")
@@ -139,13 +156,21 @@ impl Proxy<'_> {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let shadow: Option<SocketAddr> = self
+            .shadow
+            .then(|| format!("127.0.0.1:{shadow_port}").parse().unwrap());
         let mut proxy = HaProxy {
             child,
             addr,
+            shadow,
             _dir: TempDir(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+        while tokio::net::TcpStream::connect(shadow.unwrap_or(addr))
+            .await
+            .is_err()
+            || tokio::net::TcpStream::connect(addr).await.is_err()
+        {
             if proxy.child.try_wait().unwrap().is_some() {
                 return None;
             }
