@@ -124,6 +124,21 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member as `servicemock mesh` takes it: `NAME`, or `NAME=PLAN`
+    /// with its default cascade (an @-path, as `serve --calls`).
+    pub fn from_arg(
+        arg: &str,
+        limits: &crate::plan::Limits,
+    ) -> Result<Member, crate::plan::PlanError> {
+        match arg.split_once('=') {
+            None => Ok(Member::named(arg)),
+            Some((name, path)) => Ok(Member {
+                calls: Some(DefaultCalls::from_path(path, limits)?),
+                ..Member::named(name)
+            }),
+        }
+    }
+
     /// A member with one replica and the mesh's version and behaviour.
     pub fn named(name: &str) -> Member {
         Member {

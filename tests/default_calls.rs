@@ -14,16 +14,12 @@ use common::*;
 use serde_json::Value;
 use servicemock::config::Settings;
 use servicemock::mesh::{Member, Mesh};
-use servicemock::plan::default::DefaultCalls;
 use servicemock::plan::Limits;
 
 const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
 
 fn calling(name: &str, path: &str) -> Member {
-    Member {
-        calls: Some(DefaultCalls::from_path(path, &Limits::default()).unwrap()),
-        ..Member::named(name)
-    }
+    Member::from_arg(&format!("{name}={path}"), &Limits::default()).unwrap()
 }
 
 async fn mesh_of(members: &[Member], settings: Settings) -> Mesh {

@@ -206,17 +206,9 @@ async fn every_shown_output_is_what_the_product_prints() {
 
 /// A mesh of `NAME` and `NAME=PLAN` members, as `servicemock mesh` reads them.
 async fn members_mesh(members: &[String]) -> servicemock::mesh::Mesh {
-    use servicemock::mesh::Member;
-    use servicemock::plan::default::DefaultCalls;
-    let members: Vec<Member> = members
+    let members: Vec<servicemock::mesh::Member> = members
         .iter()
-        .map(|arg| match arg.split_once('=') {
-            None => Member::named(arg),
-            Some((name, path)) => Member {
-                calls: Some(DefaultCalls::from_path(path, &Default::default()).unwrap()),
-                ..Member::named(name)
-            },
-        })
+        .map(|arg| servicemock::mesh::Member::from_arg(arg, &Default::default()).unwrap())
         .collect();
     servicemock::mesh::Mesh::start_members(&members, options(Default::default()))
         .await

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use crate::cli::MeshArgs;
 use servicemock::mesh::{Member, Mesh, MeshOptions};
-use servicemock::plan::default::DefaultCalls;
 use servicemock::server::shutdown;
 use servicemock::topology::Topology;
 
@@ -27,16 +26,8 @@ fn members(args: &MeshArgs, options: &MeshOptions) -> anyhow::Result<Vec<Member>
     }
     args.names
         .iter()
-        .map(|arg| match arg.split_once('=') {
-            None => Ok(Member::named(arg)),
-            Some((name, path)) => {
-                let calls = DefaultCalls::from_path(path, limits)
-                    .with_context(|| format!("the default calls of {name} ({arg})"))?;
-                Ok(Member {
-                    calls: Some(calls),
-                    ..Member::named(name)
-                })
-            }
+        .map(|arg| {
+            Member::from_arg(arg, limits).with_context(|| format!("the default calls in {arg}"))
         })
         .collect()
 }
