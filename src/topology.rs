@@ -138,6 +138,10 @@ struct VersionEntry {
     reset_rate: Option<Spanned<String>>,
 }
 
+/// Longest service name: a Deployment is `NAME-VERSION`, 63 characters at
+/// most, and this leaves 8 for the version.
+const NAME_WITH_ROOM_FOR_VERSION: usize = 63 - 1 - 8;
+
 /// The name a service's versions get when it lists none.
 pub const DEFAULT_VERSION: &str = "v1";
 
@@ -174,7 +178,9 @@ impl Topology {
         let mut seen: Vec<(String, serde_saphyr::Location)> = Vec::new();
         for entry in &parsed.services {
             let name = entry.name.value.clone();
-            crate::manifests::check_name(&name, 63 - 1 - 8)
+            // Room for "-VERSION" in the Deployment's name (63 at most);
+            // manifests checks each version's own length again.
+            crate::manifests::check_name(&name, NAME_WITH_ROOM_FOR_VERSION)
                 .map_err(|e| at(entry.name.referenced, e.to_string()))?;
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
                 return Err(at(

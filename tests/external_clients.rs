@@ -4,25 +4,14 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use servicemock::report::Report;
 
-fn curl(args: &[&str]) -> (String, Report) {
-    let out = Command::new("curl")
-        .args(["-sS", "-D", "/dev/stderr"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let headers = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+/// curl (the shared helper) with its answer read as a report.
+fn curl_report(args: &[&str]) -> (String, Report) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (headers, body) = curl(&args);
+    let report = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     (headers, report)
 }
 
@@ -37,14 +26,14 @@ async fn curl_http1_and_h2c_share_the_grpc_port() {
     );
     let (headers, r) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || curl(&["--http1.1", &url])
+        move || curl_report(&["--http1.1", &url])
     })
     .await
     .unwrap();
     assert!(headers.starts_with("HTTP/1.1 200"), "{headers}");
     assert_eq!(r.protocol, "http/1.1");
     let (headers, r) =
-        tokio::task::spawn_blocking(move || curl(&["--http2-prior-knowledge", &url]))
+        tokio::task::spawn_blocking(move || curl_report(&["--http2-prior-knowledge", &url]))
             .await
             .unwrap();
     assert!(headers.starts_with("HTTP/2 200"), "{headers}");
