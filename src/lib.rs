@@ -43,6 +43,9 @@
 //! * [`manifests`]: Kubernetes Service and Deployment YAML for named services.
 //! * [`topology`]: one YAML file describing a mesh (services, versions,
 //!   replicas, behaviour, default calls) for `mesh` and `manifests`.
+//! * [`spans`]: OpenTelemetry spans of each request and hop, exported over
+//!   OTLP when an endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`), in the
+//!   trace the request arrived with (W3C, B3).
 //! * [`metrics`]: the Prometheus metrics each service serves at `/metrics`.
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`fuzzing`]: the properties the fuzz targets of `fuzz/` check, replayed
@@ -71,6 +74,7 @@ pub mod pb;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod spans;
 pub mod topology;
 pub mod units;
 pub mod wire;

@@ -1,0 +1,299 @@
+//! The trace a request arrived in, and the trace headers a hop carries.
+//!
+//! Read: W3C `traceparent`/`tracestate` first, else B3 (the single `b3`
+//! header, else the `x-b3-*` ones). Written: in every format that arrived,
+//! each with the hop's own client span id, so that the next service's
+//! server span — and Envoy's, in a mesh — nests under the hop's; when none
+//! arrived, W3C and B3 multi (what Envoy's Zipkin tracer reads) both.
+//!
+//! W3C is the SDK's propagator. B3 is written here: the only crate that
+//! had one (opentelemetry-zipkin) is deprecated whole, and B3 is two
+//! header layouts of hex ids and a sampling flag.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const B3_SINGLE: HeaderName = HeaderName::from_static("b3");
+const B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const B3_PARENT: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// Which trace formats a request carried, so its hops carry the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    pub w3c: bool,
+    pub b3_single: bool,
+    pub b3_multi: bool,
+}
+
+impl Formats {
+    /// The formats `headers` carry; W3C and B3 multi when none.
+    pub fn of(headers: &HeaderMap) -> Formats {
+        let carried = Formats {
+            w3c: headers.contains_key(TRACEPARENT),
+            b3_single: headers.contains_key(B3_SINGLE),
+            b3_multi: headers.contains_key(B3_TRACE_ID),
+        };
+        if carried.w3c || carried.b3_single || carried.b3_multi {
+            carried
+        } else {
+            Formats {
+                w3c: true,
+                b3_single: false,
+                b3_multi: true,
+            }
+        }
+    }
+}
+
+/// The remote parent `headers` name, if any (an empty context otherwise).
+pub fn extract(headers: &HeaderMap) -> Context {
+    let from = HeaderExtractor(headers);
+    let w3c = TraceContextPropagator::new().extract(&from);
+    if w3c.span().span_context().is_valid() {
+        return w3c;
+    }
+    match b3_single(headers).or_else(|| b3_multi(headers)) {
+        Some(parent) => Context::new().with_remote_span_context(parent),
+        None => Context::new(),
+    }
+}
+
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// A B3 trace id: 16 or 32 hex digits (a 64-bit id is the low half).
+fn b3_trace_id(text: &str) -> Option<TraceId> {
+    let ok = matches!(text.len(), 16 | 32) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| TraceId::from_hex(text).ok())
+        .flatten()
+        .filter(|id| *id != TraceId::INVALID)
+}
+
+fn b3_span_id(text: &str) -> Option<SpanId> {
+    let ok = text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| SpanId::from_hex(text).ok())
+        .flatten()
+        .filter(|id| *id != SpanId::INVALID)
+}
+
+/// B3's sampling state: `1`/`true`/`d` (debug) sampled, `0`/`false` not;
+/// absent means "decide here", which servicemock's sampler does as for a
+/// sampled parent.
+fn b3_sampled(text: Option<&str>) -> Option<TraceFlags> {
+    match text {
+        None | Some("1" | "true" | "d") => Some(TraceFlags::SAMPLED),
+        Some("0" | "false") => Some(TraceFlags::default()),
+        Some(_) => None,
+    }
+}
+
+fn remote(trace: TraceId, span: SpanId, flags: TraceFlags) -> SpanContext {
+    SpanContext::new(trace, span, flags, true, TraceState::default())
+}
+
+/// `b3: TRACEID-SPANID[-SAMPLED[-PARENTSPANID]]`.
+fn b3_single(headers: &HeaderMap) -> Option<SpanContext> {
+    let mut parts = text(headers, &B3_SINGLE)?.split('-');
+    let trace = b3_trace_id(parts.next()?)?;
+    let span = b3_span_id(parts.next()?)?;
+    let flags = b3_sampled(parts.next())?;
+    Some(remote(trace, span, flags))
+}
+
+/// `x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled`, `x-b3-flags: 1` (debug).
+fn b3_multi(headers: &HeaderMap) -> Option<SpanContext> {
+    let trace = b3_trace_id(text(headers, &B3_TRACE_ID)?)?;
+    let span = b3_span_id(text(headers, &B3_SPAN_ID)?)?;
+    let flags = if text(headers, &B3_FLAGS) == Some("1") {
+        TraceFlags::SAMPLED
+    } else {
+        b3_sampled(text(headers, &B3_SAMPLED))?
+    };
+    Some(remote(trace, span, flags))
+}
+
+/// Replaces the trace headers in `headers` with the span of `cx` (a hop's
+/// client span, child of `parent_span_id`), in `formats`.
+pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mut HeaderMap) {
+    for name in [
+        TRACEPARENT,
+        TRACESTATE,
+        B3_SINGLE,
+        B3_TRACE_ID,
+        B3_SPAN_ID,
+        B3_PARENT,
+        B3_SAMPLED,
+        B3_FLAGS,
+    ] {
+        headers.remove(name);
+    }
+    if formats.w3c {
+        TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+    }
+    let span = cx.span();
+    let context = span.span_context();
+    if !context.is_valid() {
+        return;
+    }
+    let (trace, id) = (
+        context.trace_id().to_string(),
+        context.span_id().to_string(),
+    );
+    let sampled = if context.is_sampled() { "1" } else { "0" };
+    let mut put = |name: HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    if formats.b3_single {
+        put(
+            B3_SINGLE,
+            format!("{trace}-{id}-{sampled}-{parent_span_id}"),
+        );
+    }
+    if formats.b3_multi {
+        put(B3_TRACE_ID, trace);
+        put(B3_SPAN_ID, id);
+        put(B3_PARENT, parent_span_id.to_owned());
+        put(B3_SAMPLED, sampled.to_owned());
+    }
+}
+
+/// The trace id a request names in its headers (W3C, else B3), when spans
+/// are off: the report still shows which trace it belongs to.
+pub fn carried_trace_id(headers: &HeaderMap) -> Option<String> {
+    if let Some(parent) = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
+        return parent
+            .split('-')
+            .nth(1)
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned);
+    }
+    let b3 = headers
+        .get(B3_SINGLE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|single| single.split('-').next())
+        .or_else(|| headers.get(B3_TRACE_ID).and_then(|v| v.to_str().ok()))?;
+    let ok = matches!(b3.len(), 16 | 32) && b3.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| b3.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn child() -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ))
+    }
+
+    #[test]
+    fn reads_w3c_then_b3() {
+        let w3c = headers(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]);
+        let cx = extract(&w3c);
+        assert_eq!(cx.span().span_context().trace_id().to_string(), TRACE);
+        let single = headers(&[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1")]);
+        assert_eq!(
+            extract(&single)
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            TRACE
+        );
+        let multi = headers(&[
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+            ("x-b3-sampled", "1"),
+        ]);
+        assert_eq!(
+            extract(&multi).span().span_context().span_id().to_string(),
+            "00f067aa0ba902b7"
+        );
+        assert!(!extract(&HeaderMap::new()).span().span_context().is_valid());
+        // A 64-bit trace id is the low half; a sampling-only b3 names no parent.
+        let short = headers(&[("b3", "a3ce929d0e0e4736-00f067aa0ba902b7-0")]);
+        let cx = extract(&short);
+        let parent = cx.span().span_context().clone();
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "0000000000000000a3ce929d0e0e4736"
+        );
+        assert!(!parent.is_sampled());
+        assert!(!extract(&headers(&[("b3", "1")]))
+            .span()
+            .span_context()
+            .is_valid());
+        let bad = headers(&[("x-b3-traceid", "xyz"), ("x-b3-spanid", "00f067aa0ba902b7")]);
+        assert!(!extract(&bad).span().span_context().is_valid());
+        assert_eq!(carried_trace_id(&multi).as_deref(), Some(TRACE));
+        assert_eq!(
+            carried_trace_id(&headers(&[("traceparent", "00-zz-1-01")])),
+            None
+        );
+    }
+
+    #[test]
+    fn writes_what_arrived_with_the_new_span() {
+        let arrived = headers(&[
+            ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-1"),
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "1111111111111111"),
+            ("x-b3-parentspanid", "2222222222222222"),
+        ]);
+        let formats = Formats::of(&arrived);
+        assert_eq!(
+            (formats.w3c, formats.b3_single, formats.b3_multi),
+            (false, true, true)
+        );
+        let mut out = arrived.clone();
+        inject(&child(), "3333333333333333", formats, &mut out);
+        assert!(out.get("traceparent").is_none());
+        assert_eq!(
+            out["b3"],
+            "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1-3333333333333333"
+        );
+        assert_eq!(out["x-b3-spanid"], "00f067aa0ba902b7");
+        assert_eq!(out["x-b3-parentspanid"], "3333333333333333");
+        let fresh = Formats::of(&HeaderMap::new());
+        let mut out = HeaderMap::new();
+        inject(&child(), "3333333333333333", fresh, &mut out);
+        assert_eq!(
+            out["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(out["x-b3-traceid"], TRACE);
+        assert_eq!(out["x-b3-sampled"], "1");
+    }
+}
