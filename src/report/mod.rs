@@ -207,6 +207,15 @@ pub struct Report {
     /// Who sent the request, when known (client certificate or XFCC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<crate::caller::Peer>,
+    /// The trace this request is part of, when known (32 hex digits).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trace_id: String,
+    /// This service's own span of it, when it exports spans.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub span_id: String,
+    /// Where the trace can be seen (`--trace-url` with the trace id).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trace_url: String,
 }
 
 /// The hop groups of a report. A report received from downstream keeps its

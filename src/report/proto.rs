@@ -78,6 +78,9 @@ impl From<&Report> for pb::CallResponse {
             body_sha256: r.body_sha256.clone(),
             tls: r.tls.as_ref().map(tls_to_proto),
             peer: r.peer.as_ref().map(peer_to_proto),
+            trace_id: r.trace_id.clone(),
+            span_id: r.span_id.clone(),
+            trace_url: r.trace_url.clone(),
         }
     }
 }
@@ -165,6 +168,9 @@ impl From<pb::CallResponse> for Report {
                 sni: t.sni,
             }),
             peer: r.peer.map(peer_from_proto),
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            trace_url: r.trace_url,
         }
     }
 }

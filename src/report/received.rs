@@ -200,6 +200,9 @@ struct Judged<'a> {
     body_bytes: u64,
     body_sha256: Text,
     plan: Text,
+    trace_id: Text,
+    span_id: Text,
+    trace_url: Text,
 }
 
 /// A JSON string, checked and not kept.
