@@ -96,6 +96,8 @@ fn main() {
             grace: std::time::Duration::from_secs(1),
             defaults: Default::default(),
             tls: false,
+            spans: None,
+            trace_url: None,
         };
         let mesh = servicemock::mesh::Mesh::start(&names, options).await.unwrap();
         let entry = mesh.addr("entry").unwrap();

@@ -771,6 +771,42 @@ pub(crate) struct Tuning {
     pub(crate) max_delay: Duration,
     #[command(flatten)]
     pub(crate) behavior: BehaviorFlags,
+    #[command(flatten)]
+    pub(crate) tracing: TracingFlags,
+}
+
+/// OpenTelemetry spans. The standard OTEL_* variables configure them too
+/// (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, OTEL_SERVICE_NAME,
+/// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*); with no
+/// endpoint set, none are made.
+#[derive(Args)]
+pub(crate) struct TracingFlags {
+    /// Export spans of every request and hop to this OTLP collector, as
+    /// OTEL_EXPORTER_OTLP_ENDPOINT would (which it overrides): a base URL,
+    /// http://HOST:4318 for http/protobuf (the default protocol), or
+    /// http://HOST:4317 with OTEL_EXPORTER_OTLP_PROTOCOL=grpc.
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// A page that shows a trace, `{trace_id}` (and `{span_id}`) replaced
+    /// with the request's: every level of the report links to it, e.g.
+    /// 'http://jaeger:16686/trace/{trace_id}'.
+    #[arg(long, env = "SERVICEMOCK_TRACE_URL", value_name = "TEMPLATE")]
+    pub(crate) trace_url: Option<String>,
+}
+
+impl TracingFlags {
+    /// The span settings these flags and the OTEL_* variables give.
+    pub(crate) fn settings(&self) -> anyhow::Result<Option<servicemock::spans::SpanSettings>> {
+        if let Some(template) = &self.trace_url {
+            anyhow::ensure!(
+                template.contains("{trace_id}"),
+                "--trace-url {template:?}: the template must hold {{trace_id}}, where the trace id goes"
+            );
+        }
+        Ok(servicemock::spans::SpanSettings::from_env(
+            self.otlp_endpoint.as_deref(),
+        )?)
+    }
 }
 
 /// Process-wide behaviour, as x-mock-* headers would ask it of each request

@@ -41,6 +41,10 @@ pub struct MeshOptions {
     /// certificate for its name from a CA made at start, which the
     /// members' `https:` and `grpcs:` hops trust.
     pub tls: bool,
+    /// Where spans go (each member its own `service.name`), if anywhere,
+    /// and the page that shows a trace.
+    pub spans: Option<crate::spans::SpanSettings>,
+    pub trace_url: Option<String>,
 }
 
 /// A running mesh.
@@ -103,6 +107,8 @@ pub enum MeshError {
     PortRange { base: u16, count: usize },
     #[error("TLS for the mesh: {0}")]
     Tls(String),
+    #[error("spans: {0}")]
+    Spans(String),
 }
 
 /// One service of a mesh, as a topology file or `NAME=PLAN` describes it:
@@ -267,6 +273,13 @@ impl Mesh {
                 identity.host = format!("{}-{version}-{}", member.name, b.replica);
             }
             versions.push(version);
+            let spans = match &options.spans {
+                Some(settings) => Some(
+                    crate::spans::Spans::start(settings, &identity, crate::spans::Naming::Member)
+                        .map_err(MeshError::Spans)?,
+                ),
+                None => None,
+            };
             let service = Service::calling(
                 identity,
                 executor.clone(),
@@ -275,6 +288,10 @@ impl Mesh {
                     .clone()
                     .unwrap_or_else(|| options.defaults.clone()),
                 member.calls.clone(),
+                crate::server::Tracing {
+                    spans,
+                    trace_url: options.trace_url.clone(),
+                },
             );
             let leaf = names
                 .iter()

@@ -275,6 +275,20 @@ impl Metrics {
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// Serves what became of the spans `counts` counts (`--otlp-endpoint`).
+    pub fn count_spans(&mut self, counts: &crate::spans::SpanCounts) {
+        self.registry.register(
+            "spans_exported",
+            "Spans sent to the OTLP collector",
+            counts.exported.clone(),
+        );
+        self.registry.register(
+            "spans_dropped",
+            "Spans not sent, by reason: queue_full (the collector is slower than the requests), export_failed (down, refused or timed out)",
+            counts.dropped.clone(),
+        );
+    }
+
     /// Counts an inbound TLS handshake that failed.
     pub fn tls_handshake_failed(&self, reason: &'static str) {
         self.tls_failures

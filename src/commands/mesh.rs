@@ -74,6 +74,8 @@ pub(crate) async fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
         grace: args.tuning.shutdown_grace,
         defaults: args.tuning.behavior.directives(args.tuning.max_delay)?,
         tls: args.tls,
+        spans: args.tuning.tracing.settings()?,
+        trace_url: args.tuning.tracing.trace_url.clone(),
     };
     let members = members(&args, &options)?;
     let mesh = Mesh::start_members(&members, options).await?;

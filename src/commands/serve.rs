@@ -45,7 +45,28 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "a request whose target has no command runs this plan"
         );
     }
-    let service = server::Service::calling(identity, executor, defaults, calls);
+    let spans = match args.tuning.tracing.settings()? {
+        Some(settings) => {
+            let spans = servicemock::spans::Spans::start(
+                &settings,
+                &identity,
+                servicemock::spans::Naming::Service,
+            )
+            .map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                endpoint = spans.endpoint(),
+                protocol = settings.protocol.as_str(),
+                "exporting spans of every request and hop (OpenTelemetry)"
+            );
+            Some(spans)
+        }
+        None => None,
+    };
+    let traced = server::Tracing {
+        spans,
+        trace_url: args.tuning.tracing.trace_url.clone(),
+    };
+    let service = server::Service::calling(identity, executor, defaults, calls, traced);
     server::serve_on(
         listeners,
         service,

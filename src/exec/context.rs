@@ -90,6 +90,9 @@ pub struct HopContext {
     /// Calls go out as any client's, without servicemock's own headers
     /// (depth, call id, budget): a probe of a server's own endpoints.
     pub bare: bool,
+    /// The trace this request is part of, when this service exports
+    /// spans: each try of a hop is a CLIENT span of it.
+    pub trace: Option<crate::spans::Trace>,
 }
 
 /// Which try of its caller's retries an inbound request is (0 when the

@@ -190,6 +190,11 @@ impl Executor {
                 headers.insert(TRY, number_value(number));
             }
         }
+        let span = ctx.trace.as_ref().map(|trace| {
+            let span = trace.hop(hop_start(hop, url, number.unwrap_or(1)));
+            span.inject(&mut headers);
+            span
+        });
         let out = Outgoing {
             to,
             url,
@@ -219,7 +224,47 @@ impl Executor {
                 _ => {}
             }
         }
+        if let Some(span) = span {
+            span.end(crate::spans::HopEnd {
+                outcome: result.outcome.as_str(),
+                status: result.status,
+                grpc: hop.protocol.is_grpc(),
+                error: result.error.as_deref(),
+                // A servicemock's answer names itself in its own SERVER span.
+                answered_by: result
+                    .answered_by
+                    .as_deref()
+                    .or(result.response.as_ref().map(|_| "servicemock")),
+            });
+        }
         result
+    }
+}
+
+/// What the CLIENT span of a try of `hop` starts with.
+fn hop_start<'a>(hop: &'a Hop, url: &'a HopUrl, try_number: u32) -> crate::spans::HopStart<'a> {
+    let method = match &hop.options.method {
+        Some(method) => method.as_str(),
+        // As the HTTP transport sends it: a plan too long for a path is POSTed.
+        None if url.path().is_none() => "POST",
+        None => "GET",
+    };
+    let injected = hop
+        .headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("x-mock-"))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    crate::spans::HopStart {
+        protocol: hop.protocol.as_str(),
+        target: hop.target.to_string(),
+        host: &hop.target.host,
+        port: hop.target.port.unwrap_or(hop.protocol.default_port()),
+        url: url.as_str(),
+        method,
+        try_number,
+        injected,
     }
 }
 

@@ -379,13 +379,15 @@ impl Executor {
 
     /// Runs `plan` for `inbound` and reports what happened, as `admission`
     /// allows: its behaviour first (a delay, then an injected failure
-    /// answers at once without calling anyone), then the hops.
+    /// answers at once without calling anyone), then the hops, each a span
+    /// of `trace` when the service exports spans.
     pub async fn answer(
         &self,
         identity: &Identity,
         plan: &Plan,
         inbound: &Inbound,
         admission: &Admission,
+        trace: Option<&crate::spans::Trace>,
     ) -> Report {
         let Admission {
             depth,
@@ -401,7 +403,7 @@ impl Executor {
             &self.inner.propagate
         };
         let (outbound, request_id) = context::outbound_headers(&inbound.headers, propagate);
-        let mut report = base_report(identity, inbound, request_id, attempt);
+        let mut report = base_report(identity, inbound, request_id, attempt, trace);
         let deadline = inbound.started + budget;
         let mut injected = decision.injected.clone();
         if !decision.delay.is_zero() {
@@ -433,6 +435,7 @@ impl Executor {
             received: Default::default(),
             calls_share: calls_share(plan, calls_left),
             bare: false,
+            trace: trace.cloned(),
         };
         if report.timed_out {
             report.message = format!(
@@ -470,6 +473,7 @@ impl Executor {
         inbound: &Inbound,
         admission: &Admission,
         too_deep: Option<String>,
+        trace: Option<&crate::spans::Trace>,
     ) -> Option<Report> {
         let depth = admission.depth;
         let max = self.inner.settings.limits.max_depth;
@@ -483,7 +487,7 @@ impl Executor {
         // Its id, or a new one: no headers are built for hops it won't make.
         let request_id = context::carried_request_id(&inbound.headers)
             .map_or_else(context::new_request_id, str::to_owned);
-        let mut report = base_report(identity, inbound, request_id, admission.attempt);
+        let mut report = base_report(identity, inbound, request_id, admission.attempt, trace);
         report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());
         Some(report)
@@ -536,6 +540,7 @@ impl Executor {
             received: Default::default(),
             calls_share: self.inner.settings.limits.max_hops,
             bare,
+            trace: None,
         };
         self.call(hop, &ctx).await
     }
@@ -616,9 +621,15 @@ impl std::fmt::Display for Who<'_> {
     }
 }
 
-/// The report of a request before any hop ran: identity, request info and
-/// the attempt it answers.
-fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attempt: u32) -> Report {
+/// The report of a request before any hop ran: identity, request info,
+/// the attempt it answers and the trace it is part of.
+fn base_report(
+    identity: &Identity,
+    inbound: &Inbound,
+    request_id: String,
+    attempt: u32,
+    trace: Option<&crate::spans::Trace>,
+) -> Report {
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
     request_info.push(inbound.request_line.clone());
     for (name, value) in &inbound.headers {
@@ -667,6 +678,12 @@ fn base_report(identity: &Identity, inbound: &Inbound, request_id: String, attem
             .as_ref()
             .map(|(_, sha)| sha.clone())
             .unwrap_or_default(),
+        trace_id: match trace {
+            Some(trace) => trace.trace_id().to_owned(),
+            None => crate::spans::propagate::carried_trace_id(&inbound.headers).unwrap_or_default(),
+        },
+        span_id: trace.map(|t| t.span_id().to_owned()).unwrap_or_default(),
+        trace_url: String::new(),
     }
 }
 

@@ -105,7 +105,13 @@ async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
         attempt: 1,
     };
     executor
-        .answer(&Identity::named("entry", "v1"), &plan, &inbound, &admission)
+        .answer(
+            &Identity::named("entry", "v1"),
+            &plan,
+            &inbound,
+            &admission,
+            None,
+        )
         .await
 }
 
@@ -208,7 +214,13 @@ async fn a_delay_past_the_deadline_is_cut_there_and_said() {
     };
     let started = Instant::now();
     let report = executor
-        .answer(&Identity::named("b", "v1"), &plan, &inbound, &admission)
+        .answer(
+            &Identity::named("b", "v1"),
+            &plan,
+            &inbound,
+            &admission,
+            None,
+        )
         .await;
     assert_eq!(started.elapsed(), Duration::from_millis(450));
     assert!(report.timed_out);

@@ -69,6 +69,11 @@ impl HopUrl {
     }
 
     /// The URL as the report shows it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The URL as the report shows it.
     pub fn into_string(self) -> String {
         self.text
     }

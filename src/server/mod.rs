@@ -66,20 +66,31 @@ pub struct Service {
     /// Upgraded connections (WebSockets) open now: they outlive the
     /// connection hyper served, so shutdown waits for them itself.
     sockets: tokio::sync::watch::Sender<usize>,
+    /// The spans it exports and where its traces can be seen.
+    pub tracing: Tracing,
+}
+
+/// A service's spans (with an OTLP endpoint) and the page that shows a
+/// trace (`--trace-url`, `{trace_id}` replaced).
+#[derive(Debug, Clone, Default)]
+pub struct Tracing {
+    pub spans: Option<crate::spans::Spans>,
+    pub trace_url: Option<String>,
 }
 
 impl Service {
     pub fn new(identity: Identity, executor: Executor, defaults: Directives) -> Arc<Service> {
-        Service::calling(identity, executor, defaults, None)
+        Service::calling(identity, executor, defaults, None, Tracing::default())
     }
 
     /// A service that runs `calls` for every request whose target has no
-    /// command of its own (`serve --calls`).
+    /// command of its own (`serve --calls`), its spans as `tracing` says.
     pub fn calling(
         identity: Identity,
         executor: Executor,
         defaults: Directives,
         calls: Option<crate::plan::default::DefaultCalls>,
+        tracing: Tracing,
     ) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
         let executor_record = executor.settings().record;
@@ -93,13 +104,18 @@ impl Service {
         let control = control::Control::new(executor.settings().control, defaults);
         let identity_values = [&identity.service, &identity.version]
             .map(|text| ::http::HeaderValue::from_str(text).ok());
+        let mut metrics = Metrics::default();
+        if let Some(spans) = &tracing.spans {
+            metrics.count_spans(spans.counts());
+        }
         Arc::new(Service {
             identity_values,
             identity,
             executor,
             control,
             attempts: Attempts::default(),
-            metrics: Metrics::default(),
+            metrics,
+            tracing,
             draining: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(limit)),
             streams_over: tokio::sync::watch::channel(false).0,
@@ -126,6 +142,15 @@ impl Service {
     pub(crate) fn socket_open(&self) -> SocketOpen {
         self.sockets.send_modify(|n| *n += 1);
         SocketOpen(self.sockets.clone())
+    }
+
+    /// Puts the `--trace-url` of the report's trace in it.
+    pub(crate) fn link_trace(&self, report: &mut Report) {
+        if let (Some(template), false) = (&self.tracing.trace_url, report.trace_id.is_empty()) {
+            report.trace_url = template
+                .replace("{trace_id}", &report.trace_id)
+                .replace("{span_id}", &report.span_id);
+        }
     }
 
     /// This service answering `attempt` of a call from `caller` (its
@@ -272,10 +297,17 @@ pub async fn serve_on(
         }
     };
     tokio::select! {
-        () = server => Ok(()),
+        () = server => {}
         () = deadline => {
             tracing::warn!(?grace, "shutdown grace period over, closing the connections still open");
-            Ok(())
         }
     }
+    if let Some(spans) = &app.service().tracing.spans {
+        // The last requests' spans go before the process ends.
+        spans.flush(SPAN_FLUSH).await;
+    }
+    Ok(())
 }
+
+/// Longest the spans still waiting at shutdown may take to go out.
+const SPAN_FLUSH: Duration = Duration::from_secs(5);

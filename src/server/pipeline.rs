@@ -15,6 +15,7 @@ use crate::plan::{Plan, PlanError};
 use crate::report::text::sanitize;
 use crate::report::InboundProtocol;
 use crate::report::Report;
+use crate::spans::{ServerEnd, ServerStart};
 
 /// The report's `Plan` when the service's default cascade ran.
 pub(crate) const DEFAULT_PLAN: &str = "default";
@@ -174,13 +175,28 @@ pub(super) async fn run(
             )
         })
     });
-    if let Some(report) = executor.refuse_loop(&service.identity, inbound, admission, refusal) {
+    let trace = service
+        .tracing
+        .spans
+        .as_ref()
+        .map(|spans| spans.server(&inbound.headers, server_start(inbound, what)));
+    let trace = trace.as_ref();
+    if let Some(mut report) =
+        executor.refuse_loop(&service.identity, inbound, admission, refusal, trace)
+    {
         service.metrics.refused(Refusal::Loop);
+        service.link_trace(&mut report);
+        if let Some(trace) = trace {
+            trace.end(server_end(
+                &report, "refused", 508, inbound, admission, chosen,
+            ));
+        }
         return Err(Refused::TooDeep(Box::new(report)));
     }
     let mut report = executor
-        .answer(&service.identity, plan, inbound, admission)
+        .answer(&service.identity, plan, inbound, admission, trace)
         .await;
+    service.link_trace(&mut report);
     if chosen.by_default {
         report.plan = DEFAULT_PLAN.to_owned();
         report.message.push_str(" (its default plan, --calls)");
@@ -217,7 +233,60 @@ pub(super) async fn run(
     } else {
         access_line!(debug);
     }
+    if let Some(trace) = trace {
+        trace.end(server_end(
+            &report,
+            verdict.word(),
+            status,
+            inbound,
+            admission,
+            chosen,
+        ));
+    }
     Ok((report, verdict))
+}
+
+/// What the SERVER span of `inbound` starts with; `what` is what it asked.
+fn server_start<'a>(inbound: &'a Inbound, what: &'a str) -> ServerStart<'a> {
+    let grpc = inbound.protocol == InboundProtocol::Grpc;
+    ServerStart {
+        protocol: inbound.protocol.as_str(),
+        method: inbound.method.as_ref().map(|m| m.as_str()),
+        // `POST /servicemock.v1.MockService/Call path=…`: the rpc's name.
+        grpc_method: grpc
+            .then(|| inbound.request_line.split(' ').nth(1))
+            .flatten()
+            .and_then(|path| path.rsplit('/').next()),
+        path: what.split('?').next().unwrap_or(what),
+        received: inbound.received,
+    }
+}
+
+/// What the SERVER span of a request that came to `result` ends with.
+fn server_end<'a>(
+    report: &'a Report,
+    result: &'a str,
+    status: u16,
+    inbound: &Inbound,
+    admission: &Admission,
+    chosen: &Chosen,
+) -> ServerEnd<'a> {
+    let grpc = inbound.protocol == InboundProtocol::Grpc;
+    let delay = admission.decision.delay;
+    ServerEnd {
+        result,
+        message: &report.message,
+        status,
+        grpc,
+        http: !grpc && inbound.method.is_some(),
+        attempt: report.attempt,
+        hops: report.forwards().count(),
+        injected: &report.injected,
+        delay: (!delay.is_zero()).then_some(delay),
+        timed_out: report.timed_out,
+        received: inbound.received,
+        by_default: chosen.by_default,
+    }
 }
 
 /// A request target that came as a line (TCP) or a message (WebSocket),

@@ -28,6 +28,8 @@ pub fn options(settings: Settings) -> MeshOptions {
         grace: Duration::from_secs(5),
         defaults: Default::default(),
         tls: false,
+        spans: None,
+        trace_url: None,
     }
 }
 
