@@ -318,5 +318,45 @@ async fn waterfall_renders_in_headless_chromium() {
     assert!(hop.starts_with("1.1 https back v1 200 ok"), "{hop}");
     assert!(hop.contains(" · tls TLSv1.3 h2 sni back"), "{hop}");
     tls_mesh.stop().await.unwrap();
+
+    // With spans on and --trace-url: each level links to its own span.
+    let nobody = closed_port().await;
+    let traced_options = servicemock::mesh::MeshOptions {
+        spans: servicemock::spans::SpanSettings::from_lookup(
+            Some(&format!("http://{nobody}")),
+            |_| None,
+        )
+        .unwrap(),
+        trace_url: Some("http://jaeger.example/trace/{trace_id}?uiFind={span_id}".into()),
+        ..options(Default::default())
+    };
+    let traced =
+        servicemock::mesh::Mesh::start(&["front".to_owned(), "back".to_owned()], traced_options)
+            .await
+            .unwrap();
+    let front = traced.addr("front").unwrap();
+    driver
+        .submit(&format!("http://{front}/ui"), "/@back/", 1)
+        .await;
+    let links = driver
+        .script("return [...document.querySelectorAll('.trace-link')].map(a => a.href)")
+        .await;
+    let links: Vec<&str> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(links.len(), 2, "the entry's row and the hop's: {links:?}");
+    let trace = links[0]
+        .strip_prefix("http://jaeger.example/trace/")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    assert_eq!(trace.len(), 32, "{links:?}");
+    assert!(links[1].contains(trace), "one trace: {links:?}");
+    assert_ne!(links[0], links[1], "each level its own span: {links:?}");
+    traced.stop().await.unwrap();
     mesh.stop().await.unwrap();
 }
