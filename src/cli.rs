@@ -650,6 +650,15 @@ pub(crate) struct ManifestsArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=servicemock::server::recorder::MAX_RECORD as i64))]
     pub(crate) record: Option<u32>,
+    /// Export each replica's spans to this OTLP endpoint (sets
+    /// OTEL_EXPORTER_OTLP_ENDPOINT), e.g.
+    /// http://opentelemetry-collector.observability:4318.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub(crate) otlp: Option<String>,
+    /// The OTLP protocol of --otlp: grpc (port 4317) or http/protobuf (4318,
+    /// the default).
+    #[arg(long, value_name = "PROTOCOL", requires = "otlp")]
+    pub(crate) otlp_protocol: Option<String>,
 }
 
 #[derive(Args)]

@@ -27,6 +27,39 @@ pub struct ManifestOptions {
     pub tcp_port: Option<u16>,
     /// Keep the last N requests at `GET /requests` (`--record`).
     pub record: Option<u32>,
+    /// Export spans to this OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`),
+    /// over this protocol when given (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub otlp: Option<Otlp>,
+}
+
+/// Where each replica sends its spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    pub endpoint: String,
+    /// `grpc` or `http/protobuf`; `None` leaves the SDK's default.
+    pub protocol: Option<String>,
+}
+
+impl Otlp {
+    fn env(&self) -> String {
+        let mut env = format!(
+            "
+            # servicemock's own spans (a SERVER span per request, a CLIENT
+            # span per hop) beside Envoy's, in the trace the request carries.
+            - name: OTEL_EXPORTER_OTLP_ENDPOINT
+              value: {}",
+            serde_json::Value::from(self.endpoint.as_str())
+        );
+        if let Some(protocol) = &self.protocol {
+            let _ = write!(
+                env,
+                "
+            - name: OTEL_EXPORTER_OTLP_PROTOCOL
+              value: {protocol}"
+            );
+        }
+        env
+    }
 }
 
 impl Default for ManifestOptions {
@@ -40,6 +73,7 @@ impl Default for ManifestOptions {
             tls_secret: None,
             tcp_port: None,
             record: None,
+            otlp: None,
         }
     }
 }
@@ -212,6 +246,7 @@ fn render_one(out: &mut String, service: &ServiceSpec, o: &ManifestOptions) {
             ),
         ),
     };
+    let otlp_env = o.otlp.as_ref().map(Otlp::env).unwrap_or_default();
     let versions: Vec<&str> = service.versions.iter().map(|v| v.name.as_str()).collect();
     let each = if versions.len() == 1 {
         "a Deployment"
@@ -334,7 +369,7 @@ spec:
             - name: POD_IP
               valueFrom:
                 fieldRef:
-                  fieldPath: status.podIP
+                  fieldPath: status.podIP{otlp_env}
           # Liveness over HTTP, readiness over grpc.health.v1 (NOT_SERVING
           # as soon as draining starts, so the endpoint leaves the pool).
           livenessProbe:

@@ -122,6 +122,10 @@ fn generated_manifests_validate() {
             "{name}-tls",
             "--tcp-port",
             "9000",
+            "--otlp",
+            "http://otel-collector.observability:4317",
+            "--otlp-protocol",
+            "grpc",
         ])
         .output()
         .unwrap();
@@ -130,6 +134,11 @@ fn generated_manifests_validate() {
     assert_eq!(text.matches("kind: Service\n").count(), 3);
     assert!(text.contains("secretName: service3-tls"), "{text}");
     assert_eq!(text.matches("appProtocol: tcp\n").count(), 3);
+    assert_eq!(
+        text.matches("- name: OTEL_EXPORTER_OTLP_ENDPOINT\n              value: \"http://otel-collector.observability:4317\"\n            - name: OTEL_EXPORTER_OTLP_PROTOCOL\n              value: grpc\n").count(),
+        3,
+        "{text}"
+    );
     let file =
         std::env::temp_dir().join(format!("servicemock-manifests-{}.yaml", std::process::id()));
     std::fs::write(&file, &text).unwrap();
@@ -180,6 +189,24 @@ fn generated_manifests_validate() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("\"Service_1\" is not a valid name"));
+    // An endpoint a replica would refuse at start is refused here.
+    let bad = Command::new(BIN)
+        .args([
+            "manifests",
+            "a",
+            "--otlp",
+            "http://c:4318",
+            "--otlp-protocol",
+            "zipkin",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"zipkin\""),
+        "{said}"
+    );
 }
 
 #[ignore = "needs the Python virtualenv and kubectl: scripts/test makes it and runs ignored tests"]

@@ -24,7 +24,12 @@ pub(crate) fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
         tls,
         tcp_port,
         record,
+        otlp,
+        otlp_protocol,
     } = args;
+    let otlp = otlp
+        .map(|endpoint| checked_otlp(endpoint, otlp_protocol))
+        .transpose()?;
     let options = ManifestOptions {
         namespace,
         version,
@@ -34,6 +39,7 @@ pub(crate) fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
         tls_secret: tls,
         tcp_port,
         record,
+        otlp,
     };
     let services = match topology {
         Some(file) => {
@@ -47,6 +53,18 @@ pub(crate) fn run(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
     };
     emit(&manifests::render_services(&services, &options)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--otlp` and `--otlp-protocol`, refused now if a replica would refuse
+/// them at start.
+fn checked_otlp(endpoint: String, protocol: Option<String>) -> anyhow::Result<manifests::Otlp> {
+    servicemock::spans::SpanSettings::from_lookup(Some(&endpoint), |name| {
+        (name == "OTEL_EXPORTER_OTLP_PROTOCOL")
+            .then(|| protocol.clone())
+            .flatten()
+    })
+    .with_context(|| "--otlp/--otlp-protocol".to_owned())?;
+    Ok(manifests::Otlp { endpoint, protocol })
 }
 
 /// The services `manifests` names, each `--calls NAME=PLAN` checked as
