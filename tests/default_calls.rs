@@ -214,22 +214,11 @@ async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
         vec!["--calls".to_owned(), format!("/@{to}/")],
         vec!["--calls-file".to_owned(), file.display().to_string()],
     ] {
-        let port = free_port();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--name",
-                "front",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(&how)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let _running = Running(child);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_healthy(addr, Duration::from_secs(10)).await;
+        let args: Vec<&str> = ["--name", "front"]
+            .into_iter()
+            .chain(how.iter().map(String::as_str))
+            .collect();
+        let (_running, addr) = serve_process(&args, &[]).await;
         let (head, body) = curl_off_runtime(vec![format!("http://{addr}/orders")]).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{how:?}: {head}");
         let report: Value = serde_json::from_str(&body).unwrap();

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::haproxy::Proxy;
@@ -64,36 +63,8 @@ async fn method_body_and_path_reach_the_callee() {
 }
 
 /// Python's `http.server` on a loopback port, killed when dropped.
-struct Plain {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Plain {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn plain_server() -> Plain {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/plain_server.py");
-    let mut child = Command::new(venv_python())
-        .arg(script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
-    Plain {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
+fn plain_server() -> PythonServer {
+    python_server::<&str>("plain_server.py", &[])
 }
 
 #[ignore = "needs the test virtualenv: scripts/test makes it and runs ignored tests"]

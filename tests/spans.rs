@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,47 +15,27 @@ use servicemock::config::Settings;
 use servicemock::mesh::{Mesh, MeshOptions};
 use servicemock::spans::SpanSettings;
 
-/// `tests/python/otlp_receiver.py` on a loopback port, killed when dropped.
+/// `tests/python/otlp_receiver.py` on a loopback port, killed when
+/// dropped, and the file it writes the spans to.
 struct Receiver {
-    child: Child,
-    addr: SocketAddr,
+    server: PythonServer,
     out: PathBuf,
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.out);
     }
 }
 
 fn receiver(protocol: &str) -> Receiver {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otlp_receiver.py");
     let out = std::env::temp_dir().join(format!(
         "servicemock-spans-{}-{protocol}-{}.jsonl",
         std::process::id(),
         free_port()
     ));
-    let mut child = Command::new(venv_python())
-        .arg(script)
-        .arg(protocol)
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
-    Receiver {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        out,
-    }
+    let server = python_server("otlp_receiver.py", &[protocol.as_ref(), out.as_os_str()]);
+    Receiver { server, out }
 }
 
 impl Receiver {
@@ -144,7 +123,7 @@ async fn a_mixed_cascade_is_one_trace_in_an_otlp_grpc_receiver() {
     let receiver = receiver("grpc");
     let mesh = traced_mesh(
         &["a", "b", "c", "d"],
-        settings(format!("http://{}", receiver.addr), "grpc"),
+        settings(format!("http://{}", receiver.server.addr), "grpc"),
     )
     .await;
     let a = mesh.addr("a").unwrap();
@@ -268,7 +247,7 @@ async fn b3_headers_carry_the_trace_to_an_otlp_http_receiver() {
     let receiver = receiver("http");
     let mesh = traced_mesh(
         &["a", "b", "c"],
-        settings(format!("http://{}", receiver.addr), "http/protobuf"),
+        settings(format!("http://{}", receiver.server.addr), "http/protobuf"),
     )
     .await;
     let a = mesh.addr("a").unwrap();
@@ -366,34 +345,25 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_is_counted() {
 #[tokio::test]
 async fn serve_reads_the_standard_otel_variables() {
     let receiver = receiver("http");
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_servicemock"))
-        .args([
-            "serve",
-            "--name",
-            "front",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        // The base endpoint: the http/protobuf default appends /v1/traces.
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{}", receiver.addr),
-        )
-        .env("OTEL_SERVICE_NAME", "orders")
-        .env(
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "deployment.environment.name=ci,team=mesh",
-        )
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .env("POD_NAMESPACE", "mock-1")
-        .env("POD_NAME", "front-7d9f-x2")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _running = Running(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_healthy(addr, Duration::from_secs(10)).await;
+    let (_running, addr) = serve_process(
+        &["--name", "front"],
+        &[
+            // The base endpoint: the http/protobuf default appends /v1/traces.
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", receiver.server.addr),
+            ),
+            ("OTEL_SERVICE_NAME", "orders".into()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=ci,team=mesh".into(),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
+            ("POD_NAMESPACE", "mock-1".into()),
+            ("POD_NAME", "front-7d9f-x2".into()),
+        ],
+    )
+    .await;
     // No trace arrived: the request starts one, and the report names it.
     let (status, body) = get(addr, "/end").await;
     assert_eq!(status, 200);

@@ -470,6 +470,61 @@ impl Drop for Running {
     }
 }
 
+/// `servicemock serve --listen` a free loopback port, then `args`, with
+/// `env` set, in a process of its own: healthy when this returns, killed
+/// when the [`Running`] is dropped.
+pub async fn serve_process(args: &[&str], env: &[(&str, String)]) -> (Running, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
+        .args(["serve", "--listen", &addr.to_string()])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_healthy(addr, Duration::from_secs(10)).await;
+    (running, addr)
+}
+
+/// A script of `tests/python` that serves on a loopback port the OS chose
+/// and prints it on its first line; killed when dropped.
+pub struct PythonServer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `script` of `tests/python` with `args` (see [`PythonServer`]).
+pub fn python_server<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> PythonServer {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut child = std::process::Command::new(venv_python())
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
+    PythonServer {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
 /// Runs the servicemock binary to its end (it must end within 10 s): its
 /// exit code and what it said on stderr.
 pub fn run_to_end<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
