@@ -187,8 +187,13 @@ pub(super) async fn run(
         service.metrics.refused(Refusal::Loop);
         service.link_trace(&mut report);
         if let Some(trace) = trace {
+            let status = if inbound.protocol == InboundProtocol::Grpc {
+                tonic::Code::FailedPrecondition as u16
+            } else {
+                508
+            };
             trace.end(server_end(
-                &report, "refused", 508, inbound, admission, chosen,
+                &report, "refused", status, inbound, admission, chosen,
             ));
         }
         return Err(Refused::TooDeep(Box::new(report)));
