@@ -142,6 +142,11 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
     }
     if formats.w3c {
         TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+        // The propagator writes `tracestate` even when empty; W3C says a
+        // vendor SHOULD avoid sending an empty one.
+        if headers.get(TRACESTATE).is_some_and(|v| v.is_empty()) {
+            headers.remove(TRACESTATE);
+        }
     }
     let span = cx.span();
     let context = span.span_context();
@@ -173,20 +178,31 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
 }
 
 /// The trace id a request names in its headers (W3C, else B3), when spans
-/// are off: the report still shows which trace it belongs to.
+/// are off: the report still shows which trace it belongs to. One pass
+/// over the header names rather than three hashed look-ups of names a
+/// request mostly does not carry.
 pub fn carried_trace_id(headers: &HeaderMap) -> Option<String> {
-    if let Some(parent) = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
+    let (mut w3c, mut b3_single, mut b3_multi) = (None, None, None);
+    for (name, value) in headers {
+        let slot = match name.as_str() {
+            "traceparent" => &mut w3c,
+            "b3" => &mut b3_single,
+            "x-b3-traceid" => &mut b3_multi,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    if let Some(parent) = w3c.and_then(|v| v.to_str().ok()) {
         return parent
             .split('-')
             .nth(1)
             .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(str::to_owned);
     }
-    let b3 = headers
-        .get(B3_SINGLE)
+    let b3 = b3_single
         .and_then(|v| v.to_str().ok())
         .and_then(|single| single.split('-').next())
-        .or_else(|| headers.get(B3_TRACE_ID).and_then(|v| v.to_str().ok()))?;
+        .or_else(|| b3_multi.and_then(|v| v.to_str().ok()))?;
     let ok = matches!(b3.len(), 16 | 32) && b3.bytes().all(|b| b.is_ascii_hexdigit());
     ok.then(|| b3.to_owned())
 }
@@ -262,6 +278,51 @@ mod tests {
             carried_trace_id(&headers(&[("traceparent", "00-zz-1-01")])),
             None
         );
+    }
+
+    #[test]
+    fn the_carried_trace_id_prefers_w3c_and_reads_single_b3() {
+        let both = headers(&[
+            ("x-b3-traceid", "a3ce929d0e0e4736"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ]);
+        assert_eq!(carried_trace_id(&both).as_deref(), Some(TRACE));
+        let single = headers(&[("b3", "a3ce929d0e0e4736-00f067aa0ba902b7-1")]);
+        assert_eq!(
+            carried_trace_id(&single).as_deref(),
+            Some("a3ce929d0e0e4736")
+        );
+        assert_eq!(carried_trace_id(&headers(&[("x-other", "1")])), None);
+    }
+
+    #[test]
+    fn no_empty_tracestate_is_sent() {
+        let arrived = headers(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]);
+        let mut out = arrived.clone();
+        inject(
+            &child(),
+            "00f067aa0ba902b7",
+            Formats::of(&arrived),
+            &mut out,
+        );
+        assert!(out.get("traceparent").is_some());
+        assert!(out.get("tracestate").is_none(), "{out:?}");
+        let with_state = TraceState::from_key_value([("vendor", "x")]).unwrap();
+        let cx = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            with_state,
+        ));
+        inject(&cx, "00f067aa0ba902b7", Formats::of(&arrived), &mut out);
+        assert_eq!(out.get("tracestate").unwrap(), "vendor=x");
     }
 
     #[test]
