@@ -244,15 +244,16 @@ pub(super) fn failed(service: &Service, report: &Report, verdict: &Verdict) -> O
 /// field (a `google.rpc.BadRequest` detail, as grpcurl shows), or
 /// FAILED_PRECONDITION with the report of a request past the depth limit.
 pub(super) fn refusal(service: &Service, refused: Refused) -> Status {
+    let code = refused.grpc_code();
     match refused {
         Refused::BadRequest { message, field } => {
             let mut details = tonic_types::ErrorDetails::new();
             details.add_bad_request_violation(field, message.clone());
-            Status::with_error_details(Code::InvalidArgument, message, details)
+            Status::with_error_details(code, message, details)
         }
         Refused::TooDeep(report) => {
             let message = report.message.clone();
-            failure(service, Code::FailedPrecondition, message, &report)
+            failure(service, code, message, &report)
         }
     }
 }

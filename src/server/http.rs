@@ -233,11 +233,10 @@ fn render(
 /// The HTTP answer to a refused request: 400 naming the problem, or 508
 /// with the report of a request past the depth limit.
 fn refusal(service: &Service, refused: Refused, view: View) -> Response {
+    let status = StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     match refused {
-        Refused::BadRequest { message, .. } => bad_request(message),
-        Refused::TooDeep(report) => {
-            render(service, view, StatusCode::LOOP_DETECTED, &report, false)
-        }
+        Refused::BadRequest { message, .. } => (status, format!("{message}\n")).into_response(),
+        Refused::TooDeep(report) => render(service, view, status, &report, false),
     }
 }
 

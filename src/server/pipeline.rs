@@ -39,6 +39,32 @@ impl Refused {
             field: field.to_owned(),
         }
     }
+
+    /// The HTTP status of the answer (and of a TCP line's or WebSocket
+    /// message's refusal): 400, or 508 Loop Detected.
+    pub(super) fn http_status(&self) -> u16 {
+        match self {
+            Refused::BadRequest { .. } => 400,
+            Refused::TooDeep(_) => 508,
+        }
+    }
+
+    /// The gRPC code of the answer: INVALID_ARGUMENT or FAILED_PRECONDITION.
+    pub(super) fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Refused::BadRequest { .. } => tonic::Code::InvalidArgument,
+            Refused::TooDeep(_) => tonic::Code::FailedPrecondition,
+        }
+    }
+
+    /// What the edge `protocol` answers: its gRPC code or its HTTP status.
+    fn on_edge(&self, protocol: InboundProtocol) -> u16 {
+        if protocol == InboundProtocol::Grpc {
+            self.grpc_code() as u16
+        } else {
+            self.http_status()
+        }
+    }
 }
 
 /// How a request ended, whatever edge it came by.
@@ -186,17 +212,14 @@ pub(super) async fn run(
     {
         service.metrics.refused(Refusal::Loop);
         service.link_trace(&mut report);
-        if let Some(trace) = trace {
-            let status = if inbound.protocol == InboundProtocol::Grpc {
-                tonic::Code::FailedPrecondition as u16
-            } else {
-                508
-            };
+        let refused = Refused::TooDeep(Box::new(report));
+        if let (Some(trace), Refused::TooDeep(report)) = (trace, &refused) {
+            let status = refused.on_edge(inbound.protocol);
             trace.end(server_end(
-                &report, "refused", status, inbound, admission, chosen,
+                report, "refused", status, inbound, admission, chosen,
             ));
         }
-        return Err(Refused::TooDeep(Box::new(report)));
+        return Err(refused);
     }
     let mut report = executor
         .answer(&service.identity, plan, inbound, admission, trace)

@@ -266,11 +266,11 @@ impl Lines<'_> {
 /// A refused request line: the 400's message, or the report of a request
 /// past the depth limit with 508.
 fn refusal(refused: Refused, refuse: &dyn Fn(u16, String) -> String) -> String {
+    let status = refused.http_status();
     match refused {
-        Refused::BadRequest { message, .. } => refuse(400, message),
+        Refused::BadRequest { message, .. } => refuse(status, message),
         Refused::TooDeep(report) => {
-            let json = serde_json::to_string(&report).unwrap_or_default();
-            refuse(508, json)
+            refuse(status, serde_json::to_string(&report).unwrap_or_default())
         }
     }
 }
