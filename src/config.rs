@@ -123,6 +123,28 @@ pub fn local_host_name() -> String {
 
 pub use crate::units::parse_duration;
 
+/// Why a name cannot be used for a Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a valid name: use lower-case letters, digits and '-', start with a letter, at most 63 characters")]
+pub struct BadName(pub String);
+
+/// Checks `name` as a Kubernetes object name (an RFC 1123 label) of at
+/// most `max` characters: services, versions and namespaces are named so.
+pub fn check_name(name: &str, max: usize) -> Result<(), BadName> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BadName(name.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

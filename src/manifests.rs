@@ -5,6 +5,8 @@
 //!
 //! The choices Istio needs are explained in the comments it prints.
 
+use crate::config::check_name;
+pub use crate::config::BadName;
 use std::fmt::Write as _;
 
 /// What to generate.
@@ -78,28 +80,8 @@ impl Default for ManifestOptions {
     }
 }
 
-/// Why a name cannot be used for a Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("\"{0}\" is not a valid name: use lower-case letters, digits and '-', start with a letter, at most 63 characters")]
-pub struct BadName(pub String);
-
 /// Seconds `servicemock serve` drains in-flight requests after SIGTERM.
 pub const SHUTDOWN_GRACE_SECS: u32 = 10;
-
-pub(crate) fn check_name(name: &str, max: usize) -> Result<(), BadName> {
-    let ok = !name.is_empty()
-        && name.len() <= max
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(BadName(name.to_owned()))
-    }
-}
 
 /// One service to generate: its account, Service, and a Deployment per
 /// version.

@@ -180,7 +180,7 @@ impl Topology {
             let name = entry.name.value.clone();
             // Room for "-VERSION" in the Deployment's name (63 at most);
             // manifests checks each version's own length again.
-            crate::manifests::check_name(&name, NAME_WITH_ROOM_FOR_VERSION)
+            crate::config::check_name(&name, NAME_WITH_ROOM_FOR_VERSION)
                 .map_err(|e| at(entry.name.referenced, e.to_string()))?;
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
                 return Err(at(
@@ -293,7 +293,7 @@ fn versions_of(
     let mut versions: Vec<Version> = Vec::with_capacity(listed.len());
     for v in listed {
         let version = v.name.value.clone();
-        crate::manifests::check_name(&version, 63)
+        crate::config::check_name(&version, 63)
             .map_err(|e| at(v.name.referenced, format!("version of {name}: {e}")))?;
         if versions.iter().any(|seen| seen.name == version) {
             return Err(at(

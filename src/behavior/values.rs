@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::codes::GRPC_CODES;
-use crate::config::parse_duration;
+use crate::units::parse_duration;
 
 use super::{DELAY, GRPC_STATUS, RESET, SIZE, STATUS};
 
