@@ -10,11 +10,12 @@
 //! only when a property is broken: no input may panic, and where a round
 //! trip exists it must give back what went in.
 
+use crate::guard::json::{from_json_unbounded, json_nesting, MAX_REPORT_NESTING};
 use crate::plan::json::{plan_from_json, request_json};
 use crate::plan::path::{parse_path, render_path};
 use crate::plan::proto::{plan_from_request, request_for};
 use crate::plan::Limits;
-use crate::report::{from_json_unbounded, json_nesting, Received, Report, MAX_REPORT_NESTING};
+use crate::report::{Received, Report};
 
 /// A property one fuzz target checks on one input.
 pub type Property = fn(&[u8]);
@@ -94,7 +95,7 @@ pub fn json_plan(data: &[u8]) {
 /// survives re-encoding.
 pub fn proto_request(data: &[u8]) {
     let limits = Limits::default();
-    let Ok(request) = crate::wire::decode_guarded::<crate::pb::CallRequest>(data) else {
+    let Ok(request) = crate::guard::proto::decode_guarded::<crate::pb::CallRequest>(data) else {
         return;
     };
     if let Ok(plan) = plan_from_request(&request, &limits) {

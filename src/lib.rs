@@ -50,8 +50,10 @@
 //! * [`config`]: who this copy is and what it allows (identity and limits).
 //! * [`fuzzing`]: the properties the fuzz targets of `fuzz/` check, replayed
 //!   on stable by `tests/fuzz_corpus.rs`.
-//! * [`wire`]: the guard before every protobuf decode (nesting bounded by
-//!   `--max-depth`, no recursion on hostile input) and the tonic codec.
+//! * [`guard`]: the guards before every protobuf and JSON decode of a plan
+//!   or a report (nesting bounded by `--max-depth`, no recursion on hostile
+//!   input), and the ceilings they hold.
+//! * [`wire`]: the tonic codec, decoding behind the guard.
 //! * [`units`]: durations and sizes as people write them, for every part.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 
@@ -66,6 +68,7 @@ pub mod codes;
 pub mod config;
 pub mod exec;
 pub mod fuzzing;
+pub mod guard;
 pub mod load;
 pub mod manifests;
 pub mod mesh;

@@ -519,7 +519,7 @@ async fn one_depth_rule_for_every_form_honoured_when_raised() {
             .await;
         if ok {
             assert_eq!(status, 200, "path: {}", &body[..body.len().min(300)]);
-            let r: Report = servicemock::report::from_json_unbounded(&body).unwrap();
+            let r: Report = servicemock::guard::json::from_json_unbounded(&body).unwrap();
             assert_eq!(first_hop_chain(&r).len(), 41);
             assert_eq!(
                 json_status,

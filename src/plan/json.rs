@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::proto::{plan_from_request, request_for};
 use super::{Limits, Plan, PlanError};
+use crate::guard::json::json_nesting;
 use crate::pb;
-use crate::report::json_nesting;
 
 /// JSON levels one plan level adds: the plan object, its `parallel` array,
 /// a group object, its `hops` array and the hop object whose `next` is the

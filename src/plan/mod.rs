@@ -26,10 +26,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// The port a `tcp:` target gets when it names none (Istio's tcp-echo).
 pub const DEFAULT_TCP_PORT: u16 = 9000;
 
-/// The highest `--max-depth` accepted: every form of a plan (path, JSON,
-/// proto) and every received report is decoded up to this many levels at
-/// most, whatever a request says.
-pub const MAX_DEPTH_CEILING: u32 = 128;
+pub use crate::guard::MAX_DEPTH_CEILING;
 
 /// A hop tree: groups that run concurrently.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -291,7 +288,7 @@ pub struct Limits {
 
 impl Limits {
     /// `--max-hops` when none is given.
-    pub const DEFAULT_MAX_HOPS: usize = 1024;
+    pub const DEFAULT_MAX_HOPS: usize = crate::guard::DEFAULT_MAX_HOPS;
 }
 
 impl Default for Limits {

@@ -115,7 +115,7 @@ impl Formatter for CappedPretty {
                 continue;
             }
             if byte == b'"' {
-                at = super::string_end(bytes, at);
+                at = crate::guard::json::string_end(bytes, at);
                 continue;
             }
             writer.write_all(&bytes[copied..at])?;

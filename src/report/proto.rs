@@ -5,9 +5,9 @@ use prost::Message;
 
 use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report, Try};
 use crate::caller::{Peer, Tls, XfccElement};
+use crate::guard::proto::{decode_guarded, Guarded, Kind};
 use crate::pb;
 use crate::plan::proto::{protocol_from_proto, protocol_to_proto};
-use crate::wire::decode_guarded;
 
 /// The type URL of a `CallResponse` packed in a `google.protobuf.Any`.
 pub const CALL_RESPONSE_TYPE_URL: &str = "type.googleapis.com/servicemock.v1.CallResponse";
@@ -291,6 +291,10 @@ fn try_from_proto(t: pb::Try) -> Try {
         answered_by: (!t.answered_by.is_empty()).then_some(t.answered_by),
         response: t.response.map(|r| Report::from(r).into()),
     }
+}
+
+impl Guarded for RpcStatus {
+    const KIND: Kind = Kind::RpcStatus;
 }
 
 #[cfg(test)]

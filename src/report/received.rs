@@ -17,7 +17,8 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::{from_json_measured, json_nesting, word, InboundProtocol, Report, MAX_REPORT_NESTING};
+use super::{word, InboundProtocol, Report};
+use crate::guard::json::{from_json_measured, json_nesting, MAX_REPORT_NESTING};
 
 /// How a received report that cannot be parsed after all says so.
 const UNREADABLE: &str = "this downstream report could not be read again";

@@ -94,7 +94,7 @@ impl Service {
     ) -> Arc<Service> {
         let limit = executor.settings().max_concurrent.max(1);
         let executor_record = executor.settings().record;
-        crate::wire::allow_hops(executor.settings().limits.max_hops);
+        crate::guard::proto::allow_hops(executor.settings().limits.max_hops);
         if executor.settings().control {
             tracing::warn!(
                 service = %identity.service,

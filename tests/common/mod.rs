@@ -296,7 +296,7 @@ pub async fn python_json(script: &str, args: Vec<String>) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     // Deep reports nest past serde_json's default 128 levels.
-    servicemock::report::from_json_unbounded(stdout.trim()).unwrap()
+    servicemock::guard::json::from_json_unbounded(stdout.trim()).unwrap()
 }
 
 /// A loopback port that accepts connections and never answers: a frozen
