@@ -1,4 +1,4 @@
-//! The `servicemock` command: parse the command line (`cli.rs`) and run the
+//! The `servicemock` command: parse the command line (`cli/`) and run the
 //! chosen command, each in its own file under `commands/` (`serve`, `mesh`,
 //! `plan`, `call`, `load`, `control`, `manifests`, `requests`; `health` and
 //! `certs` are a few lines here). `--help` on each is the manual.
