@@ -7,6 +7,8 @@
 //! error. This module knows nothing of the server side; both edges hand it an
 //! [`Inbound`] and render the report it returns.
 
+mod admission;
+mod base;
 pub mod context;
 pub(crate) mod deadline;
 pub(crate) mod failure;
@@ -15,12 +17,21 @@ pub(crate) use grpc::metadata_of;
 mod hop;
 mod http;
 pub mod resolve;
+mod result;
 mod tcp;
 pub mod tls;
 pub mod transport;
 
 #[cfg(test)]
 mod tests;
+
+use admission::calls_share;
+use base::{base_report, Who};
+
+pub use admission::{injected_failure, Admission, AdmissionError};
+pub use base::millis;
+pub(crate) use base::rfc3339;
+pub use result::HopResult;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,124 +41,12 @@ use tokio::time::Instant;
 use ::http::{HeaderMap, HeaderName};
 use futures::future::join_all;
 
-use crate::behavior::{Decision, DirectiveError, Directives, Here, Injection};
+use crate::behavior::Injection;
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
-use crate::report::{
-    Forward, Forwards, Gist, InboundProtocol, Outcome, ParallelForward, Received, Report,
-};
+use crate::report::{Forward, InboundProtocol, ParallelForward, Report};
 use context::HopContext;
 use resolve::Resolver;
-
-/// What came back from one hop, before it is placed in the report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HopResult {
-    /// HTTP status or gRPC code, if anything answered.
-    pub status: Option<i32>,
-    pub outcome: Outcome,
-    pub error: Option<String>,
-    /// The downstream's own report, if it sent one.
-    pub response: Option<Received>,
-    /// How the downstream says the request reached it, read with its report.
-    pub arrived_as: Option<InboundProtocol>,
-    /// Who answered, when it was not a servicemock (a proxy's local reply,
-    /// another server): what it said about itself.
-    pub answered_by: Option<String>,
-    /// Bytes of answer received, counted against `--max-report-size`.
-    pub bytes: usize,
-}
-
-impl HopResult {
-    /// A hop that got no usable answer.
-    pub fn failed(outcome: Outcome, error: String) -> HopResult {
-        HopResult {
-            status: None,
-            outcome,
-            error: Some(error),
-            response: None,
-            arrived_as: None,
-            answered_by: None,
-            bytes: 0,
-        }
-    }
-
-    /// A transport failure (nothing answered), named the way a person
-    /// would: nobody listening, a name that does not resolve, no answer in
-    /// time, or the error chain as it stands.
-    pub(crate) fn transport(
-        error: &(dyn std::error::Error + 'static),
-        to: &resolve::Resolved,
-        timer: Duration,
-        connect: Duration,
-    ) -> HopResult {
-        let kind = failure::classify(error);
-        let message = match kind.outcome {
-            Outcome::Dns => format!("cannot resolve \"{}\": {}", to.host(), kind.cause),
-            Outcome::Refused => format!("connection refused by {}", to.connect),
-            Outcome::Timeout if kind.connecting => format!(
-                "no connection to {} within the connect timeout of {}",
-                to.connect,
-                deadline::human(connect)
-            ),
-            Outcome::Timeout => format!("no answer within {}", deadline::human(timer)),
-            Outcome::Tls => kind.cause,
-            _ => failure::error_chain(error),
-        };
-        HopResult::failed(kind.outcome, message)
-    }
-
-    /// What a caller makes of a downstream servicemock's report that came
-    /// with a failing status: a `timeout` when the callee itself ran out of
-    /// time (so the slow hop is the one named), else a failing `status`.
-    pub(crate) fn from_failed_report(
-        status: i32,
-        said: String,
-        (report, mut gist): (Received, Gist),
-    ) -> HopResult {
-        match gist.timed_out.take() {
-            // Its message says who ran out of what time.
-            Some(own) => {
-                HopResult::with_report(status, Outcome::Timeout, Some(own), (report, gist))
-            }
-            None => HopResult::with_report(status, Outcome::Status, Some(said), (report, gist)),
-        }
-    }
-
-    /// A successful status with a servicemock report: ok, unless the report
-    /// lists failed hops (a real servicemock would not answer 2xx then; the
-    /// entry's status must follow the tree as received).
-    pub(crate) fn from_ok_report(
-        status: i32,
-        status_text: &dyn std::fmt::Display,
-        answer: (Received, Gist),
-    ) -> HopResult {
-        match answer.1.failed_hops {
-            0 => HopResult::with_report(status, Outcome::Ok, None, answer),
-            failed => {
-                let why =
-                    format!("answered {status_text}, yet its report lists {failed} failed hop(s)");
-                HopResult::with_report(status, Outcome::BadAnswer, Some(why), answer)
-            }
-        }
-    }
-
-    fn with_report(
-        status: i32,
-        outcome: Outcome,
-        error: Option<String>,
-        (report, gist): (Received, Gist),
-    ) -> HopResult {
-        HopResult {
-            status: Some(status),
-            outcome,
-            error,
-            response: Some(report),
-            arrived_as: Some(gist.protocol),
-            answered_by: None,
-            bytes: 0,
-        }
-    }
-}
 
 /// What every hop transport needs for one call: where, with which
 /// headers, how long to wait, and how many bytes of answer are left.
@@ -293,88 +192,6 @@ impl Executor {
     /// How many gRPC channels the hop clients keep open now.
     pub fn grpc_channels(&self) -> usize {
         self.inner.transports.grpc_channels()
-    }
-
-    /// Reads what an inbound request's own headers ask — its depth, the time
-    /// it allows, and the behaviour directives (with `defaults` for those not
-    /// given) — and draws the behaviour for it. Both edges admit this way.
-    pub fn admit(
-        &self,
-        headers: &HeaderMap,
-        defaults: &Directives,
-        here: &Here<'_>,
-    ) -> Result<Admission, AdmissionError> {
-        let settings = &self.inner.settings;
-        let depth = context::inbound_depth(headers)?;
-        let calls_left = context::inbound_calls_left(headers, settings.limits.max_hops)?;
-        let budget = context::inbound_budget(headers, settings.request_timeout)?;
-        let directives = Directives::from_headers(headers, settings.max_delay)?.or(defaults);
-        Ok(Admission {
-            depth,
-            calls_left,
-            budget,
-            decision: directives.decide(here, &mut rand::rng()),
-            attempt: here.attempt,
-        })
-    }
-
-    /// Refuses a plan whose answers would be bigger than `--max-report-size`
-    /// before anyone is called: the padding its hops ask for (`x-mock-size`
-    /// on every hop the tree makes) and this service's own, plus the
-    /// propagated headers every level's report repeats.
-    pub fn check_cost(
-        &self,
-        plan: &Plan,
-        headers: &HeaderMap,
-        admission: &Admission,
-    ) -> Result<(), String> {
-        let budget = self.inner.settings.max_report_size;
-        // A leaf repeats the propagated headers once: when all the headers
-        // it carries fit beside its padding, so do the propagated ones,
-        // and the names need not be compared.
-        if plan.parallel.is_empty() {
-            let all: usize = headers
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len() + 4)
-                .sum();
-            if admission.decision.size.saturating_add(all) <= budget {
-                return Ok(());
-            }
-        }
-        let propagated: usize = context::carried(headers, &self.inner.propagate)
-            .flat_map(|name| {
-                headers
-                    .get_all(name)
-                    .iter()
-                    .map(move |v| name.as_str().len() + v.len() + 4)
-            })
-            .sum();
-        let (mut hops, mut padding) = (0usize, admission.decision.size);
-        // Plans still to walk, with how many times each is run (a hop that
-        // retries runs its callee's plan once per try); leaves call nobody
-        // and are not kept, so a plan of one level walks without a heap.
-        let (mut first, mut more) = (Some((plan, 1usize)), Vec::new());
-        while let Some((level, runs)) = first.take().or_else(|| more.pop()) {
-            for hop in level.hops() {
-                let calls = runs.saturating_mul(hop.options.tries() as usize);
-                hops = hops.saturating_add(calls);
-                if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
-                    let size = crate::behavior::parse_size(size.trim()).unwrap_or(0);
-                    padding = padding.saturating_add(size.saturating_mul(calls));
-                }
-                if !hop.next.parallel.is_empty() {
-                    more.push((&*hop.next, calls));
-                }
-            }
-        }
-        let total = padding.saturating_add(propagated.saturating_mul(hops + 1));
-        if total > budget {
-            return Err(format!(
-                "the plan's answers would take {total} bytes ({padding} of padding, {propagated} bytes of propagated headers repeated at {} levels), more than --max-report-size {budget}",
-                hops + 1
-            ));
-        }
-        Ok(())
     }
 
     /// Runs `plan` for `inbound` and reports what happened, as `admission`
@@ -560,167 +377,4 @@ impl Executor {
             transport::Transports::with_tls(tls),
         )
     }
-}
-
-/// The calls each direct hop of `plan` may pass on beyond its own part of
-/// it, when the request may make `calls_left` calls in all: what the plan
-/// leaves, shared evenly (a hop that retries takes a share per try).
-fn calls_share(plan: &Plan, calls_left: usize) -> usize {
-    if plan.parallel.is_empty() {
-        return 0;
-    }
-    let Some(spent) = plan.count_hops(calls_left) else {
-        return 0;
-    };
-    let direct: usize = plan.hops().map(|h| h.options.tries() as usize).sum();
-    (calls_left - spent) / direct.max(1)
-}
-
-/// What an inbound request asks of this service, read from its headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admission {
-    /// How many services the request passed through before this one.
-    pub depth: u32,
-    /// How many calls its whole subtree may make here
-    /// ([`context::CALLS_LEFT_HEADER`]).
-    pub calls_left: usize,
-    /// How long the request may take here, hops included.
-    pub budget: Duration,
-    /// What its behaviour directives drew.
-    pub decision: Decision,
-    /// Which attempt of the request this is (1 for the first).
-    pub attempt: u32,
-}
-
-/// Why an inbound request's own headers were refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdmissionError {
-    #[error(transparent)]
-    Context(#[from] context::ContextError),
-    #[error(transparent)]
-    Directive(#[from] DirectiveError),
-}
-
-/// Whether the decision makes this request fail, given how it arrived.
-pub fn injected_failure(decision: &Decision, protocol: InboundProtocol) -> bool {
-    if protocol == InboundProtocol::Grpc {
-        decision.grpc_code().is_some_and(|c| c != 0)
-    } else {
-        decision
-            .http_status()
-            .is_some_and(|s| !(200..300).contains(&s))
-    }
-}
-
-/// `service version`, as a report's message names its writer.
-struct Who<'a>(&'a Identity);
-
-impl std::fmt::Display for Who<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.0.service, self.0.version)
-    }
-}
-
-/// The report of a request before any hop ran: identity, request info,
-/// the attempt it answers and the trace it is part of.
-fn base_report(
-    identity: &Identity,
-    inbound: &Inbound,
-    request_id: String,
-    attempt: u32,
-    trace: Option<&crate::spans::Trace>,
-) -> Report {
-    let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
-    request_info.push(inbound.request_line.clone());
-    for (name, value) in &inbound.headers {
-        // Header values are nearly always ASCII: checked as UTF-8 at once
-        // (a word at a time), the lossy walk only for the rare other.
-        let value = match std::str::from_utf8(value.as_bytes()) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(value.as_bytes()),
-        };
-        let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
-        line.push_str(name.as_str());
-        line.push_str(": ");
-        line.push_str(&value);
-        request_info.push(line);
-    }
-    Report {
-        received_date: rfc3339(inbound.received),
-        message: String::new(),
-        request_info,
-        service: identity.service.clone(),
-        version: identity.version.clone(),
-        host: identity.host.clone(),
-        namespace: identity.namespace.clone(),
-        pod_ip: identity.pod_ip.clone(),
-        protocol: inbound.protocol,
-        request_id,
-        duration_ms: 0.0,
-        parallel_forwards: Forwards::default(),
-        injected: Vec::new(),
-        padding: String::new(),
-        timed_out: false,
-        attempt,
-        try_number: context::inbound_try(&inbound.headers),
-        stream_message: 0,
-        plan: String::new(),
-        tls: inbound.tls.clone(),
-        peer: inbound.peer.clone(),
-        method: inbound
-            .method
-            .as_ref()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default(),
-        body_bytes: inbound.body.as_ref().map_or(0, |(len, _)| *len),
-        body_sha256: inbound
-            .body
-            .as_ref()
-            .map(|(_, sha)| sha.clone())
-            .unwrap_or_default(),
-        trace_id: match trace {
-            Some(trace) => trace.trace_id().to_owned(),
-            None => crate::spans::propagate::carried_trace_id(&inbound.headers).unwrap_or_default(),
-        },
-        span_id: trace.map(|t| t.span_id().to_owned()).unwrap_or_default(),
-        trace_url: String::new(),
-    }
-}
-
-/// RFC 3339 in UTC with nanoseconds. The date and time to the second are
-/// formatted once per second (per thread), the fraction for each call.
-pub(crate) fn rfc3339(at: SystemTime) -> String {
-    use std::cell::RefCell;
-    thread_local! {
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let Ok(since) = at.duration_since(SystemTime::UNIX_EPOCH) else {
-        return String::new();
-    };
-    SECOND.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != since.as_secs() {
-            let whole = at - Duration::from_nanos(u64::from(since.subsec_nanos()));
-            let text = time::OffsetDateTime::from(whole)
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
-            *cached = (since.as_secs(), text.trim_end_matches('Z').to_owned());
-        }
-        // `.{:09}Z` without the formatting machinery.
-        let mut fraction = *b".000000000Z";
-        let mut nanos = since.subsec_nanos();
-        for digit in fraction[1..10].iter_mut().rev() {
-            *digit = b'0' + (nanos % 10) as u8;
-            nanos /= 10;
-        }
-        let mut out = String::with_capacity(cached.1.len() + fraction.len());
-        out.push_str(&cached.1);
-        out.push_str(std::str::from_utf8(&fraction).unwrap_or_default());
-        out
-    })
-}
-
-/// A duration in milliseconds with microsecond precision.
-pub fn millis(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
 }

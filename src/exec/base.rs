@@ -1,0 +1,122 @@
+//! The report of this service's own level before any hop ran: who
+//! answers, the request as received, the attempt it answers and the trace
+//! it is part of; and the time forms every level writes.
+
+use std::time::{Duration, SystemTime};
+
+use super::{context, Inbound};
+use crate::config::Identity;
+use crate::report::{Forwards, Report};
+
+/// `service version`, as a report's message names its writer.
+pub(super) struct Who<'a>(pub(super) &'a Identity);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0.service, self.0.version)
+    }
+}
+
+/// The report of a request before any hop ran: identity, request info,
+/// the attempt it answers and the trace it is part of.
+pub(super) fn base_report(
+    identity: &Identity,
+    inbound: &Inbound,
+    request_id: String,
+    attempt: u32,
+    trace: Option<&crate::spans::Trace>,
+) -> Report {
+    let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
+    request_info.push(inbound.request_line.clone());
+    for (name, value) in &inbound.headers {
+        // Header values are nearly always ASCII: checked as UTF-8 at once
+        // (a word at a time), the lossy walk only for the rare other.
+        let value = match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value.as_bytes()),
+        };
+        let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
+        line.push_str(name.as_str());
+        line.push_str(": ");
+        line.push_str(&value);
+        request_info.push(line);
+    }
+    Report {
+        received_date: rfc3339(inbound.received),
+        message: String::new(),
+        request_info,
+        service: identity.service.clone(),
+        version: identity.version.clone(),
+        host: identity.host.clone(),
+        namespace: identity.namespace.clone(),
+        pod_ip: identity.pod_ip.clone(),
+        protocol: inbound.protocol,
+        request_id,
+        duration_ms: 0.0,
+        parallel_forwards: Forwards::default(),
+        injected: Vec::new(),
+        padding: String::new(),
+        timed_out: false,
+        attempt,
+        try_number: context::inbound_try(&inbound.headers),
+        stream_message: 0,
+        plan: String::new(),
+        tls: inbound.tls.clone(),
+        peer: inbound.peer.clone(),
+        method: inbound
+            .method
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        body_bytes: inbound.body.as_ref().map_or(0, |(len, _)| *len),
+        body_sha256: inbound
+            .body
+            .as_ref()
+            .map(|(_, sha)| sha.clone())
+            .unwrap_or_default(),
+        trace_id: match trace {
+            Some(trace) => trace.trace_id().to_owned(),
+            None => crate::spans::propagate::carried_trace_id(&inbound.headers).unwrap_or_default(),
+        },
+        span_id: trace.map(|t| t.span_id().to_owned()).unwrap_or_default(),
+        trace_url: String::new(),
+    }
+}
+
+/// RFC 3339 in UTC with nanoseconds. The date and time to the second are
+/// formatted once per second (per thread), the fraction for each call.
+pub(crate) fn rfc3339(at: SystemTime) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let Ok(since) = at.duration_since(SystemTime::UNIX_EPOCH) else {
+        return String::new();
+    };
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != since.as_secs() {
+            let whole = at - Duration::from_nanos(u64::from(since.subsec_nanos()));
+            let text = time::OffsetDateTime::from(whole)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            *cached = (since.as_secs(), text.trim_end_matches('Z').to_owned());
+        }
+        // `.{:09}Z` without the formatting machinery.
+        let mut fraction = *b".000000000Z";
+        let mut nanos = since.subsec_nanos();
+        for digit in fraction[1..10].iter_mut().rev() {
+            *digit = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        let mut out = String::with_capacity(cached.1.len() + fraction.len());
+        out.push_str(&cached.1);
+        out.push_str(std::str::from_utf8(&fraction).unwrap_or_default());
+        out
+    })
+}
+
+/// A duration in milliseconds with microsecond precision.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
