@@ -8,6 +8,7 @@
 //! converts to and from the gRPC `CallResponse`, which carries the same tree.
 
 pub mod flat;
+mod forwards;
 pub mod pretty;
 pub mod proto;
 pub mod received;
@@ -16,15 +17,12 @@ pub mod trim;
 mod word;
 
 use std::fmt;
-use std::ops::Deref;
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::guard::json::from_json_unbounded;
-
 use crate::plan::Protocol;
+pub use forwards::Forwards;
 pub use received::{Gist, Received};
 
 /// The ways a report is shown to a person: the entry's choice over HTTP
@@ -169,122 +167,12 @@ pub struct Report {
     pub trace_url: String,
 }
 
-/// The hop groups of a report. A report received from downstream keeps its
-/// groups as the raw JSON they came in until someone looks at them, so a
-/// service in the middle of a deep tree passes the subtree on without
-/// parsing and re-encoding it; looking (`Deref`) parses once.
-#[derive(Default, Clone)]
-pub struct Forwards {
-    raw: Option<Box<RawValue>>,
-    parsed: OnceLock<Vec<ParallelForward>>,
-}
-
-impl Forwards {
-    /// Parses every level below, so the whole tree serializes from parsed
-    /// values (pretty output then indents all of it).
-    pub fn expand(&self) {
-        for forward in self.iter().flat_map(|g| g.sequential_forwards.iter()) {
-            if let Some(child) = &forward.response {
-                child.parallel_forwards.expand();
-            }
-        }
-    }
-
-    /// How many hops of these groups carry an `Error`, read from the raw
-    /// text when the groups were not parsed (hops with an error, nothing
-    /// built); groups of another shape are parsed, and so counted as the
-    /// failed hop [`Deref`] makes of them.
-    fn failed(&self) -> usize {
-        if let (None, Some(raw)) = (self.parsed.get(), &self.raw) {
-            if let Ok(failed) = from_json_unbounded::<received::FailedHops>(raw.get()) {
-                return failed.0;
-            }
-        }
-        self.iter()
-            .flat_map(|g| &g.sequential_forwards)
-            .filter(|f| f.error.is_some())
-            .count()
-    }
-}
-
-impl Deref for Forwards {
-    type Target = Vec<ParallelForward>;
-
-    fn deref(&self) -> &Vec<ParallelForward> {
-        self.parsed.get_or_init(|| {
-            let Some(raw) = &self.raw else {
-                return Vec::new();
-            };
-            // The raw text was checked to be JSON, and no deeper than a
-            // report may be, when it arrived; groups of another shape are
-            // shown as one failed hop, never dropped silently.
-            from_json_unbounded(raw.get()).unwrap_or_else(|e| {
-                vec![ParallelForward {
-                    sequential_forwards: vec![Forward {
-                        result: Outcome::BadAnswer,
-                        error: Some(format!(
-                            "the downstream's ParallelForwards are not servicemock's shape: {e}"
-                        )),
-                        ..Forward::default()
-                    }],
-                }]
-            })
-        })
-    }
-}
-
-impl From<Vec<ParallelForward>> for Forwards {
-    fn from(groups: Vec<ParallelForward>) -> Self {
-        Forwards {
-            raw: None,
-            parsed: OnceLock::from(groups),
-        }
-    }
-}
-
-impl FromIterator<ParallelForward> for Forwards {
-    fn from_iter<I: IntoIterator<Item = ParallelForward>>(iter: I) -> Self {
-        Forwards::from(iter.into_iter().collect::<Vec<_>>())
-    }
-}
-
-impl PartialEq for Forwards {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl fmt::Debug for Forwards {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        (**self).fmt(f)
-    }
-}
-
-impl Serialize for Forwards {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match (self.parsed.get(), &self.raw) {
-            (Some(parsed), _) => parsed.serialize(s),
-            (None, Some(raw)) => raw.serialize(s),
-            (None, None) => s.collect_seq(std::iter::empty::<ParallelForward>()),
-        }
-    }
-}
-
 /// Received JSON text, written as it is ([`pretty`] re-indents it when the
 /// output is indented). Made a `RawValue` again, which checks it once more
 /// (serde_json skips a value without recursing, at any depth).
 fn serialize_json_text<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
     let raw: &RawValue = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
     raw.serialize(s)
-}
-
-impl<'de> Deserialize<'de> for Forwards {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Forwards {
-            raw: Some(Box::<RawValue>::deserialize(d)?),
-            parsed: OnceLock::new(),
-        })
-    }
 }
 
 /// One group of hops (they ran one after another).
@@ -647,84 +535,4 @@ pub(crate) mod fixtures {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DOWNSTREAM: &str = r#"{"Service":"b","ParallelForwards":[{"SequentialForwards":[{"Url":"http://c:8080/","Result":"ok","Protocol":"http","Status":200,"StartMs":0.1,"DurationMs":1.0,"Response":{"Service":"c","ParallelForwards":[]}}]}]}"#;
-
-    #[test]
-    fn failed_hops_of_a_received_report_are_counted_without_parsing_its_groups() {
-        let failing = DOWNSTREAM.replacen(
-            r#""Result":"ok","#,
-            r#""Result":"status","Error":"answered 503","#,
-            1,
-        );
-        let two_groups = failing.replacen(
-            r#""ParallelForwards":[{"#,
-            r#""ParallelForwards":[{"SequentialForwards":[{"Url":"http://d/","Result":"ok"}]},{"#,
-            1,
-        );
-        for (text, failed) in [(DOWNSTREAM, 0), (&failing, 1), (&two_groups, 1)] {
-            let report: Report = serde_json::from_str(text).unwrap();
-            assert_eq!(report.failed_hops(), failed, "{text}");
-            assert!(report.parallel_forwards.parsed.get().is_none(), "{text}");
-            assert_eq!(
-                report.forwards().filter(|f| f.error.is_some()).count(),
-                failed
-            );
-        }
-        // Groups of another shape are parsed, and so count as the failed
-        // hop that says so.
-        let odd: Report = serde_json::from_str(
-            r#"{"Service":"b","ParallelForwards":[{"SequentialForwards":7}]}"#,
-        )
-        .unwrap();
-        assert_eq!(odd.failed_hops(), 1);
-    }
-
-    #[test]
-    fn received_subtrees_pass_through_unparsed_until_looked_at() {
-        let report: Report = serde_json::from_str(DOWNSTREAM).unwrap();
-        assert!(report.parallel_forwards.parsed.get().is_none());
-        let again = serde_json::to_string(&report).unwrap();
-        assert!(
-            again.contains(r#""ParallelForwards":[{"SequentialForwards":[{"Url":"http://c:8080/""#),
-            "{again}"
-        );
-        assert!(
-            report.parallel_forwards.parsed.get().is_none(),
-            "serializing does not parse"
-        );
-        let child = report
-            .forwards()
-            .next()
-            .unwrap()
-            .response
-            .as_deref()
-            .unwrap();
-        assert_eq!(child.service, "c");
-        report.parallel_forwards.expand();
-        let pretty = serde_json::to_string_pretty(&report).unwrap();
-        assert!(
-            pretty.contains("\n            \"Service\": \"c\""),
-            "expanded levels indent: {pretty}"
-        );
-    }
-
-    #[test]
-    fn foreign_nested_shapes_show_as_a_failed_hop() {
-        let text = r#"{"Service":"b","ParallelForwards":{"not":"a list"}}"#;
-        let report: Report = serde_json::from_str(text).unwrap();
-        let hop = report
-            .forwards()
-            .next()
-            .expect("the problem is shown, not dropped");
-        assert_eq!(hop.result, "bad-answer");
-        assert!(hop
-            .error
-            .as_ref()
-            .unwrap()
-            .contains("not servicemock's shape"));
-        assert!(!report.all_ok());
-    }
-}
+mod tests;
