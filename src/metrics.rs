@@ -358,7 +358,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readme_lists_every_metric() {
+    fn docs_list_every_metric() {
         let m = Metrics::default();
         m.request(
             InboundProtocol::Http11,
@@ -379,7 +379,7 @@ mod tests {
         m.set_grpc_channels(1);
         m.connections().inc();
         let _busy = m.in_flight();
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/report.md");
         let text = m.encode_text();
         let names: Vec<&str> = text
             .lines()
@@ -390,7 +390,7 @@ mod tests {
         for name in names {
             assert!(
                 readme.contains(&format!("| `{name}` |")),
-                "README's metrics table lacks {name}"
+                "docs/report.md's metrics table lacks {name}"
             );
         }
     }

@@ -1,5 +1,6 @@
-//! README's shown outputs come from the product: every block marked
-//! `<!-- checked by tests/readme.rs -->` is its `$ curl …` command run with
+//! README's and docs/'s shown outputs come from the product: every block
+//! marked `<!-- checked by tests/readme.rs -->` in README.md or a page of
+//! docs/ is its `$ curl …` command run with
 //! curl against the demo mesh, and must match line by line once what varies
 //! from run to run (timings, ids, dates, ports, the host name, the
 //! resolver's own words) is set aside; the slowest-path marks are compared
@@ -27,7 +28,32 @@ struct Block {
     mesh: Option<Vec<String>>,
 }
 
-/// Each checked block of README.
+/// README and every page of docs/, each with its name.
+fn pages() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![(
+        "README.md".to_owned(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    )];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    for path in docs {
+        let name = format!("docs/{}", path.file_name().unwrap().to_string_lossy());
+        pages.push((name, std::fs::read_to_string(path).unwrap()));
+    }
+    pages
+}
+
+/// A page of docs/ by its file name.
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Each checked block of one page.
 fn checked_blocks(readme: &str) -> Vec<Block> {
     let lines: Vec<&str> = readme.lines().collect();
     let mut out = Vec::new();
@@ -154,10 +180,19 @@ fn normalize_json(value: &Value) -> Value {
 #[tokio::test]
 async fn every_shown_output_is_what_the_product_prints() {
     let curl = tool("curl");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks = checked_blocks(&readme);
-    assert!(blocks.len() >= 5, "{} checked blocks", blocks.len());
+    let pages = pages();
+    let blocks: Vec<Block> = pages
+        .iter()
+        .flat_map(|(_, text)| checked_blocks(text))
+        .collect();
+    assert!(blocks.len() >= 6, "{} checked blocks", blocks.len());
+    for page in ["README.md", "docs/any-client.md"] {
+        let (_, text) = pages.iter().find(|(name, _)| name == page).unwrap();
+        assert!(
+            !checked_blocks(text).is_empty(),
+            "{page} has checked blocks"
+        );
+    }
     let demo = mesh(DEMO_MESH).await;
     for Block {
         path,
@@ -356,18 +391,18 @@ async fn jq_reads_the_flat_view_of_the_deepest_report() {
     mesh.stop().await.unwrap();
 }
 
-/// The topology file README shows is one the product reads: every service,
-/// version and behaviour as described.
+/// The topology file docs/any-client.md shows is one the product reads:
+/// every service, version and behaviour as described.
 #[test]
 fn the_topology_shown_is_read_as_described() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let (_, after) = readme
+    let page = doc("any-client.md");
+    let (_, after) = page
         .split_once("```yaml\nservices:")
-        .expect("README shows a topology");
+        .expect("docs/any-client.md shows a topology");
     let text = format!("services:{}", after.split_once("```").unwrap().0);
-    let topology = servicemock::topology::Topology::parse("README", &text, &Default::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let topology =
+        servicemock::topology::Topology::parse("docs/any-client.md", &text, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = topology.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["productpage", "details", "reviews", "ratings"]);
     let reviews = &topology.services[2];
@@ -375,4 +410,75 @@ fn the_topology_shown_is_read_as_described() {
     assert_eq!(reviews.versions[1].replicas, 2);
     assert_eq!(topology.external, ["httpbin.org"]);
     assert!(topology.services[3].tls);
+}
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped,
+/// spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a page's headings (outside fenced blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// README was split into docs/: every relative link of README and docs/
+/// still reaches a file, and every `#anchor` a heading of its page.
+#[test]
+fn every_link_between_the_pages_reaches_its_target() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let link = Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for (page, text) in pages() {
+        let dir = root.join(&page).parent().unwrap().to_owned();
+        for found in link.captures_iter(&text) {
+            let target = &found[1];
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = match target.split_once('#') {
+                Some((file, fragment)) => (file, Some(fragment)),
+                None => (target, None),
+            };
+            let path = if file.is_empty() {
+                root.join(&page)
+            } else {
+                dir.join(file)
+            };
+            if !path.exists() {
+                broken.push(format!("{page}: {target} (no such file)"));
+                continue;
+            }
+            if let Some(fragment) = fragment {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if !anchors(&text).iter().any(|a| a == fragment) {
+                    broken.push(format!("{page}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(checked > 30, "{checked} links checked");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert_eq!(
+        anchor(" When things fail: what the report promises"),
+        "when-things-fail-what-the-report-promises"
+    );
 }
