@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::resolve::Resolved;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use super::judge::{judge, Answer, Carrier};
 use super::resolve::Lookup;
 use super::{HopResult, Outgoing};
 use crate::codes::grpc_code_name;
@@ -227,18 +228,13 @@ impl GrpcClients {
                 let bytes = prost::Message::encoded_len(&response);
                 let report = Report::from(response);
                 if report.service.is_empty() {
-                    return HopResult {
-                        status: Some(0),
-                        ..HopResult::failed(
-                            Outcome::BadAnswer,
-                            "answered OK with a CallResponse that names no service: not a servicemock report".into(),
-                        )
-                    };
+                    return HopResult::failed(
+                        Outcome::BadAnswer,
+                        "answered OK with a CallResponse that names no service: not a servicemock report".into(),
+                    )
+                    .with_status(0);
                 }
-                HopResult {
-                    bytes,
-                    ..HopResult::from_ok_report(0, &"OK", Received::judged(report))
-                }
+                HopResult::from_ok_report(0, &"OK", Received::judged(report)).with_bytes(bytes)
             }
             Ok(Err(status))
                 if status.code() == tonic::Code::OutOfRange
@@ -246,24 +242,18 @@ impl GrpcClients {
                     && status.metadata().is_empty() =>
             {
                 // tonic's own refusal of a message over `room`.
-                HopResult {
-                    status: None,
-                    bytes: room,
-                    ..HopResult::failed(
-                        Outcome::BadAnswer,
-                        format!("answered with more than the {room} bytes left for this request's reports (--max-report-size): cut"),
-                    )
-                }
+                HopResult::failed(
+                    Outcome::BadAnswer,
+                    format!("answered with more than the {room} bytes left for this request's reports (--max-report-size): cut"),
+                )
+                .with_bytes(room)
             }
             Ok(Err(status)) => {
                 let result = judge_status(&status, to, timer, connect);
                 if matches!(result.outcome, Outcome::Refused | Outcome::Dns) {
                     self.forget(&key);
                 }
-                HopResult {
-                    bytes: status.details().len() + status.message().len(),
-                    ..result
-                }
+                result.with_bytes(status.details().len() + status.message().len())
             }
         }
     }
@@ -299,9 +289,10 @@ fn status_from_http(
     response
 }
 
-/// Turns a failed call into a hop result, telling a transport failure (no
-/// answer), a downstream servicemock's failure (its report in the details)
-/// and a status made by something else (a proxy) apart.
+/// Turns a failed call into a hop result: a transport failure (nothing
+/// answered), an answer this side's guard refused, or a status [`judge`]d
+/// as any answer is (a downstream servicemock's report in the details, or
+/// a status made by something else, such as a proxy).
 fn judge_status(
     status: &tonic::Status,
     to: &Resolved,
@@ -312,51 +303,38 @@ fn judge_status(
     let name = grpc_code_name(code);
     let text = crate::report::trim::clip(status.message(), MAX_STATUS_TEXT);
     if status.metadata().contains_key(REFUSED_BY_GUARD) {
-        return HopResult {
-            status: Some(code),
-            ..HopResult::failed(
-                Outcome::BadAnswer,
-                format!("the answer was refused: {text}"),
-            )
-        };
+        return HopResult::failed(
+            Outcome::BadAnswer,
+            format!("the answer was refused: {text}"),
+        )
+        .with_status(code);
     }
-    if let Some(response) = decode_status_details(status.details()) {
-        let report = Report::from(response);
-        if !report.service.is_empty() {
-            return HopResult::from_failed_report(
-                code,
-                format!("answered {name}: {text}"),
-                Received::judged(report),
-            );
+    let report = decode_status_details(status.details())
+        .map(Report::from)
+        .filter(|report| !report.service.is_empty());
+    if report.is_none() {
+        if let Some(source) = std::error::Error::source(status) {
+            // Nothing answered: the channel failed (refused, unresolvable,
+            // timed out) before any status came back.
+            return HopResult::transport(source, to, timer, connect);
         }
-    }
-    if let Some(source) = std::error::Error::source(status) {
-        // Nothing answered: the channel failed (refused, unresolvable,
-        // timed out) before any status came back.
-        return HopResult {
-            status: None,
-            ..HopResult::transport(source, to, timer, connect)
-        };
     }
     let mut headers = status.metadata().clone().into_headers();
     headers.remove("grpc-status-details-bin");
-    let who = super::failure::answered_by(&headers, text.as_bytes(), true);
-    HopResult {
-        status: Some(code),
-        outcome: if status.code() == tonic::Code::DeadlineExceeded {
-            Outcome::Timeout
-        } else {
-            Outcome::Status
+    let said = format!("{name}: {}", crate::report::text::sanitize(&text));
+    judge(Answer {
+        code,
+        success: false,
+        out_of_time: status.code() == tonic::Code::DeadlineExceeded,
+        said: &said,
+        report: report
+            .map(Received::judged)
+            .ok_or_else(|| "no report in the status details".to_owned()),
+        carrier: Carrier::Grpc {
+            headers: &headers,
+            message: &text,
         },
-        error: Some(format!(
-            "answered {name}: {}, made by {who}",
-            crate::report::text::sanitize(&text)
-        )),
-        response: None,
-        arrived_as: None,
-        answered_by: Some(who),
-        bytes: 0,
-    }
+    })
 }
 
 /// Headers a hop or a client call was given (`[name=value]`, `-H`), as

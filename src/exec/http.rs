@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::judge::{brief, judge, Answer, Carrier, StatusLine};
 use super::resolve::Lookup;
 use super::tls::{HopTls, TlsConnector};
 use super::{HopResult, Outgoing};
@@ -246,14 +247,15 @@ where
             // source: whether it failed connecting is asked of it.
             Ok(Err(ExchangeError::Send(e))) => HopResult::transport(&e, to, timeout, connect),
             Ok(Err(e)) => HopResult::transport(&e, to, timeout, connect),
-            Ok(Ok((parts, body))) => HopResult {
-                bytes: body.as_ref().map_or(room, bytes::Bytes::len),
-                ..if by_status {
+            Ok(Ok((parts, body))) => {
+                let bytes = body.as_ref().map_or(room, bytes::Bytes::len);
+                if by_status {
                     judge_status_alone(&parts, body.as_deref())
                 } else {
                     judge_answer(&parts, body, room)
                 }
-            },
+                .with_bytes(bytes)
+            }
         }
     }
 }
@@ -264,57 +266,33 @@ impl Default for HttpClients {
     }
 }
 
-/// Turns a downstream answer into a hop result. A servicemock report
-/// (one that names the service that wrote it) is nested under the hop; any
-/// other answer is told apart as what it is — its status, who made it and a
-/// short quote — never dressed up as a report.
+/// Turns a downstream answer into a hop result ([`judge`]); an answer
+/// over the bytes left for this request's reports is cut, not read.
 fn judge_answer(parts: &http::response::Parts, body: Option<Bytes>, room: usize) -> HopResult {
     let status = parts.status;
     let code = i32::from(status.as_u16());
     // Written out only when an error names it, not for every good answer.
-    let status_text = StatusLine(status);
+    let said = StatusLine(status);
     let Some(body) = body else {
-        return HopResult {
-            status: Some(code),
-            ..HopResult::failed(
-                Outcome::BadAnswer,
-                format!(
-                    "answered {status_text} with more than the {room} bytes left for this request's reports (--max-report-size): cut"
-                ),
-            )
-        };
+        return HopResult::failed(
+            Outcome::BadAnswer,
+            format!(
+                "answered {said} with more than the {room} bytes left for this request's reports (--max-report-size): cut"
+            ),
+        )
+        .with_status(code);
     };
-    match Received::read(body.clone()) {
-        Ok(answer) if status.is_success() => HopResult::from_ok_report(code, &status_text, answer),
-        Ok(answer) => {
-            HopResult::from_failed_report(code, format!("answered {status_text}"), answer)
-        }
-        Err(why) => {
-            let who = super::failure::answered_by(&parts.headers, &body, false);
-            let outcome = if status.is_success() {
-                Outcome::BadAnswer
-            } else {
-                Outcome::Status
-            };
-            let not_a_report = if status.is_success() {
-                format!(" with a body that is not a servicemock report ({why})")
-            } else {
-                String::new()
-            };
-            HopResult {
-                status: Some(code),
-                outcome,
-                error: Some(format!(
-                    "answered {status_text}{not_a_report}, made by {who}{}",
-                    brief_body(&body)
-                )),
-                response: None,
-                arrived_as: None,
-                answered_by: Some(who),
-                bytes: 0,
-            }
-        }
-    }
+    judge(Answer {
+        code,
+        success: status.is_success(),
+        out_of_time: false,
+        said: &said,
+        report: Received::read(body.clone()),
+        carrier: Carrier::Http {
+            headers: &parts.headers,
+            body: &body,
+        },
+    })
 }
 
 /// An answer from a target that is not a servicemock (`[:expect=any]`) or
@@ -324,45 +302,9 @@ fn judge_status_alone(parts: &http::response::Parts, body: Option<&[u8]>) -> Hop
     let status = parts.status;
     let body = body.unwrap_or_default();
     let who = super::failure::answered_by(&parts.headers, body, false);
-    let quote = brief_body(body);
+    let quote = brief(body);
     let said = format!("{who}: {}{quote}", StatusLine(status));
-    let (outcome, error) = if status.is_success() {
-        (Outcome::Ok, None)
-    } else {
-        let why = format!("answered {}, made by {who}{quote}", StatusLine(status));
-        (Outcome::Status, Some(why))
-    };
-    HopResult {
-        status: Some(i32::from(status.as_u16())),
-        outcome,
-        error,
-        response: None,
-        arrived_as: None,
-        answered_by: Some(said),
-        bytes: 0,
-    }
-}
-
-/// `503 Service Unavailable`.
-struct StatusLine(http::StatusCode);
-
-impl std::fmt::Display for StatusLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.canonical_reason() {
-            Some(reason) => write!(f, "{} {reason}", self.0.as_u16()),
-            None => write!(f, "{}", self.0.as_u16()),
-        }
-    }
-}
-
-/// A short quote of a body that is not a report, for the error text.
-fn brief_body(body: &[u8]) -> String {
-    if body.is_empty() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    format!(
-        ": \"{}\"",
-        crate::report::text::sanitize(text.trim()).replace("\\n", " ")
-    )
+    let error = (!status.is_success())
+        .then(|| format!("answered {}, made by {who}{quote}", StatusLine(status)));
+    HopResult::by_status_alone(i32::from(status.as_u16()), error, said)
 }

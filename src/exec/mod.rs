@@ -16,6 +16,7 @@ mod grpc;
 pub(crate) use grpc::metadata_of;
 mod hop;
 mod http;
+mod judge;
 pub mod resolve;
 mod result;
 mod tcp;

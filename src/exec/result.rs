@@ -39,6 +39,62 @@ impl HopResult {
         }
     }
 
+    /// An answer that is no servicemock report, made by `who` (what it
+    /// said about itself), with its status.
+    pub(crate) fn made_by(code: i32, outcome: Outcome, error: String, who: String) -> HopResult {
+        HopResult {
+            status: Some(code),
+            answered_by: Some(who),
+            ..HopResult::failed(outcome, error)
+        }
+    }
+
+    /// An answer taken by its status alone from a target that need not be
+    /// a servicemock (`[:expect=any]`, a HEAD): ok for a success, with who
+    /// answered and what it said either way.
+    pub(crate) fn by_status_alone(code: i32, error: Option<String>, said: String) -> HopResult {
+        HopResult {
+            status: Some(code),
+            outcome: if error.is_some() {
+                Outcome::Status
+            } else {
+                Outcome::Ok
+            },
+            error,
+            response: None,
+            arrived_as: None,
+            answered_by: Some(said),
+            bytes: 0,
+        }
+    }
+
+    /// A servicemock that answered an echo (a TCP line that is no plan):
+    /// who it was, as a report of those few fields.
+    pub(crate) fn echoed(report: Received) -> HopResult {
+        HopResult {
+            status: None,
+            outcome: Outcome::Ok,
+            error: None,
+            response: Some(report),
+            arrived_as: None,
+            answered_by: None,
+            bytes: 0,
+        }
+    }
+
+    /// The same result with the status that came with it.
+    pub(crate) fn with_status(self, code: i32) -> HopResult {
+        HopResult {
+            status: Some(code),
+            ..self
+        }
+    }
+
+    /// The same result, counting `bytes` of answer received.
+    pub(crate) fn with_bytes(self, bytes: usize) -> HopResult {
+        HopResult { bytes, ..self }
+    }
+
     /// A transport failure (nothing answered), named the way a person
     /// would: nobody listening, a name that does not resolve, no answer in
     /// time, or the error chain as it stands.

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::failure::ConnectTimedOut;
+use super::judge::{self, Carrier};
 use super::resolve::{LookupError, Resolved};
 use super::transport::{HopFuture, HopUrl, Transport};
 use super::{HopResult, Outgoing};
@@ -184,10 +185,10 @@ impl Transport for TcpTransport {
                     Outcome::BadAnswer,
                     format!("answered with more than the {room} bytes left for this request's reports (--max-report-size): cut"),
                 ),
-                Ok(Ok(Answer::Line(line))) => HopResult {
-                    bytes: line.len(),
-                    ..judge_line(line)
-                },
+                Ok(Ok(Answer::Line(line))) => {
+                    let bytes = line.len();
+                    judge_line(line).with_bytes(bytes)
+                }
             }
         })
     }
@@ -212,27 +213,14 @@ fn judge_line(line: Vec<u8>) -> HopResult {
     };
     let code = i32::from(status.as_u16());
     let body = Bytes::from(line).slice(at + 1..);
-    let status_text = status.as_u16();
-    match Received::read(body.clone()) {
-        Ok(answer) if status.is_success() => HopResult::from_ok_report(code, &status_text, answer),
-        Ok(answer) => {
-            HopResult::from_failed_report(code, format!("answered {status_text}"), answer)
-        }
-        Err(_) => HopResult {
-            status: Some(code),
-            ..HopResult::failed(
-                if status.is_success() {
-                    Outcome::BadAnswer
-                } else {
-                    Outcome::Status
-                },
-                format!(
-                    "answered {status_text}: {}",
-                    crate::report::text::sanitize(&String::from_utf8_lossy(&body))
-                ),
-            )
-        },
-    }
+    judge::judge(judge::Answer {
+        code,
+        success: status.is_success(),
+        out_of_time: false,
+        said: &status.as_u16(),
+        report: Received::read(body.clone()),
+        carrier: Carrier::Line { text: &body },
+    })
 }
 
 impl super::Executor {
@@ -281,22 +269,14 @@ fn echoed(answer: &str, sent: &str) -> HopResult {
     let prefix = answer.strip_suffix(sent).and_then(|p| p.strip_suffix(": "));
     let who: Vec<&str> = prefix.map(|p| p.split(' ').collect()).unwrap_or_default();
     match who.as_slice() {
-        [service, version, host] => HopResult {
-            status: None,
-            outcome: Outcome::Ok,
-            error: None,
-            response: Some(Received::from(crate::report::Report {
-                service: (*service).to_owned(),
-                version: (*version).to_owned(),
-                host: (*host).to_owned(),
-                protocol: crate::report::InboundProtocol::Tcp,
-                attempt: 1,
-                ..Default::default()
-            })),
-            arrived_as: None,
-            answered_by: None,
-            bytes: 0,
-        },
+        [service, version, host] => HopResult::echoed(Received::from(crate::report::Report {
+            service: (*service).to_owned(),
+            version: (*version).to_owned(),
+            host: (*host).to_owned(),
+            protocol: crate::report::InboundProtocol::Tcp,
+            attempt: 1,
+            ..Default::default()
+        })),
         _ => HopResult::failed(
             Outcome::BadAnswer,
             format!(
