@@ -109,7 +109,11 @@ const PROXY_PHRASES: [&[u8]; 7] = [
 /// replies of Envoy and HAProxy), something else otherwise, with its
 /// `server` header. A gRPC call answered without a gRPC content type was
 /// answered by something between (gRPC servers always set it).
-pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8], grpc: bool) -> String {
+pub(crate) fn answered_by(
+    headers: &HeaderMap,
+    body: &[u8],
+    grpc: bool,
+) -> crate::report::AnsweredBy {
     let server = headers
         .get(http::header::SERVER)
         .and_then(|v| v.to_str().ok())
@@ -153,12 +157,12 @@ pub(crate) fn answered_by(headers: &HeaderMap, body: &[u8], grpc: bool) -> Strin
         }
     }
     said.extend(envoy);
-    let kind = if is_proxy { "proxy" } else { "other" };
-    if said.is_empty() {
-        kind.to_owned()
+    let maker = if is_proxy {
+        crate::report::Maker::Proxy
     } else {
-        format!("{kind} ({})", said.join(", "))
-    }
+        crate::report::Maker::Other
+    };
+    crate::report::AnsweredBy::new(maker, &said)
 }
 
 /// An error and its sources joined by ": ", each said once (hyper and tonic

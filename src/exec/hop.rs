@@ -100,10 +100,7 @@ impl Executor {
             duration_ms: millis(start.elapsed()),
             error: result.error,
             answered_by: result.answered_by,
-            received_as: result
-                .arrived_as
-                .filter(|p| !p.is_how(hop.protocol))
-                .map(|p| p.as_str().to_owned()),
+            received_as: result.arrived_as.filter(|p| !p.is_how(hop.protocol)),
             response: result.response,
             options: (!options.is_empty()).then(|| options.summary()),
             tries,
@@ -231,10 +228,11 @@ impl Executor {
                 grpc: hop.protocol.is_grpc(),
                 error: result.error.as_deref(),
                 // A servicemock's answer names itself in its own SERVER span.
-                answered_by: result
-                    .answered_by
-                    .as_deref()
-                    .or(result.response.as_ref().map(|_| "servicemock")),
+                answered_by: match (&result.answered_by, &result.response) {
+                    (Some(by), _) => Some(by.to_string().into()),
+                    (None, Some(_)) => Some("servicemock".into()),
+                    (None, None) => None,
+                },
             });
         }
         result

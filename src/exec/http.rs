@@ -303,8 +303,8 @@ fn judge_status_alone(parts: &http::response::Parts, body: Option<&[u8]>) -> Hop
     let body = body.unwrap_or_default();
     let who = super::failure::answered_by(&parts.headers, body, false);
     let quote = brief(body);
-    let said = format!("{who}: {}{quote}", StatusLine(status));
     let error = (!status.is_success())
         .then(|| format!("answered {}, made by {who}{quote}", StatusLine(status)));
+    let said = who.with_answer(&format!("{}{quote}", StatusLine(status)));
     HopResult::by_status_alone(i32::from(status.as_u16()), error, said)
 }

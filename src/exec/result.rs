@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{deadline, failure, resolve};
-use crate::report::{Gist, InboundProtocol, Outcome, Received};
+use crate::report::{AnsweredBy, Gist, InboundProtocol, Outcome, Received};
 
 /// What came back from one hop, before it is placed in the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +20,7 @@ pub struct HopResult {
     pub arrived_as: Option<InboundProtocol>,
     /// Who answered, when it was not a servicemock (a proxy's local reply,
     /// another server): what it said about itself.
-    pub answered_by: Option<String>,
+    pub answered_by: Option<AnsweredBy>,
     /// Bytes of answer received, counted against `--max-report-size`.
     pub bytes: usize,
 }
@@ -41,7 +41,12 @@ impl HopResult {
 
     /// An answer that is no servicemock report, made by `who` (what it
     /// said about itself), with its status.
-    pub(crate) fn made_by(code: i32, outcome: Outcome, error: String, who: String) -> HopResult {
+    pub(crate) fn made_by(
+        code: i32,
+        outcome: Outcome,
+        error: String,
+        who: AnsweredBy,
+    ) -> HopResult {
         HopResult {
             status: Some(code),
             answered_by: Some(who),
@@ -52,7 +57,7 @@ impl HopResult {
     /// An answer taken by its status alone from a target that need not be
     /// a servicemock (`[:expect=any]`, a HEAD): ok for a success, with who
     /// answered and what it said either way.
-    pub(crate) fn by_status_alone(code: i32, error: Option<String>, said: String) -> HopResult {
+    pub(crate) fn by_status_alone(code: i32, error: Option<String>, said: AnsweredBy) -> HopResult {
         HopResult {
             status: Some(code),
             outcome: if error.is_some() {

@@ -101,10 +101,11 @@ impl PositionTally {
         bump(&mut self.statuses, status_word(hop.protocol, hop.status));
         bump(&mut self.tries, hop.tries.len().max(1).to_string());
         if let Some(by) = &hop.answered_by {
-            bump(
-                &mut self.answered_by,
-                by.split(' ').next().unwrap_or("other"),
-            );
+            let word = match by.maker {
+                crate::report::Maker::Unnamed => crate::report::Maker::Other,
+                maker => maker,
+            };
+            bump(&mut self.answered_by, word.as_str());
         }
         let _ = self.latency.record(micros);
         if let Some(report) = hop.response.as_deref() {
@@ -174,11 +175,6 @@ fn status_word(protocol: Protocol, status: Option<i32>) -> String {
     }
 }
 
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split(['/', ' ']).next().unwrap_or_default().to_owned()
-}
-
 impl Tally {
     /// Adds one call: the hop to the target, its answer, and `latency`
     /// measured by the caller.
@@ -200,7 +196,7 @@ impl Tally {
         for (key, hop, micros) in hops {
             self.positions
                 .entry(key)
-                .or_insert_with(|| PositionTally::new(host_of(&hop.url)))
+                .or_insert_with(|| PositionTally::new(hop.called_host().to_owned()))
                 .observe(hop, micros);
         }
     }

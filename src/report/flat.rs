@@ -36,7 +36,7 @@ pub struct Row {
     pub answered_by: Option<String>,
     /// How the callee received it, when a proxy translated it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub received_as: Option<String>,
+    pub received_as: Option<&'static str>,
     /// Which attempt the answering service saw (1 for the first).
     pub attempt: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -125,8 +125,8 @@ pub fn rows(report: &Report) -> Vec<Row> {
                         start_ms: hop.start_ms,
                         duration_ms: hop.duration_ms,
                         error: hop.error.clone(),
-                        answered_by: hop.answered_by.clone(),
-                        received_as: hop.received_as.clone(),
+                        answered_by: hop.answered_by.as_ref().map(ToString::to_string),
+                        received_as: hop.received_as.map(super::InboundProtocol::as_str),
                         attempt: who.map_or(0, |r| r.attempt),
                         injected: who.map(|r| r.injected.clone()).unwrap_or_default(),
                         principal,

@@ -7,6 +7,7 @@
 //! `Url` and `Result`) so scripts written for it keep working. [`proto`]
 //! converts to and from the gRPC `CallResponse`, which carries the same tree.
 
+mod answered_by;
 pub mod flat;
 mod forwards;
 pub mod pretty;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::plan::Protocol;
+pub use answered_by::{AnsweredBy, Maker};
 pub use forwards::Forwards;
 pub use received::{Gist, Received};
 
@@ -206,12 +208,12 @@ pub struct Forward {
     /// proxy's own reply (Envoy, HAProxy), `other (...)` for anything else,
     /// with what it said about itself. Absent when a servicemock answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub answered_by: Option<String>,
+    pub answered_by: Option<AnsweredBy>,
     /// How the called service says the request reached it, when that
     /// differs from how it was sent: a proxy between them translated it
     /// (HTTP/1.1 sent, `h2c` received).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub received_as: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "word::option")]
+    pub received_as: Option<InboundProtocol>,
     /// The called service's own report (of the last try, when it retried).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Received>,
@@ -223,6 +225,18 @@ pub struct Forward {
     /// hop's own fields are the last try's, its duration all of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tries: Vec<Try>,
+}
+
+impl Forward {
+    /// The host (and port) the hop's `Url` names: who was called, for
+    /// when no servicemock report says who answered.
+    pub fn called_host(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        rest.split(['/', ' ']).next().unwrap_or_default()
+    }
 }
 
 /// One try of a hop that may retry.
@@ -240,7 +254,7 @@ pub struct Try {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub answered_by: Option<String>,
+    pub answered_by: Option<AnsweredBy>,
     /// The called service's report of this try; absent on the last try,
     /// whose report is the hop's `Response`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -258,7 +272,7 @@ impl Try {
         };
         match report {
             Some(r) => Some(format!("{} {}", r.service, r.version)),
-            None => self.answered_by.clone(),
+            None => self.answered_by.as_ref().map(AnsweredBy::to_string),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::{word, Forward, InboundProtocol, Outcome, ParallelForward, Report, Try};
+use super::{word, AnsweredBy, Forward, InboundProtocol, Outcome, ParallelForward, Report, Try};
 use crate::caller::{Peer, Tls, XfccElement};
 use crate::guard::proto::{decode_guarded, Guarded, Kind};
 use crate::pb;
@@ -94,8 +94,15 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
         error: f.error.clone().unwrap_or_default(),
-        answered_by: f.answered_by.clone().unwrap_or_default(),
-        received_as: f.received_as.clone().unwrap_or_default(),
+        answered_by: f
+            .answered_by
+            .as_ref()
+            .map(AnsweredBy::to_string)
+            .unwrap_or_default(),
+        received_as: f
+            .received_as
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
         response: f.response.as_deref().map(pb::CallResponse::from),
         options: f.options.clone().unwrap_or_default(),
         tries: f
@@ -108,7 +115,11 @@ fn forward_to_proto(f: &Forward) -> pb::Forward {
                 start_ms: t.start_ms,
                 duration_ms: t.duration_ms,
                 error: t.error.clone().unwrap_or_default(),
-                answered_by: t.answered_by.clone().unwrap_or_default(),
+                answered_by: t
+                    .answered_by
+                    .as_ref()
+                    .map(AnsweredBy::to_string)
+                    .unwrap_or_default(),
                 response: t.response.as_deref().map(pb::CallResponse::from),
             })
             .collect(),
@@ -266,8 +277,8 @@ fn forward_from_proto(f: pb::Forward) -> Forward {
         start_ms: f.start_ms,
         duration_ms: f.duration_ms,
         error,
-        answered_by: (!f.answered_by.is_empty()).then_some(f.answered_by),
-        received_as: (!f.received_as.is_empty()).then_some(f.received_as),
+        answered_by: (!f.answered_by.is_empty()).then(|| AnsweredBy::parse(&f.answered_by)),
+        received_as: <InboundProtocol as super::word::Word>::from_word(&f.received_as),
         response: f.response.map(|r| Report::from(r).into()),
         options: (!f.options.is_empty()).then_some(f.options),
         tries: f.tries.into_iter().map(try_from_proto).collect(),
@@ -288,7 +299,7 @@ fn try_from_proto(t: pb::Try) -> Try {
         start_ms: t.start_ms,
         duration_ms: t.duration_ms,
         error,
-        answered_by: (!t.answered_by.is_empty()).then_some(t.answered_by),
+        answered_by: (!t.answered_by.is_empty()).then(|| AnsweredBy::parse(&t.answered_by)),
         response: t.response.map(|r| Report::from(r).into()),
     }
 }

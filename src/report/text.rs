@@ -206,19 +206,12 @@ fn try_line(hop: &Forward, one: &super::Try, last: bool) -> String {
 fn hop_line(hop: &Forward, mark: &str) -> String {
     let who = match &hop.response {
         Some(r) if !r.service.is_empty() => format!("{} {}", r.service, r.version),
-        _ => hop
-            .url
-            .split_once("://")
-            .map_or(hop.url.as_str(), |(_, rest)| rest)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        _ => hop.called_host().to_owned(),
     };
     let status = hop.status.map_or("-".to_owned(), |s| s.to_string());
     // Sent one way, received another: a proxy translated it (`http→h2c`).
     let protocol = match &hop.received_as {
-        Some(received) => format!("{}→{}", hop.protocol, sanitize(received)),
+        Some(received) => format!("{}→{received}", hop.protocol),
         None => hop.protocol.as_str().to_owned(),
     };
     let mut line = format!(
@@ -247,10 +240,10 @@ fn hop_notes(hop: &Forward) -> Vec<String> {
     let error = hop.error.as_deref().unwrap_or_default();
     if let Some(by) = hop
         .answered_by
-        .as_deref()
-        .filter(|by| !error.contains(by.split(": ").next().unwrap_or(by)))
+        .as_ref()
+        .filter(|by| !error.contains(&by.who()))
     {
-        notes.push(format!("answered by {}", sanitize(by)));
+        notes.push(format!("answered by {}", sanitize(&by.to_string())));
     }
     if !error.is_empty() {
         notes.push(sanitize(error).into_owned());
@@ -370,7 +363,7 @@ mod tests {
         let mut failed = hop("http", 0.0, 1.0, None);
         failed.result = crate::report::Outcome::Dns;
         failed.status = None;
-        failed.answered_by = Some("proxy (server: envoy)".into());
+        failed.answered_by = Some(crate::report::AnsweredBy::parse("proxy (server: envoy)"));
         failed.error = Some(format!("cannot resolve \"x\": {}", "word ".repeat(40)));
         let inner = named("b", vec![vec![failed]]);
         let root = named("a", vec![vec![hop("http", 0.0, 2.0, Some(inner))]]);

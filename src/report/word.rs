@@ -36,3 +36,32 @@ pub(crate) fn deserialize<'de, T: Word, D: Deserializer<'de>>(d: D) -> Result<T,
     }
     d.deserialize_str(Named(PhantomData))
 }
+
+/// The same for an optional word (absent, or `null`, is `None`).
+pub(crate) mod option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Word;
+
+    pub(crate) fn serialize<T: Word, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(word) => s.serialize_str(word.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, T: Word, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        struct Read<T>(T);
+        impl<'de, T: Word> Deserialize<'de> for Read<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                super::deserialize(d).map(Read)
+            }
+        }
+        Ok(Option::<Read<T>>::deserialize(d)?.map(|Read(word)| word))
+    }
+}

@@ -360,7 +360,7 @@ impl HopSpan {
             attributes.push(KeyValue::new(key, i64::from(status)));
         }
         if let Some(by) = end.answered_by {
-            attributes.push(KeyValue::new("servicemock.answered_by", by.to_owned()));
+            attributes.push(KeyValue::new("servicemock.answered_by", by.into_owned()));
         }
         if let Some(error) = end.error {
             attributes.push(KeyValue::new("error.type", end.outcome.to_owned()));
@@ -435,5 +435,5 @@ pub struct HopEnd<'a> {
     pub status: Option<i32>,
     pub grpc: bool,
     pub error: Option<&'a str>,
-    pub answered_by: Option<&'a str>,
+    pub answered_by: Option<std::borrow::Cow<'a, str>>,
 }
