@@ -45,11 +45,31 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+/// The default durations, as `--help` shows them and as
+/// [`Settings::default`] reads them: each written once.
+pub mod defaults {
+    /// `--hop-timeout`.
+    pub const HOP_TIMEOUT: &str = "10s";
+    /// `--request-timeout`.
+    pub const REQUEST_TIMEOUT: &str = "30s";
+    /// `--max-delay`.
+    pub const MAX_DELAY: &str = "10s";
+    /// `--header-read-timeout`.
+    pub const HEADER_READ_TIMEOUT: &str = "10s";
+    /// `--idle-timeout`.
+    pub const IDLE_TIMEOUT: &str = "5m";
+
+    /// One of the texts above as a duration.
+    pub(crate) fn duration(text: &str) -> std::time::Duration {
+        crate::units::parse_duration(text).expect("the defaults are durations (tested)")
+    }
+}
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
+            header_read_timeout: defaults::duration(defaults::HEADER_READ_TIMEOUT),
+            idle_timeout: defaults::duration(defaults::IDLE_TIMEOUT),
             max_connections: 10_000,
         }
     }
@@ -96,9 +116,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             limits: Limits::default(),
-            hop_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_delay: Duration::from_secs(10),
+            hop_timeout: defaults::duration(defaults::HOP_TIMEOUT),
+            request_timeout: defaults::duration(defaults::REQUEST_TIMEOUT),
+            max_delay: defaults::duration(defaults::MAX_DELAY),
             max_concurrent: 1024,
             grpc_details_budget: 8 * 1024,
             max_report_size: 4 * 1024 * 1024,
@@ -147,6 +167,19 @@ pub fn check_name(name: &str, max: usize) -> Result<(), BadName> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_durations_read_as_written() {
+        let settings = Settings::default();
+        assert_eq!(settings.hop_timeout, Duration::from_secs(10));
+        assert_eq!(settings.request_timeout, Duration::from_secs(30));
+        assert_eq!(settings.max_delay, Duration::from_secs(10));
+        assert_eq!(
+            settings.connections.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(settings.connections.idle_timeout, Duration::from_secs(300));
+    }
+
     use super::*;
 
     #[test]

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::HeaderName;
 
 use servicemock::behavior::{self, Directives};
-use servicemock::config::{parse_duration, ConnectionLimits, Settings};
+use servicemock::config::{defaults, parse_duration, ConnectionLimits, Settings};
 use servicemock::exec::context::default_propagated;
 use servicemock::plan::{Limits, Protocol};
 use servicemock::server::connection::tls::{ClientAuth, TlsOptions};

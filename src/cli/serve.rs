@@ -214,10 +214,10 @@ impl TlsFlags {
 #[derive(Args)]
 pub(crate) struct Tuning {
     /// Longest a single hop may take.
-    #[arg(long, env = "SERVICEMOCK_HOP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SERVICEMOCK_HOP_TIMEOUT", default_value = defaults::HOP_TIMEOUT, value_parser = parse_duration)]
     pub(crate) hop_timeout: Duration,
     /// Longest a whole request may take, hops included; callers pass on what is left.
-    #[arg(long, env = "SERVICEMOCK_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "SERVICEMOCK_REQUEST_TIMEOUT", default_value = defaults::REQUEST_TIMEOUT, value_parser = parse_duration)]
     pub(crate) request_timeout: Duration,
     /// Most services a request may pass through (1 to 128). A plan nesting
     /// deeper than what is left is refused before anyone is called (400 /
@@ -246,10 +246,10 @@ pub(crate) struct Tuning {
     #[arg(long, env = "SERVICEMOCK_MAX_BODY", default_value_t = Limits::default().max_body)]
     pub(crate) max_body: usize,
     /// Longest a request head may take from its first byte (slowloris).
-    #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SERVICEMOCK_HEADER_READ_TIMEOUT", default_value = defaults::HEADER_READ_TIMEOUT, value_parser = parse_duration)]
     pub(crate) header_read_timeout: Duration,
     /// A connection with no bytes either way for this long is closed.
-    #[arg(long, env = "SERVICEMOCK_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "SERVICEMOCK_IDLE_TIMEOUT", default_value = defaults::IDLE_TIMEOUT, value_parser = parse_duration)]
     pub(crate) idle_timeout: Duration,
     /// Inbound connections served at once (lowered to leave a quarter of
     /// the open-file limit free); a new one past it is closed at once.
@@ -290,7 +290,7 @@ pub(crate) struct Tuning {
     #[arg(long, env = "SERVICEMOCK_MAX_CONCURRENT", default_value_t = Settings::default().max_concurrent)]
     pub(crate) max_concurrent: usize,
     /// Longest delay a directive may ask for (a typo must not hold a connection for an hour).
-    #[arg(long, env = "SERVICEMOCK_MAX_DELAY", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "SERVICEMOCK_MAX_DELAY", default_value = defaults::MAX_DELAY, value_parser = parse_duration)]
     pub(crate) max_delay: Duration,
     #[command(flatten)]
     pub(crate) behavior: BehaviorFlags,
