@@ -384,3 +384,12 @@ impl Mesh {
         self.stop().await
     }
 }
+
+/// A mesh dropped without [`Mesh::stop`] stops too: its members are told
+/// to shut down and their tasks are aborted with the set that holds them
+/// (a test's mesh ends with its scope).
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 #[tokio::test]
 async fn every_method_and_body_is_answered_with_the_report() {
     let mesh = mesh(&["service1", "service2"]).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let url = format!("http://{entry}/@service2/orders/7");
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
         let (head, body) = curl_off_runtime(vec!["-X".into(), method.into(), url.clone()]).await;
@@ -88,7 +88,6 @@ async fn every_method_and_body_is_answered_with_the_report() {
         1,
         "{report}"
     );
-    mesh.stop().await.unwrap();
 }
 
 /// SHA-256 in hex, computed by a tool nobody here wrote (sha256sum).
@@ -114,7 +113,7 @@ async fn a_body_past_max_body_is_413_naming_the_limit() {
     let mut settings = servicemock::config::Settings::default();
     settings.limits.max_body = 1000;
     let mesh = mesh_with(&["service1"], settings).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let (head, body) = curl_off_runtime(vec![
         "-d".into(),
         "x".repeat(1001),
@@ -130,14 +129,13 @@ async fn a_body_past_max_body_is_413_naming_the_limit() {
     ])
     .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs the Python virtualenv: scripts/test makes it and runs ignored tests"]
 #[tokio::test]
 async fn python_urllib_posts_a_payload() {
     let mesh = mesh(&["service1"]).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let script = r#"
 import json, sys, urllib.request
 request = urllib.request.Request(sys.argv[1], data=b'{"name": "servicemock"}', method="PATCH",
@@ -163,5 +161,4 @@ print(urllib.request.urlopen(request, timeout=10).read().decode())
     assert_eq!(report["Method"], "PATCH");
     assert_eq!(report["BodyBytes"], 23);
     assert_eq!(report["RequestInfo"][0], "PATCH /items/1 HTTP/1.1");
-    mesh.stop().await.unwrap();
 }

@@ -59,7 +59,7 @@ async fn mesh_with_defaults(names: &[&str], defaults: Directives) -> Mesh {
 #[tokio::test]
 async fn status_per_request_over_http_and_grpc() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, body) = get_with(a, "/", &[("x-mock-status", "503")]).await;
     assert_eq!(status, 503);
     let r = parse(&body);
@@ -90,13 +90,12 @@ async fn status_per_request_over_http_and_grpc() {
         .await
         .unwrap();
     assert_eq!(ok.injected, ["status 201"]);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn status_per_hop_in_paths_and_plans() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
-    let s1 = mesh.addr("service1").unwrap();
+    let s1 = mesh.at("service1");
     let (status, body) = get_with(s1, "/@service2[x-mock-status=503]|service3/", &[]).await;
     assert_eq!(status, 502);
     let r = parse(&body);
@@ -136,7 +135,6 @@ async fn status_per_hop_in_paths_and_plans() {
     let hop = r.forwards().next().unwrap();
     assert_eq!(hop.status, Some(Code::PermissionDenied as i32));
     assert_eq!(hop.response.as_ref().unwrap().service, "service2");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -146,7 +144,7 @@ async fn delay_size_and_reset() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, body) = get_with(a, "/@b[x-mock-delay=120ms]/", &[]).await;
     assert_eq!(status, 200);
     let r = parse(&body);
@@ -192,7 +190,6 @@ async fn delay_size_and_reset() {
         .await
         .unwrap_err();
     assert_ne!(reset.code(), Code::Ok);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -205,7 +202,7 @@ async fn process_defaults_and_header_override() {
         .set(behavior::DELAY, "30ms", Duration::from_secs(1))
         .unwrap();
     let mesh = mesh_with_defaults(&["flaky"], defaults).await;
-    let flaky = mesh.addr("flaky").unwrap();
+    let flaky = mesh.at("flaky");
     let (status, body) = get_with(flaky, "/", &[]).await;
     assert_eq!(status, 503);
     assert!(parse(&body).duration_ms >= 30.0);
@@ -215,13 +212,12 @@ async fn process_defaults_and_header_override() {
         grpc_call(flaky, "/", &[]).await.unwrap_err().code(),
         Code::Unavailable
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn bad_directives_name_header_and_value() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     for (name, value, expected) in [
         (
             "x-mock-status",
@@ -252,14 +248,13 @@ async fn bad_directives_name_header_and_value() {
     assert_eq!(status, 502, "{body}");
     let hop_status = parse(&body).forwards().next().unwrap().status;
     assert_eq!(hop_status, Some(400));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn directives_are_consumed_not_forwarded() {
     let mesh = mesh(&["a", "b", "c"]).await;
     let (_, body) = get_with(
-        mesh.addr("a").unwrap(),
+        mesh.at("a"),
         "/@b[x-mock-delay=1ms]/@c/",
         &[("x-mock-size", "10")],
     )
@@ -275,13 +270,12 @@ async fn directives_are_consumed_not_forwarded() {
         "{c:#?}"
     );
     assert!(c.injected.is_empty());
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn failure_rate_is_within_two_points_over_10000_requests() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let http = client();
     let failures = stream::iter(0..10_000)
         .map(|_| {
@@ -307,7 +301,6 @@ async fn failure_rate_is_within_two_points_over_10000_requests() {
         (rate - 30.0).abs() <= 2.0,
         "observed {rate}% 503s, asked 30%"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -323,7 +316,7 @@ async fn trace_headers_cross_http_grpc_http() {
     let mesh = Mesh::start(&names, options).await.unwrap();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, body) = get_with(
-        mesh.addr("entry").unwrap(),
+        mesh.at("entry"),
         "/@mid/@grpc:leaf/@mid/",
         &[
             ("traceparent", traceparent),
@@ -358,7 +351,7 @@ async fn trace_headers_cross_http_grpc_http() {
     }
     assert_eq!(seen, 3);
 
-    let (_, body) = get_with(mesh.addr("entry").unwrap(), "/@grpc:mid/@leaf/", &[]).await;
+    let (_, body) = get_with(mesh.at("entry"), "/@grpc:mid/@leaf/", &[]).await;
     let r = parse(&body);
     assert_eq!(r.request_id.len(), 36, "the entry makes one up");
     let mid = r.forwards().next().unwrap().response.as_deref().unwrap();
@@ -367,19 +360,15 @@ async fn trace_headers_cross_http_grpc_http() {
         (&mid.request_id, &leaf.request_id),
         (&r.request_id, &r.request_id)
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn fan_out_cap_holds_over_grpc_too() {
     let mesh = mesh(&["a"]).await;
     let path = format!("{}end", "/@a|a|a|a".repeat(6) + "/");
-    let status = grpc_call(mesh.addr("a").unwrap(), &path, &[])
-        .await
-        .unwrap_err();
+    let status = grpc_call(mesh.at("a"), &path, &[]).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("plan too large"));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -389,8 +378,7 @@ async fn deadline_shrinks_as_hops_consume_it() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b", "c"], settings).await;
-    let (status, body) =
-        get_with(mesh.addr("a").unwrap(), "/@b[x-mock-delay=300ms]/@c/", &[]).await;
+    let (status, body) = get_with(mesh.at("a"), "/@b[x-mock-delay=300ms]/@c/", &[]).await;
     assert_eq!(status, 200, "{body}");
     let r = parse(&body);
     let b = r.forwards().next().unwrap().response.as_deref().unwrap();
@@ -412,7 +400,7 @@ async fn deadline_shrinks_as_hops_consume_it() {
     );
 
     let (status, body) = get_with(
-        mesh.addr("a").unwrap(),
+        mesh.at("a"),
         "/@b/",
         &[
             ("x-servicemock-timeout-ms", "100"),
@@ -428,7 +416,6 @@ async fn deadline_shrinks_as_hops_consume_it() {
     assert_eq!(r.injected, ["delay 300ms cut at the deadline after 100ms"]);
     let hop = r.forwards().next().cloned().unwrap();
     assert_eq!(hop.result, "skipped", "no time left to call b: {hop:#?}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -438,7 +425,7 @@ async fn bursts_over_the_limit_are_shed_not_queued() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let http = client();
     let statuses: Vec<u16> = stream::iter(0..12)
         .map(|_| {
@@ -465,5 +452,4 @@ async fn bursts_over_the_limit_are_shed_not_queued() {
     let calls = (0..6).map(|_| grpc_call(a, "/", &[("x-mock-delay", "300ms")]));
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().any(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted && s.message().contains("--max-concurrent"))));
-    mesh.stop().await.unwrap();
 }

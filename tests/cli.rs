@@ -166,7 +166,7 @@ fn plan_prints_a_call_request_or_the_error() {
 #[tokio::test]
 async fn call_over_http_and_grpc() {
     let mesh = mesh(&["entry", "service2"]).await;
-    let entry = mesh.addr("entry").unwrap().to_string();
+    let entry = mesh.at("entry").to_string();
     for grpc in [false, true] {
         let call = |tree: bool| {
             let mut args = vec!["call"];
@@ -201,7 +201,6 @@ async fn call_over_http_and_grpc() {
         serde_json::from_slice(&out.stdout).expect("the report is printed on failure too");
     assert_eq!(r.forwards().next().unwrap().result, "refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("answered UNAVAILABLE"));
-    mesh.stop().await.unwrap();
 }
 
 /// Addresses and paths the way people type them: URLs, a missing '/', a
@@ -209,7 +208,7 @@ async fn call_over_http_and_grpc() {
 #[tokio::test]
 async fn call_and_health_read_addresses_as_people_write_them() {
     let mesh = mesh(&["entry", "service2"]).await;
-    let entry = mesh.addr("entry").unwrap().to_string();
+    let entry = mesh.at("entry").to_string();
     let url = format!("http://{entry}/");
     for grpc in [false, true] {
         let mut args = vec!["call".to_owned()];
@@ -253,13 +252,12 @@ async fn call_and_health_read_addresses_as_people_write_them() {
     let out = run(&["--version"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("servicemock "));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn health_command() {
     let mesh = mesh(&["a"]).await;
-    let addr = mesh.addr("a").unwrap().to_string();
+    let addr = mesh.at("a").to_string();
     for protocol in ["http", "h2c", "grpc"] {
         let out = run_off_runtime(vec![
             "health".into(),
@@ -282,7 +280,6 @@ async fn health_command() {
         said.contains(&format!("connection refused by {closed}")),
         "{said}"
     );
-    mesh.stop().await.unwrap();
 }
 
 /// What a client that keeps calling saw at one moment after SIGTERM.

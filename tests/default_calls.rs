@@ -72,7 +72,7 @@ async fn curl_on_a_plain_path_makes_the_three_level_cascade() {
         Settings::default(),
     )
     .await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let (head, body) = curl_off_runtime(vec![format!("http://{entry}/productpage?user=7")]).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let report: Value = serde_json::from_str(&body).unwrap();
@@ -122,7 +122,7 @@ async fn a_default_that_fans_out_in_a_loop_ends_within_the_call_budget() {
         ..Settings::default()
     };
     let mesh = mesh_of(&[calling("a", "/@b|b/"), calling("b", "/@a|a/")], settings).await;
-    let entry = mesh.addr("a").unwrap();
+    let entry = mesh.at("a");
     let started = std::time::Instant::now();
     let (status, body) = get(entry, "/").await;
     assert!(started.elapsed() < Duration::from_secs(20), "it ends fast");
@@ -156,7 +156,7 @@ async fn a_default_that_loops_one_to_one_ends_at_max_depth() {
         ..Settings::default()
     };
     let mesh = mesh_of(&[calling("a", "/@b/"), calling("b", "/@a/")], settings).await;
-    let (status, body) = get(mesh.addr("a").unwrap(), "/").await;
+    let (status, body) = get(mesh.at("a"), "/").await;
     assert_eq!(status, 502);
     let report: Value = serde_json::from_str(&body).unwrap();
     let made = all_hops(&report);
@@ -182,7 +182,7 @@ async fn a_grpc_call_without_a_plan_runs_the_default() {
         Settings::default(),
     )
     .await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let out = grpcurl_run(vec![
         "-plaintext".into(),
         "-d".into(),
@@ -207,7 +207,7 @@ async fn a_grpc_call_without_a_plan_runs_the_default() {
 #[tokio::test]
 async fn serve_takes_its_default_from_a_flag_or_a_file_and_refuses_a_bad_one() {
     let downstream = mesh(&["service2"]).await;
-    let to = downstream.addr("service2").unwrap();
+    let to = downstream.at("service2");
     let file = std::env::temp_dir().join(format!("servicemock-calls-{}.json", std::process::id()));
     std::fs::write(&file, format!(r#"{{"path": "/@{to}/"}}"#)).unwrap();
     for how in [

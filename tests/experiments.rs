@@ -10,7 +10,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::haproxy::{replica, Proxy};
 use common::*;
@@ -57,12 +57,12 @@ async fn a_translating_proxy_shows_in_the_tree() {
     let entry = replica("frontend", "v1").await;
     let leaf = replica("reviews", "v1").await;
     let proxy = Proxy {
-        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        servers: &[(leaf.at("reviews"), 1)],
         ..Proxy::default()
     }
     .start()
     .await;
-    let e = entry.addr("frontend").unwrap();
+    let e = entry.at("frontend");
     let p = proxy.addr;
 
     // HTTP/1.1 sent, h2c received: the hop says so, and the tree marks it.
@@ -118,7 +118,7 @@ async fn a_translating_proxy_shows_in_the_tree() {
 async fn answers_the_proxy_made_are_attributed_to_the_proxy() {
     let entry = replica("frontend", "v1").await;
     let leaf = replica("reviews", "v1").await;
-    let e = entry.addr("frontend").unwrap();
+    let e = entry.at("frontend");
     // Nobody behind it: HAProxy answers 503 itself.
     let nobody = Proxy {
         servers: &[(closed_port().await, 1)],
@@ -128,7 +128,7 @@ async fn answers_the_proxy_made_are_attributed_to_the_proxy() {
     .await;
     // A slow upstream: HAProxy gives up after 300 ms and answers 504.
     let impatient = Proxy {
-        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        servers: &[(leaf.at("reviews"), 1)],
         server_timeout_ms: Some(300),
         ..Proxy::default()
     }
@@ -190,13 +190,13 @@ async fn a_retry_policy_of_three_gets_past_503_at_first_2() {
     let entry = replica("frontend", "v1").await;
     let leaf = replica("reviews", "v1").await;
     let proxy = Proxy {
-        servers: &[(leaf.addr("reviews").unwrap(), 1)],
+        servers: &[(leaf.at("reviews"), 1)],
         retries: Some(2),
         ..Proxy::default()
     }
     .start()
     .await;
-    let e = entry.addr("frontend").unwrap();
+    let e = entry.at("frontend");
     let p = proxy.addr;
     // HTTP/1.1 and h2c hops through the retrying proxy, every time.
     for protocol in ["http", "h2c"] {
@@ -232,7 +232,7 @@ async fn a_retry_policy_of_three_gets_past_503_at_first_2() {
 
     // gRPC: a grpcio client with a retry policy of 3 attempts, through the
     // proxy; it says which attempt this is in grpc-previous-rpc-attempts.
-    for target in [p, leaf.addr("reviews").unwrap()] {
+    for target in [p, leaf.at("reviews")] {
         let seen = python_json(
             "retrying_call.py",
             vec![
@@ -254,15 +254,12 @@ async fn a_fault_aimed_at_v2_behind_a_50_50_split_fails_only_v2() {
     let v1 = replica("reviews", "v1").await;
     let v2 = replica("reviews", "v2").await;
     let proxy = Proxy {
-        servers: &[
-            (v1.addr("reviews").unwrap(), 50),
-            (v2.addr("reviews").unwrap(), 50),
-        ],
+        servers: &[(v1.at("reviews"), 50), (v2.at("reviews"), 50)],
         ..Proxy::default()
     }
     .start()
     .await;
-    let e = entry.addr("frontend").unwrap();
+    let e = entry.at("frontend");
     for (protocol, unavailable) in PROTOCOLS {
         let (mut ok_v1, mut failed_v2) = (0, 0);
         for _ in 0..20 {
@@ -317,7 +314,7 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
     let entry = replica("frontend", "v1").await;
     let a = replica("reviews", "a").await;
     let b = replica("reviews", "b").await;
-    let (a_addr, b_addr) = (a.addr("reviews").unwrap(), b.addr("reviews").unwrap());
+    let (a_addr, b_addr) = (a.at("reviews"), b.at("reviews"));
     let proxy = Proxy {
         servers: &[(a_addr, 1), (b_addr, 1)],
         check_ready: true,
@@ -325,7 +322,7 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
     }
     .start()
     .await;
-    let e = entry.addr("frontend").unwrap();
+    let e = entry.at("frontend");
     let control = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_servicemock"))
             .arg("control")
@@ -375,18 +372,18 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
         serving,
         tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = who_answers(e, proxy.addr, 6).await;
-        if seen.iter().all(|(who, failed)| who == "a" && !failed) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the proxy kept sending to b: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the proxy stops sending to b",
+        Duration::from_secs(10),
+        || async {
+            let seen = who_answers(e, proxy.addr, 6).await;
+            match seen.iter().all(|(who, failed)| who == "a" && !failed) {
+                true => Ok(()),
+                false => Err(format!("{seen:?}")),
+            }
+        },
+    )
+    .await;
     let (_, r) = report(b_addr, "/").await;
     assert!(
         r.injected.iter().any(|i| i.starts_with("not ready")),
@@ -400,19 +397,18 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
     // Reset: b is back in the rotation.
     let state = control(&[&b_text, "--reset"]);
     assert_eq!(state["ready"], true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !who_answers(e, proxy.addr, 6)
-        .await
-        .iter()
-        .any(|(v, _)| v == "b")
-    {
-        assert!(Instant::now() < deadline, "b never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("b comes back", Duration::from_secs(10), || async {
+        let seen = who_answers(e, proxy.addr, 6).await;
+        match seen.iter().any(|(v, _)| v == "b") {
+            true => Ok(()),
+            false => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
 
     // /control is off unless asked for, and a bad change names the key.
     let plain = mesh(&["plain"]).await;
-    let (status, body) = get(plain.addr("plain").unwrap(), "/control").await;
+    let (status, body) = get(plain.at("plain"), "/control").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("--control"));
     let response = client()
@@ -434,7 +430,7 @@ async fn control_makes_one_of_two_replicas_sick_then_unready() {
 #[tokio::test]
 async fn envoy_attempt_counts_drive_first_n_over_every_protocol() {
     let entry = mesh(&["entry", "reviews"]).await;
-    let e = entry.addr("entry").unwrap();
+    let e = entry.at("entry");
     for protocol in ["http", "h2c", "grpc"] {
         let mut seen = Vec::new();
         for attempt in 1..=3 {

@@ -22,7 +22,7 @@ async fn curl_http1_and_h2c_share_the_grpc_port() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
     let url = format!(
         "http://{}/@service2/@grpc:service3/end",
-        mesh.addr("service1").unwrap()
+        mesh.at("service1")
     );
     let (headers, r) = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -44,7 +44,6 @@ async fn curl_http1_and_h2c_share_the_grpc_port() {
     assert_eq!(r.protocol, "h2c");
     let leaf = r.forwards().next().unwrap().response.as_deref().unwrap();
     assert_eq!(leaf.forwards().next().unwrap().protocol, "grpc");
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs the Python virtualenv: scripts/test makes it and runs ignored tests"]
@@ -52,10 +51,9 @@ async fn curl_http1_and_h2c_share_the_grpc_port() {
 async fn python_grpcio_client_by_reflection_only() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
     let closed = closed_port().await;
-    let addr = mesh.addr("service1").unwrap().to_string();
+    let addr = mesh.at("service1").to_string();
     let args = vec![addr, closed.port().to_string()];
     let seen = python_json("reflection_client.py", args).await;
     assert_eq!(seen["health"], "SERVING");
     assert_eq!(seen["failed_hop"], "refused");
-    mesh.stop().await.unwrap();
 }

@@ -29,7 +29,7 @@ fn quick(hop_timeout_ms: u64) -> Settings {
 #[tokio::test]
 async fn the_innermost_slow_hop_is_the_one_named() {
     let mesh = mesh_with(&["a", "b", "c"], quick(1500)).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     for scheme in ["", "h2c:", "grpc:"] {
         let path = format!("/@{scheme}b/@{scheme}c[x-mock-delay=10s]/x");
         let (status, r) = report(a, &path).await;
@@ -61,7 +61,6 @@ async fn the_innermost_slow_hop_is_the_one_named() {
             "{to_c:#?}"
         );
     }
-    mesh.stop().await.unwrap();
 }
 
 /// A callee that never answers (a frozen process): the level that called
@@ -72,7 +71,7 @@ async fn a_silent_hop_is_named_by_its_caller() {
     let hole = black_hole().await;
     for scheme in ["", "h2c:", "grpc:"] {
         let path = format!("/@{scheme}b/@{scheme}{hole}/x");
-        let (status, r) = report(mesh.addr("a").unwrap(), &path).await;
+        let (status, r) = report(mesh.at("a"), &path).await;
         assert_eq!(status, 502, "{path}");
         let b = only_child(&r);
         let to_hole = hops(b)[0];
@@ -88,7 +87,6 @@ async fn a_silent_hop_is_named_by_its_caller() {
         );
         assert!(to_hole.duration_ms < 1000.0, "b's timer fired before a's");
     }
-    mesh.stop().await.unwrap();
 }
 
 /// The same from a gRPC entry: the caller sees UNAVAILABLE (a hop failed)
@@ -97,11 +95,7 @@ async fn a_silent_hop_is_named_by_its_caller() {
 #[tokio::test]
 async fn grpc_entries_see_the_same_truth() {
     let mesh = mesh_with(&["a", "b", "c"], quick(1500)).await;
-    let answer = grpc_call(
-        mesh.addr("a").unwrap(),
-        "/@grpc:b/@grpc:c[x-mock-delay=10s]/x",
-    )
-    .await;
+    let answer = grpc_call(mesh.at("a"), "/@grpc:b/@grpc:c[x-mock-delay=10s]/x").await;
     assert_eq!(answer.code, Code::Unavailable, "{}", answer.message);
     assert!(
         answer
@@ -115,9 +109,9 @@ async fn grpc_entries_see_the_same_truth() {
     assert_eq!(chain.len(), 3);
     assert!(chain[2].timed_out);
 
-    let answer = grpc_call(mesh.addr("c").unwrap(), "/").await;
+    let answer = grpc_call(mesh.at("c"), "/").await;
     assert_eq!(answer.code, Code::Ok);
-    let mut client = grpc_client(mesh.addr("c").unwrap()).await;
+    let mut client = grpc_client(mesh.at("c")).await;
     let mut request = tonic::Request::new(path_request("/"));
     request.set_timeout(Duration::from_secs(1));
     request
@@ -125,7 +119,6 @@ async fn grpc_entries_see_the_same_truth() {
         .insert("x-mock-delay", "2s".parse().unwrap());
     let status = client.call(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    mesh.stop().await.unwrap();
 }
 
 /// `--request-timeout 500ms` and a 2 s delay on the hop: ten runs, ten
@@ -141,7 +134,7 @@ async fn a_delay_against_the_deadline_ends_the_same_way_every_time() {
         let mut outcomes = Vec::new();
         for _ in 0..10 {
             let path = format!("/@{scheme}b[x-mock-delay=2s]/");
-            let (status, r) = report(mesh.addr("a").unwrap(), &path).await;
+            let (status, r) = report(mesh.at("a"), &path).await;
             let hop = hops(&r)[0].clone();
             let injected = hop
                 .response
@@ -163,7 +156,6 @@ async fn a_delay_against_the_deadline_ends_the_same_way_every_time() {
             );
         }
     }
-    mesh.stop().await.unwrap();
 }
 
 /// A chain of gRPC hops 33 deep that fails at the bottom (a service with a
@@ -181,15 +173,15 @@ async fn deep_failing_chain() -> (servicemock::mesh::Mesh, servicemock::mesh::Me
     };
     let upper = mesh_with(&["s"], deep).await;
     let bottom = mesh_with(&["bottom"], Settings::default()).await;
-    let bottom_addr = bottom.addr("bottom").unwrap();
+    let bottom_addr = bottom.at("bottom");
     let path = format!("{}/@grpc:{bottom_addr}/end", "/@grpc:s".repeat(32));
     (upper, bottom, path)
 }
 
 #[tokio::test]
 async fn a_failing_deep_grpc_chain_keeps_every_level_within_8_kib() {
-    let (upper, bottom, path) = deep_failing_chain().await;
-    let answer = grpc_call(upper.addr("s").unwrap(), &path).await;
+    let (upper, _bottom, path) = deep_failing_chain().await;
+    let answer = grpc_call(upper.at("s"), &path).await;
     assert_eq!(answer.code, Code::Unavailable, "{}", answer.message);
     assert!(answer.details_len <= 8 * 1024, "{}", answer.details_len);
     let r = answer.report.expect("details decode");
@@ -206,9 +198,6 @@ async fn a_failing_deep_grpc_chain_keeps_every_level_within_8_kib() {
         last.message
     );
     assert!(r.message.contains("trimmed to fit"), "{}", r.message);
-
-    upper.stop().await.unwrap();
-    bottom.stop().await.unwrap();
 }
 
 /// The same failing deep chain read by grpcio with every limit at its
@@ -216,12 +205,8 @@ async fn a_failing_deep_grpc_chain_keeps_every_level_within_8_kib() {
 #[ignore = "needs the Python virtualenv: scripts/test makes it and runs ignored tests"]
 #[tokio::test]
 async fn grpcio_at_defaults_reads_every_level_of_a_failing_deep_chain() {
-    let (upper, bottom, path) = deep_failing_chain().await;
-    let seen = python_json(
-        "failing_call.py",
-        vec![upper.addr("s").unwrap().to_string(), path],
-    )
-    .await;
+    let (upper, _bottom, path) = deep_failing_chain().await;
+    let seen = python_json("failing_call.py", vec![upper.at("s").to_string(), path]).await;
     assert_eq!(seen["code"], "UNAVAILABLE", "{seen}");
     assert!(
         seen["trailer_bytes"].as_u64().unwrap() <= 8 * 1024,
@@ -238,8 +223,6 @@ async fn grpcio_at_defaults_reads_every_level_of_a_failing_deep_chain() {
         .as_str()
         .unwrap()
         .starts_with("loop detected"));
-    upper.stop().await.unwrap();
-    bottom.stop().await.unwrap();
 }
 
 /// 40 ok hops padded to 64 KiB each beside two failing ones: a report far
@@ -255,7 +238,7 @@ async fn wide_failing_path() -> String {
 #[tokio::test]
 async fn grpcio_at_defaults_reads_a_trimmed_wide_failure() {
     let mesh = mesh_with(&["a", "b"], Settings::default()).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let failing = wide_failing_path().await;
     let seen = python_json("failing_call.py", vec![a.to_string(), failing]).await;
     assert_eq!(seen["code"], "UNAVAILABLE", "{seen}");
@@ -263,7 +246,6 @@ async fn grpcio_at_defaults_reads_a_trimmed_wide_failure() {
         .as_str()
         .unwrap()
         .contains("ok hops omitted"));
-    mesh.stop().await.unwrap();
 }
 
 /// A wide failing tree whose whole report is far over the budget: trimmed,
@@ -272,7 +254,7 @@ async fn grpcio_at_defaults_reads_a_trimmed_wide_failure() {
 #[tokio::test]
 async fn big_failures_never_harm_other_calls_on_the_channel() {
     let mesh = mesh_with(&["a", "b"], Settings::default()).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let failing = wide_failing_path().await;
     let client = grpc_client(a).await;
     let calls = stream::iter(0..60)
@@ -304,7 +286,6 @@ async fn big_failures_never_harm_other_calls_on_the_channel() {
             assert!(result.is_ok(), "an unrelated call failed: {result:?}");
         }
     }
-    mesh.stop().await.unwrap();
 }
 
 /// Answers that are not servicemock reports are told apart: who made them,
@@ -313,7 +294,7 @@ async fn big_failures_never_harm_other_calls_on_the_channel() {
 #[tokio::test]
 async fn answers_that_are_not_reports_are_told_apart() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let other = stand_in().await;
 
     let (status, r) = report(a, &format!("/@{other}/up")).await;
@@ -370,7 +351,6 @@ async fn answers_that_are_not_reports_are_told_apart() {
     let (_, tree) = get(a, &format!("/@{other}/envoy503?view=tree")).await;
     assert!(tree.contains("made by proxy (server: envoy"), "{tree}");
     assert_eq!(tree.matches("proxy").count(), 1, "said once: {tree}");
-    mesh.stop().await.unwrap();
 }
 
 /// A gRPC server that is no servicemock: `/empty` answers OK with a
@@ -412,7 +392,7 @@ async fn grpc_answers_that_are_not_reports_are_told_apart() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, r) = report(a, &format!("/@grpc:{imposter}/empty")).await;
     assert_eq!(status, 502, "{r:#?}");
     let hop = hops(&r)[0];
@@ -436,7 +416,6 @@ async fn grpc_answers_that_are_not_reports_are_told_apart() {
         .as_deref()
         .unwrap()
         .contains("no healthy upstream"));
-    mesh.stop().await.unwrap();
 }
 
 /// A plan nested `levels` deep, each hop to `target` over `protocol`.
@@ -480,7 +459,7 @@ async fn one_depth_rule_for_every_form_honoured_when_raised() {
     };
     for (settings, ok) in [(raised, true), (Settings::default(), false)] {
         let mesh = mesh_with(&["s"], settings).await;
-        let s = mesh.addr("s").unwrap();
+        let s = mesh.at("s");
         // Path form, first hop gRPC.
         let path = format!("/@grpc:s{}/end", "/@s".repeat(39));
         let (status, body) = get(s, &path).await;

@@ -18,14 +18,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_servicemock");
 #[tokio::test]
 async fn an_unknown_view_is_a_400_listing_the_views() {
     let mesh = mesh(&["service1"]).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let (status, body) = get(entry, "/@service1/end?view=tre").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("unknown view \"tre\""), "{body}");
     assert!(body.contains("view=json, view=tree or view=flat"), "{body}");
     let (status, _) = get(entry, "/end?view=flat&x=1").await;
     assert_eq!(status, 200);
-    mesh.stop().await.unwrap();
 }
 
 #[test]
@@ -127,7 +126,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
 #[tokio::test]
 async fn a_misspelled_directive_header_is_refused() {
     let mesh = mesh(&["a"]).await;
-    let entry = mesh.addr("a").unwrap();
+    let entry = mesh.at("a");
     let response = client()
         .get(format!("http://{entry}/"))
         .header("x-mock-stauts", "503")
@@ -152,7 +151,6 @@ async fn a_misspelled_directive_header_is_refused() {
         "{}",
         status.message()
     );
-    mesh.stop().await.unwrap();
 }
 
 /// Item 8: a load run that nobody answered says so and exits non-zero;
@@ -172,7 +170,7 @@ async fn load_says_when_nothing_answered_and_takes_grpc_codes_by_number() {
         "{said}"
     );
     let mesh = mesh(&["a"]).await;
-    let entry = mesh.addr("a").unwrap().to_string();
+    let entry = mesh.at("a").to_string();
     let out = tokio::process::Command::new(BIN)
         .args(["load", "--protocol", "grpc", &entry, "/", "-n", "20"])
         .args(["--expect", "status=0:100"])
@@ -185,14 +183,13 @@ async fn load_says_when_nothing_answered_and_takes_grpc_codes_by_number() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    mesh.stop().await.unwrap();
 }
 
 /// Item 13: a service that answers 503 is "not healthy", not "cannot reach".
 #[tokio::test]
 async fn health_tells_unhealthy_from_unreachable() {
     let mesh = common::haproxy::replica("a", "v1").await;
-    let entry = mesh.addr("a").unwrap();
+    let entry = mesh.at("a");
     let changed = client()
         .put(format!("http://{entry}/control"))
         .header("content-type", "application/json")
@@ -216,7 +213,6 @@ async fn health_tells_unhealthy_from_unreachable() {
         said.contains(&format!("{entry} is not healthy: 503")),
         "{said}"
     );
-    mesh.stop().await.unwrap();
 }
 
 /// Item 17: `manifests --control` says in its output that /control is open.
@@ -239,7 +235,7 @@ fn manifests_with_control_warn_in_a_comment() {
 #[tokio::test]
 async fn path_mistakes_name_the_scheme_the_command_and_the_form() {
     let mesh = mesh(&["a"]).await;
-    let entry = mesh.addr("a").unwrap();
+    let entry = mesh.at("a");
     let (status, body) = get(entry, "/@ftp:127.0.0.1:80/").await;
     assert_eq!(status, 400);
     assert!(body.starts_with("unknown scheme 'ftp'"), "{body}");
@@ -256,7 +252,6 @@ async fn path_mistakes_name_the_scheme_the_command_and_the_form() {
         .await
         .unwrap();
     assert!(both.contains("give one of `path`"), "{both}");
-    mesh.stop().await.unwrap();
 }
 
 /// Item 14: `control` takes a directive by any of its spellings, and a bad
@@ -264,7 +259,7 @@ async fn path_mistakes_name_the_scheme_the_command_and_the_form() {
 #[tokio::test]
 async fn control_takes_every_spelling_and_says_a_mistake_once() {
     let mesh = common::haproxy::replica("a", "v1").await;
-    let entry = mesh.addr("a").unwrap().to_string();
+    let entry = mesh.at("a").to_string();
     for spelling in ["grpcStatus", "grpc-status", "x-mock-grpc-status"] {
         let out = tokio::process::Command::new(BIN)
             .args(["control", &entry, &format!("{spelling}=UNAVAILABLE")])
@@ -286,7 +281,6 @@ async fn control_takes_every_spelling_and_says_a_mistake_once() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(said.matches("x-mock-status").count(), 1, "{said}");
     assert!(!said.contains("status: x-mock-status"), "{said}");
-    mesh.stop().await.unwrap();
 }
 
 /// Item 5 (help): every command's --help fits 100 columns.
@@ -323,7 +317,7 @@ fn help_fits_a_hundred_columns() {
 #[tokio::test]
 async fn call_takes_headers() {
     let mesh = mesh(&["a"]).await;
-    let entry = mesh.addr("a").unwrap().to_string();
+    let entry = mesh.at("a").to_string();
     for protocol in ["http", "grpc"] {
         let out = tokio::process::Command::new(BIN)
             .args(["call", "--protocol", protocol, &entry, "/"])
@@ -348,7 +342,6 @@ async fn call_takes_headers() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be set on a hop"));
-    mesh.stop().await.unwrap();
 }
 
 /// Item 13 (call): `call --plan FILE` sends a CallRequest as `load --plan`
@@ -357,7 +350,7 @@ async fn call_takes_headers() {
 #[tokio::test]
 async fn call_takes_a_plan_and_says_its_exit_statuses() {
     let mesh = mesh(&["a", "b"]).await;
-    let entry = mesh.addr("a").unwrap().to_string();
+    let entry = mesh.at("a").to_string();
     let dir = std::env::temp_dir().join(format!("servicemock-call-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plan = dir.join("plan.json");
@@ -410,7 +403,6 @@ async fn call_takes_a_plan_and_says_its_exit_statuses() {
         "{help}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-    mesh.stop().await.unwrap();
 }
 
 /// Item 16: `--version` prints the program's version in every command; the

@@ -68,7 +68,7 @@ fn chain(report: &Report) -> Vec<(String, String)> {
 #[tokio::test]
 async fn empty_request_answers_with_identity() {
     let mesh = mesh(&["service1"]).await;
-    let response = client_for(mesh.addr("service1").unwrap())
+    let response = client_for(mesh.at("service1"))
         .await
         .call(pb::CallRequest::default())
         .await
@@ -87,13 +87,12 @@ async fn empty_request_answers_with_identity() {
         ("service1", "grpc")
     );
     assert!(r.parallel_forwards.is_empty());
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn path_request_with_mixed_hops() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
-    let mut client = client_for(mesh.addr("service1").unwrap()).await;
+    let mut client = client_for(mesh.at("service1")).await;
     let r: Report = client
         .call(path_request("/@service2/@grpc:service3/@h2c:service2/end"))
         .await
@@ -112,13 +111,12 @@ async fn path_request_with_mixed_hops() {
         r.request_info[0],
         "POST /servicemock.v1.MockService/Call path=/@service2/@grpc:service3/@h2c:service2/end"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn http_grpc_http_grpc_from_either_entry() {
     let mesh = mesh(&["entry", "a", "b"]).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     let expected: Vec<(String, String)> =
         [("http", "a"), ("grpc", "b"), ("http", "a"), ("grpc", "b")]
             .iter()
@@ -168,7 +166,6 @@ async fn http_grpc_http_grpc_from_either_entry() {
         "{:?}",
         leaf.request_info
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -201,7 +198,7 @@ async fn divergent_subtrees_over_grpc() {
         ],
         "/end",
     );
-    let r: Report = client_for(mesh.addr("entry").unwrap())
+    let r: Report = client_for(mesh.at("entry"))
         .await
         .call(plan_request(p))
         .await
@@ -239,13 +236,12 @@ async fn divergent_subtrees_over_grpc() {
         ]
     );
     assert_eq!(second.forwards().nth(1).unwrap().url, "http://a:8080/end");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn bad_input_is_invalid_argument_naming_what_and_where() {
     let mesh = mesh(&["entry"]).await;
-    let mut client = client_for(mesh.addr("entry").unwrap()).await;
+    let mut client = client_for(mesh.at("entry")).await;
     let status = client.call(path_request("/@a||b")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.message(), "empty target at position 4 in \"@a||b\"");
@@ -279,14 +275,13 @@ async fn bad_input_is_invalid_argument_naming_what_and_where() {
     let status = client.call(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("x-servicemock-depth"));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn failed_hops_answer_unavailable_with_the_report_in_details() {
     let closed = closed_port().await;
     let mesh = mesh(&["entry", "ok"]).await;
-    let mut client = client_for(mesh.addr("entry").unwrap()).await;
+    let mut client = client_for(mesh.at("entry")).await;
     let path = format!("/@ok|grpc:127.0.0.1:{}/end", closed.port());
     let status = client.call(path_request(&path)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -303,13 +298,12 @@ async fn failed_hops_answer_unavailable_with_the_report_in_details() {
     let results: Vec<_> = r.forwards().map(|f| f.result).collect();
     assert_eq!(results, ["ok", "refused"]);
     assert_eq!(r.forwards().nth(1).unwrap().status, None);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn grpc_hop_failure_deep_down_keeps_the_nested_tree() {
     let mesh = mesh(&["entry", "mid"]).await;
-    let (status, r) = report(mesh.addr("entry").unwrap(), "/@grpc:mid/@nobody.invalid/").await;
+    let (status, r) = report(mesh.at("entry"), "/@grpc:mid/@nobody.invalid/").await;
     assert_eq!(status, 502);
     let hop = r.forwards().next().unwrap();
     assert_eq!(
@@ -322,14 +316,13 @@ async fn grpc_hop_failure_deep_down_keeps_the_nested_tree() {
         .expect("nested report recovered from the details");
     assert_eq!(mid.service, "mid");
     assert_eq!(mid.forwards().next().unwrap().result, "dns");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn deadline_is_honoured_and_shrinks_downstream() {
     let slow = stand_in().await;
     let mesh = mesh(&["entry", "next"]).await;
-    let mut client = client_for(mesh.addr("entry").unwrap()).await;
+    let mut client = client_for(mesh.at("entry")).await;
     let mut request = tonic::Request::new(path_request("/@next/end"));
     request.set_timeout(Duration::from_millis(800));
     let r: Report = client.call(request).await.unwrap().into_inner().into();
@@ -362,14 +355,13 @@ async fn deadline_is_honoured_and_shrinks_downstream() {
         Code::DeadlineExceeded | Code::Cancelled => {}
         other => panic!("unexpected {other:?}: {}", status.message()),
     }
-    mesh.stop().await.unwrap();
 }
 
 /// A grpc.health.v1 client for the service at `addr`.
 #[tokio::test]
 async fn health_reports_serving() {
     let mesh = mesh(&["a"]).await;
-    let mut health = health_client(mesh.addr("a").unwrap()).await;
+    let mut health = health_client(mesh.at("a")).await;
     for service in ["", "servicemock.v1.MockService"] {
         let response = health
             .check(HealthCheckRequest {
@@ -391,13 +383,12 @@ async fn health_reports_serving() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn health_turns_not_serving_when_draining_starts() {
     let mesh = mesh(&["a"]).await;
-    let mut watch = health_client(mesh.addr("a").unwrap())
+    let mut watch = health_client(mesh.at("a"))
         .await
         .watch(HealthCheckRequest {
             service: String::new(),

@@ -15,7 +15,7 @@ fn text(out: &[u8]) -> String {
 #[tokio::test]
 async fn readme_grpcurl_lines_work_with_a_real_grpcurl() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
-    let addr = mesh.addr("service1").unwrap().to_string();
+    let addr = mesh.at("service1").to_string();
     let call = |data: &str| -> Vec<String> {
         [
             "-plaintext",
@@ -106,5 +106,4 @@ async fn readme_grpcurl_lines_work_with_a_real_grpcurl() {
         "{said}"
     );
     assert!(said.contains(r#""result":"refused""#), "{said}");
-    mesh.stop().await.unwrap();
 }

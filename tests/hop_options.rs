@@ -27,7 +27,7 @@ fn first_hop(report: &Value) -> &Value {
 #[tokio::test]
 async fn method_body_and_path_reach_the_callee() {
     let mesh = mesh(&["a", "b", "c"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, report) = json(
         a,
         "/@b[:method=POST][:body=1KiB]|c[:method=DELETE][:path=%2Freviews%2F0]/end",
@@ -59,7 +59,6 @@ async fn method_body_and_path_reach_the_callee() {
     assert_eq!(b["Result"], "ok", "{b}");
     assert_eq!(b["Status"], 200);
     assert!(b["AnsweredBy"].as_str().unwrap().contains("200 OK"), "{b}");
-    mesh.stop().await.unwrap();
 }
 
 /// Python's `http.server` on a loopback port, killed when dropped.
@@ -72,7 +71,7 @@ fn plain_server() -> PythonServer {
 async fn a_target_that_is_no_servicemock_is_judged_by_its_status() {
     let python = plain_server();
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let p = python.addr;
     // Without the option, a 200 that is no report is a bad answer.
     let (_, plain) = json(a, &format!("/@{p}/")).await;
@@ -100,7 +99,6 @@ async fn a_target_that_is_no_servicemock_is_judged_by_its_status() {
     );
     let (_, unavailable) = json(a, &format!("/@{p}[:expect=any]/status/503")).await;
     assert_eq!(first_hop(&unavailable)["Result"], "status");
-    mesh.stop().await.unwrap();
 }
 
 /// Two layers of retries multiply: HAProxy retries each try twice on 503
@@ -109,7 +107,7 @@ async fn a_target_that_is_no_servicemock_is_judged_by_its_status() {
 #[tokio::test]
 async fn retries_in_the_application_multiply_with_the_proxys() {
     let upstream = mesh(&["c"]).await;
-    let c = upstream.addr("c").unwrap();
+    let c = upstream.at("c");
     let proxy = Proxy {
         servers: &[(c, 1)],
         retries: Some(2),
@@ -118,7 +116,7 @@ async fn retries_in_the_application_multiply_with_the_proxys() {
     .start()
     .await;
     let callers = mesh(&["a"]).await;
-    let a = callers.addr("a").unwrap();
+    let a = callers.at("a");
     let path = format!("/@{}[:retries=2][x-mock-status=503@first=4]/", proxy.addr);
     let (status, report) = json(a, &path).await;
     assert_eq!(status, 200, "{report}");
@@ -148,8 +146,6 @@ async fn retries_in_the_application_multiply_with_the_proxys() {
     assert!(tree.contains("try 1  503 status"), "{tree}");
     assert!(tree.contains("try 2  200 ok"), "{tree}");
     drop(proxy);
-    callers.stop().await.unwrap();
-    upstream.stop().await.unwrap();
 }
 
 /// Bookinfo's productpage "bug": a 3 s timeout and one retry of its own,
@@ -161,7 +157,7 @@ async fn the_bookinfo_timeout_bug_shows_both_tries() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["productpage", "reviews"], settings).await;
-    let entry = mesh.addr("productpage").unwrap();
+    let entry = mesh.at("productpage");
     let started = Instant::now();
     let (status, report) = json(
         entry,
@@ -189,13 +185,12 @@ async fn the_bookinfo_timeout_bug_shows_both_tries() {
         );
     }
     assert_eq!(hop["Response"]["Attempt"], 2);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn grpc_hops_take_their_own_timeout_and_retries() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, report) = json(
         a,
         "/@grpc:b[:retries=1][:retry-on=unavailable][:timeout=2s][x-mock-grpc-status=UNAVAILABLE@first=1]/",
@@ -215,13 +210,12 @@ async fn grpc_hops_take_their_own_timeout_and_retries() {
     )
     .await;
     assert_eq!(first_hop(&once)["Tries"].as_array().unwrap().len(), 1);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_connect_timeout_is_not_the_request_timeout() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let hole = unconnectable().await;
     let started = Instant::now();
     let (_, report) = json(a, &format!("/@{hole}[:connect=200ms][:timeout=5s]/")).await;
@@ -243,7 +237,6 @@ async fn a_connect_timeout_is_not_the_request_timeout() {
         .as_str()
         .unwrap()
         .contains("(the hop's own timeout of 1s)"));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -256,7 +249,7 @@ async fn bad_options_are_refused_before_anyone_is_called() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     for (path, says) in [
         (
             "/@b[:methd=POST]/",
@@ -310,7 +303,6 @@ async fn bad_options_are_refused_before_anyone_is_called() {
         status.message(),
         "plan.parallel[0].hops[0].options.retries: option ':retries=11': not a number from 0 to 10"
     );
-    mesh.stop().await.unwrap();
 }
 
 /// The options on h2c and gRPC hops too: method and body over h2c, a
@@ -318,7 +310,7 @@ async fn bad_options_are_refused_before_anyone_is_called() {
 #[tokio::test]
 async fn options_work_over_h2c_and_grpc() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, report) = json(a, "/@h2c:b[:method=PUT][:body=10][:path=%2Fitems%2F7]/").await;
     assert_eq!(status, 200, "{report}");
     let b = &first_hop(&report)["Response"];
@@ -334,7 +326,6 @@ async fn options_work_over_h2c_and_grpc() {
     let (_, report) = json(a, &format!("/@grpc:{hole}[:connect=200ms][:timeout=5s]/")).await;
     assert!(started.elapsed() < Duration::from_secs(3), "{report}");
     assert_ne!(first_hop(&report)["Result"], "ok", "{report}");
-    mesh.stop().await.unwrap();
 }
 
 /// `servicemock load` tallies the tries per position: every call's hop
@@ -342,7 +333,7 @@ async fn options_work_over_h2c_and_grpc() {
 #[tokio::test]
 async fn load_tallies_tries_per_position() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicemock"))
         .args([
             "load",
@@ -367,5 +358,4 @@ async fn load_tallies_tries_per_position() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("tries        2 40 (100.0%)"), "{text}");
-    mesh.stop().await.unwrap();
 }

@@ -95,7 +95,7 @@ fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
 #[tokio::test]
 async fn deep_reports_from_downstream_are_refused_not_a_crash() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let evil = hostile_downstream().await;
     // Over HTTP, and relayed over a gRPC hop (the conversion that crashed).
     for path in [
@@ -122,13 +122,12 @@ async fn deep_reports_from_downstream_are_refused_not_a_crash() {
     assert_eq!(chain.len(), 103);
     let (status, _) = get(a, "/health").await;
     assert_eq!(status, 200, "still alive");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn output_grows_linearly_with_what_was_received() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let evil = hostile_downstream().await;
     // Twice the levels in, about twice the bytes out: no level copies or
     // indents what is below it without bound.
@@ -145,13 +144,12 @@ async fn output_grows_linearly_with_what_was_received() {
     );
     let per_level = full.len() / 120;
     assert!(per_level < 3000, "{per_level} bytes per level");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn header_bytes_that_once_panicked_are_a_400() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let answer = tokio::task::spawn_blocking(move || {
         raw_exchange(
             a,
@@ -190,13 +188,12 @@ async fn header_bytes_that_once_panicked_are_a_400() {
     assert_eq!(code.as_deref(), Some("3"), "INVALID_ARGUMENT: {r:?}");
     let (status, _) = get(a, "/health").await;
     assert_eq!(status, 200, "still alive");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn fan_in_bombs_are_refused_before_anyone_is_called() {
     let mesh = mesh(&["a", "b", "c"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     // 16 b's each calling 15 c's padded to 1 MiB: 240 MiB of answers.
     let bs = ["b"; 16].join("|");
     let cs = ["c[x-mock-size=1MiB]"; 15].join("|");
@@ -220,7 +217,6 @@ async fn fan_in_bombs_are_refused_before_anyone_is_called() {
         !metrics.contains("servicemock_hops_total{"),
         "nobody was called"
     );
-    mesh.stop().await.unwrap();
 }
 
 async fn get_with_header(addr: SocketAddr, path: &str, name: &str, value: &str) -> (u16, String) {
@@ -240,7 +236,7 @@ async fn huge_answers_are_cut_at_the_report_budget() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let evil = hostile_downstream().await;
     // Two answers of 700 KiB: the second passes the 1 MiB budget and is cut.
     let (status, r) = report(a, &format!("/@{evil},{evil}/big/700")).await;
@@ -261,7 +257,6 @@ async fn huge_answers_are_cut_at_the_report_budget() {
     let (status, r) = report(a, "/@grpc:b[x-mock-size=1MiB]/").await;
     assert_eq!(status, 502, "{r:#?}");
     assert!(hops_error(&r).contains("--max-report-size"), "{r:#?}");
-    mesh.stop().await.unwrap();
 }
 
 fn hops_error(r: &servicemock::report::Report) -> String {
@@ -271,7 +266,7 @@ fn hops_error(r: &servicemock::report::Report) -> String {
 #[tokio::test]
 async fn giant_plans_are_refused_while_they_are_read() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let hops: Vec<pb::Hop> = (0..400_000)
         .map(|_| pb::Hop {
             target: "a".into(),
@@ -291,7 +286,6 @@ async fn giant_plans_are_refused_while_they_are_read() {
         status.message().contains("refused while reading it"),
         "{status:?}"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -305,7 +299,7 @@ async fn slow_and_idle_connections_are_let_go_and_capped() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let outcome = tokio::task::spawn_blocking(move || {
         // Slowloris: half a head, then nothing.
         let started = Instant::now();
@@ -365,7 +359,6 @@ async fn slow_and_idle_connections_are_let_go_and_capped() {
     );
     assert_eq!(refused, 5, "the 5 connections past the cap were closed");
     wait_healthy(a, Duration::from_secs(5)).await;
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -375,7 +368,7 @@ async fn probes_and_metrics_are_never_shed() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let busy: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { get(a, "/").await }))
         .collect();
@@ -415,13 +408,12 @@ async fn probes_and_metrics_are_never_shed() {
     for d in delayed {
         assert_eq!(d.await.unwrap(), 200);
     }
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn terminal_escapes_are_shown_escaped_and_paths_with_newlines_refused() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let evil = hostile_downstream().await;
     let (_, tree) = get(a, &format!("/@{evil}/ansi?view=tree")).await;
     assert!(!tree.contains('\u{1b}'), "{tree:?}");
@@ -433,13 +425,12 @@ async fn terminal_escapes_are_shown_escaped_and_paths_with_newlines_refused() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_grpc_channel_cache_is_bounded_and_forgets_failures() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     // 40 distinct targets where nobody listens: none is kept.
     let mut targets = Vec::new();
     for i in 0..40u8 {
@@ -461,13 +452,12 @@ async fn the_grpc_channel_cache_is_bounded_and_forgets_failures() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_small_ones() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let h2 = h2c_client();
     let grpc_status = |r: &reqwest::Response| {
         r.headers()
@@ -516,7 +506,6 @@ async fn the_small_ones() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    mesh.stop().await.unwrap();
 }
 
 /// Health and reflection decode with tonic's own codec: nested groups up to
@@ -525,7 +514,7 @@ async fn the_small_ones() {
 #[tokio::test]
 async fn nested_groups_cannot_crash_health_or_reflection() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let h2 = h2c_client();
     for (size, method) in [
         (1024, "/grpc.health.v1.Health/Check"),
@@ -549,5 +538,4 @@ async fn nested_groups_cannot_crash_health_or_reflection() {
     }
     let (status, _) = get(a, "/health").await;
     assert_eq!(status, 200, "still alive");
-    mesh.stop().await.unwrap();
 }

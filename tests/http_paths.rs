@@ -12,18 +12,17 @@ use servicemock::config::Settings;
 #[tokio::test]
 async fn no_at_after_the_host_calls_nobody() {
     let mesh = mesh(&["service1", "service3"]).await;
-    let (status, r) = report(mesh.addr("service1").unwrap(), "/service/calls/@service3/").await;
+    let (status, r) = report(mesh.at("service1"), "/service/calls/@service3/").await;
     assert_eq!(status, 200);
     assert_eq!(r.service, "service1");
     assert!(r.parallel_forwards.is_empty());
     assert_eq!(r.request_info[0], "GET /service/calls/@service3/ HTTP/1.1");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn one_hop_gets_the_remainder() {
     let mesh = mesh(&["entry", "service1"]).await;
-    let (status, r) = report(mesh.addr("entry").unwrap(), "/@service1/the-end").await;
+    let (status, r) = report(mesh.at("entry"), "/@service1/the-end").await;
     assert_eq!(status, 200);
     let hop = hops(&r)[0];
     assert_eq!(hop.url, "http://service1:8080/the-end");
@@ -34,32 +33,22 @@ async fn one_hop_gets_the_remainder() {
     let child = only_child(&r);
     assert_eq!(child.service, "service1");
     assert_eq!(child.request_info[0], "GET /the-end HTTP/1.1");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn explicit_port_is_used() {
     let mesh = mesh(&["entry", "service1"]).await;
-    let port = mesh.addr("service1").unwrap().port();
-    let (status, r) = report(
-        mesh.addr("entry").unwrap(),
-        &format!("/@127.0.0.1:{port}/the-end"),
-    )
-    .await;
+    let port = mesh.at("service1").port();
+    let (status, r) = report(mesh.at("entry"), &format!("/@127.0.0.1:{port}/the-end")).await;
     assert_eq!(status, 200);
     assert_eq!(hops(&r)[0].url, format!("http://127.0.0.1:{port}/the-end"));
     assert_eq!(only_child(&r).service, "service1");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn chain_of_three() {
     let mesh = mesh(&["entry", "service1", "service2", "service3"]).await;
-    let (status, r) = report(
-        mesh.addr("entry").unwrap(),
-        "/@service1/@service2/@service3/",
-    )
-    .await;
+    let (status, r) = report(mesh.at("entry"), "/@service1/@service2/@service3/").await;
     assert_eq!(status, 200);
     let s1 = only_child(&r);
     let s2 = only_child(s1);
@@ -70,23 +59,21 @@ async fn chain_of_three() {
     );
     assert_eq!(s3.request_info[0], "GET / HTTP/1.1");
     assert!(s3.parallel_forwards.is_empty());
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn no_at_before_the_second_name() {
     let mesh = mesh(&["entry", "service1", "service2"]).await;
-    let (_, r) = report(mesh.addr("entry").unwrap(), "/@service1/service2").await;
+    let (_, r) = report(mesh.at("entry"), "/@service1/service2").await;
     let s1 = only_child(&r);
     assert_eq!(s1.request_info[0], "GET /service2 HTTP/1.1");
     assert!(s1.parallel_forwards.is_empty());
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn sequence_and_parallel_keep_written_order() {
     let mesh = mesh(&["entry", "service1", "service2"]).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     let (_, seq) = report(entry, "/@service1,service2/uri-reuse/").await;
     assert_eq!(seq.parallel_forwards.len(), 1);
     let names: Vec<_> = hops(&seq)
@@ -107,14 +94,13 @@ async fn sequence_and_parallel_keep_written_order() {
         .map(|h| h.response.as_ref().unwrap().service.clone())
         .collect();
     assert_eq!(names, ["service2", "service1"]);
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn parallel_of_parallel() {
     let mesh = mesh(&["entry", "service1", "service2", "service3", "service4"]).await;
     let (status, r) = report(
-        mesh.addr("entry").unwrap(),
+        mesh.at("entry"),
         "/@service1|service2/@service3|service4/uri/",
     )
     .await;
@@ -138,27 +124,25 @@ async fn parallel_of_parallel() {
             );
         }
     }
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn h2c_hops_and_h2c_entry() {
     let mesh = mesh(&["entry", "service1"]).await;
-    let (status, r) = report(mesh.addr("entry").unwrap(), "/@h2c:service1/end").await;
+    let (status, r) = report(mesh.at("entry"), "/@h2c:service1/end").await;
     assert_eq!(status, 200);
     let hop = hops(&r)[0];
     assert_eq!(hop.protocol, "h2c");
     let child = only_child(&r);
     assert_eq!(child.protocol, "h2c");
     assert_eq!(child.request_info[0], "GET /end HTTP/2.0");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn percent_encoded_separators() {
     let mesh = mesh(&["entry", "service1", "service2"]).await;
     let (status, r) = report(
-        mesh.addr("entry").unwrap(),
+        mesh.at("entry"),
         "/%40service1%7Cservice2%5Bend-user%3Djason%5D/end",
     )
     .await;
@@ -169,14 +153,13 @@ async fn percent_encoded_separators() {
         second.request_info.contains(&"end-user: jason".to_string()),
         "{second:#?}"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn hop_headers_reach_the_downstream_only() {
     let mesh = mesh(&["entry", "service1", "service2"]).await;
     let (_, r) = report(
-        mesh.addr("entry").unwrap(),
+        mesh.at("entry"),
         "/@service1[end-user=jason][x-team=blue]/@service2/",
     )
     .await;
@@ -191,14 +174,13 @@ async fn hop_headers_reach_the_downstream_only() {
         !s2.request_info.iter().any(|l| l.starts_with("x-team")),
         "{s2:#?}"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn sequences_wait_and_groups_overlap() {
     let slow = stand_in().await;
     let mesh = mesh(&["entry"]).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     let target = format!("127.0.0.1:{}", slow.port());
     let (_, seq) = report(entry, &format!("/@{target},{target}/slow/150")).await;
     let h = hops(&seq);
@@ -214,7 +196,6 @@ async fn sequences_wait_and_groups_overlap() {
             "groups did not overlap: {h:#?}"
         );
     }
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -226,7 +207,7 @@ async fn failures_are_recorded_on_their_hops() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["entry", "service1"], settings).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     let port = stand_in.port();
 
     let (status, r) = report(
@@ -293,13 +274,12 @@ async fn failures_are_recorded_on_their_hops() {
     assert_eq!(status, 502, "a failure deep down fails every level above");
     assert_eq!(hops(&r)[0].result, "status");
     assert_eq!(hops(only_child(&r))[0].result, "dns");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn syntax_errors_answer_400_with_position() {
     let mesh = mesh(&["entry"]).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     for (path, message) in [
         ("/@", "empty target at position 2 in \"@\""),
         ("/@a%7C%7Cb/", "empty target at position 4 in \"@a||b\""),
@@ -329,7 +309,6 @@ async fn syntax_errors_answer_400_with_position() {
     let (status, body) = get(entry, &wide).await;
     assert_eq!(status, 400);
     assert!(body.contains("too many targets"), "{body}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -342,7 +321,7 @@ async fn one_depth_rule_refuses_deep_plans_before_anyone_is_called() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["self"], settings).await;
-    let addr = mesh.addr("self").unwrap();
+    let addr = mesh.at("self");
     // Deeper than --max-depth: 400 at the entry, and nobody was called.
     let (status, body) = get(addr, &format!("{}end", "/@self".repeat(4) + "/")).await;
     assert_eq!(status, 400, "{body}");
@@ -391,23 +370,21 @@ async fn one_depth_rule_refuses_deep_plans_before_anyone_is_called() {
     let looped: servicemock::report::Report =
         serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert!(looped.message.starts_with("loop detected"), "{looped:#?}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn exponential_fan_out_is_refused_before_any_call() {
     let mesh = mesh(&["a"]).await;
     let path = format!("{}end", "/@a|a|a|a".repeat(6) + "/");
-    let (status, body) = get(mesh.addr("a").unwrap(), &path).await;
+    let (status, body) = get(mesh.at("a"), &path).await;
     assert_eq!(status, 400);
     assert!(body.contains("plan too large"), "{body}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn health_ready_and_identity_headers() {
     let mesh = mesh(&["service1"]).await;
-    let addr = mesh.addr("service1").unwrap();
+    let addr = mesh.at("service1");
     assert_eq!(get(addr, "/health").await, (200, "ok\n".into()));
     assert_eq!(get(addr, "/ready").await.0, 200);
     let response = client()
@@ -418,13 +395,12 @@ async fn health_ready_and_identity_headers() {
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["x-servicemock-service"], "service1");
     assert_eq!(response.headers()["x-servicemock-version"], "v1");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn text_tree_at_the_entry_only() {
     let mesh = mesh(&["service1", "service2", "service3"]).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let response = client()
         .get(format!(
             "http://{entry}/@service2|service3/@grpc:service1/end?x=1&view=tree"
@@ -474,25 +450,19 @@ async fn text_tree_at_the_entry_only() {
         .await
         .unwrap();
     assert!(tree.contains("└─ 1.1 http  service2 v1  200 ok"), "{tree}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn service_routes_as_remainder_still_get_a_report() {
     let mesh = mesh(&["entry", "service2"]).await;
     for remainder in ["/health", "/ui", "/metrics"] {
-        let (status, r) = report(
-            mesh.addr("entry").unwrap(),
-            &format!("/@service2{remainder}"),
-        )
-        .await;
+        let (status, r) = report(mesh.at("entry"), &format!("/@service2{remainder}")).await;
         assert_eq!(status, 200, "{remainder}: {r:#?}");
         assert_eq!(
             only_child(&r).request_info[0],
             format!("GET {remainder} HTTP/1.1")
         );
     }
-    mesh.stop().await.unwrap();
 }
 
 async fn post_json(addr: std::net::SocketAddr, body: String) -> (u16, String) {
@@ -510,7 +480,7 @@ async fn post_json(addr: std::net::SocketAddr, body: String) -> (u16, String) {
 #[tokio::test]
 async fn json_plans_over_http_reach_trees_no_path_can_say() {
     let mesh = mesh(&["entry", "a", "b", "c"]).await;
-    let entry = mesh.addr("entry").unwrap();
+    let entry = mesh.at("entry");
     // a calls b (which calls c) beside c (which calls nobody): no single
     // @-path says that, so the HTTP hop to a carries its plan as JSON.
     let body = r#"{"plan": {"uri": "/end", "parallel": [
@@ -582,5 +552,4 @@ async fn json_plans_over_http_reach_trees_no_path_can_say() {
     )
     .await;
     assert_eq!(status, 413);
-    mesh.stop().await.unwrap();
 }

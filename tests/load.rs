@@ -25,15 +25,12 @@ async fn a_90_10_split_by_a_real_proxy_is_judged() {
     let v1 = replica("reviews", "v1").await;
     let v2 = replica("reviews", "v2").await;
     let proxy = Proxy {
-        servers: &[
-            (v1.addr("reviews").unwrap(), 90),
-            (v2.addr("reviews").unwrap(), 10),
-        ],
+        servers: &[(v1.at("reviews"), 90), (v2.at("reviews"), 10)],
         ..Proxy::default()
     }
     .start()
     .await;
-    let e = entry.addr("frontend").unwrap().to_string();
+    let e = entry.at("frontend").to_string();
     let path = format!("/@{}/end", proxy.addr);
     let hop = format!("{}.version", proxy.addr);
 
@@ -124,7 +121,7 @@ async fn flaky() -> Mesh {
 #[tokio::test]
 async fn an_error_rate_is_judged_over_each_protocol() {
     let mesh = flaky().await;
-    let target = mesh.addr("flaky").unwrap().to_string();
+    let target = mesh.at("flaky").to_string();
     for protocol in [None, Some("--h2c"), Some("--grpc")] {
         let mut args = vec![target.as_str(), "/end", "-n", "2000", "-c", "8"];
         args.extend(protocol);
@@ -156,7 +153,7 @@ async fn an_error_rate_is_judged_over_each_protocol() {
 #[tokio::test]
 async fn an_open_loop_holds_its_rate_or_says_it_could_not() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let (code, table, said) = load(&[&a, "/x", "--qps", "100", "-d", "1s", "-c", "4"]).await;
     assert_eq!(code, 0, "{said}");
     assert!(table.contains("open loop at 100/s: held"), "{table}");

@@ -43,7 +43,7 @@ fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn metrics_parse_with_the_reference_parser() {
     let python = venv_python();
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     for _ in 0..3 {
         assert_eq!(get(a, "/@b/end").await.0, 200);
     }
@@ -183,7 +183,7 @@ async fn metrics_parse_with_the_reference_parser() {
         "the scrape itself is in flight"
     );
 
-    let (_, text_b) = get(mesh.addr("b").unwrap(), "/metrics").await;
+    let (_, text_b) = get(mesh.at("b"), "/metrics").await;
     let b = samples(&python, &text_b);
     assert_eq!(
         value(
@@ -193,5 +193,4 @@ async fn metrics_parse_with_the_reference_parser() {
         ),
         1.0
     );
-    mesh.stop().await.unwrap();
 }

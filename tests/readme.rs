@@ -236,7 +236,6 @@ async fn every_shown_output_is_what_the_product_prints() {
             own.stop().await.unwrap();
         }
     }
-    demo.stop().await.unwrap();
 }
 
 /// A mesh of `NAME` and `NAME=PLAN` members, as `servicemock mesh` reads them.
@@ -281,7 +280,7 @@ async fn every_url_of_the_table_answers_in_the_demo_mesh() {
         .collect();
     assert_eq!(rows.len(), 10, "{rows:?}");
     let mesh = mesh(DEMO_MESH).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     for (path, cluster_only) in rows {
         let url = format!("http://localhost:{}{path}", entry.port());
         let curl = curl.clone();
@@ -310,7 +309,6 @@ async fn every_url_of_the_table_answers_in_the_demo_mesh() {
             );
         }
     }
-    mesh.stop().await.unwrap();
 }
 
 /// README and the header of scripts/test name the same packages: every
@@ -360,7 +358,7 @@ fn readme_and_the_test_script_name_the_packages_it_installs() {
 async fn jq_reads_the_flat_view_of_the_deepest_report() {
     let jq = tool("jq");
     let mesh = mesh(&["s"]).await;
-    let s = mesh.addr("s").unwrap();
+    let s = mesh.at("s");
     let path = format!("{}/end?view=flat", "/@s".repeat(32));
     let (status, flat) = get(s, &path).await;
     assert_eq!(status, 200, "{flat}");
@@ -388,7 +386,6 @@ async fn jq_reads_the_flat_view_of_the_deepest_report() {
         .collect();
     assert_eq!(positions.len(), 33, "the entry and 32 hops");
     assert_eq!(positions[32], format!("1{}", ".1".repeat(32)));
-    mesh.stop().await.unwrap();
 }
 
 /// The topology file docs/any-client.md shows is one the product reads:

@@ -231,7 +231,7 @@ fn plans_survive_a_real_relay_of_each_protocol() {
         let (h, g) = sinks(log.clone()).await;
         (mesh(&["relay"]).await, h, g)
     });
-    let relay = mesh.addr("relay").unwrap();
+    let relay = mesh.at("relay");
     let http = client();
     let mut runner = TestRunner::new(Config {
         cases: 40,
@@ -299,7 +299,7 @@ fn plans_survive_a_real_relay_of_each_protocol() {
 #[tokio::test]
 async fn every_value_is_checked_the_same_way_in_every_form() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let cases: [(&str, &str, &str); 5] = [
         ("x-mock-delay", "1ms][x-mock-status=503", "x-mock-delay"),
         ("x-mock-status", "503\n", "visible ASCII"),
@@ -392,5 +392,4 @@ async fn every_value_is_checked_the_same_way_in_every_form() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    mesh.stop().await.unwrap();
 }

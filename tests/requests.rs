@@ -35,7 +35,7 @@ async fn run(program: String, args: Vec<String>) -> std::process::Output {
 #[tokio::test]
 async fn a_service_shows_what_it_received_newest_first() {
     let mesh = recording("a", 5).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let curl = tool("curl");
     let url = |path: &str| format!("http://{a}{path}");
     let curl_args = |extra: &[&str], path: &str| {
@@ -155,7 +155,6 @@ async fn a_service_shows_what_it_received_newest_first() {
     );
     let (status, body) = get(a, "/requests?after=x").await;
     assert_eq!(status, 400, "{body}");
-    mesh.stop().await.unwrap();
 }
 
 /// Without --record, /requests is a path like any other, and the command
@@ -163,21 +162,20 @@ async fn a_service_shows_what_it_received_newest_first() {
 #[tokio::test]
 async fn without_record_requests_is_a_path_like_any_other() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let (status, report) = report(a, "/requests").await;
     assert_eq!(status, 200);
     assert_eq!(report.service, "a");
     let out = run(BIN.into(), vec!["requests".into(), a.to_string()]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("start it with --record N"));
-    mesh.stop().await.unwrap();
 }
 
 /// `servicemock requests --follow` prints what arrives, as it arrives.
 #[tokio::test]
 async fn follow_prints_new_requests_as_they_arrive() {
     let mesh = recording("a", 10).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     get(a, "/before").await;
     let mut follow = Command::new(BIN)
         .args(["requests", &a.to_string(), "--follow", "--tree"])
@@ -209,7 +207,6 @@ async fn follow_prints_new_requests_as_they_arrive() {
     );
     let _ = follow.kill();
     let _ = follow.wait();
-    mesh.stop().await.unwrap();
 }
 
 /// A gRPC stream is kept once it ended: with the status its trailers
@@ -217,7 +214,7 @@ async fn follow_prints_new_requests_as_they_arrive() {
 #[tokio::test]
 async fn a_stream_is_kept_with_its_messages_and_status() {
     let mesh = recording("a", 10).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let call = |extra: &[&str]| {
         let mut args: Vec<String> = ["call", &a, "/", "--stream", "4"]
             .map(String::from)
@@ -228,7 +225,7 @@ async fn a_stream_is_kept_with_its_messages_and_status() {
     assert!(call(&[]).await.status.success());
     let ended = call(&["-H", "x-mock-stream-status: UNAVAILABLE@after=2"]).await;
     assert_eq!(ended.status.code(), Some(1));
-    let (_, body) = get(mesh.addr("a").unwrap(), "/requests").await;
+    let (_, body) = get(mesh.at("a"), "/requests").await;
     let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
     let seen: Vec<(&Value, &Value, &Value)> = entries
         .iter()
@@ -243,7 +240,6 @@ async fn a_stream_is_kept_with_its_messages_and_status() {
         ],
         "{body}"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs haproxy and curl: scripts/test installs them and runs ignored tests"]
@@ -253,7 +249,7 @@ async fn a_copy_through_a_shadow_frontend_is_marked_mirrored() {
     // -shadow to the host, as Envoy does to a mirror route's copy. The same
     // request through both: /requests holds the original and the copy.
     let reviews = recording("reviews", 10).await;
-    let upstream = reviews.addr("reviews").unwrap();
+    let upstream = reviews.at("reviews");
     let proxy = common::haproxy::Proxy {
         servers: &[(upstream, 1)],
         shadow: true,

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -51,19 +51,16 @@ impl Receiver {
 
     /// Waits (at most 10 s) until `count` spans of `trace_id` arrived.
     async fn wait_for(&self, trace_id: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("{count} spans of {trace_id} arrive");
+        eventually(&what, Duration::from_secs(10), || async {
             let spans = self.spans_of(trace_id);
             if spans.len() >= count {
-                return spans;
+                Ok(spans)
+            } else {
+                Err(format!("{} arrived: {spans:#?}", spans.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {count} spans of {trace_id} arrived: {spans:#?}",
-                spans.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -126,7 +123,7 @@ async fn a_mixed_cascade_is_one_trace_in_an_otlp_grpc_receiver() {
         settings(format!("http://{}", receiver.server.addr), "grpc"),
     )
     .await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let response = client()
         .get(format!(
             "http://{a}/@b/@h2c:c[x-mock-delay=30ms]/@grpc:d/end"
@@ -238,7 +235,6 @@ async fn a_mixed_cascade_is_one_trace_in_an_otlp_grpc_receiver() {
         );
         level = &level["ParallelForwards"][0]["SequentialForwards"][0]["Response"];
     }
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs the test virtualenv: scripts/test makes it and runs ignored tests"]
@@ -250,7 +246,7 @@ async fn b3_headers_carry_the_trace_to_an_otlp_http_receiver() {
         settings(format!("http://{}", receiver.server.addr), "http/protobuf"),
     )
     .await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     // B3 only, as Zipkin-instrumented callers send it: the hops carry B3
     // on, rewritten, so each server's span is its caller hop's child.
     let trace = "80f198ee56343ba864fe8b2a57d3eff7";
@@ -303,42 +299,41 @@ async fn b3_headers_carry_the_trace_to_an_otlp_http_receiver() {
     assert_eq!(b_hop["status"]["message"], hop_error);
     assert_eq!(levels[0]["attributes"]["http.response.status_code"], 502);
     assert_eq!(levels[0]["attributes"]["error.type"], "hops-failed");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_collector_that_is_down_costs_requests_nothing_and_is_counted() {
     let nobody = closed_port().await;
     let mesh = traced_mesh(&["a", "b"], settings(format!("http://{nobody}"), "grpc")).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     for _ in 0..50 {
         let (status, _) = get(a, "/@b/end").await;
         assert_eq!(status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, metrics) = get(a, "/metrics").await;
-        let failed = metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("servicemock_spans_dropped_total{reason=\"export_failed\"} ")
-            })
-            .map(|n| n.parse::<u64>().unwrap())
-            .unwrap_or_else(|| panic!("no dropped spans counter in\n{metrics}"));
-        if failed >= 100 {
-            assert!(
-                metrics.contains("servicemock_spans_exported_total 0\n"),
-                "{metrics}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{failed} dropped of 100:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    mesh.stop().await.unwrap();
+    let metrics = eventually(
+        "100 spans counted as dropped",
+        Duration::from_secs(10),
+        || async {
+            let (_, metrics) = get(a, "/metrics").await;
+            let failed = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("servicemock_spans_dropped_total{reason=\"export_failed\"} ")
+                })
+                .map(|n| n.parse::<u64>().unwrap())
+                .unwrap_or_else(|| panic!("no dropped spans counter in\n{metrics}"));
+            if failed >= 100 {
+                Ok(metrics)
+            } else {
+                Err(format!("{failed} dropped:\n{metrics}"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        metrics.contains("servicemock_spans_exported_total 0\n"),
+        "{metrics}"
+    );
 }
 
 #[ignore = "needs the test virtualenv: scripts/test makes it and runs ignored tests"]

@@ -53,7 +53,7 @@ fn first_hop_answerer(message: &Value) -> String {
 #[tokio::test]
 async fn grpcurl_streams_a_call_and_converses() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let out = grpcurl_run(
         [
             "-plaintext",
@@ -108,14 +108,13 @@ async fn grpcurl_streams_a_call_and_converses() {
         .as_str()
         .unwrap()
         .contains("Converse plan=/three"));
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs the test virtualenv: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn grpcio_streams_through_reflection() {
     let mesh = mesh(&["a", "b"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let out = python_json(
         "streams.py",
         ["/@b/end", "/@b/x", "/y"].iter().fold(vec![a], |mut v, p| {
@@ -138,14 +137,13 @@ async fn grpcio_streams_through_reflection() {
         .as_str()
         .unwrap()
         .ends_with("path=/y"));
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs grpcurl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn stream_directives_end_or_reset_a_stream() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let five = r#"{"call": {"path": "/"}, "count": 5}"#;
     let run = |header: &str| {
         grpcurl_run(
@@ -175,20 +173,19 @@ async fn stream_directives_end_or_reset_a_stream() {
     assert_eq!(messages(&out.stdout).len(), 5);
 
     // Counted with the status the stream ended with (in its trailers).
-    let (_, metrics) = get(mesh.addr("a").unwrap(), "/metrics").await;
+    let (_, metrics) = get(mesh.at("a"), "/metrics").await;
     assert!(
         metrics
             .contains(r#"servicemock_requests_total{protocol="grpc",route="grpc",status="14"} 1"#),
         "{metrics}"
     );
-    mesh.stop().await.unwrap();
 }
 
 #[ignore = "needs grpcurl: scripts/test installs it and runs ignored tests"]
 #[tokio::test]
 async fn bad_stream_requests_name_what_and_the_bound() {
     let mesh = mesh(&["a"]).await;
-    let a = mesh.addr("a").unwrap().to_string();
+    let a = mesh.at("a").to_string();
     let cases: [(&[&str], &str, &str); 5] = [
         (
             &["-d", r#"{"count": 50000}"#, CALL_STREAM],
@@ -248,7 +245,6 @@ async fn bad_stream_requests_name_what_and_the_bound() {
             "{args:?}: {text}"
         );
     }
-    mesh.stop().await.unwrap();
 }
 
 /// A stream lives past `--header-read-timeout` (only the head is timed),
@@ -265,7 +261,7 @@ async fn a_stream_outlives_the_head_timeout_and_is_counted_at_its_end() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let started = Instant::now();
     let stream = tokio::process::Command::new(BIN)
         .args([
@@ -326,7 +322,6 @@ async fn a_stream_outlives_the_head_timeout_and_is_counted_at_its_end() {
         after.contains(r#"servicemock_requests_total{protocol="grpc",route="grpc",status="0"} 1"#),
         "counted once it ended: {after}"
     );
-    mesh.stop().await.unwrap();
 }
 
 /// A client that opens a stream and never reads it: the server makes the
@@ -336,7 +331,7 @@ async fn a_stream_outlives_the_head_timeout_and_is_counted_at_its_end() {
 #[tokio::test]
 async fn a_client_that_never_reads_holds_a_stream_back() {
     let mesh = mesh(&["a", "b"]).await;
-    let (a, b) = (mesh.addr("a").unwrap(), mesh.addr("b").unwrap());
+    let (a, b) = (mesh.at("a"), mesh.at("b"));
     let mut client = grpc_client(a).await;
     let mut request = tonic::Request::new(servicemock::pb::CallStreamRequest {
         call: Some(path_request("/@b/end")),
@@ -366,7 +361,6 @@ async fn a_client_that_never_reads_holds_a_stream_back() {
     assert!((1..1000).contains(&held), "b was called {held} times");
     assert_eq!(later, held, "the runs stopped at the window");
     drop(stream);
-    mesh.stop().await.unwrap();
 }
 
 /// Two replicas behind HAProxy (h2 to each, round robin), as two pods
@@ -381,7 +375,7 @@ async fn a_stream_stays_on_its_backend_while_calls_alternate() {
         haproxy::replica("a", "v1").await,
         haproxy::replica("a", "v2").await,
     );
-    let servers = [(v1.addr("a").unwrap(), 1), (v2.addr("a").unwrap(), 1)];
+    let servers = [(v1.at("a"), 1), (v2.at("a"), 1)];
     let proxy = haproxy::Proxy {
         servers: &servers,
         ..Default::default()
@@ -465,8 +459,6 @@ async fn a_stream_stays_on_its_backend_while_calls_alternate() {
         &serde_json::json!({"v1": 40, "v2": 40}),
         "streams alternate: {run}"
     );
-    v1.stop().await.unwrap();
-    v2.stop().await.unwrap();
 }
 
 /// SIGTERM with a stream open: a new stream is still served during the
@@ -562,7 +554,7 @@ async fn each_message_has_a_deadline_of_its_own_and_a_bound() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     let started = Instant::now();
     let out = tokio::process::Command::new(BIN)
         .args(["call", &a.to_string(), "/@b[x-mock-delay=200ms]/end"])
@@ -607,5 +599,4 @@ async fn each_message_has_a_deadline_of_its_own_and_a_bound() {
         "{}",
         status.message()
     );
-    mesh.stop().await.unwrap();
 }

@@ -106,13 +106,12 @@ async fn nc_and_socat_get_echoes_and_reports() {
     assert_eq!(lines[1], "error: empty target at position 2 in \"@||\"");
     assert_eq!(lines[2], "error: the line is not UTF-8 at byte 1");
     assert!(lines[3].starts_with('{') && lines[3].contains("\"Service\":\"service2\""));
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_cascade_http_tcp_grpc_tcp_shows_every_level() {
     let mesh = mesh(&["a", "b", "c", "d"]).await;
-    let (status, report) = report(mesh.addr("a").unwrap(), "/@tcp:b/@grpc:c/@tcp:d/end").await;
+    let (status, report) = report(mesh.at("a"), "/@tcp:b/@grpc:c/@tcp:d/end").await;
     assert_eq!(status, 200, "{report:?}");
     let chain = first_hop_chain(&report);
     let seen: Vec<(&str, &str)> = chain
@@ -157,11 +156,10 @@ async fn a_cascade_http_tcp_grpc_tcp_shows_every_level() {
     let hop = &report["ParallelForwards"][0]["SequentialForwards"][0];
     assert_eq!(hop["Result"], "ok", "{hop}");
     assert_eq!(hop["Response"]["Attempt"], 2);
-    mesh.stop().await.unwrap();
 }
 
 async fn report_of(mesh: &servicemock::mesh::Mesh, path: &str) -> (u16, Value) {
-    let (status, body) = get(mesh.addr("a").unwrap(), path).await;
+    let (status, body) = get(mesh.at("a"), path).await;
     (
         status,
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
@@ -232,7 +230,6 @@ async fn bad_lines_get_one_error_line_and_hurt_nobody_else() {
     )
     .await;
     assert!(fine.ends_with(": still here\n"), "{fine}");
-    mesh.stop().await.unwrap();
 }
 
 /// A `servicemock serve` process, killed when dropped.
@@ -242,17 +239,6 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{addr} never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -400,8 +386,6 @@ async fn a_tcp_split_by_a_real_proxy_is_judged() {
         "{out}"
     );
     drop(proxy);
-    v1.stop().await.unwrap();
-    v2.stop().await.unwrap();
 }
 
 /// TCP connections count against `--max-connections` with HTTP ones.
@@ -415,7 +399,7 @@ async fn tcp_and_http_share_the_connection_cap() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a"], settings).await;
-    let (http, tcp) = (mesh.addr("a").unwrap(), mesh.tcp_addr("a").unwrap());
+    let (http, tcp) = (mesh.at("a"), mesh.tcp_addr("a").unwrap());
     let held: Vec<tokio::net::TcpStream> = vec![
         tokio::net::TcpStream::connect(tcp).await.unwrap(),
         tokio::net::TcpStream::connect(tcp).await.unwrap(),
@@ -427,5 +411,4 @@ async fn tcp_and_http_share_the_connection_cap() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, _) = get(http, "/").await;
     assert_eq!(status, 200);
-    mesh.stop().await.unwrap();
 }

@@ -74,11 +74,7 @@ async fn serve(name: &str, args: &[String]) -> Served {
         .spawn()
         .unwrap();
     let served = Served { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "{name} did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(addr).await;
     served
 }
 
@@ -522,15 +518,20 @@ async fn rotated_certificates_are_served_to_new_connections_without_dropping_old
     let swapped = volume.join("..data.new");
     std::os::unix::fs::symlink(&second, &swapped).unwrap();
     std::fs::rename(&swapped, volume.join("..data")).unwrap();
-    eventually_ok(Duration::from_secs(10), || {
-        let args = trusts(&second);
-        async move {
-            run("curl", [vec!["-sS".to_owned()], args].concat())
-                .await
-                .status
-                .success()
-        }
-    })
+    eventually(
+        "new connections get the swapped certificate",
+        Duration::from_secs(10),
+        || {
+            let args = trusts(&second);
+            async move {
+                let out = run("curl", [vec!["-sS".to_owned()], args].concat()).await;
+                match out.status.success() {
+                    true => Ok(()),
+                    false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+                }
+            }
+        },
+    )
     .await;
     let out = run("curl", [vec!["-sS".to_owned()], trusts(&first)].concat()).await;
     assert!(
@@ -541,18 +542,6 @@ async fn rotated_certificates_are_served_to_new_connections_without_dropping_old
         before.get("/health").await.starts_with("HTTP/1.1 200"),
         "the open connection was dropped"
     );
-}
-
-async fn eventually_ok<F, Fut>(limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A keep-alive HTTP/1.1 connection over TLS (rustls as a client).
@@ -733,14 +722,7 @@ async fn haproxy(dir: &Path, port: u16, config: &str) -> Proxy {
         .spawn()
         .unwrap();
     let proxy = Proxy(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "haproxy did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(([127, 0, 0, 1], port).into()).await;
     proxy
 }
 
@@ -851,7 +833,7 @@ async fn a_mixed_tree_says_at_every_level_how_it_arrived() {
     let mesh = servicemock::mesh::Mesh::start(&names, options)
         .await
         .unwrap();
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let (status, root) = report_of(entry, "/@https:service2/@grpcs:service3/@service4/end").await;
     assert_eq!(status, 200, "{root:#}");
     assert!(
@@ -885,7 +867,6 @@ async fn a_mixed_tree_says_at_every_level_how_it_arrived() {
     .await;
     assert!(tree.contains("tls TLSv1.3 h2 sni service2"), "{tree}");
     assert!(tree.contains("tls TLSv1.3 h2 sni service3"), "{tree}");
-    mesh.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -984,17 +965,7 @@ async fn a_failed_hop_handshake_says_why_in_words() {
     )
     .unwrap();
     let caller = serve("caller", &["--hop-ca".into(), s(bundle)]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(wrong_name.addr)
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the wrong-name server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(wrong_name.addr).await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // the --days 0 certificate expires
     for (target, words) in [
         (

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -59,11 +59,14 @@ impl Driver {
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let http = client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually("chromedriver starts", Duration::from_secs(20), || async {
+            http.get(format!("{base}/status"))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await;
         let mut driver = Driver {
             child,
             base,
@@ -126,8 +129,7 @@ impl Driver {
         let button = self.element("#go").await;
         self.post(&format!("/element/{button}/click"), json!({}))
             .await;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        eventually("the hops render", Duration::from_secs(15), || async {
             let rows = self
                 .script("return [...document.querySelectorAll('.hop')].map(e => e.dataset.service + ' ' + e.dataset.result)")
                 .await;
@@ -138,11 +140,12 @@ impl Driver {
                 .map(|v| v.as_str().unwrap().to_owned())
                 .collect();
             if rows.len() >= hops {
-                return rows;
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
             }
-            assert!(Instant::now() < deadline, "hops never rendered: {rows:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     async fn screenshot(&self, file: &std::path::Path) {
@@ -199,7 +202,7 @@ async fn prefix_proxy(upstream: SocketAddr) -> SocketAddr {
 async fn waterfall_renders_in_headless_chromium() {
     let chromedriver = tool("chromedriver");
     let mesh = mesh(&["service1", "service2", "service3"]).await;
-    let entry = mesh.addr("service1").unwrap();
+    let entry = mesh.at("service1");
     let driver = Driver::start(&chromedriver).await;
 
     let rows = driver
@@ -309,7 +312,7 @@ async fn waterfall_renders_in_headless_chromium() {
         servicemock::mesh::Mesh::start(&["web".to_owned(), "back".to_owned()], tls_options)
             .await
             .unwrap();
-    let web = tls_mesh.addr("web").unwrap();
+    let web = tls_mesh.at("web");
     driver
         .submit(&format!("http://{web}/ui"), "/@https:back/", 1)
         .await;
@@ -334,7 +337,7 @@ async fn waterfall_renders_in_headless_chromium() {
         servicemock::mesh::Mesh::start(&["front".to_owned(), "back".to_owned()], traced_options)
             .await
             .unwrap();
-    let front = traced.addr("front").unwrap();
+    let front = traced.at("front");
     driver
         .submit(&format!("http://{front}/ui"), "/@back/", 1)
         .await;
@@ -357,6 +360,4 @@ async fn waterfall_renders_in_headless_chromium() {
     assert_eq!(trace.len(), 32, "{links:?}");
     assert!(links[1].contains(trace), "one trace: {links:?}");
     assert_ne!(links[0], links[1], "each level its own span: {links:?}");
-    traced.stop().await.unwrap();
-    mesh.stop().await.unwrap();
 }

@@ -65,7 +65,7 @@ async fn a_websocket_answers_reports_and_echoes() {
         ..Settings::default()
     };
     let mesh = mesh_with(&["a", "b"], settings).await;
-    let a = mesh.addr("a").unwrap();
+    let a = mesh.at("a");
     // A pause of 0.6 s between messages: past the head timeout, not cut.
     let out = python_json("websocket_client.py", vec![a.to_string(), "0.6".into()]).await;
     check_tour(&out, "a");
@@ -110,7 +110,6 @@ async fn a_websocket_answers_reports_and_echoes() {
     let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 426"), "{head}");
     assert!(head.contains("sec-websocket-version: 13"), "{head}");
-    mesh.stop().await.unwrap();
 }
 
 /// HAProxy speaks h2 to the server, so a client's HTTP/1.1 WebSocket
@@ -120,7 +119,7 @@ async fn a_websocket_answers_reports_and_echoes() {
 #[tokio::test]
 async fn a_websocket_passes_haproxy_over_http2() {
     let mesh = mesh(&["a", "b"]).await;
-    let servers = [(mesh.addr("a").unwrap(), 1)];
+    let servers = [(mesh.at("a"), 1)];
     let proxy = haproxy::Proxy {
         servers: &servers,
         ..Default::default()
@@ -133,7 +132,6 @@ async fn a_websocket_passes_haproxy_over_http2() {
     )
     .await;
     check_tour(&out, "a");
-    mesh.stop().await.unwrap();
 }
 
 /// SIGTERM with a socket open: it keeps answering through the drain delay

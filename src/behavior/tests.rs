@@ -91,11 +91,11 @@ fn set(pairs: &[(&'static str, &str)]) -> Directives {
     d
 }
 
-fn here(version: &str, pod: &str, attempt: u32) -> Here<'static> {
+fn here(version: &'static str, pod: &'static str, attempt: u32) -> Here<'static> {
     Here {
         service: "reviews",
-        version: Box::leak(version.to_owned().into_boxed_str()),
-        pod: Box::leak(pod.to_owned().into_boxed_str()),
+        version,
+        pod,
         attempt,
         caller: None,
     }

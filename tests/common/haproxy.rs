@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use servicemock::config::Settings;
 use servicemock::mesh::Mesh;
@@ -165,18 +165,21 @@ impl Proxy<'_> {
             shadow,
             _dir: TempDir(dir),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(shadow.unwrap_or(addr))
-            .await
-            .is_err()
-            || tokio::net::TcpStream::connect(addr).await.is_err()
-        {
-            if proxy.child.try_wait().unwrap().is_some() {
-                return None;
+        let child = std::cell::RefCell::new(&mut proxy.child);
+        let listening = super::eventually("haproxy listens", Duration::from_secs(10), || async {
+            if child.borrow_mut().try_wait().unwrap().is_some() {
+                return Ok(false);
             }
-            assert!(Instant::now() < deadline, "haproxy did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Some(proxy)
+            let shadow_up = tokio::net::TcpStream::connect(shadow.unwrap_or(addr))
+                .await
+                .is_ok();
+            if shadow_up && tokio::net::TcpStream::connect(addr).await.is_ok() {
+                Ok(true)
+            } else {
+                Err("not listening yet".to_owned())
+            }
+        })
+        .await;
+        listening.then_some(proxy)
     }
 }

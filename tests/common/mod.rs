@@ -45,6 +45,23 @@ pub async fn mesh_with(names: &[&str], settings: Settings) -> Mesh {
         .expect("mesh starts")
 }
 
+/// Where a test mesh's members listen, by name. A mesh stops when it is
+/// dropped, so a test ends with its scope, no `stop` needed.
+pub trait Members {
+    /// Where `name` listens; a name the mesh does not have fails the test,
+    /// naming those it has.
+    fn at(&self, name: &str) -> SocketAddr;
+}
+
+impl Members for Mesh {
+    fn at(&self, name: &str) -> SocketAddr {
+        self.addr(name).unwrap_or_else(|| {
+            let names: Vec<&str> = self.members.iter().map(|(n, _)| n.as_str()).collect();
+            panic!("the mesh has no {name:?}: it has {names:?}")
+        })
+    }
+}
+
 /// A plain HTTP/1.1 client that ignores proxies.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -123,12 +140,33 @@ pub async fn stand_in() -> SocketAddr {
 /// servicemock sends (it would answer 502), so the caller must not call it ok.
 pub const LYING_REPORT: &str = r#"{"Service":"liar","ReceivedDate":"2026-01-01T00:00:00Z","ParallelForwards":[{"SequentialForwards":[{"Url":"http://x:8080/","Result":"refused","Error":"connection refused by x:8080"}]}]}"#;
 
+/// Checks `check` again every 20 ms until it gives `Ok`, at most `limit`;
+/// past it the test fails naming `what` it waited for and what the last
+/// check saw (its `Err`). The one poll loop of the tests.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match check().await {
+            Ok(done) => return done,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {limit:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `addr` is serving at least `requests` other requests (its
 /// in-flight gauge, which counts the scrape itself too), at most `limit`:
 /// the signal that a request sent elsewhere has arrived.
 pub async fn wait_in_flight(addr: SocketAddr, requests: i64, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
+    let what = format!("{addr} has {requests} request(s) in flight");
+    eventually(&what, limit, || async {
         let (_, text) = get(addr, "/metrics").await;
         let now = text
             .lines()
@@ -136,43 +174,53 @@ pub async fn wait_in_flight(addr: SocketAddr, requests: i64, limit: Duration) {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(0);
         if now > requests {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{now} in flight"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{addr} never had {requests} request(s) in flight: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until `addr` answers `/ready` with `status`, at most `limit`.
 pub async fn wait_ready_status(addr: SocketAddr, status: u16, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if get(addr, "/ready").await.0 == status {
-            return;
+    let what = format!("{addr}/ready answers {status}");
+    eventually(&what, limit, || async {
+        match get(addr, "/ready").await.0 {
+            now if now == status => Ok(()),
+            now => Err(now.to_string()),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{addr}/ready never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until `addr` answers `/health` with 200, at most `limit`.
 pub async fn wait_healthy(addr: SocketAddr, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Ok(r) = client().get(format!("http://{addr}/health")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+    let what = format!("{addr} is healthy");
+    eventually(&what, limit, || async {
+        match client().get(format!("http://{addr}/health")).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{addr} never became healthy");
+    })
+    .await
+}
+
+/// Waits until something accepts TCP connections at `addr`, at most 10 s:
+/// a process the test started is listening.
+pub async fn wait_listening(addr: SocketAddr) {
+    eventually(
+        &format!("{addr} listens"),
+        Duration::from_secs(10),
+        || async {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
 }
 
 /// A loopback port where nobody listens (bound, then released).
