@@ -162,3 +162,28 @@ print(urllib.request.urlopen(request, timeout=10).read().decode())
     assert_eq!(report["BodyBytes"], 23);
     assert_eq!(report["RequestInfo"][0], "PATCH /items/1 HTTP/1.1");
 }
+
+/// `curl --http2` on a plaintext URL asks for `Upgrade: h2c`, which no
+/// protocol here takes: the request is served as the HTTP/1.1 request it
+/// also is, with its report, never a `101` or a hung connection.
+#[ignore = "needs curl: scripts/test installs it and runs ignored tests"]
+#[tokio::test]
+async fn an_upgrade_no_protocol_asks_for_is_served_as_a_plain_request() {
+    let mesh = mesh(&["service1", "service2"]).await;
+    let url = format!("http://{}/@service2/end", mesh.at("service1"));
+    let (head, body) = curl_off_runtime(vec!["--http2".into(), url]).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("101"), "{head}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["Service"], "service1");
+    assert_eq!(report["Protocol"], "http/1.1");
+    let info = report["RequestInfo"].to_string().to_ascii_lowercase();
+    assert!(
+        info.contains("upgrade: h2c"),
+        "curl asked to upgrade: {info}"
+    );
+    assert_eq!(
+        report["ParallelForwards"][0]["SequentialForwards"][0]["Result"],
+        "ok"
+    );
+}
