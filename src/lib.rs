@@ -23,12 +23,13 @@
 //!   the caller makes it: its timer, its tries), `result` (what came back,
 //!   by named constructors), `base` (the level's own report), `context`
 //!   (depth, budget, request id, propagated headers), `deadline` (layered
-//!   deadlines), `failure` (transport errors sorted by type, not text),
-//!   `resolve` (mesh names, replicas in turn); behind `transport` (the hop
-//!   seam: encode the sub-plan, name the URL, carry the deadline) one file
-//!   per protocol: `http` (pooled HTTP/1.1 and h2c), `grpc` (channels),
-//!   `tcp`, `tls` (the rustls connector and the words for a failed
-//!   handshake).
+//!   deadlines), `judge` (one verdict on an answer, whatever its protocol),
+//!   `resolve` (mesh names, replicas in turn). These name no wire crate:
+//!   behind `transport/` (the hop seam: encode the sub-plan, name the URL,
+//!   carry the deadline) live the clients, one file per protocol: `http`
+//!   (pooled HTTP/1.1 and h2c), `grpc` (channels), `tcp`, `tls` (the rustls
+//!   connector and the words for a failed handshake), with `lookup` (names,
+//!   typed failures) and `failure` (transport errors sorted by type).
 //! * [`behavior`]: the `x-mock-*` directives (one [`behavior::Directive`]
 //!   list) a service applies to itself: `values` (their values and parsing),
 //!   `conditions` (`@first=`, `@version=`, `@pod=`, `@service=`, `@from=`),

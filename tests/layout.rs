@@ -1,7 +1,8 @@
 //! The layout rules of DESIGN.md, checked on the source itself: the
 //! top-level modules of `src/` form a one-way graph (no module reaches,
-//! through others, back to itself), and no file under `src/` grows past
-//! what a reader holds at once.
+//! through others, back to itself), the executor's core names no wire
+//! crate (its clients live under `exec/transport/`), and no file under
+//! `src/` grows past what a reader holds at once.
 //!
 //! The graph is read from the `crate::` paths each file names outside its
 //! `#[cfg(test)]` part (tests may reach anywhere); `use crate::{a, b::c}`
@@ -192,5 +193,31 @@ fn no_source_file_is_longer_than_a_reader_holds() {
         long.is_empty(),
         "files over {MAX_LINES} lines: split them by concern (tests in a file of their own first):\n{}",
         long.join("\n")
+    );
+}
+
+#[test]
+fn the_executor_core_names_no_wire_crate() {
+    let exec = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/exec");
+    let mut named = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&exec).unwrap() {
+        let file = entry.unwrap().path();
+        if file.is_dir() || file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        checked += 1;
+        let code = code_outside_tests(&std::fs::read_to_string(&file).unwrap());
+        for wire in ["hyper", "tonic", "rustls", "h2::"] {
+            if code.contains(wire) {
+                named.push(format!("{} names {wire}", file.display()));
+            }
+        }
+    }
+    assert!(checked >= 8, "{checked} files of the core read");
+    assert!(
+        named.is_empty(),
+        "the clients belong under exec/transport/:\n{}",
+        named.join("\n")
     );
 }

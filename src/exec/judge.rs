@@ -9,7 +9,7 @@ use std::fmt;
 
 use http::HeaderMap;
 
-use super::{failure, HopResult};
+use super::HopResult;
 use crate::report::{Gist, Outcome, Received};
 
 /// What carried an answer that may be no report: where its maker and a
@@ -70,7 +70,7 @@ pub(crate) fn judge(answer: Answer<'_>) -> HopResult {
     };
     match carrier {
         Carrier::Http { headers, body } => {
-            let who = failure::answered_by(headers, body, false);
+            let who = answered_by(headers, body, false);
             let not_a_report = if success {
                 format!(" with a body that is not a servicemock report ({why})")
             } else {
@@ -83,7 +83,7 @@ pub(crate) fn judge(answer: Answer<'_>) -> HopResult {
             HopResult::made_by(code, outcome, error, who)
         }
         Carrier::Grpc { headers, message } => {
-            let who = failure::answered_by(headers, message.as_bytes(), true);
+            let who = answered_by(headers, message.as_bytes(), true);
             let error = format!("answered {said}, made by {who}");
             HopResult::made_by(code, outcome, error, who)
         }
@@ -93,6 +93,79 @@ pub(crate) fn judge(answer: Answer<'_>) -> HopResult {
             HopResult::failed(outcome, format!("answered {said}: {quote}")).with_status(code)
         }
     }
+}
+
+/// What proxies write in the answers they make themselves: Envoy's local
+/// replies and HAProxy's default error pages.
+const PROXY_PHRASES: [&[u8]; 7] = [
+    b"no healthy upstream",
+    b"upstream connect error or disconnect/reset before headers",
+    b"upstream request timeout",
+    b"No server is available to handle this request",
+    b"The server didn't respond in time",
+    b"The server returned an invalid or incomplete response",
+    b"<h1>503 Service Unavailable</h1>",
+];
+
+/// Who made an answer that is not a servicemock report: a proxy when it
+/// says so (Envoy's `server: envoy` and `x-envoy-*` headers, the local
+/// replies of Envoy and HAProxy), something else otherwise, with its
+/// `server` header. A gRPC call answered without a gRPC content type was
+/// answered by something between (gRPC servers always set it).
+pub(crate) fn answered_by(
+    headers: &HeaderMap,
+    body: &[u8],
+    grpc: bool,
+) -> crate::report::AnsweredBy {
+    let server = headers
+        .get(http::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(crate::report::text::sanitize);
+    let envoy: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-envoy-"))
+        .map(|(name, value)| {
+            format!(
+                "{name}: {}",
+                crate::report::text::sanitize(&String::from_utf8_lossy(value.as_bytes()))
+            )
+        })
+        .collect();
+    let server_word = server.as_deref().unwrap_or("").to_ascii_lowercase();
+    let local_reply = PROXY_PHRASES
+        .iter()
+        .any(|phrase| body.windows(phrase.len()).any(|w| w == *phrase));
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_ascii_lowercase());
+    let not_grpc = grpc
+        && content_type
+            .as_deref()
+            .is_some_and(|ct| !ct.starts_with(b"application/grpc"));
+    let is_proxy = !envoy.is_empty()
+        || server_word.contains("envoy")
+        || server_word.contains("haproxy")
+        || local_reply
+        || not_grpc;
+    let mut said = Vec::new();
+    if let Some(server) = server {
+        said.push(format!("server: {server}"));
+    }
+    if not_grpc {
+        if let Some(ct) = &content_type {
+            said.push(format!(
+                "content-type: {}",
+                crate::report::text::sanitize(&String::from_utf8_lossy(ct))
+            ));
+        }
+    }
+    said.extend(envoy);
+    let maker = if is_proxy {
+        crate::report::Maker::Proxy
+    } else {
+        crate::report::Maker::Other
+    };
+    crate::report::AnsweredBy::new(maker, &said)
 }
 
 /// `503 Service Unavailable`.

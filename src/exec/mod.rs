@@ -11,16 +11,10 @@ mod admission;
 mod base;
 pub mod context;
 pub(crate) mod deadline;
-pub(crate) mod failure;
-mod grpc;
-pub(crate) use grpc::metadata_of;
 mod hop;
-mod http;
 mod judge;
 pub mod resolve;
 mod result;
-mod tcp;
-pub mod tls;
 pub mod transport;
 
 #[cfg(test)]
@@ -33,6 +27,8 @@ pub use admission::{injected_failure, Admission, AdmissionError};
 pub use base::millis;
 pub(crate) use base::rfc3339;
 pub use result::HopResult;
+pub(crate) use transport::grpc::metadata_of;
+pub use transport::{failure, tls};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -175,24 +171,6 @@ impl Executor {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
-    }
-
-    /// The pooled gRPC channel a `grpc`/`grpcs` hop to `target` would use
-    /// (`servicemock health` asks `grpc.health.v1` on it).
-    pub fn grpc_channel(
-        &self,
-        target: &crate::plan::Target,
-        protocol: crate::plan::Protocol,
-    ) -> Result<tonic::transport::Channel, String> {
-        let to = self.inner.resolver.resolve(target);
-        self.inner
-            .transports
-            .grpc_channel(&to, protocol, &Default::default())
-    }
-
-    /// How many gRPC channels the hop clients keep open now.
-    pub fn grpc_channels(&self) -> usize {
-        self.inner.transports.grpc_channels()
     }
 
     /// Runs `plan` for `inbound` and reports what happened, as `admission`

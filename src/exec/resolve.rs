@@ -2,19 +2,13 @@
 //! rest, as in Kubernetes or Docker); in the one-process mesh, names of the
 //! mesh are sent to their loopback servers, round-robin over a name's
 //! replicas (per call, as a sidecar balances), so a split looks like one
-//! in a cluster. [`Lookup`] is the name lookup
-//! the hop clients connect with: its failure is a typed [`LookupError`], so
-//! a `dns` outcome is found by type, never by reading an error's text.
+//! in a cluster. The hop clients then look names up with
+//! `transport::lookup`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use hyper_util::client::legacy::connect::dns::Name;
 
 use crate::plan::{Target, DEFAULT_PORT, DEFAULT_TCP_PORT};
 
@@ -173,43 +167,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// A name that did not resolve.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub struct LookupError {
-    pub host: String,
-    #[source]
-    pub source: std::io::Error,
-}
-
-/// The system's resolver (getaddrinfo on a blocking thread, through tokio),
-/// as the tower service hyper-util's connector takes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Lookup;
-
-impl tower::Service<Name> for Lookup {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = LookupError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, LookupError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LookupError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map(|addrs| addrs.collect::<Vec<_>>());
-            match found {
-                Ok(addrs) => Ok(addrs.into_iter()),
-                Err(source) => Err(LookupError { host, source }),
-            }
-        })
-    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
-use super::resolve::Resolved;
+use super::super::resolve::Resolved;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::judge::{judge, Answer, Carrier};
-use super::resolve::Lookup;
-use super::{HopResult, Outgoing};
+use super::super::judge::{judge, Answer, Carrier};
+use super::super::{HopResult, Outgoing};
+use super::lookup::Lookup;
 use crate::codes::grpc_code_name;
 use crate::pb;
 use crate::pb::mock_service_client::MockServiceClient;
@@ -335,6 +335,26 @@ fn judge_status(
             message: &text,
         },
     })
+}
+
+impl super::super::Executor {
+    /// The pooled gRPC channel a `grpc`/`grpcs` hop to `target` would use
+    /// (`servicemock health` asks `grpc.health.v1` on it).
+    pub fn grpc_channel(
+        &self,
+        target: &crate::plan::Target,
+        protocol: crate::plan::Protocol,
+    ) -> Result<tonic::transport::Channel, String> {
+        let to = self.inner.resolver.resolve(target);
+        self.inner
+            .transports
+            .grpc_channel(&to, protocol, &Default::default())
+    }
+
+    /// How many gRPC channels the hop clients keep open now.
+    pub fn grpc_channels(&self) -> usize {
+        self.inner.transports.grpc_channels()
+    }
 }
 
 /// Headers a hop or a client call was given (`[name=value]`, `-H`), as

@@ -20,10 +20,10 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::judge::{brief, judge, Answer, Carrier, StatusLine};
-use super::resolve::Lookup;
+use super::super::judge::{brief, judge, Answer, Carrier, StatusLine};
+use super::super::{HopResult, Outgoing};
+use super::lookup::Lookup;
 use super::tls::{HopTls, TlsConnector};
-use super::{HopResult, Outgoing};
 use crate::report::{Outcome, Received};
 
 type Pool = Client<HttpConnector<Lookup>, Full<Bytes>>;
@@ -301,7 +301,7 @@ fn judge_answer(parts: &http::response::Parts, body: Option<Bytes>, room: usize)
 fn judge_status_alone(parts: &http::response::Parts, body: Option<&[u8]>) -> HopResult {
     let status = parts.status;
     let body = body.unwrap_or_default();
-    let who = super::failure::answered_by(&parts.headers, body, false);
+    let who = super::super::judge::answered_by(&parts.headers, body, false);
     let quote = brief(body);
     let error = (!status.is_success())
         .then(|| format!("answered {}, made by {who}{quote}", StatusLine(status)));

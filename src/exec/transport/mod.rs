@@ -12,22 +12,29 @@
 //! [`Protocol`] (with its scheme word), and its entry in
 //! [`Transports::standard`].
 
+pub mod failure;
+pub(crate) mod grpc;
+mod http;
+mod lookup;
+mod tcp;
+pub mod tls;
+
 use std::future::Future;
 
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::grpc::GrpcClients;
-use super::http::{HttpClients, HttpKind, HttpRequest};
 use super::resolve::Resolved;
-use super::tls::HopTls;
 use super::{HopResult, Outgoing};
 use crate::plan::json::request_json;
 use crate::plan::path::render_path;
 use crate::plan::proto::request_for;
 use crate::plan::{Hop, Protocol};
 use crate::report::Outcome;
+use grpc::GrpcClients;
+use http::{HttpClients, HttpKind, HttpRequest};
+use tls::HopTls;
 
 /// A hop call in flight.
 pub type HopFuture<'a> = Pin<Box<dyn Future<Output = HopResult> + Send + 'a>>;
@@ -137,7 +144,7 @@ impl Transports {
                 clients: grpcs.clone(),
                 scheme: "grpcs",
             }),
-            Protocol::Tcp => Arc::new(super::tcp::TcpTransport::default()),
+            Protocol::Tcp => Arc::new(tcp::TcpTransport::default()),
         });
         Transports {
             by_protocol,
@@ -210,12 +217,12 @@ impl Transport for HttpTransport {
                 },
             };
             let method = match &options.method {
-                Some(m) => match http::Method::from_bytes(m.as_bytes()) {
+                Some(m) => match ::http::Method::from_bytes(m.as_bytes()) {
                     Ok(method) => method,
                     Err(e) => return HopResult::failed(Outcome::Error, format!("{m}: {e}")),
                 },
-                None if out.url.path().is_none() => http::Method::POST,
-                None => http::Method::GET,
+                None if out.url.path().is_none() => ::http::Method::POST,
+                None => ::http::Method::GET,
             };
             let request = HttpRequest {
                 method,

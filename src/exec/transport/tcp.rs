@@ -17,11 +17,12 @@ use http::HeaderMap;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::super::judge::{self, Carrier};
+use super::super::resolve::Resolved;
+use super::super::{HopResult, Outgoing};
 use super::failure::ConnectTimedOut;
-use super::judge::{self, Carrier};
-use super::resolve::{LookupError, Resolved};
-use super::transport::{HopFuture, HopUrl, Transport};
-use super::{HopResult, Outgoing};
+use super::lookup::LookupError;
+use super::{HopFuture, HopUrl, Transport};
 use crate::plan::path::render_path;
 use crate::plan::Hop;
 use crate::report::{Outcome, Received};
@@ -223,7 +224,7 @@ fn judge_line(line: Vec<u8>) -> HopResult {
     })
 }
 
-impl super::Executor {
+impl super::super::Executor {
     /// Sends `line` to a TCP port to be echoed, once, as `servicemock load
     /// --protocol tcp TARGET LINE` does: who answered is read from the
     /// echo's prefix (`service version host: line`) into a report of those
@@ -256,7 +257,7 @@ impl super::Executor {
             result: result.outcome,
             protocol: crate::plan::Protocol::Tcp,
             status: result.status,
-            duration_ms: super::millis(started.elapsed()),
+            duration_ms: super::super::millis(started.elapsed()),
             error: result.error,
             response: result.response,
             ..Default::default()

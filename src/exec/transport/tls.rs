@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::resolve::Lookup;
+use super::lookup::Lookup;
 
 /// Where hops' TLS trust and client identity come from.
 #[derive(Debug, Clone, Default)]
