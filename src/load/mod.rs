@@ -85,6 +85,26 @@ enum Done {
 }
 
 impl Call {
+    /// The call every worker of a run makes, as `options` ask.
+    fn of(options: &LoadOptions) -> Call {
+        Call {
+            executor: Executor::for_client(options.timeout, options.tls.clone()),
+            hop: Arc::new(Hop {
+                target: options.target.clone(),
+                protocol: options.protocol,
+                headers: options.headers.clone(),
+                options: crate::plan::HopOptions {
+                    reuse: options.reuse,
+                    ..Default::default()
+                },
+                next: Arc::new(options.plan.clone()),
+            }),
+            echo: options.echo.as_deref().map(Arc::from),
+            stream: options.stream,
+            timeout: options.timeout,
+        }
+    }
+
     async fn make(&self) -> Done {
         let (executor, hop, timeout) = (&self.executor, &*self.hop, self.timeout);
         if let Some(messages) = self.stream {
@@ -122,161 +142,172 @@ struct Live {
     stop: AtomicBool,
 }
 
+/// When the run is over: after `limit` calls, or at `ends`.
+#[derive(Clone)]
+struct Schedule {
+    limit: Option<u64>,
+    started: Instant,
+    ends: Option<Instant>,
+    live: Arc<Live>,
+}
+
+impl Schedule {
+    /// The bounds the options ask for, each capped ([`MAX_REQUESTS`],
+    /// [`MAX_DURATION`]); neither given is [`DEFAULT_REQUESTS`] calls.
+    fn new(requests: Option<u64>, duration: Option<Duration>) -> Schedule {
+        let limit = requests
+            .or(duration.is_none().then_some(DEFAULT_REQUESTS))
+            .map(|n| n.min(MAX_REQUESTS));
+        let started = Instant::now();
+        Schedule {
+            limit,
+            started,
+            ends: duration.map(|d| started + d.min(MAX_DURATION)),
+            live: Arc::default(),
+        }
+    }
+
+    /// Takes the next call's number, or None when the run is over.
+    fn next(&self) -> Option<u64> {
+        if self.ends.is_some_and(|end| Instant::now() >= end) {
+            return None;
+        }
+        let n = self.live.issued.fetch_add(1, Ordering::Relaxed);
+        self.limit.is_none_or(|limit| n < limit).then_some(n)
+    }
+}
+
+/// The tally every call is recorded in, shared by the workers.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Tally>>);
+
+impl Recorder {
+    fn record(&self, done: Done, latency: Duration) {
+        let mut tally = self.lock();
+        match done {
+            Done::One(call) => tally.record(&call, latency),
+            Done::Stream(answers) => tally.record_stream(&answers),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Runs the load, calling `progress` about once a second with the counts
 /// so far (requests, errors, rate, p50 and p99 in ms).
 pub async fn run(
     options: LoadOptions,
     progress: impl Fn(&ProgressLine) + Send + 'static,
 ) -> Finished {
-    let executor = Executor::for_client(options.timeout, options.tls.clone());
-    let LoadOptions {
-        target,
-        protocol,
-        plan,
-        echo,
-        reuse,
-        stream,
-        headers,
-        connections,
-        requests,
-        duration,
-        qps,
-        timeout,
-        expectations,
-        confidence,
-        tls: _,
-    } = options;
-    let hop = Arc::new(Hop {
-        target,
-        protocol,
-        headers,
-        options: crate::plan::HopOptions {
-            reuse,
-            ..Default::default()
-        },
-        next: Arc::new(plan),
-    });
-    let call = Call {
-        executor,
-        hop,
-        echo: echo.map(Arc::from),
-        stream,
-        timeout,
+    let call = Call::of(&options);
+    let schedule = Schedule::new(options.requests, options.duration);
+    let recorder = Recorder::default();
+    let ticker = tokio::spawn(report_progress(
+        schedule.clone(),
+        recorder.clone(),
+        progress,
+    ));
+    let connections = options.connections.max(1);
+    let held = match options.qps {
+        None => closed_loop(&call, connections, &schedule, &recorder).await,
+        Some(qps) => open_loop(&call, qps, connections, &schedule, &recorder).await,
     };
-    let limit = requests
-        .or(if duration.is_none() {
-            Some(DEFAULT_REQUESTS)
-        } else {
-            None
-        })
-        .map(|n| n.min(MAX_REQUESTS));
-    let duration = duration.map(|d| d.min(MAX_DURATION));
-    let started = Instant::now();
-    let ends = duration.map(|d| started + d);
-    let live = Arc::new(Live::default());
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let ticker = {
-        let (live, tally) = (live.clone(), tally.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if live.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let line = ProgressLine::new(
-                    &tally.lock().unwrap_or_else(|p| p.into_inner()),
-                    started.elapsed(),
-                );
-                progress(&line);
-            }
-        })
-    };
-    // Takes the next call's number, or None when the run is over.
-    let next = {
-        let live = live.clone();
-        move || -> Option<u64> {
-            if ends.is_some_and(|end| Instant::now() >= end) {
-                return None;
-            }
-            let n = live.issued.fetch_add(1, Ordering::Relaxed);
-            limit.is_none_or(|limit| n < limit).then_some(n)
-        }
-    };
-    let record = {
-        let tally = tally.clone();
-        move |done: Done, latency: Duration| {
-            let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-            match done {
-                Done::One(call) => tally.record(&call, latency),
-                Done::Stream(answers) => tally.record_stream(&answers),
-            }
-        }
-    };
-    let connections = connections.max(1);
-    let mut held = true;
-    match qps {
-        None => {
-            let mut workers = tokio::task::JoinSet::new();
-            for _ in 0..connections {
-                let (call, next, record) = (call.clone(), next.clone(), record.clone());
-                workers.spawn(async move {
-                    while next().is_some() {
-                        let due = Instant::now();
-                        record(call.make().await, due.elapsed());
-                    }
-                });
-            }
-            while workers.join_next().await.is_some() {}
-        }
-        Some(qps) => {
-            let qps = qps.max(0.001);
-            let in_flight = Arc::new(tokio::sync::Semaphore::new(connections));
-            let mut calls = tokio::task::JoinSet::new();
-            let mut late = Duration::ZERO;
-            while let Some(n) = next() {
-                let due = started + Duration::from_secs_f64(n as f64 / qps);
-                // `-d 2s --qps 500` is 1000 calls, the last due before the end.
-                if ends.is_some_and(|end| due >= end) {
-                    break;
-                }
-                tokio::time::sleep_until(due).await;
-                // Waiting for a free slot delays the call, and the delay
-                // counts in its latency (it is timed from `due`).
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break;
-                };
-                late = late.max(Instant::now().saturating_duration_since(due));
-                let (call, record) = (call.clone(), record.clone());
-                calls.spawn(async move {
-                    record(call.make().await, due.elapsed());
-                    drop(permit);
-                });
-                while calls.try_join_next().is_some() {}
-            }
-            while calls.join_next().await.is_some() {}
-            // Held when no call started more than a tenth of a second, or
-            // ten intervals, after it was due.
-            let slack = Duration::from_secs_f64((10.0 / qps).max(0.1));
-            held = late <= slack;
-        }
-    }
-    let elapsed = started.elapsed();
-    live.stop.store(true, Ordering::Relaxed);
+    let elapsed = schedule.started.elapsed();
+    schedule.live.stop.store(true, Ordering::Relaxed);
     ticker.abort();
-    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
-    let judgements = expectations
+    let tally = std::mem::take(&mut *recorder.lock());
+    let judgements = options
+        .expectations
         .iter()
-        .map(|e| e.judge(&tally, confidence))
+        .map(|e| e.judge(&tally, options.confidence))
         .collect();
     Finished {
         tally,
         elapsed,
-        asked_qps: qps,
+        asked_qps: options.qps,
         held,
         judgements,
     }
+}
+
+/// Calls `progress` once a second with the counts so far, until the run
+/// is over.
+async fn report_progress(
+    schedule: Schedule,
+    recorder: Recorder,
+    progress: impl Fn(&ProgressLine) + Send + 'static,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if schedule.live.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let line = ProgressLine::new(&recorder.lock(), schedule.started.elapsed());
+        progress(&line);
+    }
+}
+
+/// A closed loop: `connections` workers, each making its next call when
+/// its last one answered. Always "held".
+async fn closed_loop(
+    call: &Call,
+    connections: usize,
+    schedule: &Schedule,
+    recorder: &Recorder,
+) -> bool {
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (call, schedule, recorder) = (call.clone(), schedule.clone(), recorder.clone());
+        workers.spawn(async move {
+            while schedule.next().is_some() {
+                let due = Instant::now();
+                recorder.record(call.make().await, due.elapsed());
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    true
+}
+
+/// An open loop: a call due every `1/qps` s whatever the answers, at most
+/// `connections` in flight; a call that waits for a slot counts the wait
+/// in its latency. Whether the rate was held: no call started more than a
+/// tenth of a second, or ten intervals, after it was due.
+async fn open_loop(
+    call: &Call,
+    qps: f64,
+    connections: usize,
+    schedule: &Schedule,
+    recorder: &Recorder,
+) -> bool {
+    let qps = qps.max(0.001);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(connections));
+    let mut calls = tokio::task::JoinSet::new();
+    let mut late = Duration::ZERO;
+    while let Some(n) = schedule.next() {
+        let due = schedule.started + Duration::from_secs_f64(n as f64 / qps);
+        // `-d 2s --qps 500` is 1000 calls, the last due before the end.
+        if schedule.ends.is_some_and(|end| due >= end) {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        late = late.max(Instant::now().saturating_duration_since(due));
+        let (call, recorder) = (call.clone(), recorder.clone());
+        calls.spawn(async move {
+            recorder.record(call.make().await, due.elapsed());
+            drop(permit);
+        });
+        while calls.try_join_next().is_some() {}
+    }
+    while calls.join_next().await.is_some() {}
+    late <= Duration::from_secs_f64((10.0 / qps).max(0.1))
 }
 
 /// The counts a progress line shows.
