@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use ::http::{HeaderMap, HeaderName};
 use futures::future::join_all;
 
-use crate::behavior::Injection;
+use crate::behavior::{Decision, Injection};
 use crate::config::{Identity, Settings};
 use crate::plan::{Hop, Plan, Sequence};
 use crate::report::{Forward, InboundProtocol, ParallelForward, Report};
@@ -201,26 +201,8 @@ impl Executor {
         let (outbound, request_id) = context::outbound_headers(&inbound.headers, propagate);
         let mut report = base_report(identity, inbound, request_id, attempt, trace);
         let deadline = inbound.started + budget;
-        let mut injected = decision.injected.clone();
-        if !decision.delay.is_zero() {
-            let wanted = inbound.started + decision.delay;
-            if wanted > deadline {
-                // The caller stops waiting soon after this deadline: answer
-                // at it, saying so, instead of racing the caller's timer.
-                tokio::time::sleep_until(deadline).await;
-                report.timed_out = true;
-                for injection in &mut injected {
-                    if let Injection::Delay(asked) = *injection {
-                        *injection = Injection::DelayCut {
-                            asked,
-                            after: budget,
-                        };
-                    }
-                }
-            } else {
-                tokio::time::sleep_until(wanted).await;
-            }
-        }
+        let injected;
+        (report.timed_out, injected) = delay(decision, inbound.started, budget).await;
         report.injected = injected.iter().map(Injection::to_string).collect();
         let who = Who(identity);
         let ctx = HopContext {
@@ -244,9 +226,7 @@ impl Executor {
             report.message = format!("{who} failed on purpose ({})", report.injected.join(", "));
         } else {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
-            let total = report.forwards().count();
-            let failed = report.failed_hops();
-            report.message = match (total, failed) {
+            report.message = match (report.forwards().count(), report.failed_hops()) {
                 (0, _) => format!("{who} answered, calling nobody"),
                 (n, 0) => format!("{who} called {n} hop(s), all ok"),
                 (n, f) => format!("{who} called {n} hop(s), {f} failed"),
@@ -356,4 +336,30 @@ impl Executor {
             transport::Transports::with_tls(tls),
         )
     }
+}
+
+/// Waits the delay `decision` drew, from `started`, but no longer than
+/// `budget`: the caller stops waiting soon after it, so a longer delay is
+/// cut there and answered at once, saying so, instead of racing the
+/// caller's timer. Whether it was cut, and the injections as they really
+/// happened (`delay 2s cut at the deadline after 450ms`).
+async fn delay(decision: &Decision, started: Instant, budget: Duration) -> (bool, Vec<Injection>) {
+    let mut injected = decision.injected.clone();
+    if decision.delay.is_zero() {
+        return (false, injected);
+    }
+    if decision.delay <= budget {
+        tokio::time::sleep_until(started + decision.delay).await;
+        return (false, injected);
+    }
+    tokio::time::sleep_until(started + budget).await;
+    for injection in &mut injected {
+        if let Injection::Delay(asked) = *injection {
+            *injection = Injection::DelayCut {
+                asked,
+                after: budget,
+            };
+        }
+    }
+    (true, injected)
 }

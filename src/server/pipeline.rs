@@ -11,7 +11,7 @@ use super::Service;
 use crate::exec::context::trace_id;
 use crate::exec::{injected_failure, Admission, Inbound};
 use crate::metrics::Refusal;
-use crate::plan::{Plan, PlanError};
+use crate::plan::{Limits, Plan, PlanError};
 use crate::report::text::sanitize;
 use crate::report::InboundProtocol;
 use crate::report::Report;
@@ -179,28 +179,8 @@ pub(super) async fn run(
     what: &str,
 ) -> Result<(Report, Verdict), Refused> {
     let executor = &service.executor;
-    let limits = executor.settings().limits;
     let plan = &chosen.plan;
-    // The entry's plan was measured by `check_plan` (and refused with 400);
-    // below it, a plan deeper than the depth left is refused with a report,
-    // and so is one that makes more calls than the cascade has left.
-    let refusal = if admission.depth > 0 {
-        plan.check_depth(&limits, admission.depth)
-            .err()
-            .map(|too_deep| too_deep.to_string())
-    } else {
-        None
-    };
-    let refusal = refusal.or_else(|| {
-        plan.count_hops(admission.calls_left).is_none().then(|| {
-            format!(
-                "call budget spent: its plan{} makes more calls than the {} this request may still make (--max-hops {} bounds the calls of the whole cascade, every level spending from it)",
-                if chosen.by_default { " (its default, --calls)" } else { "" },
-                admission.calls_left,
-                limits.max_hops
-            )
-        })
-    });
+    let refusal = below_the_entry(chosen, admission, &executor.settings().limits);
     let trace = service
         .tracing
         .spans
@@ -241,7 +221,51 @@ pub(super) async fn run(
     } else {
         verdict.http_status(admission)
     };
-    macro_rules! access_line {
+    access_line(service, &report, inbound, what, status, &verdict);
+    if let Some(trace) = trace {
+        trace.end(server_end(
+            &report,
+            verdict.word(),
+            status,
+            inbound,
+            admission,
+            chosen,
+        ));
+    }
+    Ok((report, verdict))
+}
+
+/// Why a plan that arrived below the entry is refused with a report, if
+/// it is: deeper than the depth left, or making more calls than the
+/// cascade has left. (The entry's plan was measured by [`check_plan`] and
+/// refused with 400.)
+fn below_the_entry(chosen: &Chosen, admission: &Admission, limits: &Limits) -> Option<String> {
+    let plan = &chosen.plan;
+    if admission.depth > 0 {
+        if let Err(too_deep) = plan.check_depth(limits, admission.depth) {
+            return Some(too_deep.to_string());
+        }
+    }
+    plan.count_hops(admission.calls_left).is_none().then(|| {
+        format!(
+            "call budget spent: its plan{} makes more calls than the {} this request may still make (--max-hops {} bounds the calls of the whole cascade, every level spending from it)",
+            if chosen.by_default { " (its default, --calls)" } else { "" },
+            admission.calls_left,
+            limits.max_hops
+        )
+    })
+}
+
+/// The request's log line: at info with `--access-log`, else at debug.
+fn access_line(
+    service: &Service,
+    report: &Report,
+    inbound: &Inbound,
+    what: &str,
+    status: u16,
+    verdict: &Verdict,
+) {
+    macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
                 service = %service.identity.service,
@@ -256,22 +280,11 @@ pub(super) async fn run(
             )
         };
     }
-    if executor.settings().access_log {
-        access_line!(info);
+    if service.executor.settings().access_log {
+        line!(info);
     } else {
-        access_line!(debug);
+        line!(debug);
     }
-    if let Some(trace) = trace {
-        trace.end(server_end(
-            &report,
-            verdict.word(),
-            status,
-            inbound,
-            admission,
-            chosen,
-        ));
-    }
-    Ok((report, verdict))
 }
 
 /// What the SERVER span of `inbound` starts with; `what` is what it asked.
