@@ -16,6 +16,7 @@ pub mod received;
 pub mod text;
 pub mod trim;
 mod word;
+pub mod write;
 
 use std::fmt;
 
@@ -492,7 +493,10 @@ impl Report {
     /// The report as indented JSON, every level included: received
     /// subtrees are re-indented from the text they came in.
     pub fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
-        pretty::to_vec(self)
+        let mut out = Vec::with_capacity(2048);
+        write::write_report(&mut out, &mut pretty::CappedPretty::default(), self)
+            .map_err(serde_json::Error::io)?;
+        Ok(out)
     }
 
     /// The failure a person should read first: follow the first failed hop

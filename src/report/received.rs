@@ -31,7 +31,7 @@ pub struct Received {
     text: Option<Bytes>,
     /// How deep the text nests, when it was measured.
     nesting: Option<usize>,
-    parsed: OnceLock<Box<Report>>,
+    pub(super) parsed: OnceLock<Box<Report>>,
 }
 
 /// What a caller judges a downstream's hop by.
@@ -92,7 +92,7 @@ impl Received {
     }
 
     /// The text, when the report is still the text it came in.
-    fn text(&self) -> Option<&str> {
+    pub(super) fn text(&self) -> Option<&str> {
         // Checked to be UTF-8 when it arrived.
         self.text
             .as_deref()

@@ -213,13 +213,7 @@ fn render(
     let body = if pretty || view != View::Json {
         crate::report::render(report, view)
     } else {
-        match serde_json::to_vec(report) {
-            Ok(body) => body,
-            Err(e) => {
-                let message = format!("cannot encode the report: {e}\n");
-                return (StatusCode::INTERNAL_SERVER_ERROR, message).into_response();
-            }
-        }
+        crate::report::write::compact(report)
     };
     let mut headers = HeaderMap::with_capacity(4);
     headers.insert(

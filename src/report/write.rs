@@ -1,0 +1,563 @@
+//! The report as JSON, written field by field: what every level sends its
+//! caller (compact) and what a person gets at the entry (indented, through
+//! [`super::pretty::CappedPretty`]). Byte for byte what serde_json writes
+//! for the same [`Report`] through its derived `Serialize` (the tests below
+//! hold it so), at a fraction of the work on the path every request takes:
+//! strings that need no escaping (nearly all: names, ids, dates, header
+//! lines) are found so with one pass that does not branch per byte and
+//! copied whole, and a downstream's report is written as the text it came
+//! in — checked once, when it arrived — instead of being checked again.
+//!
+//! serde_json's formatter decides the layout (separators, indentation,
+//! number forms), so both forms stay serde_json's own.
+
+use std::io;
+
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+use super::{Forward, Forwards, ParallelForward, Received, Report, Try};
+use crate::caller::{Peer, Tls, XfccElement};
+
+/// `report` as compact JSON.
+pub fn compact(report: &Report) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    // Writing into a Vec cannot fail.
+    let _ = write_report(&mut out, &mut CompactFormatter, report);
+    out
+}
+
+/// `report` as JSON laid out by `formatter`, into `out`.
+pub fn write_report<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    report: &Report,
+) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.str("ReceivedDate", &report.received_date)?;
+    o.str("Message", &report.message)?;
+    o.strs("RequestInfo", &report.request_info)?;
+    o.str("Service", &report.service)?;
+    o.str("Version", &report.version)?;
+    o.str("Host", &report.host)?;
+    o.str_unless_empty("Namespace", &report.namespace)?;
+    o.str_unless_empty("PodIp", &report.pod_ip)?;
+    o.str("Protocol", report.protocol.as_str())?;
+    o.str_unless_empty("Method", &report.method)?;
+    if report.body_bytes != 0 {
+        o.key("BodyBytes")?;
+        o.formatter.write_u64(o.out, report.body_bytes)?;
+        o.end_value()?;
+    }
+    o.str_unless_empty("BodySha256", &report.body_sha256)?;
+    o.str_unless_empty("RequestId", &report.request_id)?;
+    o.f64("DurationMs", report.duration_ms)?;
+    o.key("ParallelForwards")?;
+    write_forwards(o.out, o.formatter, &report.parallel_forwards)?;
+    o.end_value()?;
+    if !report.injected.is_empty() {
+        o.strs("Injected", &report.injected)?;
+    }
+    o.str_unless_empty("Padding", &report.padding)?;
+    if report.timed_out {
+        o.key("TimedOut")?;
+        o.formatter.write_bool(o.out, true)?;
+        o.end_value()?;
+    }
+    o.u32("Attempt", report.attempt)?;
+    if report.try_number != 0 {
+        o.u32("Try", report.try_number)?;
+    }
+    if report.stream_message != 0 {
+        o.u32("StreamMessage", report.stream_message)?;
+    }
+    o.str_unless_empty("Plan", &report.plan)?;
+    if let Some(tls) = &report.tls {
+        o.key("Tls")?;
+        write_tls(o.out, o.formatter, tls)?;
+        o.end_value()?;
+    }
+    if let Some(peer) = &report.peer {
+        o.key("Peer")?;
+        write_peer(o.out, o.formatter, peer)?;
+        o.end_value()?;
+    }
+    o.str_unless_empty("TraceId", &report.trace_id)?;
+    o.str_unless_empty("SpanId", &report.span_id)?;
+    o.str_unless_empty("TraceUrl", &report.trace_url)?;
+    o.close()
+}
+
+/// The hop groups: the text they came in when nobody looked at them, else
+/// each group.
+fn write_forwards<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    forwards: &Forwards,
+) -> io::Result<()> {
+    if let (None, Some(raw)) = (forwards.parsed.get(), &forwards.raw) {
+        return formatter.write_raw_fragment(out, raw.get());
+    }
+    let groups: &[ParallelForward] = forwards;
+    write_array(out, formatter, groups, |out, formatter, group| {
+        let mut o = Object::open(out, formatter)?;
+        o.key("SequentialForwards")?;
+        write_array(
+            o.out,
+            o.formatter,
+            &group.sequential_forwards,
+            write_forward,
+        )?;
+        o.end_value()?;
+        o.close()
+    })
+}
+
+fn write_forward<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    hop: &Forward,
+) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.str("Url", &hop.url)?;
+    o.str("Result", hop.result.as_str())?;
+    o.str("Protocol", hop.protocol.as_str())?;
+    o.status("Status", hop.status)?;
+    o.f64("StartMs", hop.start_ms)?;
+    o.f64("DurationMs", hop.duration_ms)?;
+    if let Some(error) = &hop.error {
+        o.str("Error", error)?;
+    }
+    if let Some(by) = &hop.answered_by {
+        o.str("AnsweredBy", &by.to_string())?;
+    }
+    if let Some(received) = hop.received_as {
+        o.str("ReceivedAs", received.as_str())?;
+    }
+    if let Some(response) = &hop.response {
+        o.key("Response")?;
+        write_received(o.out, o.formatter, response)?;
+        o.end_value()?;
+    }
+    if let Some(options) = &hop.options {
+        o.str("Options", options)?;
+    }
+    if !hop.tries.is_empty() {
+        o.key("Tries")?;
+        write_array(o.out, o.formatter, &hop.tries, write_try)?;
+        o.end_value()?;
+    }
+    o.close()
+}
+
+fn write_try<F: Formatter>(out: &mut Vec<u8>, formatter: &mut F, one: &Try) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.u32("Try", one.number)?;
+    o.str("Result", one.result.as_str())?;
+    o.status("Status", one.status)?;
+    o.f64("StartMs", one.start_ms)?;
+    o.f64("DurationMs", one.duration_ms)?;
+    if let Some(error) = &one.error {
+        o.str("Error", error)?;
+    }
+    if let Some(by) = &one.answered_by {
+        o.str("AnsweredBy", &by.to_string())?;
+    }
+    if let Some(response) = &one.response {
+        o.key("Response")?;
+        write_received(o.out, o.formatter, response)?;
+        o.end_value()?;
+    }
+    o.close()
+}
+
+/// A downstream's report: the text it came in (checked when it arrived),
+/// unless it was parsed since.
+fn write_received<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    received: &Received,
+) -> io::Result<()> {
+    match (received.parsed.get(), received.text()) {
+        (None, Some(text)) => formatter.write_raw_fragment(out, text.trim_matches(JSON_BLANK)),
+        _ => write_report(out, formatter, received),
+    }
+}
+
+/// The whitespace JSON allows around a value.
+const JSON_BLANK: &[char] = &[' ', '\t', '\n', '\r'];
+
+fn write_tls<F: Formatter>(out: &mut Vec<u8>, formatter: &mut F, tls: &Tls) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.str("Version", &tls.version)?;
+    o.str("Cipher", &tls.cipher)?;
+    o.str_unless_empty("Alpn", &tls.alpn)?;
+    o.str_unless_empty("Sni", &tls.sni)?;
+    o.close()
+}
+
+fn write_peer<F: Formatter>(out: &mut Vec<u8>, formatter: &mut F, peer: &Peer) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.str("Source", &peer.source)?;
+    o.str_unless_empty("Principal", &peer.principal)?;
+    o.str_unless_empty("Subject", &peer.subject)?;
+    o.strs_unless_empty("URI", &peer.uri)?;
+    o.strs_unless_empty("DNS", &peer.dns)?;
+    o.str_unless_empty("Serial", &peer.serial)?;
+    o.str_unless_empty("NotAfter", &peer.not_after)?;
+    if !peer.elements.is_empty() {
+        o.key("Elements")?;
+        write_array(o.out, o.formatter, &peer.elements, write_element)?;
+        o.end_value()?;
+    }
+    if peer.omitted != 0 {
+        o.u32("Omitted", peer.omitted)?;
+    }
+    o.str_unless_empty("Unparsed", &peer.unparsed)?;
+    o.str_unless_empty("Error", &peer.error)?;
+    o.close()
+}
+
+fn write_element<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    element: &XfccElement,
+) -> io::Result<()> {
+    let mut o = Object::open(out, formatter)?;
+    o.str_unless_empty("By", &element.by)?;
+    o.str_unless_empty("Hash", &element.hash)?;
+    o.str_unless_empty("Subject", &element.subject)?;
+    o.strs_unless_empty("URI", &element.uri)?;
+    o.strs_unless_empty("DNS", &element.dns)?;
+    o.close()
+}
+
+/// `items` as a JSON array, each written by `write`.
+fn write_array<F: Formatter, T>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &mut F, &T) -> io::Result<()>,
+) -> io::Result<()> {
+    formatter.begin_array(out)?;
+    for (i, item) in items.iter().enumerate() {
+        formatter.begin_array_value(out, i == 0)?;
+        write(out, formatter, item)?;
+        formatter.end_array_value(out)?;
+    }
+    formatter.end_array(out)
+}
+
+/// A JSON object being written: its fields in order, each a key and a
+/// value, as serde_json's serializer asks its formatter for them.
+struct Object<'a, F> {
+    out: &'a mut Vec<u8>,
+    formatter: &'a mut F,
+    first: bool,
+}
+
+impl<'a, F: Formatter> Object<'a, F> {
+    fn open(out: &'a mut Vec<u8>, formatter: &'a mut F) -> io::Result<Self> {
+        formatter.begin_object(out)?;
+        Ok(Object {
+            out,
+            formatter,
+            first: true,
+        })
+    }
+
+    /// Starts a field; its value follows, then [`Object::end_value`].
+    fn key(&mut self, key: &str) -> io::Result<()> {
+        self.formatter.begin_object_key(self.out, self.first)?;
+        self.first = false;
+        self.formatter.begin_string(self.out)?;
+        self.formatter.write_string_fragment(self.out, key)?;
+        self.formatter.end_string(self.out)?;
+        self.formatter.end_object_key(self.out)?;
+        self.formatter.begin_object_value(self.out)
+    }
+
+    fn end_value(&mut self) -> io::Result<()> {
+        self.formatter.end_object_value(self.out)
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> io::Result<()> {
+        self.key(key)?;
+        write_str(self.out, self.formatter, value)?;
+        self.end_value()
+    }
+
+    fn str_unless_empty(&mut self, key: &str, value: &str) -> io::Result<()> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        self.str(key, value)
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) -> io::Result<()> {
+        self.key(key)?;
+        write_array(self.out, self.formatter, values, |out, formatter, value| {
+            write_str(out, formatter, value)
+        })?;
+        self.end_value()
+    }
+
+    fn strs_unless_empty(&mut self, key: &str, values: &[String]) -> io::Result<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.strs(key, values)
+    }
+
+    fn u32(&mut self, key: &str, value: u32) -> io::Result<()> {
+        self.key(key)?;
+        self.formatter.write_u32(self.out, value)?;
+        self.end_value()
+    }
+
+    /// A number as serde_json writes an `f64`: `null` when not finite.
+    fn f64(&mut self, key: &str, value: f64) -> io::Result<()> {
+        self.key(key)?;
+        if value.is_finite() {
+            self.formatter.write_f64(self.out, value)?;
+        } else {
+            self.formatter.write_null(self.out)?;
+        }
+        self.end_value()
+    }
+
+    /// An HTTP status or gRPC code, `null` when nothing answered.
+    fn status(&mut self, key: &str, value: Option<i32>) -> io::Result<()> {
+        self.key(key)?;
+        match value {
+            Some(code) => self.formatter.write_i32(self.out, code)?,
+            None => self.formatter.write_null(self.out)?,
+        }
+        self.end_value()
+    }
+
+    fn close(self) -> io::Result<()> {
+        self.formatter.end_object(self.out)
+    }
+}
+
+/// A JSON string: copied whole when nothing in it needs escaping, else
+/// escaped as serde_json escapes (quote, backslash, control characters;
+/// nothing else).
+fn write_str<F: Formatter>(out: &mut Vec<u8>, formatter: &mut F, value: &str) -> io::Result<()> {
+    formatter.begin_string(out)?;
+    let bytes = value.as_bytes();
+    if !needs_escape(bytes) {
+        formatter.write_string_fragment(out, value)?;
+        return formatter.end_string(out);
+    }
+    let mut start = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape = match byte {
+            b'"' => CharEscape::Quote,
+            b'\\' => CharEscape::ReverseSolidus,
+            0x08 => CharEscape::Backspace,
+            0x0c => CharEscape::FormFeed,
+            b'\n' => CharEscape::LineFeed,
+            b'\r' => CharEscape::CarriageReturn,
+            b'\t' => CharEscape::Tab,
+            0x00..=0x1f => CharEscape::AsciiControl(byte),
+            _ => continue,
+        };
+        if start < at {
+            formatter.write_string_fragment(out, &value[start..at])?;
+        }
+        formatter.write_char_escape(out, escape)?;
+        start = at + 1;
+    }
+    if start < bytes.len() {
+        formatter.write_string_fragment(out, &value[start..])?;
+    }
+    formatter.end_string(out)
+}
+
+/// Whether any byte needs escaping in a JSON string. No branch per byte:
+/// the compiler makes it a few vector instructions per 16 bytes.
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caller::{Peer, Tls, XfccElement};
+    use crate::plan::Protocol;
+    use crate::report::{AnsweredBy, InboundProtocol, Outcome};
+
+    /// A report with every field set, strings that need every escape, a
+    /// parsed child, a received child kept as text, and raw groups.
+    fn rich() -> Report {
+        let received_text = r#" {"Service":"c","Message":"a \"quoted\" \\ word\n","ParallelForwards":[ ],"Attempt":1} "#;
+        let raw_child: Report = serde_json::from_str(
+            r#"{"Service":"d","ParallelForwards":[{"SequentialForwards":[{"Url":"http://e:8080/","Result":"ok","Protocol":"http","Status":200,"StartMs":0.1,"DurationMs":1e-7}]}]}"#,
+        )
+        .unwrap();
+        let child = Report {
+            service: "b".into(),
+            version: "v2".into(),
+            protocol: InboundProtocol::H2c,
+            duration_ms: 1.25,
+            tls: Some(Tls {
+                version: "TLSv1_3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+                alpn: "h2".into(),
+                sni: String::new(),
+            }),
+            peer: Some(Peer {
+                source: "xfcc".into(),
+                principal: "spiffe://cluster.local/ns/a/sa/b".into(),
+                subject: "CN=\"b, inc\";O=x".into(),
+                uri: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+                dns: vec![],
+                serial: "0a".into(),
+                not_after: String::new(),
+                elements: vec![
+                    XfccElement {
+                        by: "spiffe://x".into(),
+                        hash: "ab".into(),
+                        subject: String::new(),
+                        uri: vec![],
+                        dns: vec!["a".into(), "b".into()],
+                    },
+                    XfccElement::default(),
+                ],
+                omitted: 3,
+                unparsed: "\u{7}bell".into(),
+                error: "bad \t tab".into(),
+            }),
+            parallel_forwards: vec![ParallelForward {
+                sequential_forwards: vec![Forward {
+                    url: "http://d:8080/".into(),
+                    result: Outcome::Ok,
+                    protocol: Protocol::Grpc,
+                    response: Some(Received::from(raw_child)),
+                    ..Forward::default()
+                }],
+            }]
+            .into(),
+            ..Report::default()
+        };
+        let hop = Forward {
+            url: "http://b:8080/@c (POST plan)".into(),
+            result: Outcome::Status,
+            protocol: Protocol::H2c,
+            status: Some(-2),
+            start_ms: 0.016,
+            duration_ms: f64::NAN,
+            error: Some("answered 503 \u{1}\u{1f} é \u{2028} / done".into()),
+            answered_by: Some(AnsweredBy::parse("proxy (server: envoy)")),
+            received_as: Some(InboundProtocol::Http11),
+            response: Some(Received::from(child)),
+            options: Some("POST 1 KiB, timeout 3s".into()),
+            tries: vec![
+                Try {
+                    number: 1,
+                    result: Outcome::Timeout,
+                    status: None,
+                    start_ms: 0.0,
+                    duration_ms: 3000.5,
+                    error: Some("no answer".into()),
+                    answered_by: Some(AnsweredBy::parse("other: 418 teapot")),
+                    response: Some(Received::read(bytes::Bytes::from(received_text)).unwrap().0),
+                },
+                Try {
+                    number: 2,
+                    ..Try::default()
+                },
+            ],
+        };
+        Report {
+            received_date: "2026-12-06T07:00:00.123456789Z".into(),
+            message: "a called 1 hop(s), 1 failed".into(),
+            request_info: vec![
+                "GET /@b HTTP/1.1".into(),
+                "x-weird: \"q\" \\ \u{7f}".into(),
+                String::new(),
+            ],
+            service: "a".into(),
+            version: "v1".into(),
+            host: "pod-1".into(),
+            namespace: "ns".into(),
+            pod_ip: "10.0.0.1".into(),
+            protocol: InboundProtocol::Http11,
+            method: "POST".into(),
+            body_bytes: 12,
+            body_sha256: "ff".into(),
+            request_id: "id".into(),
+            duration_ms: 12345.678,
+            parallel_forwards: vec![
+                ParallelForward {
+                    sequential_forwards: vec![hop, Forward::default()],
+                },
+                ParallelForward::default(),
+            ]
+            .into(),
+            injected: vec!["delay 2s".into()],
+            padding: "xxxx".into(),
+            timed_out: true,
+            attempt: 2,
+            try_number: 1,
+            stream_message: 4,
+            plan: "default".into(),
+            tls: None,
+            peer: None,
+            trace_id: "4bf9".into(),
+            span_id: "00f0".into(),
+            trace_url: "http://j/{trace}".into(),
+        }
+    }
+
+    /// Reports as they come: empty, rich, and rich read back from its JSON
+    /// (groups and children kept as text).
+    fn reports() -> Vec<Report> {
+        let rich = rich();
+        let text = serde_json::to_string(&rich).unwrap();
+        let read_back: Report = serde_json::from_str(&text).unwrap();
+        vec![Report::default(), rich, read_back]
+    }
+
+    #[test]
+    fn compact_is_what_serde_json_writes() {
+        for report in reports() {
+            let by_hand = String::from_utf8(compact(&report)).unwrap();
+            let by_serde = serde_json::to_string(&report).unwrap();
+            assert_eq!(by_hand, by_serde);
+        }
+    }
+
+    #[test]
+    fn indented_is_what_serde_json_writes() {
+        for report in reports() {
+            let mut by_hand = Vec::new();
+            write_report(
+                &mut by_hand,
+                &mut super::super::pretty::CappedPretty::default(),
+                &report,
+            )
+            .unwrap();
+            let by_serde = super::super::pretty::to_vec(&report).unwrap();
+            assert_eq!(
+                String::from_utf8(by_hand).unwrap(),
+                String::from_utf8(by_serde).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_wherever_they_are() {
+        assert!(!needs_escape(b"plain text, no escapes / at all \x7f"));
+        for bad in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+            for at in [0, 15, 16, 33] {
+                let mut text = vec![b'a'; 40];
+                text[at] = bad;
+                assert!(needs_escape(&text), "{bad} at {at}");
+            }
+        }
+    }
+}
