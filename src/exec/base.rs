@@ -11,6 +11,22 @@ use crate::report::{Forwards, Report};
 /// `service version`, as a report's message names its writer.
 pub(super) struct Who<'a>(pub(super) &'a Identity);
 
+impl Who<'_> {
+    /// `service version` followed by `rest`, without the formatting
+    /// machinery: every level writes one such message per request.
+    pub(super) fn then(&self, rest: &str) -> String {
+        let Identity {
+            service, version, ..
+        } = self.0;
+        let mut text = String::with_capacity(service.len() + version.len() + 1 + rest.len());
+        text.push_str(service);
+        text.push(' ');
+        text.push_str(version);
+        text.push_str(rest);
+        text
+    }
+}
+
 impl std::fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.0.service, self.0.version)

@@ -227,7 +227,7 @@ impl Executor {
         } else {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             report.message = match (report.forwards().count(), report.failed_hops()) {
-                (0, _) => format!("{who} answered, calling nobody"),
+                (0, _) => who.then(" answered, calling nobody"),
                 (n, 0) => format!("{who} called {n} hop(s), all ok"),
                 (n, f) => format!("{who} called {n} hop(s), {f} failed"),
             };
