@@ -1,0 +1,206 @@
+//! The hand-written report against serde_json's: the same bytes, compact
+//! and indented, for every field and escape; the word test of escapes.
+
+use super::*;
+use crate::caller::{Peer, Tls, XfccElement};
+use crate::plan::Protocol;
+use crate::report::{AnsweredBy, InboundProtocol, Outcome};
+
+/// A report with every field set, strings that need every escape, a
+/// parsed child, a received child kept as text, and raw groups.
+fn rich() -> Report {
+    let received_text = r#" {"Service":"c","Message":"a \"quoted\" \\ word\n","ParallelForwards":[ ],"Attempt":1} "#;
+    let raw_child: Report = serde_json::from_str(
+        r#"{"Service":"d","ParallelForwards":[{"SequentialForwards":[{"Url":"http://e:8080/","Result":"ok","Protocol":"http","Status":200,"StartMs":0.1,"DurationMs":1e-7}]}]}"#,
+    )
+    .unwrap();
+    let child = Report {
+        service: "b".into(),
+        version: "v2".into(),
+        protocol: InboundProtocol::H2c,
+        duration_ms: 1.25,
+        tls: Some(Tls {
+            version: "TLSv1_3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            alpn: "h2".into(),
+            sni: String::new(),
+        }),
+        peer: Some(Peer {
+            source: "xfcc".into(),
+            principal: "spiffe://cluster.local/ns/a/sa/b".into(),
+            subject: "CN=\"b, inc\";O=x".into(),
+            uri: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
+            dns: vec![],
+            serial: "0a".into(),
+            not_after: String::new(),
+            elements: vec![
+                XfccElement {
+                    by: "spiffe://x".into(),
+                    hash: "ab".into(),
+                    subject: String::new(),
+                    uri: vec![],
+                    dns: vec!["a".into(), "b".into()],
+                },
+                XfccElement::default(),
+            ],
+            omitted: 3,
+            unparsed: "\u{7}bell".into(),
+            error: "bad \t tab".into(),
+        }),
+        parallel_forwards: vec![ParallelForward {
+            sequential_forwards: vec![Forward {
+                url: "http://d:8080/".into(),
+                result: Outcome::Ok,
+                protocol: Protocol::Grpc,
+                response: Some(Received::from(raw_child)),
+                ..Forward::default()
+            }],
+        }]
+        .into(),
+        ..Report::default()
+    };
+    let hop = Forward {
+        url: "http://b:8080/@c (POST plan)".into(),
+        result: Outcome::Status,
+        protocol: Protocol::H2c,
+        status: Some(-2),
+        start_ms: 0.016,
+        duration_ms: f64::NAN,
+        error: Some("answered 503 \u{1}\u{1f} é \u{2028} / done".into()),
+        answered_by: Some(AnsweredBy::parse("proxy (server: envoy)")),
+        received_as: Some(InboundProtocol::Http11),
+        response: Some(Received::from(child)),
+        options: Some("POST 1 KiB, timeout 3s".into()),
+        tries: vec![
+            Try {
+                number: 1,
+                result: Outcome::Timeout,
+                status: None,
+                start_ms: 0.0,
+                duration_ms: 3000.5,
+                error: Some("no answer".into()),
+                answered_by: Some(AnsweredBy::parse("other: 418 teapot")),
+                response: Some(Received::read(bytes::Bytes::from(received_text)).unwrap().0),
+            },
+            Try {
+                number: 2,
+                ..Try::default()
+            },
+        ],
+    };
+    Report {
+        received_date: "2026-12-06T07:00:00.123456789Z".into(),
+        message: "a called 1 hop(s), 1 failed".into(),
+        request_info: vec![
+            "GET /@b HTTP/1.1".into(),
+            "x-weird: \"q\" \\ \u{7f}".into(),
+            String::new(),
+        ],
+        service: "a".into(),
+        version: "v1".into(),
+        host: "pod-1".into(),
+        namespace: "ns".into(),
+        pod_ip: "10.0.0.1".into(),
+        protocol: InboundProtocol::Http11,
+        method: "POST".into(),
+        body_bytes: 12,
+        body_sha256: "ff".into(),
+        request_id: "id".into(),
+        duration_ms: 12345.678,
+        parallel_forwards: vec![
+            ParallelForward {
+                sequential_forwards: vec![hop, Forward::default()],
+            },
+            ParallelForward::default(),
+        ]
+        .into(),
+        injected: vec!["delay 2s".into()],
+        padding: "xxxx".into(),
+        timed_out: true,
+        attempt: 2,
+        try_number: 1,
+        stream_message: 4,
+        plan: "default".into(),
+        tls: None,
+        peer: None,
+        trace_id: "4bf9".into(),
+        span_id: "00f0".into(),
+        trace_url: "http://j/{trace}".into(),
+    }
+}
+
+/// Reports as they come: empty, rich, and rich read back from its JSON
+/// (groups and children kept as text).
+fn reports() -> Vec<Report> {
+    let rich = rich();
+    let text = serde_json::to_string(&rich).unwrap();
+    let read_back: Report = serde_json::from_str(&text).unwrap();
+    vec![Report::default(), rich, read_back]
+}
+
+#[test]
+fn compact_is_what_serde_json_writes() {
+    for report in reports() {
+        let by_hand = String::from_utf8(compact(&report)).unwrap();
+        let by_serde = serde_json::to_string(&report).unwrap();
+        assert_eq!(by_hand, by_serde);
+    }
+}
+
+#[test]
+fn indented_is_what_serde_json_writes() {
+    for report in reports() {
+        let mut by_hand = Vec::new();
+        write_report(
+            &mut by_hand,
+            &mut super::super::pretty::CappedPretty::default(),
+            &report,
+        )
+        .unwrap();
+        let by_serde = super::super::pretty::to_vec(&report).unwrap();
+        assert_eq!(
+            String::from_utf8(by_hand).unwrap(),
+            String::from_utf8(by_serde).unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_word_test_agrees_with_the_byte_test() {
+    let naive = |text: &[u8]| text.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    let fillers = [
+        b'a', b' ', b'!', b'#', b'[', b']', b'/', 0x7f, 0x80, 0xe9, 0xff,
+    ];
+    let specials = [
+        0x00, 0x01, 0x1f, b'\n', b'"', b'\\', 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0xa2, 0xdc,
+    ];
+    for len in 0..=20 {
+        for &filler in &fillers {
+            let plain = vec![filler; len];
+            assert_eq!(needs_escape(&plain), naive(&plain), "{filler:#x} x{len}");
+            for at in 0..len {
+                for &special in &specials {
+                    let mut text = plain.clone();
+                    text[at] = special;
+                    assert_eq!(
+                        needs_escape(&text),
+                        naive(&text),
+                        "{special:#x} at {at} in {filler:#x} x{len}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn escapes_are_found_wherever_they_are() {
+    assert!(!needs_escape(b"plain text, no escapes / at all \x7f"));
+    for bad in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+        for at in [0, 15, 16, 33] {
+            let mut text = vec![b'a'; 40];
+            text[at] = bad;
+            assert!(needs_escape(&text), "{bad} at {at}");
+        }
+    }
+}
