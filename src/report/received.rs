@@ -18,7 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::{word, InboundProtocol, Report};
-use crate::guard::json::{from_json_measured, json_nesting, MAX_REPORT_NESTING};
+use crate::guard::json::{
+    from_json_measured, json_nesting, json_nesting_bound, MAX_REPORT_NESTING,
+};
 
 /// How a received report that cannot be parsed after all says so.
 const UNREADABLE: &str = "this downstream report could not be read again";
@@ -29,7 +31,8 @@ pub struct Received {
     /// The JSON text, read by [`Received::read`] when it arrived; `None`
     /// for a report built here or read from a gRPC answer.
     text: Option<Bytes>,
-    /// How deep the text nests, when it was measured.
+    /// How deep the text nests at most, when it was measured (an upper
+    /// bound: parsing on the stack is chosen by it).
     nesting: Option<usize>,
     pub(super) parsed: OnceLock<Box<Report>>,
 }
@@ -61,7 +64,12 @@ impl Received {
     /// may be, UTF-8, with the fields of a report and the name of the
     /// service that wrote it. Keeps the text; builds nothing.
     pub fn read(body: Bytes) -> Result<(Received, Gist), String> {
-        let nesting = json_nesting(&body);
+        // Nearly every report has fewer brackets than any report may nest
+        // levels: counted at once; only the others are measured exactly.
+        let nesting = match json_nesting_bound(&body) {
+            bound if bound <= MAX_REPORT_NESTING => bound,
+            _ => json_nesting(&body),
+        };
         if nesting > MAX_REPORT_NESTING {
             return Err(format!(
                 "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
