@@ -18,7 +18,7 @@ use crate::guard::proto::{decode_guarded, Guarded};
 pub const REFUSED_BY_GUARD: &str = "x-servicemock-refused-by-guard";
 
 /// The tonic codec of `servicemock.v1.MockService`: prost encoding, and
-/// decoding behind [`check_nesting`]. The generated code makes it with
+/// decoding behind [`crate::guard::proto::check_nesting`]. The generated code makes it with
 /// `default()`: one message per call for unary messages
 /// ([`Guarded::ONE_PER_CALL`]); a client reading a stream of answers
 /// (CallStream, Converse) makes it with [`GuardedCodec::streaming`].

@@ -1,8 +1,9 @@
 //! The executor: runs a [`Plan`] and builds the [`Report`] of what happened.
 //!
 //! Groups of a plan run concurrently, the hops of a group one after another;
-//! each hop goes out over its own protocol (`http.rs` for `http`/`h2c`, `grpc.rs`
-//! for `grpc`) with the headers of [`context`] and the time that is left. No
+//! each hop goes out over its own protocol (the clients under [`transport`]:
+//! `http` for `http`/`h2c`, `grpc`, `tcp`, and TLS for `https`/`grpcs`) with
+//! the headers of [`context`] and the time that is left. No
 //! hop failure is ever dropped: each is recorded on its hop with a readable
 //! error. This module knows nothing of the server side; both edges hand it an
 //! [`Inbound`] and render the report it returns.

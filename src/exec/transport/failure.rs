@@ -1,7 +1,7 @@
 //! What kind of failure a transport error is, found by walking its
 //! `source()` chain and downcasting (io error kinds, tonic's timeout, our
 //! name lookup's error), never by matching the text of a message that a new
-//! hyper or tonic could reword; and who made an answer that is no report.
+//! hyper or tonic could reword.
 
 use std::error::Error;
 use std::io;

@@ -8,6 +8,10 @@
 //! executor knows no protocol: it picks the transport for the hop's
 //! [`Protocol`] from [`Transports`].
 //!
+//! The clients live beside it, one file per protocol (`http`, `grpc`,
+//! `tcp`, `tls`), with the name lookup they connect through (`lookup`) and
+//! the sorting of their errors (`failure`).
+//!
 //! Adding a protocol: one file implementing [`Transport`], one variant of
 //! [`Protocol`] (with its scheme word), and its entry in
 //! [`Transports::standard`].
