@@ -71,7 +71,7 @@ pub fn render(report: &Report, view: View) -> Vec<u8> {
 pub fn render_line(report: &mut Report, view: View) -> String {
     let text = match view {
         View::Tree => return text::render_tree(report),
-        View::Json => serde_json::to_string(&*report),
+        View::Json => Ok(write::compact_string(report)),
         View::Flat => {
             report.parallel_forwards.expand();
             serde_json::to_string(&flat::rows(report))

@@ -27,6 +27,15 @@ pub fn compact(report: &Report) -> Vec<u8> {
     out
 }
 
+/// `report` as one line of compact JSON, for readers of lines and
+/// messages (TCP lines, WebSocket messages, `call --stream`).
+pub fn compact_string(report: &Report) -> String {
+    // Every piece written is a `&str` (or received text checked as UTF-8),
+    // so the check never fails; were it to, nothing is lost but the bytes.
+    String::from_utf8(compact(report))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// `report` as JSON laid out by `formatter`, into `out`.
 pub fn write_report<F: Layout>(
     out: &mut Vec<u8>,

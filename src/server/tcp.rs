@@ -249,7 +249,7 @@ impl Lines<'_> {
         };
         let status = verdict.http_status(&admission);
         let out = if from_hop {
-            let json = serde_json::to_string(&report).unwrap_or_default();
+            let json = crate::report::write::compact_string(&report);
             format!("{status}\t{json}\n")
         } else {
             let mut out = crate::report::render_line(&mut report, view);
@@ -269,9 +269,7 @@ fn refusal(refused: Refused, refuse: &dyn Fn(u16, String) -> String) -> String {
     let status = refused.http_status();
     match refused {
         Refused::BadRequest { message, .. } => refuse(status, message),
-        Refused::TooDeep(report) => {
-            refuse(status, serde_json::to_string(&report).unwrap_or_default())
-        }
+        Refused::TooDeep(report) => refuse(status, crate::report::write::compact_string(&report)),
     }
 }
 

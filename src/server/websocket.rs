@@ -181,7 +181,7 @@ impl Session {
                 out
             }
             Err(Refused::BadRequest { message, .. }) => format!("error: {message}"),
-            Err(Refused::TooDeep(report)) => serde_json::to_string(&report).unwrap_or_default(),
+            Err(Refused::TooDeep(report)) => crate::report::write::compact_string(&report),
         }
     }
 }
