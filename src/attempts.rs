@@ -15,17 +15,15 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderValue;
 use nohash_hasher::IntMap;
+
+use crate::exec::context::Told;
 
 /// Envoy's attempt header: 1 for the first attempt, 2 for the first retry.
 pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
 /// gRPC's retry header: how many attempts came before this one.
 pub const GRPC_PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
-
-// The same as names made at compile time, not parsed on every request.
-const ENVOY_ATTEMPT: HeaderName = HeaderName::from_static(ENVOY_ATTEMPT_COUNT);
-const GRPC_PREVIOUS: HeaderName = HeaderName::from_static(GRPC_PREVIOUS_ATTEMPTS);
 
 /// How long a request id is remembered (a retry comes within seconds).
 pub const REMEMBER: Duration = Duration::from_secs(60);
@@ -93,34 +91,31 @@ impl Default for Attempts {
 }
 
 impl Attempts {
-    /// The attempt `headers` are: from a retry header when there is one,
-    /// else by counting the caller's `x-request-id` with `request_line`.
-    pub fn observe(&self, headers: &HeaderMap, request_line: &str) -> Attempt {
-        let number = |name: &HeaderName| {
-            headers
-                .get(name)
+    /// The attempt a request is, from what its headers `told`: from a
+    /// retry header when there is one, else by counting the caller's
+    /// `x-request-id` with `request_line`.
+    pub fn observe(&self, told: &Told<'_>, request_line: &str) -> Attempt {
+        let number = |value: Option<&HeaderValue>| {
+            value
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u32>().ok())
         };
-        if let Some(n) = number(&ENVOY_ATTEMPT).filter(|n| *n >= 1) {
+        if let Some(n) = number(told.envoy_attempt).filter(|n| *n >= 1) {
             return Attempt {
                 number: n,
                 source: AttemptSource::Envoy,
             };
         }
-        if let Some(n) = number(&GRPC_PREVIOUS) {
+        if let Some(n) = number(told.grpc_previous) {
             return Attempt {
                 number: n.saturating_add(1),
                 source: AttemptSource::Grpc,
             };
         }
         let mut hasher = self.hasher.build_hasher();
-        if let Some(call) = headers.get(crate::exec::context::CALL) {
+        if let Some(call) = told.call {
             call.as_bytes().hash(&mut hasher);
-        } else if let Some(id) = headers
-            .get(crate::exec::context::REQUEST_ID)
-            .filter(|v| !v.is_empty())
-        {
+        } else if let Some(id) = told.request_id.filter(|v| !v.is_empty()) {
             id.as_bytes().hash(&mut hasher);
             request_line.hash(&mut hasher);
         } else {
@@ -169,6 +164,12 @@ impl Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
+
+    /// `observe` as an edge calls it.
+    fn observe(a: &Attempts, headers: &HeaderMap, line: &str) -> Attempt {
+        a.observe(&Told::of(headers), line)
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -181,11 +182,11 @@ mod tests {
     #[test]
     fn retry_headers_say_the_attempt() {
         let a = Attempts::default();
-        let envoy = a.observe(&headers(&[(ENVOY_ATTEMPT_COUNT, "3")]), "GET /");
+        let envoy = observe(&a, &headers(&[(ENVOY_ATTEMPT_COUNT, "3")]), "GET /");
         assert_eq!((envoy.number, envoy.source), (3, AttemptSource::Envoy));
-        let grpc = a.observe(&headers(&[(GRPC_PREVIOUS_ATTEMPTS, "2")]), "CALL");
+        let grpc = observe(&a, &headers(&[(GRPC_PREVIOUS_ATTEMPTS, "2")]), "CALL");
         assert_eq!((grpc.number, grpc.source), (3, AttemptSource::Grpc));
-        assert_eq!(a.observe(&HeaderMap::new(), "GET /"), Attempt::default());
+        assert_eq!(observe(&a, &HeaderMap::new(), "GET /"), Attempt::default());
         assert_eq!(a.len(), 0, "nothing to remember without a request id");
     }
 
@@ -193,21 +194,21 @@ mod tests {
     fn the_same_request_id_again_is_the_next_attempt() {
         let a = Attempts::default();
         let h = headers(&[("x-request-id", "r1")]);
-        let seen: Vec<u32> = (0..3).map(|_| a.observe(&h, "GET /x").number).collect();
+        let seen: Vec<u32> = (0..3).map(|_| observe(&a, &h, "GET /x").number).collect();
         assert_eq!(seen, [1, 2, 3]);
         assert_eq!(
-            a.observe(&h, "GET /other").number,
+            observe(&a, &h, "GET /other").number,
             1,
             "another request line"
         );
         let other = headers(&[("x-request-id", "r2")]);
-        assert_eq!(a.observe(&other, "GET /x").number, 1);
+        assert_eq!(observe(&a, &other, "GET /x").number, 1);
         // Two hop calls of one plan: one request id, two call numbers.
         let call = |n: &str| headers(&[("x-request-id", "r3"), ("x-servicemock-call", n)]);
-        assert_eq!(a.observe(&call("1"), "GET /x").number, 1);
-        assert_eq!(a.observe(&call("2"), "GET /x").number, 1);
+        assert_eq!(observe(&a, &call("1"), "GET /x").number, 1);
+        assert_eq!(observe(&a, &call("2"), "GET /x").number, 1);
         assert_eq!(
-            a.observe(&call("2"), "GET /x").number,
+            observe(&a, &call("2"), "GET /x").number,
             2,
             "a retry resends it"
         );

@@ -140,7 +140,7 @@ pub fn grpc_timeout(data: &[u8]) {
     if let Ok(value) = http::HeaderValue::from_bytes(data) {
         headers.insert("grpc-timeout", value.clone());
         headers.insert(crate::exec::context::TIMEOUT_HEADER, value);
-        let _ = crate::exec::context::inbound_budget(&headers, std::time::Duration::from_secs(30));
+        let _ = crate::exec::context::Told::of(&headers).budget(std::time::Duration::from_secs(30));
     }
 }
 

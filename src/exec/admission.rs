@@ -22,9 +22,10 @@ impl Executor {
         here: &Here<'_>,
     ) -> Result<Admission, AdmissionError> {
         let settings = &self.inner.settings;
-        let depth = context::inbound_depth(headers)?;
-        let calls_left = context::inbound_calls_left(headers, settings.limits.max_hops)?;
-        let budget = context::inbound_budget(headers, settings.request_timeout)?;
+        let told = context::Told::of(headers);
+        let depth = told.depth()?;
+        let calls_left = told.calls_left(settings.limits.max_hops)?;
+        let budget = told.budget(settings.request_timeout)?;
         let directives = Directives::from_headers(headers, settings.max_delay)?.or(defaults);
         Ok(Admission {
             depth,
@@ -32,6 +33,7 @@ impl Executor {
             budget,
             decision: directives.decide(here, &mut rand::rng()),
             attempt: here.attempt,
+            try_number: told.try_number(),
         })
     }
 
@@ -123,6 +125,9 @@ pub struct Admission {
     pub decision: Decision,
     /// Which attempt of the request this is (1 for the first).
     pub attempt: u32,
+    /// Which try of its caller's own retries it is (0 when the caller
+    /// does not retry: [`context::TRY_HEADER`]).
+    pub try_number: u32,
 }
 
 /// Why an inbound request's own headers were refused.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{context, Inbound};
+use super::{Admission, Inbound};
 use crate::config::Identity;
 use crate::report::{Forwards, Report};
 
@@ -39,7 +39,7 @@ pub(super) fn base_report(
     identity: &Identity,
     inbound: &Inbound,
     request_id: String,
-    attempt: u32,
+    admission: &Admission,
     trace: Option<&crate::spans::Trace>,
 ) -> Report {
     let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
@@ -73,8 +73,8 @@ pub(super) fn base_report(
         injected: Vec::new(),
         padding: String::new(),
         timed_out: false,
-        attempt,
-        try_number: context::inbound_try(&inbound.headers),
+        attempt: admission.attempt,
+        try_number: admission.try_number,
         stream_message: 0,
         plan: String::new(),
         tls: inbound.tls.clone(),

@@ -37,7 +37,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub(crate) const DEPTH: HeaderName = HeaderName::from_static(DEPTH_HEADER);
 pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 const ENVOY_TIMEOUT: HeaderName = HeaderName::from_static(ENVOY_TIMEOUT_HEADER);
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 pub(crate) const CALLS_LEFT: HeaderName = HeaderName::from_static(CALLS_LEFT_HEADER);
 pub(crate) const CALL: HeaderName = HeaderName::from_static(CALL_HEADER);
@@ -95,75 +95,115 @@ pub struct HopContext {
     pub trace: Option<crate::spans::Trace>,
 }
 
-/// Which try of its caller's retries an inbound request is (0 when the
-/// caller does not retry, or says nothing readable).
-pub fn inbound_try(headers: &HeaderMap) -> u32 {
-    headers
-        .get(TRY)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+/// The headers of this module, and the retry headers of proxies, that an
+/// inbound request carries: found in one pass over its header names. A
+/// request carries a few headers and most of these it does not carry, so
+/// comparing the names present costs less than a hashed look-up of each of
+/// them (a custom name is hashed byte by byte). The first value of a name
+/// counts, as [`HeaderMap::get`] would give it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Told<'a> {
+    depth: Option<&'a HeaderValue>,
+    calls_left: Option<&'a HeaderValue>,
+    timeout: Option<&'a HeaderValue>,
+    envoy_timeout: Option<&'a HeaderValue>,
+    grpc_timeout: Option<&'a HeaderValue>,
+    try_number: Option<&'a HeaderValue>,
+    /// `x-servicemock-call` ([`CALL_HEADER`]).
+    pub call: Option<&'a HeaderValue>,
+    /// `x-request-id`.
+    pub request_id: Option<&'a HeaderValue>,
+    /// `x-envoy-attempt-count` ([`crate::attempts`]).
+    pub envoy_attempt: Option<&'a HeaderValue>,
+    /// `grpc-previous-rpc-attempts` ([`crate::attempts`]).
+    pub grpc_previous: Option<&'a HeaderValue>,
+    /// `x-mock-reset`: read before the request is steered
+    /// (`server::front`), the other directives after.
+    pub reset: Option<&'a HeaderValue>,
 }
 
-/// Reads the depth counter of an inbound request (0 when absent).
-pub fn inbound_depth(headers: &HeaderMap) -> Result<u32, ContextError> {
-    match headers.get(DEPTH) {
-        None => Ok(0),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| ContextError::BadNumber {
-                name: DEPTH,
-                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            }),
+impl<'a> Told<'a> {
+    /// What `headers` tell, in one pass.
+    pub fn of(headers: &'a HeaderMap) -> Told<'a> {
+        let mut told = Told::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                DEPTH_HEADER => &mut told.depth,
+                CALLS_LEFT_HEADER => &mut told.calls_left,
+                TIMEOUT_HEADER => &mut told.timeout,
+                ENVOY_TIMEOUT_HEADER => &mut told.envoy_timeout,
+                GRPC_TIMEOUT_HEADER => &mut told.grpc_timeout,
+                TRY_HEADER => &mut told.try_number,
+                CALL_HEADER => &mut told.call,
+                REQUEST_ID_HEADER => &mut told.request_id,
+                crate::attempts::ENVOY_ATTEMPT_COUNT => &mut told.envoy_attempt,
+                crate::attempts::GRPC_PREVIOUS_ATTEMPTS => &mut told.grpc_previous,
+                crate::behavior::RESET => &mut told.reset,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        told
+    }
+
+    /// Which try of its caller's retries the request is (0 when the caller
+    /// does not retry, or says nothing readable).
+    pub fn try_number(&self) -> u32 {
+        self.try_number
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The depth counter of the request (0 when absent).
+    pub fn depth(&self) -> Result<u32, ContextError> {
+        Ok(number(self.depth, DEPTH)?.unwrap_or(0))
+    }
+
+    /// How many calls the request's subtree may make: what its caller said
+    /// is left, never more than `max_hops`.
+    pub fn calls_left(&self, max_hops: usize) -> Result<usize, ContextError> {
+        Ok(number(self.calls_left, CALLS_LEFT)?.map_or(max_hops, |left: usize| left.min(max_hops)))
+    }
+
+    /// The time the request allows: the smaller of this service's own
+    /// limit and what the caller said is left. Another servicemock says it
+    /// in `x-servicemock-timeout-ms`, with the answering margin already kept
+    /// (`exec::deadline`). A plain gRPC client's `grpc-timeout` and Envoy's
+    /// `x-envoy-expected-rq-timeout-ms` (an Istio route timeout) are the
+    /// instant the caller gives up, so the margin is kept here: the answer
+    /// leaves before the caller stops waiting.
+    pub fn budget(&self, own_limit: Duration) -> Result<Duration, ContextError> {
+        let mut budget = own_limit;
+        if let Some(ms) = number::<u64>(self.timeout, TIMEOUT)? {
+            budget = budget.min(Duration::from_millis(ms));
+        }
+        if let Some(ms) = number::<u64>(self.envoy_timeout, ENVOY_TIMEOUT)? {
+            budget = budget.min(callee_budget(Duration::from_millis(ms)));
+        }
+        if let Some(v) = self.grpc_timeout {
+            let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let timeout = parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?;
+            budget = budget.min(callee_budget(timeout));
+        }
+        Ok(budget)
+    }
+
+    /// The request id the request carries, if any.
+    pub fn request_id(&self) -> Option<&'a str> {
+        self.request_id
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
     }
 }
 
-/// How many calls an inbound request's subtree may make: what its caller
-/// said is left, never more than `max_hops`.
-pub fn inbound_calls_left(headers: &HeaderMap, max_hops: usize) -> Result<usize, ContextError> {
-    match headers.get(CALLS_LEFT) {
-        None => Ok(max_hops),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .map(|left| left.min(max_hops))
-            .ok_or_else(|| ContextError::BadNumber {
-                name: CALLS_LEFT,
-                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            }),
-    }
-}
-
-/// The time an inbound request allows: the smaller of this service's own
-/// limit and what the caller said is left. Another servicemock says it in
-/// `x-servicemock-timeout-ms`, with the answering margin already kept
-/// (`exec::deadline`). A plain gRPC client's `grpc-timeout` and Envoy's
-/// `x-envoy-expected-rq-timeout-ms` (an Istio route timeout) are the
-/// instant the caller gives up, so the margin is kept here: the answer
-/// leaves before the caller stops waiting.
-pub fn inbound_budget(headers: &HeaderMap, own_limit: Duration) -> Result<Duration, ContextError> {
-    let mut budget = own_limit;
-    if let Some(ms) = millis_header(headers, TIMEOUT)? {
-        budget = budget.min(Duration::from_millis(ms));
-    }
-    if let Some(ms) = millis_header(headers, ENVOY_TIMEOUT)? {
-        budget = budget.min(callee_budget(Duration::from_millis(ms)));
-    }
-    if let Some(v) = headers.get(GRPC_TIMEOUT) {
-        let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        let timeout = parse_grpc_timeout(&text).ok_or(ContextError::BadGrpcTimeout(text))?;
-        budget = budget.min(callee_budget(timeout));
-    }
-    Ok(budget)
-}
-
-/// A header holding a whole number of milliseconds, if present.
-fn millis_header(headers: &HeaderMap, name: HeaderName) -> Result<Option<u64>, ContextError> {
-    headers
-        .get(&name)
+/// A header holding a whole number, if present; `name` names it when it
+/// holds something else.
+fn number<N: std::str::FromStr>(
+    value: Option<&HeaderValue>,
+    name: HeaderName,
+) -> Result<Option<N>, ContextError> {
+    value
         .map(|v| {
             v.to_str()
                 .ok()
@@ -281,19 +321,19 @@ mod tests {
     fn budget_takes_the_smallest() {
         let mut h = HeaderMap::new();
         let own = Duration::from_secs(30);
-        assert_eq!(inbound_budget(&h, own).unwrap(), own);
+        assert_eq!(Told::of(&h).budget(own).unwrap(), own);
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1500"));
         assert_eq!(
-            inbound_budget(&h, own).unwrap(),
+            Told::of(&h).budget(own).unwrap(),
             Duration::from_millis(1500)
         );
         // A client's own deadline: the answering margin is kept from it.
         h.insert("grpc-timeout", HeaderValue::from_static("100m"));
-        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(90));
+        assert_eq!(Told::of(&h).budget(own).unwrap(), Duration::from_millis(90));
         h.insert(ENVOY_TIMEOUT_HEADER, HeaderValue::from_static("50"));
-        assert_eq!(inbound_budget(&h, own).unwrap(), Duration::from_millis(45));
+        assert_eq!(Told::of(&h).budget(own).unwrap(), Duration::from_millis(45));
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("soon"));
-        assert!(inbound_budget(&h, own).is_err());
+        assert!(Told::of(&h).budget(own).is_err());
     }
 
     #[test]
@@ -315,12 +355,33 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_finds_what_a_look_up_would() {
+        let mut h = HeaderMap::new();
+        h.insert("user-agent", HeaderValue::from_static("curl"));
+        h.append(DEPTH_HEADER, HeaderValue::from_static("3"));
+        h.append(DEPTH_HEADER, HeaderValue::from_static("9"));
+        h.insert(TRY_HEADER, HeaderValue::from_static(" 2 "));
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("r1"));
+        h.insert(crate::behavior::RESET, HeaderValue::from_static("1"));
+        let told = Told::of(&h);
+        assert_eq!(told.depth(), Ok(3), "the first value, as get() gives");
+        assert_eq!((told.try_number(), told.request_id()), (2, Some("r1")));
+        assert_eq!(told.reset, h.get(crate::behavior::RESET));
+        assert_eq!((told.call, told.envoy_attempt), (None, None));
+        assert_eq!(told.calls_left(50), Ok(50), "none said: all of them");
+        h.insert(CALLS_LEFT_HEADER, HeaderValue::from_static("70"));
+        assert_eq!(Told::of(&h).calls_left(50), Ok(50), "never more");
+        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static(""));
+        assert_eq!(Told::of(&h).request_id(), None);
+    }
+
+    #[test]
     fn depth_must_be_a_number() {
         let mut h = HeaderMap::new();
-        assert_eq!(inbound_depth(&h), Ok(0));
+        assert_eq!(Told::of(&h).depth(), Ok(0));
         h.insert(DEPTH_HEADER, HeaderValue::from_static("7"));
-        assert_eq!(inbound_depth(&h), Ok(7));
+        assert_eq!(Told::of(&h).depth(), Ok(7));
         h.insert(DEPTH_HEADER, HeaderValue::from_static("x"));
-        assert!(inbound_depth(&h).is_err());
+        assert!(Told::of(&h).depth().is_err());
     }
 }

@@ -191,7 +191,7 @@ impl Executor {
             calls_left,
             budget,
             ref decision,
-            attempt,
+            ..
         } = *admission;
         // A leaf calls nobody: only its request id is needed.
         let propagate: &[HeaderName] = if plan.parallel.is_empty() {
@@ -200,7 +200,7 @@ impl Executor {
             &self.inner.propagate
         };
         let (outbound, request_id) = context::outbound_headers(&inbound.headers, propagate);
-        let mut report = base_report(identity, inbound, request_id, attempt, trace);
+        let mut report = base_report(identity, inbound, request_id, admission, trace);
         let deadline = inbound.started + budget;
         let injected;
         (report.timed_out, injected) = delay(decision, inbound.started, budget).await;
@@ -264,7 +264,7 @@ impl Executor {
         // Its id, or a new one: no headers are built for hops it won't make.
         let request_id = context::carried_request_id(&inbound.headers)
             .map_or_else(context::new_request_id, str::to_owned);
-        let mut report = base_report(identity, inbound, request_id, admission.attempt, trace);
+        let mut report = base_report(identity, inbound, request_id, admission, trace);
         report.message = message;
         report.duration_ms = millis(inbound.started.elapsed());
         Some(report)

@@ -103,6 +103,7 @@ async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
         budget,
         decision: Decision::default(),
         attempt: 1,
+        try_number: 0,
     };
     executor
         .answer(
@@ -211,6 +212,7 @@ async fn a_delay_past_the_deadline_is_cut_there_and_said() {
             ..Decision::default()
         },
         attempt: 1,
+        try_number: 0,
     };
     let started = Instant::now();
     let report = executor

@@ -30,6 +30,7 @@ use tower::ServiceExt as _;
 use super::{http, is_grpc, Service};
 use crate::attempts::Attempt;
 use crate::behavior::{self, Directives, Here};
+use crate::exec::context::Told;
 use crate::metrics::Refusal;
 use crate::report::InboundProtocol;
 
@@ -199,11 +200,8 @@ impl Parts {
         if runs_plan {
             let service = &self.service;
             let line = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            let attempt = service.attempts.observe(request.headers(), line);
-            // A first attempt is what the pipeline assumes when none is recorded.
-            if attempt != Attempt::default() {
-                request.extensions_mut().insert(attempt);
-            }
+            let told = Told::of(request.headers());
+            let attempt = service.attempts.observe(&told, line);
             // Who called is read only for a reset aimed at a caller (`@from=`).
             let caller = || {
                 let connection = request.extensions().get::<super::connection::Connection>();
@@ -211,9 +209,13 @@ impl Parts {
                     .1
                     .map(|p| p.principal)
             };
-            if draws_reset(service, request.headers(), attempt.number, caller) {
+            if draws_reset(service, told.reset, attempt.number, caller) {
                 service.metrics.reset();
                 return reset();
+            }
+            // A first attempt is what the pipeline assumes when none is recorded.
+            if attempt != Attempt::default() {
+                request.extensions_mut().insert(attempt);
             }
         }
         self.steer(grpc, route, request).await
@@ -335,21 +337,20 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
     }
 }
 
-/// Whether `x-mock-reset` (or `--reset-rate`) drops a request with these
-/// headers, arriving as `attempt`: the one draw of every edge (HTTP, gRPC,
+/// Whether `x-mock-reset` (`reset`, the request's header if it has one) or
+/// `--reset-rate` drops a request arriving as `attempt`: the one draw of every edge (HTTP, gRPC,
 /// TCP lines). `caller` (the caller's principal) is asked only for a reset
 /// aimed at one (`@from=`). A bad value does not reset; the handlers refuse
 /// it with 400/INVALID_ARGUMENT.
 pub(super) fn draws_reset(
     service: &Service,
-    headers: &::http::HeaderMap,
+    reset: Option<&::http::HeaderValue>,
     attempt: u32,
     caller: impl FnOnce() -> Option<String>,
 ) -> bool {
     let mut given = Directives::default();
     let defaults = service.control.defaults();
-    const RESET: ::http::HeaderName = ::http::HeaderName::from_static(behavior::RESET);
-    let directives = match headers.get(RESET) {
+    let directives = match reset {
         Some(v) => match v.to_str() {
             Ok(t) if given.set(behavior::RESET, t, Duration::ZERO).is_ok() => &given,
             _ => return false,

@@ -222,14 +222,15 @@ impl Lines<'_> {
             }
         };
         let request_line = format!("TCP {target}");
-        let attempt = service.attempts.observe(&headers, &request_line);
+        let told = crate::exec::context::Told::of(&headers);
+        let attempt = service.attempts.observe(&told, &request_line);
         let session = self.session.as_deref();
         let caller = || {
             crate::caller::of_request(session, &headers)
                 .1
                 .map(|p| p.principal)
         };
-        if super::front::draws_reset(service, &headers, attempt.number, caller) {
+        if super::front::draws_reset(service, told.reset, attempt.number, caller) {
             service.metrics.reset();
             return (String::new(), Next::Reset);
         }
