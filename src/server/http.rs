@@ -215,13 +215,18 @@ fn render(
     } else {
         crate::report::write::compact(report)
     };
-    let mut headers = HeaderMap::with_capacity(4);
+    // Built as it is sent: through `IntoResponse` the body would be given
+    // a content type to be replaced, and the headers a map to be merged.
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.reserve(4);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(view.content_type()),
     );
-    identity_headers(service, &mut headers, report);
-    (status, headers, body).into_response()
+    identity_headers(service, headers, report);
+    response
 }
 
 /// The HTTP answer to a refused request: 400 naming the problem, or 508
