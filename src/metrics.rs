@@ -108,6 +108,10 @@ pub struct Metrics {
     /// request and hop. (Series appear in `/metrics` once used, as before.)
     request_seconds_by_protocol: [OnceLock<Histogram>; InboundProtocol::ALL.len()],
     hop_series: [[OnceLock<(Counter, Histogram)>; Outcome::ALL.len()]; Protocol::ALL.len()],
+    /// The request counter most requests are counted in, by inbound
+    /// protocol: a plan that succeeded (200, or gRPC OK), taken from its
+    /// family on first use as the series above are.
+    plan_ok_by_protocol: [OnceLock<Counter>; InboundProtocol::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -192,6 +196,7 @@ impl Default for Metrics {
             tls_failures,
             request_seconds_by_protocol: Default::default(),
             hop_series: Default::default(),
+            plan_ok_by_protocol: Default::default(),
         }
     }
 }
@@ -216,13 +221,25 @@ impl Metrics {
         status: i32,
         elapsed: Duration,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                protocol: protocol.as_str(),
-                route,
-                status,
-            })
-            .inc();
+        let labels = || RequestLabels {
+            protocol: protocol.as_str(),
+            route,
+            status,
+        };
+        // The route class and status of a plan that succeeded, as the
+        // front counts them (`server::front`).
+        let (plan, ok) = if protocol == InboundProtocol::Grpc {
+            ("grpc", 0)
+        } else {
+            ("plan", 200)
+        };
+        if route == plan && status == ok {
+            self.plan_ok_by_protocol[protocol as usize]
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc();
+        } else {
+            self.requests.get_or_create(&labels()).inc();
+        }
         self.request_seconds_by_protocol[protocol as usize]
             .get_or_init(|| {
                 let label = ProtocolLabel {
