@@ -200,19 +200,22 @@ pub(super) async fn accept_until(
                 session: None,
                 banner: lines.banner.as_deref(),
             });
+            // The task is as large as its largest branch for the whole life
+            // of every connection: the plaintext HTTP one is kept in it, the
+            // others (a TLS stream's state, a lines loop) boxed.
             match (identify(tcp, &shared, arrived).await, lines) {
                 (Some(Identified::Plain(tcp)), None) => {
                     serve_http(tcp, None, &shared, stopped, arrived).await;
                 }
                 (Some(Identified::Tls(tls, session)), None) => {
-                    serve_http(*tls, Some(session), &shared, stopped, arrived).await;
+                    Box::pin(serve_http(*tls, Some(session), &shared, stopped, arrived)).await;
                 }
                 (Some(Identified::Plain(tcp)), Some(lines)) => {
-                    lines.serve(tcp, stopped, arrived).await;
+                    Box::pin(lines.serve(tcp, stopped, arrived)).await;
                 }
                 (Some(Identified::Tls(tls, session)), Some(mut lines)) => {
                     lines.session = Some(session);
-                    lines.serve(*tls, stopped, arrived).await;
+                    Box::pin(lines.serve(*tls, stopped, arrived)).await;
                 }
                 (None, _) => {}
             }
