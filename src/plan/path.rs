@@ -16,6 +16,7 @@
 //! The remainder after a command is what the targets are called with; when it
 //! starts with a command in turn, that command is what they call, and so on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
@@ -89,46 +90,66 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
             problem,
         });
     }
+    let Some((first, deeper)) = commands.split_first() else {
+        return Ok(Plan::leaf(uri));
+    };
+    // Built from the last command up; the first level is returned as it
+    // is, each deeper one shared by the hops that call it.
     let mut next = Arc::new(Plan::leaf(uri.clone()));
-    let several = commands.len() > 1;
-    for (i, command) in commands.iter().enumerate().rev() {
-        let groups = parse_command(command, limits).map_err(|e| {
-            // Which of the path's commands, when it has several.
-            if several {
-                PlanError::InCommand {
-                    index: i + 1,
-                    of: commands.len(),
-                    error: Box::new(e),
-                }
-            } else {
-                e
-            }
-        })?;
-        let mut parallel = Vec::with_capacity(groups.len());
-        for targets in groups {
-            let mut hops = Vec::with_capacity(targets.len());
-            for (protocol, target, headers, options) in targets {
-                let hop = Hop {
-                    target,
-                    protocol,
-                    headers,
-                    options,
-                    next: Arc::clone(&next),
-                };
-                hop.check_options().map_err(|problem| PlanError::Field {
-                    field: format!("hop to {} in \"{command}\"", hop.target),
-                    problem,
-                })?;
-                hops.push(hop);
-            }
-            parallel.push(Sequence { hops });
-        }
+    let several = !deeper.is_empty();
+    for (i, command) in deeper.iter().enumerate().rev() {
+        let parallel = parse_level(command, i + 1, commands.len(), several, &next, limits)?;
         next = Arc::new(Plan {
             parallel,
             uri: uri.clone(),
         });
     }
-    Ok(Arc::unwrap_or_clone(next))
+    let parallel = parse_level(first, 0, commands.len(), several, &next, limits)?;
+    Ok(Plan { parallel, uri })
+}
+
+/// The groups of hops of one decoded command, the `index`th (from 0) of
+/// `of`, each hop calling `next`.
+fn parse_level(
+    command: &str,
+    index: usize,
+    of: usize,
+    several: bool,
+    next: &Arc<Plan>,
+    limits: &Limits,
+) -> Result<Vec<Sequence>, PlanError> {
+    let groups = parse_command(command, limits).map_err(|e| {
+        // Which of the path's commands, when it has several.
+        if several {
+            PlanError::InCommand {
+                index: index + 1,
+                of,
+                error: Box::new(e),
+            }
+        } else {
+            e
+        }
+    })?;
+    let mut parallel = Vec::with_capacity(groups.len());
+    for targets in groups {
+        let mut hops = Vec::with_capacity(targets.len());
+        for (protocol, target, headers, options) in targets {
+            let hop = Hop {
+                target,
+                protocol,
+                headers,
+                options,
+                next: Arc::clone(next),
+            };
+            hop.check_options().map_err(|problem| PlanError::Field {
+                field: format!("hop to {} in \"{command}\"", hop.target),
+                problem,
+            })?;
+            hops.push(hop);
+        }
+        parallel.push(Sequence { hops });
+    }
+    Ok(parallel)
 }
 
 /// The remainder as a request target: always starting with `/`.
@@ -140,10 +161,9 @@ fn normalize_uri(rest: &str) -> String {
     }
 }
 
-fn decode_segment(segment: &str) -> Result<String, PlanError> {
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, PlanError> {
     percent_decode_str(segment)
         .decode_utf8()
-        .map(|s| s.into_owned())
         .map_err(|_| PlanError::Syntax {
             problem: "command is not UTF-8 after percent-decoding".into(),
             position: 1,
