@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
@@ -29,8 +29,10 @@ const UNREADABLE: &str = "this downstream report could not be read again";
 #[derive(Default, Clone)]
 pub struct Received {
     /// The JSON text, read by [`Received::read`] when it arrived; `None`
-    /// for a report built here or read from a gRPC answer.
-    text: Option<Bytes>,
+    /// for a report built here or read from a gRPC answer. Kept as text,
+    /// checked to be UTF-8 once (a copy of the body costs less than the
+    /// check made again at each write).
+    text: Option<Arc<str>>,
     /// How deep the text nests at most, when it was measured (an upper
     /// bound: parsing on the stack is chosen by it).
     nesting: Option<usize>,
@@ -86,7 +88,7 @@ impl Received {
             timed_out: judged.timed_out.then(|| judged.message.into_owned()),
         };
         let received = Received {
-            text: Some(body),
+            text: Some(Arc::from(text)),
             nesting: Some(nesting),
             parsed: OnceLock::new(),
         };
@@ -101,10 +103,7 @@ impl Received {
 
     /// The text, when the report is still the text it came in.
     pub(super) fn text(&self) -> Option<&str> {
-        // Checked to be UTF-8 when it arrived.
-        self.text
-            .as_deref()
-            .and_then(|t| std::str::from_utf8(t).ok())
+        self.text.as_deref()
     }
 
     /// Whether the report has been parsed (tests of the laziness).
@@ -171,7 +170,7 @@ impl<'de> Deserialize<'de> for Received {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         Ok(Received {
-            text: Some(Bytes::from(Box::<str>::from(raw).into_boxed_bytes())),
+            text: Some(Arc::from(Box::<str>::from(raw))),
             nesting: None,
             parsed: OnceLock::new(),
         })
