@@ -188,13 +188,6 @@ impl<'a> Told<'a> {
         }
         Ok(budget)
     }
-
-    /// The request id the request carries, if any.
-    pub fn request_id(&self) -> Option<&'a str> {
-        self.request_id
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-    }
 }
 
 /// A header holding a whole number, if present; `name` names it when it
@@ -365,14 +358,13 @@ mod tests {
         h.insert(crate::behavior::RESET, HeaderValue::from_static("1"));
         let told = Told::of(&h);
         assert_eq!(told.depth(), Ok(3), "the first value, as get() gives");
-        assert_eq!((told.try_number(), told.request_id()), (2, Some("r1")));
+        assert_eq!(told.try_number(), 2);
+        assert_eq!(told.request_id, h.get(REQUEST_ID_HEADER));
         assert_eq!(told.reset, h.get(crate::behavior::RESET));
         assert_eq!((told.call, told.envoy_attempt), (None, None));
         assert_eq!(told.calls_left(50), Ok(50), "none said: all of them");
         h.insert(CALLS_LEFT_HEADER, HeaderValue::from_static("70"));
         assert_eq!(Told::of(&h).calls_left(50), Ok(50), "never more");
-        h.insert(REQUEST_ID_HEADER, HeaderValue::from_static(""));
-        assert_eq!(Told::of(&h).request_id(), None);
     }
 
     #[test]
