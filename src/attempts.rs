@@ -20,11 +20,6 @@ use nohash_hasher::IntMap;
 
 use crate::exec::context::Told;
 
-/// Envoy's attempt header: 1 for the first attempt, 2 for the first retry.
-pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
-/// gRPC's retry header: how many attempts came before this one.
-pub const GRPC_PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
-
 /// How long a request id is remembered (a retry comes within seconds).
 pub const REMEMBER: Duration = Duration::from_secs(60);
 /// At most this many request ids are remembered at once.
@@ -164,6 +159,7 @@ impl Attempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::context::{ENVOY_ATTEMPT_COUNT, GRPC_PREVIOUS_ATTEMPTS};
     use http::HeaderMap;
 
     /// `observe` as an edge calls it.

@@ -29,6 +29,12 @@ pub const TIMEOUT_HEADER: &str = "x-servicemock-timeout-ms";
 pub const CALLS_LEFT_HEADER: &str = "x-servicemock-calls-left";
 /// The route timeout Envoy (and so Istio) tells the upstream it will wait.
 pub const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+/// Envoy's attempt header: 1 for the first attempt, 2 for the first retry
+/// (read by [`crate::attempts`]).
+pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+/// gRPC's retry header: how many attempts came before this one (read by
+/// [`crate::attempts`]).
+pub const GRPC_PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
 /// The request id that every level of the report shows.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -136,8 +142,8 @@ impl<'a> Told<'a> {
                 TRY_HEADER => &mut told.try_number,
                 CALL_HEADER => &mut told.call,
                 REQUEST_ID_HEADER => &mut told.request_id,
-                crate::attempts::ENVOY_ATTEMPT_COUNT => &mut told.envoy_attempt,
-                crate::attempts::GRPC_PREVIOUS_ATTEMPTS => &mut told.grpc_previous,
+                ENVOY_ATTEMPT_COUNT => &mut told.envoy_attempt,
+                GRPC_PREVIOUS_ATTEMPTS => &mut told.grpc_previous,
                 crate::behavior::RESET => &mut told.reset,
                 _ => continue,
             };
