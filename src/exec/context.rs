@@ -87,7 +87,7 @@ pub struct HopContext {
     /// When the whole request must be answered.
     pub deadline: Instant,
     /// Headers every outbound hop carries (propagated ones and the request id).
-    pub outbound: HeaderMap,
+    pub outbound: Outbound,
     /// Bytes of downstream answers received so far by this request's hops.
     pub received: std::sync::atomic::AtomicUsize,
     /// The calls each direct hop's callee may make beyond what its own
@@ -235,27 +235,34 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 }
 
 /// The headers an inbound request passes on: those named in `propagate`
-/// that it carries, plus its request id (made up here if it had none).
-/// Returns them and the request id.
-pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (HeaderMap, String) {
-    let mut out = HeaderMap::with_capacity(propagate.len() + 1);
+/// that it carries, plus its request id (made up here if it had none), in
+/// that order. Returns them and the request id. A list, not a map: it is
+/// only copied into each hop's own headers, and a map would hash every
+/// name twice.
+pub fn outbound_headers(inbound: &HeaderMap, propagate: &[HeaderName]) -> (Outbound, String) {
+    let mut out = Vec::new();
     for name in carried(inbound, propagate) {
         for value in inbound.get_all(name) {
-            out.append(name.clone(), value.clone());
+            out.push((name.clone(), value.clone()));
         }
     }
     let request_id = match carried_request_id(inbound) {
         Some(id) => id.to_owned(),
         None => {
             let id = new_request_id();
+            // An empty one carried is replaced.
+            out.retain(|(name, _)| name != REQUEST_ID);
             if let Ok(v) = HeaderValue::from_str(&id) {
-                out.insert(REQUEST_ID, v);
+                out.push((REQUEST_ID, v));
             }
             id
         }
     };
     (out, request_id)
 }
+
+/// Headers passed on to every hop of a request, in order.
+pub type Outbound = Vec<(HeaderName, HeaderValue)>;
 
 /// The request id an inbound request carries, if any.
 pub fn carried_request_id(inbound: &HeaderMap) -> Option<&str> {
@@ -340,17 +347,33 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("traceparent", HeaderValue::from_static("00-abc-def-01"));
         h.insert("cookie", HeaderValue::from_static("secret"));
+        let texts = |out: &Outbound| -> Vec<(String, String)> {
+            out.iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect()
+        };
         let (out, id) = outbound_headers(&h, &default_propagated());
         assert_eq!(id.len(), 36);
-        assert_eq!(out["x-request-id"], id.as_str());
-        assert_eq!(out["traceparent"], "00-abc-def-01");
-        assert!(out.get("cookie").is_none());
+        assert_eq!(
+            texts(&out),
+            [
+                ("traceparent".to_owned(), "00-abc-def-01".to_owned()),
+                ("x-request-id".to_owned(), id.clone())
+            ],
+            "the cookie is not passed on"
+        );
         h.insert("x-request-id", HeaderValue::from_static("given"));
         let (out, id) = outbound_headers(&h, &default_propagated());
-        assert_eq!(
-            (id.as_str(), &out["x-request-id"]),
-            ("given", &HeaderValue::from_static("given"))
-        );
+        assert_eq!(id, "given");
+        assert_eq!(texts(&out)[0], ("x-request-id".into(), "given".into()));
+        // An empty id carried is replaced by a new one, not sent twice.
+        h.insert("x-request-id", HeaderValue::from_static(""));
+        let (out, id) = outbound_headers(&h, &default_propagated());
+        let ids: Vec<_> = texts(&out)
+            .into_iter()
+            .filter(|(n, _)| n == "x-request-id")
+            .collect();
+        assert_eq!(ids, [("x-request-id".to_owned(), id)]);
     }
 
     #[test]

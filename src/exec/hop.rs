@@ -154,6 +154,7 @@ impl Executor {
         // Room for servicemock's own (depth, calls left, call id, budget,
         // try) and the `host` the client adds, so the map never grows.
         let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 6);
+        // Appended: the same name may come more than once.
         for (name, value) in &ctx.outbound {
             headers.append(name.clone(), value.clone());
         }

@@ -313,7 +313,7 @@ impl Executor {
             started,
             depth: 0,
             deadline: started + timeout,
-            outbound: HeaderMap::new(),
+            outbound: Vec::new(),
             received: Default::default(),
             calls_share: self.inner.settings.limits.max_hops,
             bare,
