@@ -212,6 +212,12 @@ pub enum Refusal {
     BadRequest,
 }
 
+/// The route class of an HTTP request that runs a plan, as requests are
+/// counted (`server::front`).
+pub const PLAN_ROUTE: &str = "plan";
+/// The route class of every gRPC request.
+pub const GRPC_ROUTE: &str = "grpc";
+
 impl Metrics {
     /// Counts one finished inbound request.
     pub fn request(
@@ -226,12 +232,11 @@ impl Metrics {
             route,
             status,
         };
-        // The route class and status of a plan that succeeded, as the
-        // front counts them (`server::front`).
+        // The route class and status of a plan that succeeded.
         let (plan, ok) = if protocol == InboundProtocol::Grpc {
-            ("grpc", 0)
+            (GRPC_ROUTE, 0)
         } else {
-            ("plan", 200)
+            (PLAN_ROUTE, 200)
         };
         if route == plan && status == ok {
             self.plan_ok_by_protocol[protocol as usize]

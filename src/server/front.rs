@@ -245,7 +245,7 @@ impl Parts {
 }
 
 /// The route class of a request that runs a plan.
-const PLAN: &str = "plan";
+const PLAN: &str = crate::metrics::PLAN_ROUTE;
 
 /// The route class of `GET /requests` (with `--record`).
 const REQUESTS: &str = "requests";
@@ -305,7 +305,7 @@ fn is_probe(grpc: bool, route: &str, path: &str) -> bool {
 /// The route class a request is counted under.
 fn route_class(grpc: bool, path: &str) -> &'static str {
     match path {
-        _ if grpc => "grpc",
+        _ if grpc => crate::metrics::GRPC_ROUTE,
         "/health" => "health",
         "/ready" => "ready",
         "/metrics" => "metrics",
@@ -338,8 +338,8 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
 }
 
 /// Whether `x-mock-reset` (`reset`, the request's header if it has one) or
-/// `--reset-rate` drops a request arriving as `attempt`: the one draw of every edge (HTTP, gRPC,
-/// TCP lines). `caller` (the caller's principal) is asked only for a reset
+/// `--reset-rate` drops a request arriving as `attempt`: the one draw of
+/// every edge (HTTP, gRPC, TCP lines). `caller` (the caller's principal) is asked only for a reset
 /// aimed at one (`@from=`). A bad value does not reset; the handlers refuse
 /// it with 400/INVALID_ARGUMENT.
 pub(super) fn draws_reset(
