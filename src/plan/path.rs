@@ -96,15 +96,14 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
     // Built from the last command up; the first level is returned as it
     // is, each deeper one shared by the hops that call it.
     let mut next = Arc::new(Plan::leaf(uri.clone()));
-    let several = !deeper.is_empty();
     for (i, command) in deeper.iter().enumerate().rev() {
-        let parallel = parse_level(command, i + 1, commands.len(), several, &next, limits)?;
+        let parallel = parse_level(command, i + 1, commands.len(), &next, limits)?;
         next = Arc::new(Plan {
             parallel,
             uri: uri.clone(),
         });
     }
-    let parallel = parse_level(first, 0, commands.len(), several, &next, limits)?;
+    let parallel = parse_level(first, 0, commands.len(), &next, limits)?;
     Ok(Plan { parallel, uri })
 }
 
@@ -114,13 +113,12 @@ fn parse_level(
     command: &str,
     index: usize,
     of: usize,
-    several: bool,
     next: &Arc<Plan>,
     limits: &Limits,
 ) -> Result<Vec<Sequence>, PlanError> {
     let groups = parse_command(command, limits).map_err(|e| {
         // Which of the path's commands, when it has several.
-        if several {
+        if of > 1 {
             PlanError::InCommand {
                 index: index + 1,
                 of,
