@@ -34,6 +34,7 @@ pub(crate) fn classify(error: &(dyn Error + 'static)) -> Failure {
         innermost = e;
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(hyper_util::client::legacy::Error::is_connect)
+            || e.is::<super::keepalive::Dialing>()
         {
             connecting = true;
         }

@@ -1,8 +1,9 @@
-//! HTTP hops: one pooled HTTP/1.1 client, one HTTP/2 prior-knowledge
-//! client and, for `https:`, one TLS client per server name (hyper-util's
-//! pooled client, the engine under reqwest, used directly: hops need no
-//! redirects, proxies, cookies or URL parsing), shared by every request of
-//! the process. A pool is keyed by everything that changes how its
+//! HTTP hops: one keep-alive pool of plain HTTP/1.1 connections
+//! ([`super::keepalive`]), one HTTP/2 prior-knowledge client and, for
+//! `https:` or a hop's own connect timeout, one client per way of dialing
+//! (hyper-util's pooled client, the engine under reqwest, used directly:
+//! hops need no redirects, proxies, cookies or URL parsing), shared by
+//! every request of the process. A pool is keyed by everything that changes how its
 //! connections are made (TLS server name, verification, connect timeout),
 //! so `[:sni=…]`, `[:insecure=true]` or `[:connect=…]` never reuses another
 //! hop's connection. The downstream body is always read to its end, so
@@ -14,23 +15,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderValue, Request, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::super::judge::{brief, judge, Answer, Carrier, StatusLine};
 use super::super::{HopResult, Outgoing};
+use super::keepalive::{KeepAlive, Lease, PoolError, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
 use super::lookup::Lookup;
 use super::tls::{HopTls, TlsConnector};
 use crate::report::{Outcome, Received};
 
 type Pool = Client<HttpConnector<Lookup>, Full<Bytes>>;
 type TlsPool = Client<TlsConnector, Full<Bytes>>;
-
-/// Idle connections kept per host (each pool also drops them after 60 s).
-const MAX_IDLE_PER_HOST: usize = 64;
 
 /// Most pools of other dialing (TLS server names, connect timeouts) kept;
 /// past it one is let go.
@@ -51,7 +51,7 @@ pub(super) enum HttpKind {
 /// The pooled HTTP clients.
 #[derive(Debug, Clone)]
 pub(super) struct HttpClients {
-    http1: Pool,
+    http1: KeepAlive,
     h2c: Pool,
     tls: HopTls,
     dialed: Arc<Mutex<HashMap<PoolKey, Dialed>>>,
@@ -92,6 +92,8 @@ enum ExchangeError {
     Uri(#[from] http::Error),
     #[error(transparent)]
     Send(#[from] hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    Pooled(#[from] PoolError),
     #[error("reading the answer: {0}")]
     Body(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -108,7 +110,7 @@ fn tcp_connector(connect: Duration) -> HttpConnector<Lookup> {
 fn client_builder(h2_only: bool) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .pool_timer(TokioTimer::new())
         .http2_only(h2_only);
@@ -118,7 +120,7 @@ fn client_builder(h2_only: bool) -> hyper_util::client::legacy::Builder {
 impl HttpClients {
     pub(super) fn new(tls: HopTls) -> HttpClients {
         HttpClients {
-            http1: client_builder(false).build(tcp_connector(CONNECT_TIMEOUT)),
+            http1: KeepAlive::new(tcp_connector(CONNECT_TIMEOUT)),
             h2c: client_builder(true).build(tcp_connector(CONNECT_TIMEOUT)),
             tls,
             dialed: Arc::default(),
@@ -160,8 +162,17 @@ impl HttpClients {
         let connect = options.connect.unwrap_or(CONNECT_TIMEOUT);
         let standard = connect == CONNECT_TIMEOUT;
         match kind {
-            HttpKind::Http1 if standard => exchange(&self.http1, "http", out, request).await,
-            HttpKind::H2c if standard => exchange(&self.h2c, "http", out, request).await,
+            HttpKind::Http1 if standard => {
+                exchange(
+                    Via::<HttpConnector<Lookup>>::KeepAlive(&self.http1),
+                    out,
+                    request,
+                )
+                .await
+            }
+            HttpKind::H2c if standard => {
+                exchange(Via::Client(&self.h2c, "http"), out, request).await
+            }
             _ => {
                 let server_name = match kind {
                     HttpKind::Https => options.sni.as_deref().unwrap_or(out.to.host()),
@@ -174,8 +185,12 @@ impl HttpClients {
                     connect,
                 };
                 match self.pool(key) {
-                    Ok(Dialed::Plain(pool)) => exchange(&pool, "http", out, request).await,
-                    Ok(Dialed::Tls(pool)) => exchange(&pool, "https", out, request).await,
+                    Ok(Dialed::Plain(pool)) => {
+                        exchange(Via::Client(&pool, "http"), out, request).await
+                    }
+                    Ok(Dialed::Tls(pool)) => {
+                        exchange(Via::Client(&pool, "https"), out, request).await
+                    }
                     Err(e) => HopResult::failed(Outcome::Tls, e),
                 }
             }
@@ -183,13 +198,60 @@ impl HttpClients {
     }
 }
 
-/// One HTTP exchange with `client`.
-async fn exchange<C>(
-    client: &Client<C, Full<Bytes>>,
-    scheme: &str,
-    out: Outgoing<'_>,
-    request: HttpRequest<'_>,
-) -> HopResult
+/// What a hop's request goes out through.
+enum Via<'a, C> {
+    /// The keep-alive pool of plain HTTP/1.1 connections.
+    KeepAlive(&'a KeepAlive),
+    /// A hyper-util client, and the scheme of its URIs.
+    Client(&'a Client<C, Full<Bytes>>, &'static str),
+}
+
+impl<C: Connect + Clone + Send + Sync + 'static> Via<'_, C> {
+    /// Sends `request` (its URI the path alone) to `to`; the lease, when
+    /// the connection is the pool's, goes back once the answer was read.
+    async fn send(
+        &self,
+        to: &super::super::resolve::Resolved,
+        path: &str,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), ExchangeError> {
+        match self {
+            Via::KeepAlive(pool) => {
+                *request.uri_mut() = Uri::try_from(path).map_err(http::Error::from)?;
+                let host = HeaderValue::from_str(host_of(to)).map_err(http::Error::from)?;
+                request.headers_mut().insert(HOST, host);
+                let (response, lease) = pool.send(&to.connect, request).await?;
+                Ok((response, Some(lease)))
+            }
+            Via::Client(client, scheme) => {
+                *request.uri_mut() = Uri::builder()
+                    .scheme(*scheme)
+                    .authority(to.connect.as_str())
+                    .path_and_query(path)
+                    .build()?;
+                if to.connect != to.authority {
+                    if let Ok(host) = HeaderValue::from_str(&to.authority) {
+                        request.headers_mut().insert(HOST, host);
+                    }
+                }
+                Ok((client.request(request).await?, None))
+            }
+        }
+    }
+}
+
+/// The Host header of a plain HTTP/1.1 hop: the authority as the caller
+/// wrote it, without port 80 when it is also where the hop connects (as
+/// hyper-util's client writes it from the URI).
+fn host_of(to: &super::super::resolve::Resolved) -> &str {
+    if to.connect != to.authority {
+        return &to.authority;
+    }
+    to.connect.strip_suffix(":80").unwrap_or(&to.connect)
+}
+
+/// One HTTP exchange through `via`.
+async fn exchange<C>(via: Via<'_, C>, out: Outgoing<'_>, request: HttpRequest<'_>) -> HopResult
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
@@ -210,16 +272,12 @@ where
             by_status,
         } = request;
         let exchange = async {
-            let uri = Uri::builder()
-                .scheme(scheme)
-                .authority(to.connect.as_str())
-                .path_and_query(path)
-                .build()?;
             let (body, content_type) = match body {
                 Some((bytes, content_type)) => (Full::from(bytes), Some(content_type)),
                 None => (Full::default(), None),
             };
-            let mut request = Request::builder().method(method).uri(uri).body(body)?;
+            let mut request = Request::new(body);
+            *request.method_mut() = method;
             *request.headers_mut() = headers;
             if let Some(content_type) = content_type {
                 request.headers_mut().insert(
@@ -227,18 +285,17 @@ where
                     HeaderValue::from_static(content_type),
                 );
             }
-            if to.connect != to.authority {
-                if let Ok(host) = HeaderValue::from_str(&to.authority) {
-                    request.headers_mut().insert(HOST, host);
-                }
-            }
-            let response = client.request(request).await?;
+            let (response, lease) = via.send(to, path, request).await?;
             let (parts, body) = response.into_parts();
             let body = match Limited::new(body, room).collect().await {
                 Ok(collected) => Some(collected.to_bytes()),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
                 Err(e) => return Err(ExchangeError::Body(e)),
             };
+            // Read to its end: the connection can carry the next request.
+            if let (Some(lease), Some(_)) = (lease, &body) {
+                lease.give_back();
+            }
             Ok::<_, ExchangeError>((parts, body))
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -246,6 +303,7 @@ where
             // The client's own error, not the wrapper that forwards to its
             // source: whether it failed connecting is asked of it.
             Ok(Err(ExchangeError::Send(e))) => HopResult::transport(&e, to, timeout, connect),
+            Ok(Err(ExchangeError::Pooled(e))) => HopResult::transport(&e, to, timeout, connect),
             Ok(Err(e)) => HopResult::transport(&e, to, timeout, connect),
             Ok(Ok((parts, body))) => {
                 let bytes = body.as_ref().map_or(room, bytes::Bytes::len);

@@ -9,8 +9,9 @@
 //! [`Protocol`] from [`Transports`].
 //!
 //! The clients live beside it, one file per protocol (`http`, `grpc`,
-//! `tcp`, `tls`), with the name lookup they connect through (`lookup`) and
-//! the sorting of their errors (`failure`).
+//! `tcp`, `tls`), with the keep-alive pool of plain HTTP/1.1 hops
+//! (`keepalive`), the name lookup they connect through (`lookup`) and the
+//! sorting of their errors (`failure`).
 //!
 //! Adding a protocol: one file implementing [`Transport`], one variant of
 //! [`Protocol`] (with its scheme word), and its entry in
@@ -19,6 +20,7 @@
 pub mod failure;
 pub(crate) mod grpc;
 mod http;
+mod keepalive;
 mod lookup;
 mod tcp;
 pub mod tls;
