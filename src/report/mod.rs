@@ -493,7 +493,8 @@ impl Report {
     /// The report as indented JSON, every level included: received
     /// subtrees are re-indented from the text they came in.
     pub fn to_pretty_json(&self) -> serde_json::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(2048);
+        // Indented, a downstream's text takes about twice its bytes.
+        let mut out = Vec::with_capacity(2048 + 3 * write::passed_on(self));
         write::write_report(&mut out, &mut pretty::CappedPretty::default(), self)
             .map_err(serde_json::Error::io)?;
         Ok(out)

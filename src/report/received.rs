@@ -77,7 +77,14 @@ impl Received {
                 "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
             ));
         }
-        let text = std::str::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        let text = match simdutf8::basic::from_utf8(&body) {
+            Ok(text) => text,
+            // Checked again only to say where it is not.
+            Err(_) => match std::str::from_utf8(&body) {
+                Err(e) => return Err(format!("not UTF-8 text: {e}")),
+                Ok(text) => text,
+            },
+        };
         let judged: Judged = from_json_measured(text, Some(nesting)).map_err(|e| e.to_string())?;
         if judged.service.is_empty() {
             return Err("it names no Service: not written by a servicemock".into());
@@ -379,6 +386,14 @@ mod tests {
                 .unwrap_or_else(|| panic!("{text} was read"));
             assert!(why.contains(says), "{text}: {why}");
         }
+        let mut latin1 = LEAF.replace(r#""Host":"h""#, r#""Host":"h?""#).into_bytes();
+        let at = latin1.iter().position(|&b| b == b'?').unwrap();
+        latin1[at] = 0xe9;
+        let why = Received::read(Bytes::from(latin1)).err().unwrap();
+        assert!(
+            why.starts_with("not UTF-8 text: invalid utf-8 sequence"),
+            "{why}"
+        );
         let deep = format!(
             "{}{}",
             "[".repeat(MAX_REPORT_NESTING + 1),

@@ -21,10 +21,33 @@ use crate::caller::{Peer, Tls, XfccElement};
 
 /// `report` as compact JSON.
 pub fn compact(report: &Report) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(1024 + passed_on(report));
     // Writing into a Vec cannot fail.
     let _ = write_report(&mut out, &mut CompactFormatter, report);
     out
+}
+
+/// Bytes of downstream reports `report` passes on as they came (the
+/// text of each one nobody parsed, or of hop groups nobody looked at),
+/// so its output is sized once rather than grown while written.
+pub fn passed_on(report: &Report) -> usize {
+    let forwards = &report.parallel_forwards;
+    if let (None, Some(raw)) = (forwards.parsed.get(), &forwards.raw) {
+        return raw.get().len();
+    }
+    let groups: &[ParallelForward] = forwards;
+    let text = |received: &Received| match received.parsed.get() {
+        None => received.text().map_or(0, str::len),
+        Some(_) => 0,
+    };
+    groups
+        .iter()
+        .flat_map(|group| &group.sequential_forwards)
+        .map(|hop| {
+            let tries = hop.tries.iter().filter_map(|one| one.response.as_ref());
+            hop.response.iter().chain(tries).map(text).sum::<usize>()
+        })
+        .sum()
 }
 
 /// `report` as one line of compact JSON, for readers of lines and

@@ -204,3 +204,37 @@ fn escapes_are_found_wherever_they_are() {
         }
     }
 }
+
+#[test]
+fn what_is_passed_on_is_counted_from_the_texts_kept() {
+    let text = r#"{"Service":"c","ParallelForwards":[],"Attempt":1}"#;
+    let received = || Received::read(bytes::Bytes::from(text)).unwrap().0;
+    let report = Report {
+        parallel_forwards: vec![ParallelForward {
+            sequential_forwards: vec![
+                Forward {
+                    response: Some(received()),
+                    tries: vec![Try {
+                        response: Some(received()),
+                        ..Try::default()
+                    }],
+                    ..Forward::default()
+                },
+                Forward {
+                    response: Some(Received::from(Report::default())),
+                    ..Forward::default()
+                },
+            ],
+        }]
+        .into(),
+        ..Report::default()
+    };
+    assert_eq!(passed_on(&report), 2 * text.len());
+    // Groups read back and not looked at are passed on whole.
+    let compact = String::from_utf8(compact(&report)).unwrap();
+    let read_back: Report = serde_json::from_str(&compact).unwrap();
+    let groups = &compact[compact.find("[{\"SequentialForwards\"").unwrap()..];
+    let groups = &groups[..groups.rfind("],\"Attempt\"").unwrap_or(groups.len() - 1) + 1];
+    assert_eq!(passed_on(&read_back), groups.len(), "{groups}");
+    assert_eq!(passed_on(&Report::default()), 0);
+}
