@@ -539,3 +539,43 @@ async fn nested_groups_cannot_crash_health_or_reflection() {
     let (status, _) = get(a, "/health").await;
     assert_eq!(status, 200, "still alive");
 }
+
+/// Open inbound connections of the service at `addr`, read from its
+/// `/metrics` over a connection of its own (counted too).
+async fn open_connections(addr: SocketAddr) -> i64 {
+    let (_, text) = get(addr, "/metrics").await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("servicemock_open_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open_connections gauge in {text}"))
+}
+
+#[tokio::test]
+async fn hop_connections_are_kept_alive_and_let_go_when_the_callee_closes_them() {
+    // b closes a keep-alive connection idle for 1 s: the connection a's
+    // hops keep must then be found closed, and the next hop go out on a
+    // new one, never fail for it.
+    let settings = Settings {
+        connections: ConnectionLimits {
+            idle_timeout: Duration::from_secs(1),
+            ..ConnectionLimits::default()
+        },
+        ..Settings::default()
+    };
+    let mesh = mesh_with(&["a", "b"], settings).await;
+    let (a, b) = (mesh.at("a"), mesh.at("b"));
+    for _ in 0..5 {
+        let (status, report) = report(a, "/@b/").await;
+        assert_eq!(status, 200, "{report:#?}");
+    }
+    // The five hops went over one connection; the other is this scrape.
+    assert_eq!(open_connections(b).await, 2);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(open_connections(b).await, 1, "b let the idle one go");
+    for _ in 0..3 {
+        let (status, report) = report(a, "/@b/").await;
+        let hop = report.forwards().next().unwrap();
+        assert_eq!((status, hop.result.as_str()), (200, "ok"), "{hop:#?}");
+    }
+    assert_eq!(open_connections(b).await, 2);
+}
