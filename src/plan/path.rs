@@ -46,6 +46,17 @@ const VALUE_ESCAPES: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
+/// `text` up to the first of the ASCII bytes `ends` (all of it when none
+/// is there): a byte search, since an ASCII byte never falls inside a
+/// multi-byte character.
+fn before_any<'t>(text: &'t str, ends: &[u8]) -> &'t str {
+    let end = text
+        .bytes()
+        .position(|b| ends.contains(&b))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
 /// Parses a request path (query included) into the whole hop tree.
 pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
     if path.len() > limits.max_path_len {
@@ -67,7 +78,7 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
     let mut commands = Vec::new();
     let mut rest = path;
     while let Some(after_slash) = rest.strip_prefix('/') {
-        let end = after_slash.find(['/', '?']).unwrap_or(after_slash.len());
+        let end = before_any(after_slash, b"/?").len();
         let decoded = decode_segment(&after_slash[..end])?;
         if !decoded.starts_with('@') {
             break;
@@ -249,24 +260,22 @@ impl<'a> Cursor<'a> {
         }
         let mut protocol = Protocol::Http;
         if let Some((word, after)) = rest.split_once(':') {
-            let port_like = after
-                .split(['[', '|', ','])
-                .next()
-                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            let next = before_any(after, b"[|,");
+            let port_like = !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit());
             // `ftp:127.0.0.1:80` is an unknown scheme before an address, not
             // host `ftp` with the bad port `127.0.0.1:80`.
-            let next = after.split(['[', '|', ',']).next().unwrap_or_default();
-            let starts_like_a_port =
-                after.starts_with(|c: char| c.is_ascii_digit()) && !next.contains(['.', ':']);
-            let a_word = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric());
-            if Protocol::from_scheme(word).is_none() && a_word && !starts_like_a_port {
+            let starts_like_a_port = after.starts_with(|c: char| c.is_ascii_digit())
+                && !next.bytes().any(|b| b == b'.' || b == b':');
+            let a_word = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric());
+            let scheme = Protocol::from_scheme(word);
+            if scheme.is_none() && a_word && !starts_like_a_port {
                 let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
                 return Err(self.error(format!(
                     "unknown scheme '{word}' (known: {}; after a host, ':' takes a port number)",
                     known.join(", ")
                 )));
             }
-            if let Some(p) = Protocol::from_scheme(word) {
+            if let Some(p) = scheme {
                 if !port_like {
                     protocol = p;
                     self.pos += word.len() + 1;
@@ -341,15 +350,16 @@ impl<'a> Cursor<'a> {
             host = literal.to_owned();
             self.pos += close + 2;
         } else {
-            let end = rest.find([':', '[', '|', ',']).unwrap_or(rest.len());
-            let name = &rest[..end];
+            let name = before_any(rest, b":[|,");
+            let end = name.len();
             if name.is_empty() {
                 return Err(self.error("empty host".into()));
             }
-            if let Some((i, c)) = name
-                .char_indices()
-                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
-            {
+            let host_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if let Some(i) = name.bytes().position(|b| !host_byte(b)) {
+                // A byte that is no host byte starts a character (the
+                // others are ASCII).
+                let c = name[i..].chars().next().unwrap_or_default();
                 return Err(self.error_at(start + i, format!("invalid character '{c}' in host")));
             }
             if name.bytes().all(|b| b.is_ascii_digit()) {
@@ -365,9 +375,8 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some(':') {
             self.pos += 1;
             let digits_start = self.pos;
-            let rest = &self.text[digits_start..];
-            let end = rest.find(['[', '|', ',']).unwrap_or(rest.len());
-            let digits = &rest[..end];
+            let digits = before_any(&self.text[digits_start..], b"[|,");
+            let end = digits.len();
             match digits.parse::<u16>() {
                 Ok(p) if p > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port = Some(p),
                 _ => {

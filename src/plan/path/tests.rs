@@ -201,6 +201,12 @@ fn syntax_errors_name_problem_and_position() {
         err("/@a*b"),
         "invalid character '*' in host at position 3 in \"@a*b\""
     );
+    // A character of several bytes is named whole, at its position in
+    // characters.
+    assert_eq!(
+        err("/@caf%C3%A9:80"),
+        "invalid character 'é' in host at position 5 in \"@café:80\""
+    );
     assert_eq!(
         err("/@grpc:"),
         "empty host after 'grpc:' at position 7 in \"@grpc:\""
