@@ -275,14 +275,23 @@ pub fn carried_request_id(inbound: &HeaderMap) -> Option<&str> {
 /// The names of `propagate` that `inbound` carries, in `propagate`'s
 /// order. A request carries a few headers and the list names a dozen, so
 /// the names it carries are compared instead of each name looked up (which
-/// parses and hashes it).
+/// parses and hashes it), and only a name of a length some carried name
+/// has is compared at all.
 pub fn carried<'a>(
     inbound: &'a HeaderMap,
     propagate: &'a [HeaderName],
 ) -> impl Iterator<Item = &'a HeaderName> {
+    let lengths = inbound
+        .keys()
+        .fold(0u64, |lengths, name| lengths | length_bit(name));
     propagate
         .iter()
-        .filter(|name| inbound.keys().any(|k| k == *name))
+        .filter(move |name| lengths & length_bit(name) != 0 && inbound.keys().any(|k| k == *name))
+}
+
+/// A bit for the length of `name` (names of 63 bytes and more share one).
+fn length_bit(name: &HeaderName) -> u64 {
+    1 << name.as_str().len().min(63)
 }
 
 /// The trace id of a request, from `traceparent` (W3C) or `x-b3-traceid`.
@@ -340,6 +349,25 @@ mod tests {
         assert_eq!(Told::of(&h).budget(own).unwrap(), Duration::from_millis(45));
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("soon"));
         assert!(Told::of(&h).budget(own).is_err());
+    }
+
+    #[test]
+    fn carried_names_are_found_in_the_list_order_whatever_their_length() {
+        let long = "x-".repeat(40);
+        let mut h = HeaderMap::new();
+        // x-b3-sampled has the length of x-request-id and x-b3-traceid,
+        // and tracestate that of x-b3-flags: lengths alone do not decide.
+        for name in ["x-b3-sampled", "tracestate", "accept", long.as_str()] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        let mut list = default_propagated();
+        list.push(HeaderName::from_bytes(long.as_bytes()).unwrap());
+        list.push(HeaderName::from_bytes("x".repeat(70).as_bytes()).unwrap());
+        let found: Vec<&str> = carried(&h, &list).map(HeaderName::as_str).collect();
+        assert_eq!(found, ["tracestate", "x-b3-sampled", long.as_str()]);
     }
 
     #[test]
