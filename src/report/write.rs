@@ -438,7 +438,8 @@ fn write_str<F: Layout>(out: &mut Vec<u8>, formatter: &mut F, value: &str) -> io
 /// Whether any byte needs escaping in a JSON string (a control character,
 /// a quote, a backslash), eight bytes at a time without a branch per byte:
 /// the classic "has a byte below n" and "has a zero byte" word tricks,
-/// exact when asked of the whole word.
+/// exact when asked of the whole word (a string shorter than a word, byte
+/// by byte).
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
@@ -449,19 +450,24 @@ fn needs_escape(bytes: &[u8]) -> bool {
         let zero = |x: u64| x.wrapping_sub(ONES) & !x;
         (below_space | zero(quote) | zero(backslash)) & HIGH != 0
     };
-    let mut words = bytes.chunks_exact(8);
-    for chunk in &mut words {
+    let word_at = |at: usize| {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if found(u64::from_le_bytes(word)) {
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        if found(word_at(at)) {
             return true;
         }
+        at += 8;
     }
-    // The tail, padded with a letter that needs no escape.
-    let tail = words.remainder();
-    let mut word = [b'a'; 8];
-    word[..tail.len()].copy_from_slice(tail);
-    found(u64::from_le_bytes(word))
+    // The tail as the last eight bytes (some of them seen already): no
+    // copy into a padded word.
+    at < bytes.len() && found(word_at(bytes.len() - 8))
 }
 
 #[cfg(test)]
