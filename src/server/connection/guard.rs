@@ -78,22 +78,26 @@ impl<S> GuardedIo<S> {
         self.timer.as_mut().reset(Instant::now() + after);
     }
 
-    /// Moves the phase on for `bytes` just read.
+    /// Moves the phase on for `bytes` just read. A head that arrives whole
+    /// in one read (nearly all) is never timed as a head: the timer goes
+    /// straight to idleness, one reset instead of two.
     fn saw(&mut self, bytes: &[u8]) {
         if self.phase == Phase::Idle {
-            self.phase = Phase::Head;
             self.tail = [0; 3];
-            if bytes.starts_with(b"PRI * HTTP/2.0") {
-                self.phase = Phase::Frames;
+            self.phase = if bytes.starts_with(b"PRI * HTTP/2.0") {
+                Phase::Frames
             } else {
+                Phase::Head
+            };
+            if self.phase == Phase::Head && !self.head_ends_in(bytes) {
                 let header = self.limits.header_read_timeout;
                 self.arm(header, true);
-            }
-        }
-        if self.phase == Phase::Head {
-            if !self.head_ends_in(bytes) {
                 return;
             }
+        } else if self.phase == Phase::Head && !self.head_ends_in(bytes) {
+            return;
+        }
+        if self.phase == Phase::Head {
             self.phase = Phase::Busy;
             self.answer_begins = true;
         }
@@ -288,6 +292,23 @@ mod tests {
         assert!(!io.timing_head);
         io.wrote(17, b"HTTP/1.1 200 OK\r\n");
         assert_eq!(io.phase(), Phase::Idle);
+    }
+
+    #[tokio::test]
+    async fn a_head_read_whole_is_timed_for_idleness_only() {
+        let mut io = guard();
+        let before = Instant::now();
+        io.saw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(io.phase(), Phase::Busy);
+        assert!(!io.timing_head);
+        let idle = ConnectionLimits::default().idle_timeout;
+        assert!(io.timer.deadline() >= before + idle);
+        io.wrote(17, b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(io.phase(), Phase::Idle);
+        // The next head, split, is timed as a head from its first byte.
+        io.saw(b"GET / HTTP/1.1\r\n");
+        assert!(io.timing_head);
+        assert!(io.timer.deadline() < Instant::now() + idle);
     }
 
     #[tokio::test]
