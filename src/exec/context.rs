@@ -266,10 +266,18 @@ pub type Outbound = Vec<(HeaderName, HeaderValue)>;
 
 /// The request id an inbound request carries, if any.
 pub fn carried_request_id(inbound: &HeaderMap) -> Option<&str> {
-    inbound
-        .get(REQUEST_ID)
+    first_value(inbound, &REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty())
+}
+
+/// The first value of `name`, as `HeaderMap::get` finds it, by comparing
+/// the names a request carries (a dozen or so, each compared by length
+/// first) instead of hashing a custom name byte by byte.
+pub fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    headers
+        .iter()
+        .find_map(|(carried, value)| (carried == name).then_some(value))
 }
 
 /// The names of `propagate` that `inbound` carries, in `propagate`'s
@@ -368,6 +376,18 @@ mod tests {
         list.push(HeaderName::from_bytes("x".repeat(70).as_bytes()).unwrap());
         let found: Vec<&str> = carried(&h, &list).map(HeaderName::as_str).collect();
         assert_eq!(found, ["tracestate", "x-b3-sampled", long.as_str()]);
+    }
+
+    #[test]
+    fn the_first_value_is_the_one_get_finds() {
+        let mut h = HeaderMap::new();
+        assert!(first_value(&h, &REQUEST_ID).is_none());
+        h.append("x-request-id", HeaderValue::from_static("one"));
+        h.append("x-b3-traceid", HeaderValue::from_static("t"));
+        h.append("x-request-id", HeaderValue::from_static("two"));
+        assert_eq!(first_value(&h, &REQUEST_ID), h.get(REQUEST_ID));
+        assert_eq!(first_value(&h, &REQUEST_ID).unwrap(), "one");
+        assert!(first_value(&h, &HeaderName::from_static("x-request-ix")).is_none());
     }
 
     #[test]
