@@ -206,16 +206,19 @@ enum Via<'a, C> {
     Client(&'a Client<C, Full<Bytes>>, &'static str),
 }
 
-impl<C: Connect + Clone + Send + Sync + 'static> Via<'_, C> {
+impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
     /// Sends `request` (its URI the path alone) to `to`; the lease, when
     /// the connection is the pool's, goes back once the answer was read.
-    async fn send(
+    async fn send<'t>(
         &self,
-        to: &super::super::resolve::Resolved,
+        to: &'t super::super::resolve::Resolved,
         path: &str,
         mut request: Request<Full<Bytes>>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), ExchangeError> {
-        match self {
+    ) -> Result<(Response<Incoming>, Option<Lease<'t>>), ExchangeError>
+    where
+        'a: 't,
+    {
+        match *self {
             Via::KeepAlive(pool) => {
                 *request.uri_mut() = Uri::try_from(path).map_err(http::Error::from)?;
                 let host = HeaderValue::from_str(host_of(to)).map_err(http::Error::from)?;
@@ -225,7 +228,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Via<'_, C> {
             }
             Via::Client(client, scheme) => {
                 *request.uri_mut() = Uri::builder()
-                    .scheme(*scheme)
+                    .scheme(scheme)
                     .authority(to.connect.as_str())
                     .path_and_query(path)
                     .build()?;

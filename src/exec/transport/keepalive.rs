@@ -57,12 +57,13 @@ struct Waiting {
     since: Instant,
 }
 
-/// A connection lent for one request: back to the pool by
+/// A connection lent for one request to `address`: back to the pool by
 /// [`Lease::give_back`] once the answer was read to its end; dropped
-/// otherwise (hyper then closes it).
-pub(super) struct Lease {
-    idle: Arc<Mutex<Idle>>,
-    address: String,
+/// otherwise (hyper then closes it). It borrows the pool and the address,
+/// so lending costs no allocation.
+pub(super) struct Lease<'a> {
+    pool: &'a KeepAlive,
+    address: &'a str,
     sender: Sender,
 }
 
@@ -93,17 +94,17 @@ impl KeepAlive {
 
     /// Sends `request` (origin-form, with its Host) to `address` on an idle
     /// connection, or a new one when none is left that takes it.
-    pub(super) async fn send(
-        &self,
-        address: &str,
+    pub(super) async fn send<'a>(
+        &'a self,
+        address: &'a str,
         mut request: Request<Full<Bytes>>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<Incoming>, Lease<'a>), PoolError> {
         while let Some(mut sender) = self.take_idle(address) {
             if sender.ready().await.is_err() {
                 continue; // closed while it waited
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.lease(address, sender))),
+                Ok(response) => return Ok((response, Lease::new(self, address, sender))),
                 Err(mut failed) => match failed.take_message() {
                     // Closed before the request was written: another one.
                     Some(unsent) => request = unsent,
@@ -113,15 +114,7 @@ impl KeepAlive {
         }
         let mut sender = self.dial(address).await?;
         let response = sender.send_request(request).await?;
-        Ok((response, self.lease(address, sender)))
-    }
-
-    fn lease(&self, address: &str, sender: Sender) -> Lease {
-        Lease {
-            idle: self.idle.clone(),
-            address: address.to_owned(),
-            sender,
-        }
+        Ok((response, Lease::new(self, address, sender)))
     }
 
     /// The newest idle connection to `address` still open and young enough.
@@ -166,20 +159,29 @@ impl KeepAlive {
     }
 }
 
-impl Lease {
+impl<'a> Lease<'a> {
+    fn new(pool: &'a KeepAlive, address: &'a str, sender: Sender) -> Lease<'a> {
+        Lease {
+            pool,
+            address,
+            sender,
+        }
+    }
+
     /// Puts the connection back for the next request, unless it closed:
     /// called once its answer was read to the end.
     pub(super) fn give_back(self) {
         if self.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.reaper.as_ref().is_none_or(|task| task.is_finished()) {
-            idle.reaper = Some(tokio::spawn(reap(Arc::downgrade(&self.idle))));
+            idle.reaper = Some(tokio::spawn(reap(Arc::downgrade(&self.pool.idle))));
         }
-        let waiting = match idle.by_address.get_mut(&self.address) {
+        // The address is copied only the first time it has an idle one.
+        let waiting = match idle.by_address.get_mut(self.address) {
             Some(waiting) => waiting,
-            None => idle.by_address.entry(self.address).or_default(),
+            None => idle.by_address.entry(self.address.to_owned()).or_default(),
         };
         if waiting.len() >= MAX_IDLE_PER_HOST {
             waiting.remove(0);
