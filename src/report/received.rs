@@ -77,14 +77,9 @@ impl Received {
                 "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
             ));
         }
-        let text = match simdutf8::basic::from_utf8(&body) {
-            Ok(text) => text,
-            // Checked again only to say where it is not.
-            Err(_) => match std::str::from_utf8(&body) {
-                Err(e) => return Err(format!("not UTF-8 text: {e}")),
-                Ok(text) => text,
-            },
-        };
+        // SIMD, saying where as std's check does.
+        let text =
+            simdutf8::compat::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
         let judged: Judged = from_json_measured(text, Some(nesting)).map_err(|e| e.to_string())?;
         if judged.service.is_empty() {
             return Err("it names no Service: not written by a servicemock".into());
