@@ -159,6 +159,14 @@ pub fn received_report(data: &[u8]) {
         }
     }
     if json_nesting(data) <= MAX_REPORT_NESTING {
+        // The scanner that judges reports holds any text to JSON's grammar
+        // as serde_json does.
+        if let Ok(text) = std::str::from_utf8(data) {
+            let mut scan = crate::guard::scan::Scan::new(text);
+            let scanned = scan.skip().is_ok() && scan.end().is_ok();
+            let parsed = from_json_unbounded::<serde::de::IgnoredAny>(text).is_ok();
+            assert_eq!(scanned, parsed, "the scanner and serde_json disagree");
+        }
         if let Ok(report) = serde_json::from_slice::<Report>(data) {
             let _ = report.to_pretty_json();
             let _ = crate::report::text::render_tree(&report);

@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod proto;
+pub mod scan;
 
 /// The highest `--max-depth` accepted: every form of a plan (path, JSON,
 /// proto) and every received report is decoded up to this many levels at

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{received, Forward, Outcome, ParallelForward};
+use super::{Forward, Outcome, ParallelForward};
 use crate::guard::json::from_json_unbounded;
 
 /// The hop groups of a report. A report received from downstream keeps its
@@ -38,8 +38,8 @@ impl Forwards {
     /// failed hop [`Deref`] makes of them.
     pub(super) fn failed(&self) -> usize {
         if let (None, Some(raw)) = (self.parsed.get(), &self.raw) {
-            if let Ok(failed) = from_json_unbounded::<received::FailedHops>(raw.get()) {
-                return failed.0;
+            if let Ok(failed) = super::judged::failed_hops(raw.get()) {
+                return failed;
             }
         }
         self.iter()

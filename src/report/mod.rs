@@ -10,6 +10,7 @@
 mod answered_by;
 pub mod flat;
 mod forwards;
+mod judged;
 pub mod pretty;
 pub mod proto;
 pub mod received;

@@ -7,17 +7,15 @@
 //! read out of the text when it arrives, without building anything: the
 //! [`Gist`].
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::{word, InboundProtocol, Report};
+use super::{InboundProtocol, Report};
 use crate::guard::json::{
     from_json_measured, json_nesting, json_nesting_bound, MAX_REPORT_NESTING,
 };
@@ -80,21 +78,16 @@ impl Received {
         // SIMD, saying where as std's check does.
         let text =
             simdutf8::compat::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
-        let judged: Judged = from_json_measured(text, Some(nesting)).map_err(|e| e.to_string())?;
-        if judged.service.is_empty() {
+        let judged = super::judged::read(text).map_err(|e| e.to_string())?;
+        if !judged.names_a_service {
             return Err("it names no Service: not written by a servicemock".into());
         }
-        let gist = Gist {
-            protocol: judged.protocol,
-            failed_hops: judged.parallel_forwards.0,
-            timed_out: judged.timed_out.then(|| judged.message.into_owned()),
-        };
         let received = Received {
             text: Some(Arc::from(text)),
             nesting: Some(nesting),
             parsed: OnceLock::new(),
         };
-        Ok((received, gist))
+        Ok((received, judged.gist))
     }
 
     /// The report, parsed if it was not yet.
@@ -176,142 +169,6 @@ impl<'de> Deserialize<'de> for Received {
             nesting: None,
             parsed: OnceLock::new(),
         })
-    }
-}
-
-/// The fields of a report as its caller reads them: each checked to be of
-/// its type (as [`Report`] would read it), the ones the caller judges by
-/// kept, strings borrowed from the text, nothing else built.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct Judged<'a> {
-    #[serde(borrow)]
-    service: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    #[serde(with = "word")]
-    protocol: InboundProtocol,
-    timed_out: bool,
-    parallel_forwards: FailedHops,
-    attempt: u32,
-    duration_ms: f64,
-    received_date: Text,
-    version: Text,
-    host: Text,
-    namespace: Text,
-    pod_ip: Text,
-    request_id: Text,
-    padding: Text,
-    request_info: Texts,
-    injected: Texts,
-    tls: Option<crate::caller::Tls>,
-    peer: Option<crate::caller::Peer>,
-    method: Text,
-    body_bytes: u64,
-    body_sha256: Text,
-    plan: Text,
-    trace_id: Text,
-    span_id: Text,
-    trace_url: Text,
-}
-
-/// A JSON string, checked and not kept.
-#[derive(Default)]
-struct Text;
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Is;
-        impl Visitor<'_> for Is {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Text, E> {
-                Ok(Text)
-            }
-        }
-        d.deserialize_str(Is)
-    }
-}
-
-/// A JSON array of strings, checked and not kept.
-#[derive(Default)]
-struct Texts;
-
-impl<'de> Deserialize<'de> for Texts {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Are;
-        impl<'de> Visitor<'de> for Are {
-            type Value = Texts;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Texts, A::Error> {
-                while seq.next_element::<Text>()?.is_some() {}
-                Ok(Texts)
-            }
-        }
-        d.deserialize_seq(Are)
-    }
-}
-
-/// How many hops of a report's `ParallelForwards` carry an `Error`, counted
-/// as the groups are read, nothing built. Each hop's other fields and its
-/// own report are skipped: their shape is the downstream's to tell.
-#[derive(Default)]
-pub(super) struct FailedHops(pub(super) usize);
-
-impl<'de> Deserialize<'de> for FailedHops {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Group {
-            #[serde(rename = "SequentialForwards", default)]
-            hops: FailedInGroup,
-        }
-        #[derive(Default)]
-        struct FailedInGroup(usize);
-        #[derive(Deserialize)]
-        struct Hop {
-            #[serde(rename = "Error", default)]
-            error: Option<IgnoredAny>,
-        }
-        /// Sums `T`'s count over a JSON array of `T`.
-        struct Sum<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Counted> Visitor<'de> for Sum<T> {
-            type Value = usize;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-                let mut total = 0;
-                while let Some(item) = seq.next_element::<T>()? {
-                    total += item.count();
-                }
-                Ok(total)
-            }
-        }
-        trait Counted {
-            fn count(&self) -> usize;
-        }
-        impl Counted for Group {
-            fn count(&self) -> usize {
-                self.hops.0
-            }
-        }
-        impl Counted for Hop {
-            fn count(&self) -> usize {
-                usize::from(self.error.is_some())
-            }
-        }
-        impl<'de> Deserialize<'de> for FailedInGroup {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_seq(Sum::<Hop>(std::marker::PhantomData))
-                    .map(FailedInGroup)
-            }
-        }
-        d.deserialize_seq(Sum::<Group>(std::marker::PhantomData))
-            .map(FailedHops)
     }
 }
 

@@ -1,0 +1,651 @@
+//! A validating JSON scanner: walks a text once, token by token, holding it
+//! to JSON's grammar as strictly as serde_json reads it (strings without
+//! control characters and with valid escapes, numbers of JSON's form,
+//! literals spelled out, one value and nothing after it), and builds
+//! nothing. A received report is judged with it ([`crate::report`]): its
+//! caller reads a dozen fields and must still know that all the rest,
+//! the subtree it passes on, is JSON. serde_json's skip of the values
+//! nobody reads costs about 10 instructions a byte of a report; this one
+//! about 6, finding string ends sixteen bytes at a time (SSE2 on x86-64)
+//! and walking tokens in one loop without recursion.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::json::MAX_REPORT_NESTING;
+
+/// Why a text is not the JSON it should be, and where (boxed: a result
+/// that can carry one stays small enough to come back in registers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanError(Box<Failure>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Failure {
+    what: Cow<'static, str>,
+    line: usize,
+    column: usize,
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Failure { what, line, column } = &*self.0;
+        write!(f, "{what} at line {line} column {column}")
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+impl ScanError {
+    /// The same error, said to be inside `field`.
+    pub fn within(mut self, field: &str) -> Self {
+        self.0.what = format!("{field}: {}", self.0.what).into();
+        self
+    }
+}
+
+pub type Scanned<T> = Result<T, ScanError>;
+
+/// What serde_json said of a piece of the text, without its place in the
+/// piece (the scanner says where the piece is in the whole).
+pub fn serde_said(error: &serde_json::Error) -> String {
+    let said = error.to_string();
+    match said.rsplit_once(" at line ") {
+        Some((what, _)) => what.to_owned(),
+        None => said,
+    }
+}
+
+/// A JSON string as it lies in the text.
+#[derive(Debug, Clone, Copy)]
+pub struct Str<'a> {
+    /// The string with its quotes, as serde_json reads a string.
+    pub quoted: &'a str,
+    /// Whether it holds an escape, so its value differs from its text.
+    pub escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// The text between the quotes.
+    pub fn inner(&self) -> &'a str {
+        &self.quoted[1..self.quoted.len() - 1]
+    }
+
+    /// Its value: the text itself unless escapes make a new string, then
+    /// decoded by serde_json (which also refuses an unpaired surrogate).
+    pub fn value(&self) -> serde_json::Result<Cow<'a, str>> {
+        if self.escaped {
+            serde_json::from_str::<String>(self.quoted).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(self.inner()))
+        }
+    }
+}
+
+/// A cursor over a JSON text.
+pub struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Scan { text, at: 0 }
+    }
+
+    /// The error `what`, placed where the cursor is.
+    #[cold]
+    pub fn error(&self, what: impl Into<Cow<'static, str>>) -> ScanError {
+        self.error_at(self.at, what)
+    }
+
+    /// The error `what`, placed at byte `at`, as line and column (from 1).
+    #[cold]
+    pub fn error_at(&self, at: usize, what: impl Into<Cow<'static, str>>) -> ScanError {
+        let before = &self.text.as_bytes()[..at.min(self.text.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        ScanError(Box::new(Failure {
+            what: what.into(),
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            column: 1 + at - line_start,
+        }))
+    }
+
+    /// Where the cursor is, in bytes.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// The text from `from` to the cursor.
+    pub fn since(&self, from: usize) -> &'a str {
+        &self.text[from..self.at]
+    }
+
+    /// The first byte of the next token, whitespace skipped; `None` at the
+    /// end of the text.
+    #[inline(always)]
+    pub fn peek(&mut self) -> Option<u8> {
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            if !is_blank(b) {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// The next token's first byte, or the error of a text that ends here.
+    #[inline(always)]
+    fn next_byte(&mut self, wanted: &'static str) -> Scanned<u8> {
+        self.peek()
+            .ok_or_else(|| self.error(format!("EOF while parsing {wanted}")))
+    }
+
+    /// Nothing but whitespace is left.
+    pub fn end(mut self) -> Scanned<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.error("trailing characters")),
+        }
+    }
+
+    /// `null` comes next: read, and `true`; otherwise nothing is read.
+    pub fn null(&mut self) -> Scanned<bool> {
+        if self.peek() != Some(b'n') {
+            return Ok(false);
+        }
+        self.literal(b"null")?;
+        Ok(true)
+    }
+
+    /// A `true` or `false`.
+    pub fn boolean(&mut self) -> Scanned<bool> {
+        match self.next_byte("a value")? {
+            b't' => self.literal(b"true").map(|()| true),
+            b'f' => self.literal(b"false").map(|()| false),
+            _ => Err(self.error("invalid type: expected a boolean")),
+        }
+    }
+
+    /// A string, checked.
+    #[inline]
+    pub fn string(&mut self) -> Scanned<Str<'a>> {
+        let start = self.at_token()?;
+        if self.text.as_bytes()[start] != b'"' {
+            return Err(self.error("invalid type: expected a string"));
+        }
+        let (end, escaped) = self.string_span(start)?;
+        self.at = end;
+        Ok(Str {
+            quoted: &self.text[start..end],
+            escaped,
+        })
+    }
+
+    /// A number of JSON's form, as it is written.
+    pub fn number(&mut self) -> Scanned<&'a str> {
+        let first = self.next_byte("a value")?;
+        if first != b'-' && !first.is_ascii_digit() {
+            return Err(self.error("invalid type: expected a number"));
+        }
+        let start = self.at;
+        self.number_body()?;
+        Ok(&self.text[start..self.at])
+    }
+
+    /// An object, each of its keys handed to `member` with the cursor
+    /// before the key's value, which `member` must read (or [`Scan::skip`]).
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, Str<'a>) -> Scanned<()>,
+    ) -> Scanned<()> {
+        if self.next_byte("a value")? != b'{' {
+            return Err(self.error("invalid type: expected an object"));
+        }
+        self.at += 1;
+        if self.next_byte("an object")? == b'}' {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            member(self, key)?;
+            match self.next_byte("an object")? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// An array, `element` called with the cursor before each element,
+    /// which it must read (or [`Scan::skip`]).
+    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        if self.next_byte("a value")? != b'[' {
+            return Err(self.error("invalid type: expected an array"));
+        }
+        self.at += 1;
+        if self.next_byte("a list")? == b']' {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.next_byte("a list")? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Any value, checked and passed over, however it nests (up to
+    /// [`MAX_REPORT_NESTING`] levels), without recursion: one loop over the
+    /// text's tokens with the cursor in a register, the first byte of each
+    /// deciding what it is; errors are said where the cursor stopped.
+    pub fn skip(&mut self) -> Scanned<()> {
+        let bytes = self.text.as_bytes();
+        // 0 past the end: no JSON token starts with it, so the end of the
+        // text fails where any unexpected byte fails.
+        let byte = |at: usize| bytes.get(at).copied().unwrap_or(0);
+        let mut at = self.at;
+        let mut open = Nesting::default();
+        loop {
+            // A value starts here.
+            let mut first = byte(at);
+            while is_blank(first) {
+                at += 1;
+                first = byte(at);
+            }
+            match first {
+                b'"' => at = self.string_from(at)?,
+                b'{' | b'[' => {
+                    at += 1;
+                    let mut next = byte(at);
+                    while is_blank(next) {
+                        at += 1;
+                        next = byte(at);
+                    }
+                    // `{` + 2 is `}`, `[` + 2 is `]`.
+                    if next == first + 2 {
+                        at += 1;
+                    } else {
+                        self.at = at;
+                        open.push(first == b'{', self)?;
+                        if first == b'{' {
+                            at = self.key_from(at)?;
+                        }
+                        continue;
+                    }
+                }
+                b't' | b'f' | b'n' => {
+                    self.at = at;
+                    self.literal(match first {
+                        b't' => b"true",
+                        b'f' => b"false",
+                        _ => b"null",
+                    })?;
+                    at = self.at;
+                }
+                b'-' | b'0'..=b'9' => {
+                    self.at = at;
+                    self.number_body()?;
+                    at = self.at;
+                }
+                _ => {
+                    self.at = at;
+                    return Err(self.unexpected("a value"));
+                }
+            }
+            // A value ended: close what it ends, then on to the next one.
+            loop {
+                let Some(in_object) = open.top() else {
+                    self.at = at;
+                    return Ok(());
+                };
+                let mut next = byte(at);
+                while is_blank(next) {
+                    at += 1;
+                    next = byte(at);
+                }
+                if next == b',' {
+                    at += 1;
+                    if in_object {
+                        at = self.key_from(at)?;
+                    }
+                    break;
+                }
+                if next == if in_object { b'}' } else { b']' } {
+                    at += 1;
+                    open.pop();
+                    continue;
+                }
+                self.at = at;
+                return Err(self.unexpected(if in_object { "an object" } else { "a list" }));
+            }
+        }
+    }
+
+    /// Past the string opening at `at` (a quote): where it ends, and
+    /// whether it holds escapes.
+    #[inline(always)]
+    fn string_span(&mut self, at: usize) -> Scanned<(usize, bool)> {
+        let bytes = self.text.as_bytes();
+        let end = plain_run_end(bytes, at + 1);
+        if bytes.get(end) == Some(&b'"') {
+            return Ok((end + 1, false));
+        }
+        self.string_rest(end)?;
+        Ok((self.at, true))
+    }
+
+    /// Past the string opening at `at` (a quote).
+    #[inline(always)]
+    fn string_from(&mut self, at: usize) -> Scanned<usize> {
+        Ok(self.string_span(at)?.0)
+    }
+
+    /// Past an object's key and its colon, from `at` (whitespace first).
+    #[inline(always)]
+    fn key_from(&mut self, mut at: usize) -> Scanned<usize> {
+        let bytes = self.text.as_bytes();
+        while bytes.get(at).is_some_and(|&b| is_blank(b)) {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'"') {
+            self.at = at;
+            return Err(self.unexpected("a key"));
+        }
+        at = self.string_from(at)?;
+        self.colon_after(at)
+    }
+
+    /// Past the colon after a key that ends at `at`.
+    #[inline(always)]
+    fn colon_after(&mut self, mut at: usize) -> Scanned<usize> {
+        let bytes = self.text.as_bytes();
+        while bytes.get(at).is_some_and(|&b| is_blank(b)) {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b':') {
+            self.at = at;
+            return Err(self.unexpected("a colon"));
+        }
+        Ok(at + 1)
+    }
+
+    /// Where the next token starts (whitespace skipped), or the error of
+    /// a text that ends before it.
+    #[inline(always)]
+    fn at_token(&mut self) -> Scanned<usize> {
+        match self.peek() {
+            Some(_) => Ok(self.at),
+            None => Err(self.error("EOF while parsing a value")),
+        }
+    }
+
+    /// The error of an unexpected byte (or end) where `wanted` was.
+    #[cold]
+    fn unexpected(&self, wanted: &'static str) -> ScanError {
+        match self.text.as_bytes().get(self.at) {
+            None if wanted == "a key" || wanted == "a colon" => {
+                self.error("EOF while parsing an object")
+            }
+            None => self.error(format!("EOF while parsing {wanted}")),
+            Some(_) if wanted == "a value" => self.error("expected a value"),
+            Some(_) if wanted == "a key" => self.error("key must be a string"),
+            Some(_) if wanted == "a colon" => self.error("expected `:`"),
+            Some(_) if wanted == "an object" => self.error("expected `,` or `}`"),
+            Some(_) => self.error("expected `,` or `]`"),
+        }
+    }
+
+    /// An object's key and the colon after it.
+    #[inline]
+    fn key(&mut self) -> Scanned<Str<'a>> {
+        let start = self.at_token()?;
+        if self.text.as_bytes()[start] != b'"' {
+            return Err(self.unexpected("a key"));
+        }
+        let (end, escaped) = self.string_span(start)?;
+        self.at = self.colon_after(end)?;
+        Ok(Str {
+            quoted: &self.text[start..end],
+            escaped,
+        })
+    }
+
+    /// `word` spelled out where the cursor is.
+    fn literal(&mut self, word: &'static [u8]) -> Scanned<()> {
+        let bytes = &self.text.as_bytes()[self.at..];
+        let same = bytes.iter().zip(word).take_while(|(a, b)| a == b).count();
+        if same == word.len() {
+            self.at += word.len();
+            return Ok(());
+        }
+        self.at += same;
+        Err(if same == bytes.len() {
+            self.error("EOF while parsing a value")
+        } else {
+            self.error("expected ident")
+        })
+    }
+
+    /// The rest of a string from a byte that is neither plain nor its
+    /// closing quote: escapes checked, or the error that byte makes.
+    #[inline(never)]
+    fn string_rest(&mut self, mut at: usize) -> Scanned<bool> {
+        let bytes = self.text.as_bytes();
+        loop {
+            match bytes.get(at) {
+                Some(b'"') => {
+                    self.at = at + 1;
+                    return Ok(true);
+                }
+                Some(b'\\') => {
+                    let width = match bytes.get(at + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+                        Some(b'u') => {
+                            let hex = bytes.get(at + 2..at + 6);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                self.at = at;
+                                return Err(self.error(if hex.is_none() {
+                                    "EOF while parsing a string"
+                                } else {
+                                    "invalid escape"
+                                }));
+                            }
+                            6
+                        }
+                        Some(_) => {
+                            self.at = at + 1;
+                            return Err(self.error("invalid escape"));
+                        }
+                        None => {
+                            self.at = at + 1;
+                            return Err(self.error("EOF while parsing a string"));
+                        }
+                    };
+                    at = plain_run_end(bytes, at + width);
+                }
+                Some(_) => {
+                    self.at = at;
+                    return Err(self.error(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ));
+                }
+                None => {
+                    self.at = at;
+                    return Err(self.error("EOF while parsing a string"));
+                }
+            }
+        }
+    }
+
+    /// A number from its first byte (at the cursor) past its last.
+    fn number_body(&mut self) -> Scanned<()> {
+        let bytes = self.text.as_bytes();
+        let digits = |from: usize| {
+            from + bytes[from..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let mut at = self.at;
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => at = digits(at + 1),
+            _ => {
+                self.at = at;
+                return Err(self.error("invalid number"));
+            }
+        }
+        if bytes.get(at) == Some(&b'.') {
+            let end = digits(at + 1);
+            if end == at + 1 {
+                self.at = end;
+                return Err(self.error("invalid number"));
+            }
+            at = end;
+        }
+        if matches!(bytes.get(at), Some(b'e' | b'E')) {
+            at += 1;
+            if matches!(bytes.get(at), Some(b'+' | b'-')) {
+                at += 1;
+            }
+            let end = digits(at);
+            if end == at {
+                self.at = end;
+                return Err(self.error("invalid number"));
+            }
+            at = end;
+        }
+        self.at = at;
+        Ok(())
+    }
+}
+
+/// JSON's whitespace between tokens.
+#[inline(always)]
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+/// Where the run of a string's plain bytes starting at `at` ends: at its
+/// first quote, backslash or control character, or at the end of `bytes`.
+/// Sixteen bytes a step where the words of a vector are there to be had
+/// (SSE2, on every x86-64), eight a step in a word otherwise.
+#[inline(always)]
+fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..at + STEP) {
+        let chunk = chunk.try_into().expect("a step");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2, the one feature `special_bytes` enables, is part of
+        // x86-64 itself: every Rust target of that architecture has it.
+        let flags = unsafe { special_bytes(chunk) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let flags = special_bytes_in_word(chunk);
+        if flags != 0 {
+            return at + flags.trailing_zeros() as usize;
+        }
+        at += STEP;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(rest.len())
+}
+
+#[cfg(target_arch = "x86_64")]
+const STEP: usize = 16;
+#[cfg(not(target_arch = "x86_64"))]
+const STEP: usize = 8;
+
+/// A bit for each byte of `chunk` that is `"`, `\` or below 0x20, the
+/// first byte's the lowest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn special_bytes(chunk: &[u8; STEP]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x,
+    };
+    let (low, high) = chunk.split_at(8);
+    let word = |half: &[u8]| i64::from_le_bytes(half.try_into().expect("eight bytes"));
+    let v = _mm_set_epi64x(word(high), word(low));
+    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+    let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+    // Below 0x20, unsigned: the smaller of it and 0x1f is itself.
+    let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+    _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+}
+
+/// The same, eight bytes in a word: a byte is flagged when it equals `"`
+/// or `\` or is below 0x20, and the lowest flag is exact (the borrows that
+/// can raise false flags only run upward, past it).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[inline(always)]
+fn special_bytes_in_word(chunk: &[u8; 8]) -> u32 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
+    let equal = |word: u64, b: u8| below(word ^ (ONES * u64::from(b)), 1);
+    let word = u64::from_le_bytes(*chunk);
+    let flags = equal(word, b'"') | equal(word, b'\\') | below(word, 0x20);
+    // One bit a byte, at the byte's place: the high bit of each, gathered.
+    let mut bits = 0;
+    for i in 0..8 {
+        bits |= u32::from((flags >> (8 * i + 7)) & 1 == 1) << i;
+    }
+    bits
+}
+
+/// Which containers [`Scan::skip`] is inside, a bit a level (set: an
+/// object), up to [`MAX_REPORT_NESTING`] levels.
+#[derive(Default)]
+struct Nesting {
+    bits: [u64; NESTING_WORDS],
+    depth: usize,
+}
+
+const NESTING_WORDS: usize = MAX_REPORT_NESTING.div_ceil(64);
+
+impl Nesting {
+    fn push(&mut self, object: bool, scan: &Scan<'_>) -> Scanned<()> {
+        if self.depth == MAX_REPORT_NESTING {
+            return Err(scan.error(format!("nested deeper than {MAX_REPORT_NESTING} levels")));
+        }
+        let (word, bit) = (self.depth / 64, self.depth % 64);
+        self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(object) << bit);
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Whether the innermost open container is an object; `None` when
+    /// none is open.
+    fn top(&self) -> Option<bool> {
+        let level = self.depth.checked_sub(1)?;
+        Some(self.bits[level / 64] >> (level % 64) & 1 == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;
