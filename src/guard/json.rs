@@ -58,21 +58,22 @@ pub fn json_nesting_bound(bytes: &[u8]) -> usize {
 }
 
 /// Where the JSON string opening at `open` ends: past its closing quote,
-/// or at the end of `bytes` when it does not close. Jumps from quote or
-/// backslash to the next (memchr), not byte by byte.
+/// or at the end of `bytes` when it does not close. Jumps from one quote,
+/// backslash or control byte to the next, sixteen bytes a step
+/// ([`super::scan::plain_run_end`]), not byte by byte; an escape's second
+/// byte is passed over.
+#[inline]
 pub fn string_end(bytes: &[u8], open: usize) -> usize {
     let mut at = open + 1;
-    while let Some(found) = bytes
-        .get(at..)
-        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-    {
-        at += found;
-        if bytes[at] == b'"' {
-            return at + 1;
+    loop {
+        at = super::scan::plain_run_end(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => return at + 1,
+            Some(b'\\') => at += 2,
+            Some(_) => at += 1,
+            None => return bytes.len(),
         }
-        at += 2;
     }
-    bytes.len()
 }
 
 /// Parses JSON whose nesting was measured ([`json_nesting`]) when it

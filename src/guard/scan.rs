@@ -548,7 +548,7 @@ fn is_blank(byte: u8) -> bool {
 /// Sixteen bytes a step where the words of a vector are there to be had
 /// (SSE2, on every x86-64), eight a step in a word otherwise.
 #[inline(always)]
-fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+pub(crate) fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
     while let Some(chunk) = bytes.get(at..at + STEP) {
         let chunk = chunk.try_into().expect("a step");
         #[cfg(target_arch = "x86_64")]

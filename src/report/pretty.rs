@@ -14,8 +14,14 @@ pub const MAX_INDENT_LEVELS: usize = 40;
 /// Spaces per level.
 const INDENT: usize = 2;
 
-/// The deepest indentation, sliced for each line.
-const SPACES: [u8; MAX_INDENT_LEVELS * INDENT] = [b' '; MAX_INDENT_LEVELS * INDENT];
+/// A separator, a line's end and the deepest indentation, sliced for each
+/// line (`,` and `\n` and the line's spaces written at once).
+const LINE: [u8; 2 + MAX_INDENT_LEVELS * INDENT] = {
+    let mut line = [b' '; 2 + MAX_INDENT_LEVELS * INDENT];
+    line[0] = b',';
+    line[1] = b'\n';
+    line
+};
 
 /// serde_json's `PrettyFormatter`, with the indentation capped.
 #[derive(Debug, Default)]
@@ -25,8 +31,9 @@ pub struct CappedPretty {
 }
 
 impl CappedPretty {
-    fn indent<W: ?Sized + Write>(&self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(&SPACES[..self.level.min(MAX_INDENT_LEVELS) * INDENT])
+    /// Spaces of this line's indentation.
+    fn indentation(&self) -> usize {
+        self.level.min(MAX_INDENT_LEVELS) * INDENT
     }
 
     fn open<W: ?Sized + Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
@@ -38,15 +45,13 @@ impl CappedPretty {
     fn close<W: ?Sized + Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
         self.level -= 1;
         if self.has_value {
-            writer.write_all(b"\n")?;
-            self.indent(writer)?;
+            writer.write_all(&LINE[1..2 + self.indentation()])?;
         }
         writer.write_all(bracket)
     }
 
     fn item<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        writer.write_all(if first { b"\n" } else { b",\n" })?;
-        self.indent(writer)
+        writer.write_all(&LINE[usize::from(first)..2 + self.indentation()])
     }
 }
 
