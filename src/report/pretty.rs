@@ -16,8 +16,10 @@ const INDENT: usize = 2;
 
 /// A separator, a line's end and the deepest indentation, sliced for each
 /// line (`,` and `\n` and the line's spaces written at once).
-const LINE: [u8; 2 + MAX_INDENT_LEVELS * INDENT] = {
-    let mut line = [b' '; 2 + MAX_INDENT_LEVELS * INDENT];
+/// Sixteen spaces more than any line takes, so that [`append`] copies
+/// whole sixteen-byte pieces of it.
+const LINE: [u8; 2 + MAX_INDENT_LEVELS * INDENT + 16] = {
+    let mut line = [b' '; 2 + MAX_INDENT_LEVELS * INDENT + 16];
     line[0] = b',';
     line[1] = b'\n';
     line
@@ -102,17 +104,28 @@ impl Formatter for CappedPretty {
         Ok(())
     }
 
-    /// Received JSON text (a report kept as the text it came in, written
-    /// through `RawValue`): re-indented byte by byte as the values around
-    /// it are, without parsing it into values and escaping them again.
-    /// Strings, numbers and literals are copied as they are; whitespace
-    /// between tokens is dropped; empty containers stay `[]` and `{}`.
+    /// Received JSON text written through `RawValue` (serde's path):
+    /// re-indented as [`CappedPretty::reindent`] does.
     fn write_raw_fragment<W: ?Sized + Write>(
         &mut self,
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        let mut out = Vec::with_capacity(fragment.len() * 2);
+        self.reindent(&mut out, fragment);
+        writer.write_all(&out)
+    }
+}
+
+impl CappedPretty {
+    /// Received JSON text (a report kept as the text it came in): re-indented
+    /// as the values around it are, without parsing it into values and
+    /// escaping them again. Strings, numbers and literals are copied as they
+    /// are; whitespace between tokens is dropped; empty containers stay `[]`
+    /// and `{}`. Runs are copied sixteen bytes a copy ([`append`]).
+    pub fn reindent(&mut self, out: &mut Vec<u8>, fragment: &str) {
         let bytes = fragment.as_bytes();
+        out.reserve(bytes.len() + bytes.len() / 2);
         let (mut at, mut copied) = (0, 0);
         while let Some(&byte) = bytes.get(at) {
             if !STRUCTURAL[usize::from(byte)] {
@@ -123,7 +136,7 @@ impl Formatter for CappedPretty {
                 at = crate::guard::json::string_end(bytes, at);
                 continue;
             }
-            writer.write_all(&bytes[copied..at])?;
+            append(out, bytes, copied, at);
             at += 1;
             match byte {
                 b'{' | b'[' => {
@@ -131,25 +144,58 @@ impl Formatter for CappedPretty {
                     let blank = bytes[at..].iter().take_while(|b| b.is_ascii_whitespace());
                     let next = at + blank.count();
                     if bytes.get(next) == Some(&close) {
-                        writer.write_all(&[byte, close])?;
+                        out.extend_from_slice(&[byte, close]);
                         at = next + 1;
                     } else {
-                        self.open(writer, &[byte])?;
-                        self.item(writer, true)?;
+                        self.level += 1;
+                        self.has_value = false;
+                        out.push(byte);
+                        self.line(out, true);
                     }
                 }
                 b'}' | b']' => {
+                    self.level -= 1;
                     self.has_value = true;
-                    self.close(writer, &[byte])?;
+                    self.line(out, true);
+                    out.push(byte);
                 }
-                b',' => self.item(writer, false)?,
-                b':' => writer.write_all(b": ")?,
+                b',' => self.line(out, false),
+                b':' => out.extend_from_slice(b": "),
                 _ => {} // whitespace between tokens
             }
             copied = at;
         }
-        writer.write_all(&bytes[copied..])
+        append(out, bytes, copied, bytes.len());
     }
+
+    /// A new line at this level, after a comma unless `first`.
+    #[inline(always)]
+    fn line(&self, out: &mut Vec<u8>, first: bool) {
+        append(out, &LINE, usize::from(first), 2 + self.indentation());
+    }
+}
+
+/// Appends `source[from..to]` to `out`, sixteen bytes a copy: a copy of one
+/// constant size is made inline, where a copy whose length is known only
+/// when it runs is a call to `memcpy` (most runs are a dozen bytes). What
+/// is copied past `to` is cut off again.
+#[inline(always)]
+fn append(out: &mut Vec<u8>, source: &[u8], mut from: usize, to: usize) {
+    let end = out.len() + (to - from);
+    while from < to {
+        match source.get(from..from + 16) {
+            Some(chunk) => {
+                let chunk: &[u8; 16] = chunk.try_into().expect("sixteen bytes");
+                out.extend_from_slice(chunk);
+            }
+            None => {
+                out.extend_from_slice(&source[from..to]);
+                break;
+            }
+        }
+        from += 16;
+    }
+    out.truncate(end);
 }
 
 /// The bytes that end a run copied as it is: brackets, separators, the

@@ -128,7 +128,7 @@ fn write_forwards<F: Layout>(
     forwards: &Forwards,
 ) -> io::Result<()> {
     if let (None, Some(raw)) = (forwards.parsed.get(), &forwards.raw) {
-        return formatter.write_raw_fragment(out, raw.get());
+        return formatter.raw(out, raw.get());
     }
     let groups: &[ParallelForward] = forwards;
     write_array(out, formatter, groups, |out, formatter, group| {
@@ -207,7 +207,7 @@ fn write_received<F: Layout>(
     received: &Received,
 ) -> io::Result<()> {
     match (received.parsed.get(), received.text()) {
-        (None, Some(text)) => formatter.write_raw_fragment(out, text.trim_matches(JSON_BLANK)),
+        (None, Some(text)) => formatter.raw(out, text.trim_matches(JSON_BLANK)),
         _ => write_report(out, formatter, received),
     }
 }
@@ -370,6 +370,11 @@ impl<'a, F: Layout> Object<'a, F> {
 /// words that need no escaping.
 pub trait Layout: Formatter {
     fn field(&mut self, out: &mut Vec<u8>, first: bool, key: &str) -> io::Result<()>;
+
+    /// JSON text received as it is (a downstream's report), laid out.
+    fn raw(&mut self, out: &mut Vec<u8>, text: &str) -> io::Result<()> {
+        self.write_raw_fragment(out, text)
+    }
 }
 
 impl Layout for CompactFormatter {
@@ -392,6 +397,11 @@ impl Layout for CappedPretty {
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\": ");
+        Ok(())
+    }
+
+    fn raw(&mut self, out: &mut Vec<u8>, text: &str) -> io::Result<()> {
+        self.reindent(out, text);
         Ok(())
     }
 }
