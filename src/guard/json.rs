@@ -39,24 +39,6 @@ pub fn json_nesting(bytes: &[u8]) -> usize {
     deepest
 }
 
-/// At least how deep a JSON text nests: its opening brackets counted,
-/// inside strings or not. One pass the compiler vectorizes, a fraction of
-/// [`json_nesting`]'s cost; a text whose bound is within a limit is within
-/// it, and only a text whose bound is not needs measuring.
-pub fn json_nesting_bound(bytes: &[u8]) -> usize {
-    // Counted in bytes, 255 at a time (no overflow), so the compiler keeps
-    // sixteen counts in one vector register.
-    bytes
-        .chunks(255)
-        .map(|chunk| {
-            let opened = chunk
-                .iter()
-                .fold(0u8, |n, &b| n + u8::from(b == b'{') + u8::from(b == b'['));
-            usize::from(opened)
-        })
-        .sum()
-}
-
 /// Where the JSON string opening at `open` ends: past its closing quote,
 /// or at the end of `bytes` when it does not close. Jumps from one quote,
 /// backslash or control byte to the next, sixteen bytes a step
@@ -109,21 +91,6 @@ pub fn from_json_measured<'de, T: Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bound_is_never_below_the_nesting() {
-        for text in [
-            "1",
-            "[]",
-            r#"{"a":[{"b":[]}],"c":{}}"#,
-            r#"{"a":"[[[{{{"}"#,
-            r#"["unclosed \" [[["#,
-        ] {
-            let bytes = text.as_bytes();
-            assert!(json_nesting_bound(bytes) >= json_nesting(bytes), "{text}");
-        }
-        assert_eq!(json_nesting_bound(br#"{"a":[{"b":[]}],"c":{}}"#), 5);
-    }
 
     #[test]
     fn nesting_is_measured_outside_strings_only() {

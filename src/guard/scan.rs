@@ -85,11 +85,39 @@ impl<'a> Str<'a> {
 pub struct Scan<'a> {
     text: &'a str,
     at: usize,
+    /// Arrays and objects open around the cursor (those of [`Scan::object`]
+    /// and [`Scan::array`]; [`Scan::skip`] counts its own above them).
+    depth: usize,
+    /// The most that were ever open at once.
+    deepest: usize,
 }
 
 impl<'a> Scan<'a> {
     pub fn new(text: &'a str) -> Self {
-        Scan { text, at: 0 }
+        Scan {
+            text,
+            at: 0,
+            depth: 0,
+            deepest: 0,
+        }
+    }
+
+    /// How deep the arrays and objects read so far nested at most: a text
+    /// read to its end nests this deep, as [`super::json::json_nesting`]
+    /// measures it.
+    pub fn deepest(&self) -> usize {
+        self.deepest
+    }
+
+    /// One more array or object open: refused past [`MAX_REPORT_NESTING`].
+    #[inline(always)]
+    fn open(&mut self, above: usize) -> Scanned<()> {
+        let depth = self.depth + above + 1;
+        if depth > MAX_REPORT_NESTING {
+            return Err(self.error(format!("nested deeper than {MAX_REPORT_NESTING} levels")));
+        }
+        self.deepest = self.deepest.max(depth);
+        Ok(())
     }
 
     /// The error `what`, placed where the cursor is.
@@ -205,11 +233,13 @@ impl<'a> Scan<'a> {
         if self.next_byte("a value")? != b'{' {
             return Err(self.error("invalid type: expected an object"));
         }
+        self.open(0)?;
         self.at += 1;
         if self.next_byte("an object")? == b'}' {
             self.at += 1;
             return Ok(());
         }
+        self.depth += 1;
         loop {
             let key = self.key()?;
             member(self, key)?;
@@ -217,6 +247,7 @@ impl<'a> Scan<'a> {
                 b',' => self.at += 1,
                 b'}' => {
                     self.at += 1;
+                    self.depth -= 1;
                     return Ok(());
                 }
                 _ => return Err(self.error("expected `,` or `}`")),
@@ -230,17 +261,20 @@ impl<'a> Scan<'a> {
         if self.next_byte("a value")? != b'[' {
             return Err(self.error("invalid type: expected an array"));
         }
+        self.open(0)?;
         self.at += 1;
         if self.next_byte("a list")? == b']' {
             self.at += 1;
             return Ok(());
         }
+        self.depth += 1;
         loop {
             element(self)?;
             match self.next_byte("a list")? {
                 b',' => self.at += 1,
                 b']' => {
                     self.at += 1;
+                    self.depth -= 1;
                     return Ok(());
                 }
                 _ => return Err(self.error("expected `,` or `]`")),
@@ -269,6 +303,8 @@ impl<'a> Scan<'a> {
             match first {
                 b'"' => at = self.string_from(at)?,
                 b'{' | b'[' => {
+                    self.at = at;
+                    self.open(open.depth)?;
                     at += 1;
                     let mut next = byte(at);
                     while is_blank(next) {
@@ -279,8 +315,7 @@ impl<'a> Scan<'a> {
                     if next == first + 2 {
                         at += 1;
                     } else {
-                        self.at = at;
-                        open.push(first == b'{', self)?;
+                        open.push(first == b'{');
                         if first == b'{' {
                             at = self.key_from(at)?;
                         }
@@ -625,14 +660,11 @@ struct Nesting {
 const NESTING_WORDS: usize = MAX_REPORT_NESTING.div_ceil(64);
 
 impl Nesting {
-    fn push(&mut self, object: bool, scan: &Scan<'_>) -> Scanned<()> {
-        if self.depth == MAX_REPORT_NESTING {
-            return Err(scan.error(format!("nested deeper than {MAX_REPORT_NESTING} levels")));
-        }
+    /// One more level (its depth checked by [`Scan::open`] first).
+    fn push(&mut self, object: bool) {
         let (word, bit) = (self.depth / 64, self.depth % 64);
         self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(object) << bit);
         self.depth += 1;
-        Ok(())
     }
 
     fn pop(&mut self) {

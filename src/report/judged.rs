@@ -16,6 +16,9 @@ use crate::guard::scan::{serde_said, Scan, ScanError, Scanned, Str};
 pub(super) struct Judged {
     pub(super) gist: Gist,
     pub(super) names_a_service: bool,
+    /// How deep its arrays and objects nest (no deeper than any report
+    /// may: the scanner refuses a text that does).
+    pub(super) nesting: usize,
 }
 
 /// The fields of a report, by the type they are read as.
@@ -117,6 +120,7 @@ pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
         }
         Ok(())
     })?;
+    let nesting = scan.deepest();
     scan.end()?;
     let names_a_service = service.as_ref().is_some_and(|s| !s.is_empty());
     Ok(Judged {
@@ -126,6 +130,7 @@ pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
             timed_out: timed_out.then(|| message.unwrap_or_default().into_owned()),
         },
         names_a_service,
+        nesting,
     })
 }
 
@@ -229,6 +234,10 @@ fn unsigned(scan: &mut Scan<'_>, max: u64) -> Scanned<()> {
             format!("invalid type: {number}, expected an unsigned integer"),
         ));
     }
+    // Nine digits fit any of them; only longer ones are read.
+    if number.len() <= 9 {
+        return Ok(());
+    }
     match number.parse::<u64>() {
         Ok(n) if n <= max => Ok(()),
         _ => Err(scan.error_at(
@@ -239,9 +248,14 @@ fn unsigned(scan: &mut Scan<'_>, max: u64) -> Scanned<()> {
 }
 
 /// A number a 64-bit float holds (serde_json refuses one out of range).
+/// One without an exponent and of fewer than 300 digits always fits, and
+/// is not converted.
 fn finite(scan: &mut Scan<'_>) -> Scanned<()> {
     let at = scan.position();
     let number = scan.number()?;
+    if number.len() < 300 && !number.bytes().any(|b| b == b'e' || b == b'E') {
+        return Ok(());
+    }
     match number.parse::<f64>() {
         Ok(n) if n.is_finite() => Ok(()),
         _ => Err(scan.error_at(at, "number out of range")),

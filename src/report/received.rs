@@ -16,9 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::{InboundProtocol, Report};
-use crate::guard::json::{
-    from_json_measured, json_nesting, json_nesting_bound, MAX_REPORT_NESTING,
-};
+use crate::guard::json::from_json_measured;
 
 /// How a received report that cannot be parsed after all says so.
 const UNREADABLE: &str = "this downstream report could not be read again";
@@ -64,27 +62,18 @@ impl Received {
     /// may be, UTF-8, with the fields of a report and the name of the
     /// service that wrote it. Keeps the text; builds nothing.
     pub fn read(body: Bytes) -> Result<(Received, Gist), String> {
-        // Nearly every report has fewer brackets than any report may nest
-        // levels: counted at once; only the others are measured exactly.
-        let nesting = match json_nesting_bound(&body) {
-            bound if bound <= MAX_REPORT_NESTING => bound,
-            _ => json_nesting(&body),
-        };
-        if nesting > MAX_REPORT_NESTING {
-            return Err(format!(
-                "nested deeper than {MAX_REPORT_NESTING} JSON levels, more than any report of --max-depth"
-            ));
-        }
         // SIMD, saying where as std's check does.
         let text =
             simdutf8::compat::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        // Its nesting is measured as it is read: no deeper than any report
+        // may be (the scanner does not recurse; serde_json will, later).
         let judged = super::judged::read(text).map_err(|e| e.to_string())?;
         if !judged.names_a_service {
             return Err("it names no Service: not written by a servicemock".into());
         }
         let received = Received {
             text: Some(Arc::from(text)),
-            nesting: Some(nesting),
+            nesting: Some(judged.nesting),
             parsed: OnceLock::new(),
         };
         Ok((received, judged.gist))
@@ -246,11 +235,16 @@ mod tests {
             why.starts_with("not UTF-8 text: invalid utf-8 sequence"),
             "{why}"
         );
-        let deep = format!(
-            "{}{}",
-            "[".repeat(MAX_REPORT_NESTING + 1),
-            "]".repeat(MAX_REPORT_NESTING + 1)
-        );
-        assert!(read(&deep).unwrap_err().contains("nested deeper"));
+        // Nested as deep as any report may be, and one level deeper.
+        use crate::guard::json::MAX_REPORT_NESTING;
+        let nested = |levels: usize| {
+            let inner = levels - 1;
+            let value = format!("{}{}", "[".repeat(inner), "]".repeat(inner));
+            LEAF.replace(r#""Attempt":1"#, &format!(r#""Attempt":1,"Later":{value}"#))
+        };
+        let (deepest, _) = read(&nested(MAX_REPORT_NESTING)).unwrap();
+        assert_eq!(deepest.nesting, Some(MAX_REPORT_NESTING));
+        let why = read(&nested(MAX_REPORT_NESTING + 1)).unwrap_err();
+        assert!(why.starts_with("nested deeper than"), "{why}");
     }
 }

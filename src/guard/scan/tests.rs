@@ -134,19 +134,27 @@ fn a_plain_run_ends_at_the_first_quote_backslash_or_control_byte() {
 fn a_word_flags_its_first_special_byte_as_the_vector_does() {
     // The word's flags may be wrong above the first one (borrows); the
     // first is what both are read for.
-    let samples = [b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff, b'#', b']'];
+    let samples = [
+        b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff, b'#', b']',
+    ];
     let mut state = 7u64;
     for _ in 0..20_000 {
         let mut chunk = [0u8; 8];
         for b in &mut chunk {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = samples[(state >> 33) as usize % samples.len()];
         }
         let truth = chunk
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
             .map_or(32, |i| i as u32);
-        assert_eq!(special_bytes_in_word(&chunk).trailing_zeros(), truth, "{chunk:?}");
+        assert_eq!(
+            special_bytes_in_word(&chunk).trailing_zeros(),
+            truth,
+            "{chunk:?}"
+        );
     }
 }
 
@@ -161,6 +169,34 @@ fn errors_say_what_and_where() {
     );
     let err = scans("[1] x").unwrap_err();
     assert_eq!(err.to_string(), "trailing characters at line 1 column 5");
+}
+
+#[test]
+fn the_deepest_nesting_is_what_json_nesting_measures() {
+    for text in [
+        REPORT,
+        "1",
+        "[]",
+        "{}",
+        "[[],[[{}]]]",
+        r#"{"a":"[[[{{{","b":[{"c":[]}]}"#,
+    ] {
+        let mut scan = Scan::new(text);
+        scan.skip().unwrap();
+        assert_eq!(
+            scan.deepest(),
+            crate::guard::json::json_nesting(text.as_bytes()),
+            "{text}"
+        );
+    }
+    // Objects and arrays read field by field count as skipped ones do.
+    let mut scan = Scan::new(r#"{"a":[{"b":[[1]]}],"c":{}}"#);
+    scan.object(|scan, key| match key.inner() {
+        "a" => scan.array(Scan::skip),
+        _ => scan.skip(),
+    })
+    .unwrap();
+    assert_eq!(scan.deepest(), 5);
 }
 
 #[test]
