@@ -76,28 +76,54 @@ const FIELDS: [(&str, Field); 27] = [
     ("TraceUrl", Field::Text),
 ];
 
-/// Where `name` is among [`FIELDS`], looked for from `from` on (the field
-/// after the last one read: reports are written in that order, so the
-/// first or second name compared is nearly always the one).
-fn field_index(name: &str, from: usize) -> Option<usize> {
-    (from..FIELDS.len())
-        .chain(0..from)
-        .find(|&i| FIELDS[i].0 == name)
+/// Where `name` is among [`FIELDS`]: a match on constant strings, which
+/// the compiler makes a switch on the length and comparisons in place (a
+/// test holds it to [`FIELDS`]).
+fn field_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "ReceivedDate" => 0,
+        "Message" => 1,
+        "RequestInfo" => 2,
+        "Service" => 3,
+        "Version" => 4,
+        "Host" => 5,
+        "Namespace" => 6,
+        "PodIp" => 7,
+        "Protocol" => 8,
+        "Method" => 9,
+        "BodyBytes" => 10,
+        "BodySha256" => 11,
+        "RequestId" => 12,
+        "DurationMs" => 13,
+        "ParallelForwards" => 14,
+        "Injected" => 15,
+        "Padding" => 16,
+        "TimedOut" => 17,
+        "Attempt" => 18,
+        "Try" => 19,
+        "StreamMessage" => 20,
+        "Plan" => 21,
+        "Tls" => 22,
+        "Peer" => 23,
+        "TraceId" => 24,
+        "SpanId" => 25,
+        "TraceUrl" => 26,
+        _ => return None,
+    })
 }
 
 /// Reads a report's text (UTF-8, its nesting measured) as its caller
 /// judges it.
 pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
     let mut scan = Scan::new(text);
-    let (mut seen, mut next) = (0u32, 0);
+    let mut seen = 0u32;
     let (mut service, mut message) = (None, None);
     let (mut protocol, mut timed_out, mut failed_hops) = (InboundProtocol::default(), false, 0);
     scan.object(|scan, key| {
         let name = key_name(scan, key)?;
-        let Some(index) = field_index(&name, next) else {
+        let Some(index) = field_index(&name) else {
             return scan.skip();
         };
-        next = index + 1;
         if seen & (1 << index) != 0 {
             return Err(scan.error(format!("duplicate field `{name}`")));
         }
@@ -179,7 +205,7 @@ pub(super) fn failed_hops(text: &str) -> Scanned<usize> {
 }
 
 /// A key's name: as written, unless escapes make it another (decoded).
-#[inline]
+#[inline(always)]
 fn key_name<'a>(scan: &Scan<'a>, key: Str<'a>) -> Scanned<Cow<'a, str>> {
     if !key.escaped {
         return Ok(Cow::Borrowed(key.inner()));
@@ -292,6 +318,27 @@ mod tests {
     /// A report with every field a servicemock writes, a failed hop and a
     /// nested report of its own.
     const FULL: &str = r#"{"ReceivedDate":"2026-11-26T00:00:00.000000000Z","Message":"b ran out of \"50ms\"","RequestInfo":["GET / HTTP/1.1","host: b"],"Service":"b","Version":"v1","Host":"h","Namespace":"n","PodIp":"10.0.0.1","Protocol":"h2c","Method":"POST","BodyBytes":12,"BodySha256":"ab","RequestId":"r","DurationMs":1.5,"ParallelForwards":[{"SequentialForwards":[{"Url":"http://c/","Result":"ok","Status":200,"Response":{"Service":"c","ParallelForwards":[{"SequentialForwards":[{"Error":"deeper"}]}]}},{"Url":"http://d/","Result":"status","Error":"answered 503"},{"Url":"http://e/","Error":null}]},{"SequentialForwards":[{"Url":"http://f/","Result":"dns","Error":"x"}]}],"Injected":["delay"],"Padding":"xx","TimedOut":true,"Attempt":2,"Try":1,"StreamMessage":3,"Plan":"p","Tls":{"Version":"TLSv1.3","Cipher":"c"},"Peer":{"Source":"tls","Principal":"spiffe://x","URI":["spiffe://x"]},"TraceId":"t","SpanId":"s","TraceUrl":"u"}"#;
+
+    #[test]
+    fn every_field_is_found_where_it_is_listed() {
+        for (index, (name, _)) in FIELDS.iter().enumerate() {
+            assert_eq!(field_index(name), Some(index), "{name}");
+        }
+        assert_eq!(field_index("Servic"), None);
+        // And the list is every field a report is written with.
+        let written: serde_json::Value = serde_json::from_str(FULL).unwrap();
+        let names: Vec<&str> = written
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed: Vec<&str> = FIELDS.iter().map(|(name, _)| *name).collect();
+        listed.sort_unstable();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, listed);
+    }
 
     #[test]
     fn every_field_is_read_and_the_gist_is_what_the_parsed_report_says() {
