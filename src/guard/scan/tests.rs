@@ -1,3 +1,4 @@
+use super::runs::special_bytes_in_word;
 use super::*;
 use crate::guard::json::from_json_unbounded;
 
