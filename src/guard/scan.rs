@@ -608,6 +608,8 @@ impl Nesting {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod mutations;
 mod runs;
 #[cfg(test)]
 mod tests;

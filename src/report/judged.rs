@@ -457,24 +457,9 @@ mod tests {
         // Deterministic mutations of a full report: whenever the judge
         // reads one, the report parses and says what the gist says.
         let specials = b"\"\\{}[],:-.e0 1a";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let (mut read_ok, mut refused) = (0, 0);
-        for _ in 0..20_000 {
-            let mut bytes = FULL.as_bytes().to_vec();
-            let at = (next() % bytes.len() as u64) as usize;
-            match next() % 3 {
-                0 => bytes[at] = specials[(next() % specials.len() as u64) as usize],
-                1 => {
-                    bytes.remove(at);
-                }
-                _ => bytes.insert(at, bytes[at]),
-            }
+        let seed = 0x9e37_79b9_7f4a_7c15;
+        for bytes in crate::guard::scan::mutations::mutations(FULL, specials, 1, seed, 20_000) {
             let Ok(text) = std::str::from_utf8(&bytes) else {
                 continue;
             };

@@ -75,26 +75,8 @@ fn mutated_reports_are_judged_as_serde_json_judges_them() {
     // A few thousand deterministic mutations of a report: a byte replaced
     // by one that matters to JSON, deleted, or doubled.
     let specials = b"\"\\{}[],:-+.eE0a \t\n\x01u/";
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
     let (mut accepted, mut refused) = (0, 0);
-    for _ in 0..20_000 {
-        let mut bytes = REPORT.as_bytes().to_vec();
-        for _ in 0..1 + next() % 3 {
-            let at = (next() % bytes.len() as u64) as usize;
-            match next() % 3 {
-                0 => bytes[at] = specials[(next() % specials.len() as u64) as usize],
-                1 => {
-                    bytes.remove(at);
-                }
-                _ => bytes.insert(at, bytes[at]),
-            }
-        }
+    for bytes in super::mutations::mutations(REPORT, specials, 3, 0x2545_f491_4f6c_dd1d, 20_000) {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
