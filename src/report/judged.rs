@@ -167,23 +167,9 @@ pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
 pub(super) fn failed_in_groups(scan: &mut Scan<'_>) -> Scanned<usize> {
     let mut failed = 0;
     scan.array(|scan| {
-        let mut hops_seen = false;
-        scan.object(|scan, key| {
-            if key_name(scan, key)? != "SequentialForwards" {
-                return scan.skip();
-            }
-            if std::mem::replace(&mut hops_seen, true) {
-                return Err(scan.error("duplicate field `SequentialForwards`"));
-            }
+        only_field(scan, "SequentialForwards", |scan| {
             scan.array(|scan| {
-                let mut error_seen = false;
-                scan.object(|scan, key| {
-                    if key_name(scan, key)? != "Error" {
-                        return scan.skip();
-                    }
-                    if std::mem::replace(&mut error_seen, true) {
-                        return Err(scan.error("duplicate field `Error`"));
-                    }
+                only_field(scan, "Error", |scan| {
                     if !scan.null()? {
                         scan.skip()?;
                         failed += 1;
@@ -194,6 +180,26 @@ pub(super) fn failed_in_groups(scan: &mut Scan<'_>) -> Scanned<usize> {
         })
     })?;
     Ok(failed)
+}
+
+/// An object of which one field matters: `read` reads its value, every
+/// other field is passed over (checked as JSON), and the field named twice
+/// is an error, as serde's derived readers make it.
+fn only_field<'a>(
+    scan: &mut Scan<'a>,
+    name: &'static str,
+    mut read: impl FnMut(&mut Scan<'a>) -> Scanned<()>,
+) -> Scanned<()> {
+    let mut seen = false;
+    scan.object(|scan, key| {
+        if key_name(scan, key)? != name {
+            return scan.skip();
+        }
+        if std::mem::replace(&mut seen, true) {
+            return Err(scan.error(format!("duplicate field `{name}`")));
+        }
+        read(scan)
+    })
 }
 
 /// How many hops of the hop groups in `text` carry an `Error`.
