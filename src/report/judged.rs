@@ -112,8 +112,8 @@ fn field_index(name: &str) -> Option<usize> {
     })
 }
 
-/// Reads a report's text (UTF-8, its nesting measured) as its caller
-/// judges it.
+/// Reads a report's text (checked as UTF-8) as its caller judges it,
+/// measuring how deep it nests on the way.
 pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
     let mut scan = Scan::new(text);
     let mut seen = 0u32;
