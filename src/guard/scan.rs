@@ -72,12 +72,18 @@ impl<'a> Str<'a> {
 
     /// Its value: the text itself unless escapes make a new string, then
     /// decoded by serde_json (which also refuses an unpaired surrogate).
+    #[inline(always)]
     pub fn value(&self) -> serde_json::Result<Cow<'a, str>> {
         if self.escaped {
-            serde_json::from_str::<String>(self.quoted).map(Cow::Owned)
+            self.decoded()
         } else {
             Ok(Cow::Borrowed(self.inner()))
         }
+    }
+
+    #[inline(never)]
+    fn decoded(&self) -> serde_json::Result<Cow<'a, str>> {
+        serde_json::from_str::<String>(self.quoted).map(Cow::Owned)
     }
 }
 
@@ -155,14 +161,8 @@ impl<'a> Scan<'a> {
     /// end of the text.
     #[inline(always)]
     pub fn peek(&mut self) -> Option<u8> {
-        let bytes = self.text.as_bytes();
-        while let Some(&b) = bytes.get(self.at) {
-            if !is_blank(b) {
-                return Some(b);
-            }
-            self.at += 1;
-        }
-        None
+        self.at = blank_end(self.text.as_bytes(), self.at);
+        self.text.as_bytes().get(self.at).copied()
     }
 
     /// The next token's first byte, or the error of a text that ends here.
@@ -230,54 +230,46 @@ impl<'a> Scan<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, Str<'a>) -> Scanned<()>,
     ) -> Scanned<()> {
-        if self.next_byte("a value")? != b'{' {
-            return Err(self.error("invalid type: expected an object"));
-        }
-        self.open(0)?;
-        self.at += 1;
-        if self.next_byte("an object")? == b'}' {
-            self.at += 1;
-            return Ok(());
-        }
-        self.depth += 1;
-        loop {
-            let key = self.key()?;
-            member(self, key)?;
-            match self.next_byte("an object")? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
+        self.items(OBJECT, |scan| {
+            let key = scan.key()?;
+            member(scan, key)
+        })
     }
 
     /// An array, `element` called with the cursor before each element,
     /// which it must read (or [`Scan::skip`]).
-    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
-        if self.next_byte("a value")? != b'[' {
-            return Err(self.error("invalid type: expected an array"));
+    pub fn array(&mut self, element: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        self.items(ARRAY, element)
+    }
+
+    /// The items of an object or array, each read by `item`, the commas
+    /// and brackets around them checked, the depth counted.
+    #[inline(always)]
+    fn items(
+        &mut self,
+        kind: Container,
+        mut item: impl FnMut(&mut Self) -> Scanned<()>,
+    ) -> Scanned<()> {
+        if self.next_byte("a value")? != kind.open {
+            return Err(self.error(kind.expected));
         }
         self.open(0)?;
         self.at += 1;
-        if self.next_byte("a list")? == b']' {
+        if self.next_byte(kind.inside)? == kind.close {
             self.at += 1;
             return Ok(());
         }
         self.depth += 1;
         loop {
-            element(self)?;
-            match self.next_byte("a list")? {
+            item(self)?;
+            match self.next_byte(kind.inside)? {
                 b',' => self.at += 1,
-                b']' => {
+                b if b == kind.close => {
                     self.at += 1;
                     self.depth -= 1;
                     return Ok(());
                 }
-                _ => return Err(self.error("expected `,` or `]`")),
+                _ => return Err(self.unexpected(kind.inside)),
             }
         }
     }
@@ -295,24 +287,16 @@ impl<'a> Scan<'a> {
         let mut open = Nesting::default();
         loop {
             // A value starts here.
-            let mut first = byte(at);
-            while is_blank(first) {
-                at += 1;
-                first = byte(at);
-            }
+            at = blank_end(bytes, at);
+            let first = byte(at);
             match first {
-                b'"' => at = self.string_from(at)?,
+                b'"' => at = self.string_span(at)?.0,
                 b'{' | b'[' => {
                     self.at = at;
                     self.open(open.depth)?;
-                    at += 1;
-                    let mut next = byte(at);
-                    while is_blank(next) {
-                        at += 1;
-                        next = byte(at);
-                    }
+                    at = blank_end(bytes, at + 1);
                     // `{` + 2 is `}`, `[` + 2 is `]`.
-                    if next == first + 2 {
+                    if byte(at) == first + 2 {
                         at += 1;
                     } else {
                         open.push(first == b'{');
@@ -347,11 +331,8 @@ impl<'a> Scan<'a> {
                     self.at = at;
                     return Ok(());
                 };
-                let mut next = byte(at);
-                while is_blank(next) {
-                    at += 1;
-                    next = byte(at);
-                }
+                at = blank_end(bytes, at);
+                let next = byte(at);
                 if next == b',' {
                     at += 1;
                     if in_object {
@@ -383,39 +364,34 @@ impl<'a> Scan<'a> {
         Ok((self.at, true))
     }
 
-    /// Past the string opening at `at` (a quote).
-    #[inline(always)]
-    fn string_from(&mut self, at: usize) -> Scanned<usize> {
-        Ok(self.string_span(at)?.0)
-    }
-
     /// Past an object's key and its colon, from `at` (whitespace first).
     #[inline(always)]
-    fn key_from(&mut self, mut at: usize) -> Scanned<usize> {
-        let bytes = self.text.as_bytes();
-        while bytes.get(at).is_some_and(|&b| is_blank(b)) {
-            at += 1;
-        }
-        if bytes.get(at) != Some(&b'"') {
-            self.at = at;
-            return Err(self.unexpected("a key"));
-        }
-        at = self.string_from(at)?;
-        self.colon_after(at)
+    fn key_from(&mut self, at: usize) -> Scanned<usize> {
+        Ok(self.key_span(at)?.after)
     }
 
-    /// Past the colon after a key that ends at `at`.
+    /// An object's key from `at` (whitespace first): where it starts and
+    /// ends, whether it holds escapes, and where its colon ends.
     #[inline(always)]
-    fn colon_after(&mut self, mut at: usize) -> Scanned<usize> {
+    fn key_span(&mut self, at: usize) -> Scanned<KeySpan> {
         let bytes = self.text.as_bytes();
-        while bytes.get(at).is_some_and(|&b| is_blank(b)) {
-            at += 1;
+        let start = blank_end(bytes, at);
+        if bytes.get(start) != Some(&b'"') {
+            self.at = start;
+            return Err(self.unexpected("a key"));
         }
-        if bytes.get(at) != Some(&b':') {
-            self.at = at;
+        let (end, escaped) = self.string_span(start)?;
+        let colon = blank_end(bytes, end);
+        if bytes.get(colon) != Some(&b':') {
+            self.at = colon;
             return Err(self.unexpected("a colon"));
         }
-        Ok(at + 1)
+        Ok(KeySpan {
+            start,
+            end,
+            escaped,
+            after: colon + 1,
+        })
     }
 
     /// Where the next token starts (whitespace skipped), or the error of
@@ -447,15 +423,11 @@ impl<'a> Scan<'a> {
     /// An object's key and the colon after it.
     #[inline]
     fn key(&mut self) -> Scanned<Str<'a>> {
-        let start = self.at_token()?;
-        if self.text.as_bytes()[start] != b'"' {
-            return Err(self.unexpected("a key"));
-        }
-        let (end, escaped) = self.string_span(start)?;
-        self.at = self.colon_after(end)?;
+        let key = self.key_span(self.at)?;
+        self.at = key.after;
         Ok(Str {
-            quoted: &self.text[start..end],
-            escaped,
+            quoted: &self.text[key.start..key.end],
+            escaped: key.escaped,
         })
     }
 
@@ -570,6 +542,48 @@ impl<'a> Scan<'a> {
         self.at = at;
         Ok(())
     }
+}
+
+/// Where an object's key lies, as [`Scan::key_span`] finds it.
+struct KeySpan {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    after: usize,
+}
+
+/// What tells an object from an array to [`Scan::items`].
+#[derive(Clone, Copy)]
+struct Container {
+    open: u8,
+    close: u8,
+    /// The error of another value where this one was wanted.
+    expected: &'static str,
+    /// What an error inside it says it was parsing.
+    inside: &'static str,
+}
+
+const OBJECT: Container = Container {
+    open: b'{',
+    close: b'}',
+    expected: "invalid type: expected an object",
+    inside: "an object",
+};
+
+const ARRAY: Container = Container {
+    open: b'[',
+    close: b']',
+    expected: "invalid type: expected an array",
+    inside: "a list",
+};
+
+/// Where the whitespace from `at` on ends.
+#[inline(always)]
+fn blank_end(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(|&b| is_blank(b)) {
+        at += 1;
+    }
+    at
 }
 
 /// JSON's whitespace between tokens.

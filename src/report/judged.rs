@@ -129,7 +129,7 @@ pub(super) fn read(text: &str) -> Result<Judged, ScanError> {
         }
         seen |= 1 << index;
         let at = scan.position();
-        let typed = |e: ScanError| in_field(e, FIELDS[index].0);
+        let typed = |e: ScanError| e.within(FIELDS[index].0);
         match FIELDS[index].1 {
             Field::Service => service = Some(text_value(scan).map_err(typed)?),
             Field::Message => message = Some(text_value(scan).map_err(typed)?),
@@ -213,9 +213,6 @@ pub(super) fn failed_hops(text: &str) -> Scanned<usize> {
 /// A key's name: as written, unless escapes make it another (decoded).
 #[inline(always)]
 fn key_name<'a>(scan: &Scan<'a>, key: Str<'a>) -> Scanned<Cow<'a, str>> {
-    if !key.escaped {
-        return Ok(Cow::Borrowed(key.inner()));
-    }
     key.value()
         .map_err(|e| scan.error(format!("invalid key: {}", serde_said(&e))))
 }
@@ -226,9 +223,6 @@ fn key_name<'a>(scan: &Scan<'a>, key: Str<'a>) -> Scanned<Cow<'a, str>> {
 fn text_value<'a>(scan: &mut Scan<'a>) -> Scanned<Cow<'a, str>> {
     let at = scan.position();
     let string = scan.string()?;
-    if !string.escaped {
-        return Ok(Cow::Borrowed(string.inner()));
-    }
     string
         .value()
         .map_err(|e| scan.error_at(at, format!("invalid string: {}", serde_said(&e))))
@@ -237,14 +231,7 @@ fn text_value<'a>(scan: &mut Scan<'a>) -> Scanned<Cow<'a, str>> {
 /// A string as a report's `String` reads it, checked and not kept.
 #[inline]
 fn plain_text(scan: &mut Scan<'_>) -> Scanned<()> {
-    let at = scan.position();
-    let string = scan.string()?;
-    if string.escaped {
-        if let Err(e) = string.value() {
-            return Err(scan.error_at(at, format!("invalid string: {}", serde_said(&e))));
-        }
-    }
-    Ok(())
+    text_value(scan).map(drop)
 }
 
 /// The word of an inbound protocol (`http/1.1`, `grpc`, …).
@@ -308,11 +295,6 @@ fn as_serde_reads<'a, T: serde::Deserialize<'a>>(scan: &mut Scan<'a>) -> Scanned
                 .map_or(said.as_str(), |(what, _)| what);
             scan.error_at(at, what.to_owned())
         })
-}
-
-/// An error inside a field, naming the field.
-fn in_field(error: ScanError, field: &str) -> ScanError {
-    error.within(field)
 }
 
 #[cfg(test)]
