@@ -592,40 +592,12 @@ fn is_blank(byte: u8) -> bool {
     matches!(byte, b' ' | b'\n' | b'\t' | b'\r')
 }
 
-/// Which containers [`Scan::skip`] is inside, a bit a level (set: an
-/// object), up to [`MAX_REPORT_NESTING`] levels.
-#[derive(Default)]
-struct Nesting {
-    bits: [u64; NESTING_WORDS],
-    depth: usize,
-}
-
-const NESTING_WORDS: usize = MAX_REPORT_NESTING.div_ceil(64);
-
-impl Nesting {
-    /// One more level (its depth checked by [`Scan::open`] first).
-    fn push(&mut self, object: bool) {
-        let (word, bit) = (self.depth / 64, self.depth % 64);
-        self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(object) << bit);
-        self.depth += 1;
-    }
-
-    fn pop(&mut self) {
-        self.depth -= 1;
-    }
-
-    /// Whether the innermost open container is an object; `None` when
-    /// none is open.
-    fn top(&self) -> Option<bool> {
-        let level = self.depth.checked_sub(1)?;
-        Some(self.bits[level / 64] >> (level % 64) & 1 == 1)
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod mutations;
+mod nesting;
 mod runs;
 #[cfg(test)]
 mod tests;
 
+use nesting::Nesting;
 pub(crate) use runs::plain_run_end;
