@@ -42,7 +42,7 @@ pub fn json_nesting(bytes: &[u8]) -> usize {
 /// Where the JSON string opening at `open` ends: past its closing quote,
 /// or at the end of `bytes` when it does not close. Jumps from one quote,
 /// backslash or control byte to the next, sixteen bytes a step
-/// ([`super::scan::plain_run_end`]), not byte by byte; an escape's second
+/// (`scan::plain_run_end`), not byte by byte; an escape's second
 /// byte is passed over.
 #[inline]
 pub fn string_end(bytes: &[u8], open: usize) -> usize {

@@ -122,7 +122,7 @@ impl CappedPretty {
     /// as the values around it are, without parsing it into values and
     /// escaping them again. Strings, numbers and literals are copied as they
     /// are; whitespace between tokens is dropped; empty containers stay `[]`
-    /// and `{}`. Runs are copied sixteen bytes a copy ([`append`]).
+    /// and `{}`. Runs are copied sixteen bytes a copy (`append`).
     pub fn reindent(&mut self, out: &mut Vec<u8>, fragment: &str) {
         let bytes = fragment.as_bytes();
         out.reserve(bytes.len() + bytes.len() / 2);
