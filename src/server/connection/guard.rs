@@ -46,8 +46,14 @@ pub(super) struct GuardedIo<S> {
     answer_begins: bool,
     /// The last bytes of the head so far, to find its end across reads.
     tail: [u8; 3],
+    /// When the connection times out, unless bytes move first.
+    deadline: Instant,
+    /// Wakes the connection at `deadline` or before it: a later deadline
+    /// (idleness pushed back by each request) is not re-registered with
+    /// tokio's timer at once, only when the timer fires early, so a busy
+    /// keep-alive connection pays no timer work per request.
     timer: Pin<Box<Sleep>>,
-    /// The timer running is the head timeout (not the idle one).
+    /// The deadline is the head timeout (not the idle one).
     timing_head: bool,
 }
 
@@ -57,13 +63,15 @@ impl<S> GuardedIo<S> {
     /// so a TLS handshake spends from the same allowance). `frames` says
     /// the connection speaks HTTP/2 from its first byte (ALPN `h2`).
     pub(super) fn new(inner: S, limits: ConnectionLimits, since: Instant, frames: bool) -> Self {
+        let deadline = since + limits.header_read_timeout;
         GuardedIo {
             inner,
             limits,
             phase: if frames { Phase::Frames } else { Phase::Idle },
             answer_begins: false,
             tail: [0; 3],
-            timer: Box::pin(tokio::time::sleep_until(since + limits.header_read_timeout)),
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
             timing_head: true,
         }
     }
@@ -75,7 +83,22 @@ impl<S> GuardedIo<S> {
 
     fn arm(&mut self, after: Duration, head: bool) {
         self.timing_head = head;
-        self.timer.as_mut().reset(Instant::now() + after);
+        self.deadline = Instant::now() + after;
+        if self.deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// Whether the deadline has passed; a timer that fired before it (the
+    /// deadline moved on since it was set) is set again and polled.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= self.deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(self.deadline);
+        }
+        false
     }
 
     /// Moves the phase on for `bytes` just read. A head that arrives whole
@@ -107,13 +130,17 @@ impl<S> GuardedIo<S> {
 
     /// Whether the head ends in `bytes` (its blank line may straddle two
     /// reads); keeps the last bytes for the next read when it does not.
+    /// A head read whole ends the read (a request without a body): that is
+    /// looked at first, the rest searched a vector at a time.
     fn head_ends_in(&mut self, bytes: &[u8]) -> bool {
+        const BLANK_LINE: &[u8] = b"\r\n\r\n";
         let mut edge = [0u8; 6];
         edge[..3].copy_from_slice(&self.tail);
         let k = bytes.len().min(3);
         edge[3..3 + k].copy_from_slice(&bytes[..k]);
-        if edge[..3 + k].windows(4).any(|w| w == b"\r\n\r\n")
-            || bytes.windows(4).any(|w| w == b"\r\n\r\n")
+        if bytes.ends_with(BLANK_LINE)
+            || edge[..3 + k].windows(4).any(|w| w == BLANK_LINE)
+            || memchr::memmem::find(bytes, BLANK_LINE).is_some()
         {
             return true;
         }
@@ -183,17 +210,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let why = if this.timing_head {
-                        "request head not received within --header-read-timeout"
-                    } else {
-                        "connection idle for --idle-timeout"
-                    };
-                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.poll_expired(cx) => {
+                let why = if this.timing_head {
+                    "request head not received within --header-read-timeout"
+                } else {
+                    "connection idle for --idle-timeout"
+                };
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
+            Poll::Pending => Poll::Pending,
             other => other,
         }
     }
@@ -302,13 +327,39 @@ mod tests {
         assert_eq!(io.phase(), Phase::Busy);
         assert!(!io.timing_head);
         let idle = ConnectionLimits::default().idle_timeout;
-        assert!(io.timer.deadline() >= before + idle);
+        assert!(io.deadline >= before + idle);
         io.wrote(17, b"HTTP/1.1 200 OK\r\n");
         assert_eq!(io.phase(), Phase::Idle);
         // The next head, split, is timed as a head from its first byte.
         io.saw(b"GET / HTTP/1.1\r\n");
         assert!(io.timing_head);
-        assert!(io.timer.deadline() < Instant::now() + idle);
+        assert!(io.deadline < Instant::now() + idle);
+        assert!(io.timer.deadline() <= io.deadline, "wakes by the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_that_fires_before_a_later_deadline_is_set_again() {
+        let limits = ConnectionLimits::default();
+        let mut io = guard();
+        let first = io.timer.deadline();
+        io.saw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(io.timer.deadline(), first, "a later deadline waits");
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        tokio::time::advance(limits.header_read_timeout).await;
+        assert!(!io.poll_expired(&mut cx), "idleness has not run out");
+        assert_eq!(io.timer.deadline(), io.deadline);
+        tokio::time::advance(limits.idle_timeout).await;
+        assert!(io.poll_expired(&mut cx));
+    }
+
+    #[tokio::test]
+    async fn blank_lines_are_found_anywhere_in_a_read() {
+        let mut io = guard();
+        assert!(io.head_ends_in(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(io.head_ends_in(b"POST / HTTP/1.1\r\nA: b\r\n\r\nbody"));
+        assert!(!io.head_ends_in(b"GET / HTTP/1.1\r\nA: b\r\n\r"));
+        assert!(io.head_ends_in(b"\nbody"), "straddling two reads");
     }
 
     #[tokio::test]
