@@ -18,11 +18,28 @@ impl Who<'_> {
         let Identity {
             service, version, ..
         } = self.0;
-        let mut text = String::with_capacity(service.len() + version.len() + 1 + rest.len());
+        // Room for what [`Who::called`] adds too.
+        let mut text = String::with_capacity(service.len() + version.len() + rest.len() + 32);
         text.push_str(service);
         text.push(' ');
         text.push_str(version);
         text.push_str(rest);
+        text
+    }
+
+    /// `service version called N hop(s), all ok` (or `F failed`), the
+    /// message of a level that called someone, written as [`Who::then`].
+    pub(super) fn called(&self, hops: usize, failed: usize) -> String {
+        let mut count = itoa::Buffer::new();
+        let mut text = self.then(" called ");
+        text.push_str(count.format(hops));
+        text.push_str(" hop(s), ");
+        if failed == 0 {
+            text.push_str("all ok");
+        } else {
+            text.push_str(count.format(failed));
+            text.push_str(" failed");
+        }
         text
     }
 }
@@ -135,4 +152,19 @@ pub(crate) fn rfc3339(at: SystemTime) -> String {
 /// A duration in milliseconds with microsecond precision.
 pub fn millis(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_who_called_how_many_and_how_it_went() {
+        let identity = Identity::named("reviews", "v2");
+        let who = Who(&identity);
+        assert_eq!(who.called(1, 0), "reviews v2 called 1 hop(s), all ok");
+        assert_eq!(who.called(12, 3), "reviews v2 called 12 hop(s), 3 failed");
+        assert_eq!(who.called(0, 0), format!("{who} called 0 hop(s), all ok"));
+        assert_eq!(who.then(" answered"), "reviews v2 answered");
+    }
 }

@@ -229,8 +229,7 @@ impl Executor {
             report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
             report.message = match (report.forwards().count(), report.failed_hops()) {
                 (0, _) => who.then(" answered, calling nobody"),
-                (n, 0) => format!("{who} called {n} hop(s), all ok"),
-                (n, f) => format!("{who} called {n} hop(s), {f} failed"),
+                (n, f) => who.called(n, f),
             };
         }
         if decision.size > 0 {
