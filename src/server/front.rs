@@ -25,6 +25,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt as _;
 
 use super::{http, is_grpc, Service};
@@ -117,7 +118,10 @@ impl Parts {
         }
         let metrics = &self.service.metrics;
         let _in_flight = metrics.in_flight();
-        let response = self.shed(grpc, route, request).await;
+        let response = match self.shed(grpc, route, request) {
+            Admitted::Steer(request, _permit) => self.steer(grpc, route, request).await,
+            Admitted::Answered(response) => response,
+        };
         let status = response_status(grpc, &response);
         metrics.request(protocol, route, status, started.elapsed());
         if let (Some(recorder), Some(draft)) = (recorder, draft) {
@@ -150,7 +154,11 @@ impl Parts {
             }
             return shed;
         };
-        let response = self.attempt_and_reset(true, route, request).await;
+        // The stream holds its permit in its body (below), not here.
+        let response = match self.attempt_and_reset(true, route, request, None) {
+            Admitted::Steer(request, _) => self.steer(true, route, request).await,
+            Admitted::Answered(reset) => reset,
+        };
         let (parts, body) = response.into_parts();
         let count = super::counted::StreamCount {
             service: service.clone(),
@@ -167,30 +175,38 @@ impl Parts {
     }
 
     /// Sheds what is over `--max-concurrent`, sparing probes and scrapes: a
-    /// busy pod is not a dead one.
-    async fn shed(&self, grpc: bool, route: &'static str, request: Request) -> Response {
+    /// busy pod is not a dead one. What passes is then told its attempt
+    /// ([`Parts::attempt_and_reset`]), probes excepted.
+    ///
+    /// It and `attempt_and_reset` decide without awaiting anything, so the
+    /// one future a request runs in holds `steer`'s alone: each `async`
+    /// layer around it would hold its own copy of the request and move
+    /// kilobytes of nested futures on every request.
+    fn shed(&self, grpc: bool, route: &'static str, request: Request) -> Admitted {
         if is_probe(grpc, route, request.uri().path()) {
-            return self.steer(grpc, route, request).await;
+            return Admitted::Steer(request, None);
         }
         let service = &self.service;
         match service.in_flight.clone().try_acquire_owned() {
-            Ok(_permit) => self.attempt_and_reset(grpc, route, request).await,
+            Ok(permit) => self.attempt_and_reset(grpc, route, request, Some(permit)),
             Err(_) => {
                 service.metrics.refused(Refusal::Overloaded);
-                overloaded(grpc, service.executor.settings().max_concurrent)
+                Admitted::Answered(overloaded(grpc, service.executor.settings().max_concurrent))
             }
         }
     }
 
     /// For a request that runs a plan: counts which attempt it is (kept in
     /// the request's extensions for the pipeline), and drops the connection
-    /// when `x-mock-reset` (or `--reset-rate`) draws so for this attempt here.
-    async fn attempt_and_reset(
+    /// when `x-mock-reset` (or `--reset-rate`) draws so for this attempt
+    /// here: then the answer is the reset.
+    fn attempt_and_reset(
         &self,
         grpc: bool,
         route: &'static str,
         mut request: Request,
-    ) -> Response {
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Admitted {
         let runs_plan = if grpc {
             let path = request.uri().path();
             path == CALL_PATH || is_stream(path)
@@ -211,14 +227,14 @@ impl Parts {
             };
             if draws_reset(service, told.reset, attempt.number, caller) {
                 service.metrics.reset();
-                return reset();
+                return Admitted::Answered(reset());
             }
             // A first attempt is what the pipeline assumes when none is recorded.
             if attempt != Attempt::default() {
                 request.extensions_mut().insert(attempt);
             }
         }
-        self.steer(grpc, route, request).await
+        Admitted::Steer(request, permit)
     }
 
     /// gRPC to the tonic services; a request that runs a plan straight to
@@ -242,6 +258,15 @@ impl Parts {
             Err(never) => match never {},
         }
     }
+}
+
+/// What the front does with a request before steering it.
+enum Admitted {
+    /// Steer it, holding its place under `--max-concurrent` (none for a
+    /// probe) until it is answered.
+    Steer(Request, Option<OwnedSemaphorePermit>),
+    /// Answered at once: shed, or its connection reset.
+    Answered(Response),
 }
 
 /// The route class of a request that runs a plan.
