@@ -5,12 +5,13 @@
 //! counts every arrival whichever layer retried), and what each try said.
 
 use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use super::context::{HopContext, CALL, CALLS_LEFT, DEPTH, TIMEOUT, TRY};
+use super::context::{HopContext, Outbound, CALL, CALLS_LEFT, DEPTH, REQUEST_ID, TIMEOUT, TRY};
 use super::transport::{HopUrl, Transport};
 use super::{deadline, millis, resolve, Executor, HopResult, Outgoing};
 use crate::plan::options::RetryOn;
@@ -149,25 +150,8 @@ impl Executor {
             (cap, limit)
         };
         let callee_budget = deadline::callee_budget(timer);
-        // Sized once and filled, not a clone of the carried map grown by
-        // each header set here.
-        // Room for servicemock's own (depth, calls left, call id, budget,
-        // try) and the `host` the client adds, so the map never grows.
-        let mut headers = HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 6);
-        // Appended: the same name may come more than once.
-        for (name, value) in &ctx.outbound {
-            headers.append(name.clone(), value.clone());
-        }
-        for (name, value) in &hop.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.insert(n, v);
-            }
-        }
-        if !ctx.bare {
-            headers.insert(DEPTH, number_value(ctx.depth + 1));
+        // A hop to what is not a servicemock carries none of its own.
+        let own = (!ctx.bare).then(|| {
             // What the callee's own part of this plan asks, and its share
             // of what the plan leaves.
             let own = if hop.next.parallel.is_empty() {
@@ -175,19 +159,14 @@ impl Executor {
             } else {
                 hop.next.count_hops(usize::MAX).unwrap_or(0)
             };
-            headers.insert(
-                CALLS_LEFT,
-                number_value(own.saturating_add(ctx.calls_share)),
-            );
-            headers.insert(CALL, number_value(call));
-            headers.insert(
-                TIMEOUT,
-                number_value(u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX)),
-            );
-            if let Some(number) = number {
-                headers.insert(TRY, number_value(number));
-            }
-        }
+            [
+                u64::from(ctx.depth) + 1,
+                u64::try_from(own.saturating_add(ctx.calls_share)).unwrap_or(u64::MAX),
+                call,
+                u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX),
+            ]
+        });
+        let mut headers = hop_headers(ctx, hop, number, own);
         let span = ctx.trace.as_ref().map(|trace| {
             let span = trace.hop(hop_start(hop, url, number.unwrap_or(1)));
             span.inject(&mut headers);
@@ -282,6 +261,83 @@ fn retryable(result: &HopResult, on: RetryOn, grpc: bool) -> bool {
         },
         _ => false,
     }
+}
+
+/// The headers of one try of a hop: on a hop to a servicemock its own
+/// (`own`: depth, calls left, call id, time budget, and which try when
+/// the hop may retry), what the request carries on (`--propagate-header`,
+/// the request id), and the hop's own `[header=…]`.
+fn hop_headers(
+    ctx: &HopContext,
+    hop: &Hop,
+    number: Option<u32>,
+    own: Option<[u64; 4]>,
+) -> HeaderMap {
+    let (mut headers, id_at) = match own {
+        Some(values) => own_headers(&ctx.outbound, values),
+        None => (
+            HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 1),
+            None,
+        ),
+    };
+    // Appended: the same name may come more than once.
+    for (at, (name, value)) in ctx.outbound.iter().enumerate() {
+        if Some(at) != id_at && !(own.is_some() && is_own(name)) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // A plan cannot name `x-servicemock-*` (`check_hop_header`).
+    for (name, value) in &hop.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    if let (Some(_), Some(number)) = (own, number) {
+        headers.insert(TRY, number_value(number));
+    }
+    headers
+}
+
+/// The request id and servicemock's own headers of a hop, in this order:
+/// `x-request-id`, then [`OWN`] with `values`. Their names are hashed once,
+/// into a map each hop clones and writes its values into in place (each
+/// custom name inserted is hashed a byte at a time). The request id is the
+/// first `outbound` carries (every request has one, carried or made): its
+/// place in `outbound` comes back, not to be added twice.
+fn own_headers(outbound: &Outbound, values: [u64; 4]) -> (HeaderMap, Option<usize>) {
+    static NAMED: LazyLock<HeaderMap> = LazyLock::new(|| {
+        // Room for a few carried headers more without growing.
+        let mut map = HeaderMap::with_capacity(8);
+        for name in std::iter::once(REQUEST_ID).chain(OWN) {
+            map.insert(name, HeaderValue::from_static("0"));
+        }
+        map
+    });
+    let mut map = NAMED.clone();
+    let id_at = outbound.iter().position(|(name, _)| name == REQUEST_ID);
+    let mut slots = map.values_mut();
+    if let (Some(slot), Some(at)) = (slots.next(), id_at) {
+        slot.clone_from(&outbound[at].1);
+    }
+    for (slot, value) in slots.zip(values) {
+        *slot = number_value(value);
+    }
+    if id_at.is_none() {
+        map.remove(REQUEST_ID);
+    }
+    (map, id_at)
+}
+
+/// The names [`own_headers`] sets after the request id, in its order.
+const OWN: [HeaderName; 4] = [DEPTH, CALLS_LEFT, CALL, TIMEOUT];
+
+/// Whether `name` is one [`own_headers`] sets on a hop to a servicemock
+/// (those win over the same name carried by `--propagate-header`).
+fn is_own(name: &HeaderName) -> bool {
+    name.as_str().starts_with("x-servicemock-") && OWN.contains(name)
 }
 
 /// A number as a header value, written in one allocation (`HeaderValue`'s

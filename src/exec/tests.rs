@@ -28,6 +28,7 @@ struct Seen {
     at: Instant,
     timer: Duration,
     budget_header: Option<u64>,
+    headers: Vec<String>,
 }
 
 /// Answers every hop after the delay set for its host (none: at once),
@@ -54,6 +55,11 @@ impl Transport for Fake {
                     .headers
                     .get(super::context::TIMEOUT_HEADER)
                     .and_then(|v| v.to_str().ok()?.parse().ok()),
+                headers: out
+                    .headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
+                    .collect(),
             });
             let delay = self.delays.get(&host).copied().unwrap_or_default();
             if tokio::time::timeout(out.timer, tokio::time::sleep(delay))
@@ -91,11 +97,15 @@ fn fake(delays: &[(&str, u64)]) -> Arc<Fake> {
 }
 
 async fn run(executor: &Executor, path: &str, budget: Duration) -> Report {
+    run_with(executor, path, HeaderMap::new(), budget).await
+}
+
+async fn run_with(executor: &Executor, path: &str, headers: HeaderMap, budget: Duration) -> Report {
     let plan = parse_path(path, &Limits::default()).unwrap();
     let inbound = Inbound::new(
         crate::report::InboundProtocol::Http11,
         format!("GET {path}"),
-        HeaderMap::new(),
+        headers,
     );
     let admission = Admission {
         depth: 0,
@@ -244,5 +254,42 @@ fn dates_are_rfc3339_with_nanoseconds_whatever_the_cache_holds() {
     assert_eq!(
         super::rfc3339(every_digit),
         "2025-11-24T16:00:02.987654321Z"
+    );
+}
+
+#[tokio::test]
+async fn a_hop_carries_servicemocks_own_headers_over_propagated_ones() {
+    let fake = fake(&[]);
+    let mut propagate = super::context::default_propagated();
+    propagate.push(http::HeaderName::from_static("x-servicemock-depth"));
+    let executor = Executor::with_transports(
+        Resolver::default(),
+        Settings::default(),
+        propagate,
+        Transports::all(fake.clone()),
+    );
+    let mut carried = HeaderMap::new();
+    carried.insert("x-servicemock-depth", "99".parse().unwrap());
+    carried.insert("x-request-id", "req-7".parse().unwrap());
+    let path = "/@a[x-team=blue]/end";
+    run_with(&executor, path, carried, Duration::from_secs(30)).await;
+    let seen = fake.seen.lock().unwrap();
+    let headers = &seen[0].headers;
+    let value = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    };
+    assert_eq!(value("x-servicemock-depth"), ["1"], "{headers:?}");
+    assert_eq!(value("x-servicemock-calls-left"), ["1023"], "{headers:?}");
+    assert_eq!(value("x-servicemock-timeout-ms").len(), 1, "{headers:?}");
+    assert_eq!(value("x-servicemock-call").len(), 1, "{headers:?}");
+    assert_eq!(value("x-team"), ["blue"], "{headers:?}");
+    assert_eq!(value("x-request-id"), ["req-7"], "{headers:?}");
+    assert_eq!(headers[0], "x-request-id: req-7", "first, as before");
+    assert!(
+        value("x-servicemock-try").is_empty(),
+        "tried once: {headers:?}"
     );
 }
