@@ -12,6 +12,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use super::context::{HopContext, Outbound, CALL, CALLS_LEFT, DEPTH, REQUEST_ID, TIMEOUT, TRY};
+use super::header_numbers::number_value;
 use super::transport::{HopUrl, Transport};
 use super::{deadline, millis, resolve, Executor, HopResult, Outgoing};
 use crate::plan::options::RetryOn;
@@ -63,10 +64,11 @@ impl Executor {
         let mut tries = Vec::new();
         let mut number = 1;
         let result = loop {
-            let began = Instant::now();
+            // The first try begins as the hop does (one clock read fewer).
+            let began = if number == 1 { start } else { Instant::now() };
             let said = if retrying { Some(number) } else { None };
             let mut result = self
-                .try_once(hop, ctx, &to, &url, transport, call, said)
+                .try_once(hop, ctx, (&to, &url, transport), call, said, began)
                 .await;
             ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
             let again = number < options.tries()
@@ -108,20 +110,18 @@ impl Executor {
         }
     }
 
-    /// One try of `hop`: skipped when no time or room is left, else the
-    /// transport's call with this hop's headers and timer.
-    #[allow(clippy::too_many_arguments)]
+    /// One try of `hop`, begun `now`, to where it goes, by what: skipped
+    /// when no time or room is left, else the transport's call with this
+    /// hop's headers and timer.
     async fn try_once(
         &self,
         hop: &Hop,
         ctx: &HopContext,
-        to: &resolve::Resolved,
-        url: &HopUrl,
-        transport: &dyn Transport,
+        (to, url, transport): (&resolve::Resolved, &HopUrl, &dyn Transport),
         call: u64,
         number: Option<u32>,
+        now: Instant,
     ) -> HopResult {
-        let now = Instant::now();
         let remaining = ctx.deadline.saturating_duration_since(now);
         let budget = self.inner.settings.max_report_size;
         let room = budget.saturating_sub(ctx.received.load(Ordering::Relaxed));
@@ -296,7 +296,7 @@ fn hop_headers(
         }
     }
     if let (Some(_), Some(number)) = (own, number) {
-        headers.insert(TRY, number_value(number));
+        headers.insert(TRY, number_value(u64::from(number)));
     }
     headers
 }
@@ -338,11 +338,4 @@ const OWN: [HeaderName; 4] = [DEPTH, CALLS_LEFT, CALL, TIMEOUT];
 /// (those win over the same name carried by `--propagate-header`).
 fn is_own(name: &HeaderName) -> bool {
     name.as_str().starts_with("x-servicemock-") && OWN.contains(name)
-}
-
-/// A number as a header value, written in one allocation (`HeaderValue`'s
-/// own `From<u64>` takes two).
-fn number_value(n: impl itoa::Integer) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    HeaderValue::from_str(digits.format(n)).expect("digits are a header value")
 }

@@ -12,6 +12,7 @@ mod admission;
 mod base;
 pub mod context;
 pub(crate) mod deadline;
+mod header_numbers;
 mod hop;
 mod judge;
 pub mod resolve;
