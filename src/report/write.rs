@@ -295,21 +295,27 @@ impl<'a, F: Layout> Object<'a, F> {
     }
 
     /// Starts a field; its value follows, then [`Object::end_value`].
+    /// Inlined with [`Layout::field`], so the key is a constant where it
+    /// is copied: a copy of a known length is made inline, not by `memcpy`.
+    #[inline(always)]
     fn key(&mut self, key: &str) -> io::Result<()> {
         let first = std::mem::replace(&mut self.first, false);
         self.formatter.field(self.out, first, key)
     }
 
+    #[inline(always)]
     fn end_value(&mut self) -> io::Result<()> {
         self.formatter.end_object_value(self.out)
     }
 
+    #[inline(always)]
     fn str(&mut self, key: &str, value: &str) -> io::Result<()> {
         self.key(key)?;
         write_str(self.out, self.formatter, value)?;
         self.end_value()
     }
 
+    #[inline(always)]
     fn str_unless_empty(&mut self, key: &str, value: &str) -> io::Result<()> {
         if value.is_empty() {
             return Ok(());
@@ -332,6 +338,7 @@ impl<'a, F: Layout> Object<'a, F> {
         self.strs(key, values)
     }
 
+    #[inline(always)]
     fn u32(&mut self, key: &str, value: u32) -> io::Result<()> {
         self.key(key)?;
         self.formatter.write_u32(self.out, value)?;
@@ -339,6 +346,7 @@ impl<'a, F: Layout> Object<'a, F> {
     }
 
     /// A number as serde_json writes an `f64`: `null` when not finite.
+    #[inline(always)]
     fn f64(&mut self, key: &str, value: f64) -> io::Result<()> {
         self.key(key)?;
         if value.is_finite() {
@@ -350,6 +358,7 @@ impl<'a, F: Layout> Object<'a, F> {
     }
 
     /// An HTTP status or gRPC code, `null` when nothing answered.
+    #[inline(always)]
     fn status(&mut self, key: &str, value: Option<i32>) -> io::Result<()> {
         self.key(key)?;
         match value {
@@ -378,6 +387,7 @@ pub trait Layout: Formatter {
 }
 
 impl Layout for CompactFormatter {
+    #[inline(always)]
     fn field(&mut self, out: &mut Vec<u8>, first: bool, key: &str) -> io::Result<()> {
         out.reserve(key.len() + 4);
         if !first {
@@ -391,6 +401,7 @@ impl Layout for CompactFormatter {
 }
 
 impl Layout for CappedPretty {
+    #[inline(always)]
     fn field(&mut self, out: &mut Vec<u8>, first: bool, key: &str) -> io::Result<()> {
         self.begin_object_key(out, first)?;
         out.reserve(key.len() + 4);
@@ -415,7 +426,7 @@ fn write_str<F: Layout>(out: &mut Vec<u8>, formatter: &mut F, value: &str) -> io
         // What begin_string, the fragment and end_string write, at once.
         out.reserve(bytes.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(bytes);
+        put(out, bytes);
         out.push(b'"');
         return Ok(());
     }
@@ -443,6 +454,28 @@ fn write_str<F: Layout>(out: &mut Vec<u8>, formatter: &mut F, value: &str) -> io
         formatter.write_string_fragment(out, &value[start..])?;
     }
     formatter.end_string(out)
+}
+
+/// Appends `bytes`. Most strings of a report are short (words, numbers,
+/// ids, names): one of 4 to 16 bytes is copied as two overlapping pieces
+/// of a fixed size, which the compiler writes inline, where a copy of a
+/// length known only when it runs is a call to `memcpy`.
+#[inline(always)]
+pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    #[inline(always)]
+    fn overlapping<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+        let (len, base) = (bytes.len(), out.len());
+        let head: &[u8; N] = bytes[..N].try_into().expect("N bytes");
+        let tail: &[u8; N] = bytes[len - N..].try_into().expect("N bytes");
+        out.extend_from_slice(head);
+        out.truncate(base + len - N);
+        out.extend_from_slice(tail);
+    }
+    match bytes.len() {
+        8..=16 => overlapping::<8>(out, bytes),
+        4..=7 => overlapping::<4>(out, bytes),
+        _ => out.extend_from_slice(bytes),
+    }
 }
 
 /// Whether any byte needs escaping in a JSON string (a control character,

@@ -238,3 +238,14 @@ fn what_is_passed_on_is_counted_from_the_texts_kept() {
     assert_eq!(passed_on(&read_back), groups.len(), "{groups}");
     assert_eq!(passed_on(&Report::default()), 0);
 }
+
+#[test]
+fn runs_of_every_length_are_appended_whole() {
+    let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+    for len in 0..=text.len() {
+        let mut out = b"{\"k\":".to_vec();
+        super::put(&mut out, &text[..len]);
+        assert_eq!(&out[5..], &text[..len], "{len} bytes");
+        assert_eq!(out.len(), 5 + len);
+    }
+}
