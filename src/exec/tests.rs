@@ -292,4 +292,8 @@ async fn a_hop_carries_servicemocks_own_headers_over_propagated_ones() {
         value("x-servicemock-try").is_empty(),
         "tried once: {headers:?}"
     );
+    assert!(
+        value("host").is_empty(),
+        "the transport adds it: {headers:?}"
+    );
 }

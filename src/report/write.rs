@@ -457,7 +457,7 @@ fn write_str<F: Layout>(out: &mut Vec<u8>, formatter: &mut F, value: &str) -> io
 }
 
 /// Appends `bytes`. Most strings of a report are short (words, numbers,
-/// ids, names): one of 4 to 16 bytes is copied as two overlapping pieces
+/// ids, names): one of 4 to 32 bytes is copied as two overlapping pieces
 /// of a fixed size, which the compiler writes inline, where a copy of a
 /// length known only when it runs is a call to `memcpy`.
 #[inline(always)]
@@ -472,6 +472,7 @@ pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
         out.extend_from_slice(tail);
     }
     match bytes.len() {
+        17..=32 => overlapping::<16>(out, bytes),
         8..=16 => overlapping::<8>(out, bytes),
         4..=7 => overlapping::<4>(out, bytes),
         _ => out.extend_from_slice(bytes),
