@@ -11,7 +11,7 @@
 //! bounded in size and forgets after a while. A request with neither is a
 //! first attempt.
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -60,11 +60,13 @@ pub enum AttemptSource {
 #[derive(Debug)]
 pub struct Attempts {
     table: Mutex<Generations>,
-    hasher: RandomState,
+    /// Seeded per process, as std's `RandomState` is; foldhash's quality
+    /// variant hashes a word at a time where SipHash works through rounds.
+    hasher: foldhash::quality::RandomState,
 }
 
 /// The table's keys are already hashes (keyed by [`Attempts`]'s own
-/// `RandomState`): it uses them as they are instead of hashing them again.
+/// seed): it uses them as they are instead of hashing them again.
 #[derive(Debug)]
 struct Generations {
     current: IntMap<u64, u32>,
@@ -80,7 +82,7 @@ impl Default for Attempts {
                 previous: IntMap::default(),
                 turned: Instant::now(),
             }),
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 }
