@@ -99,9 +99,10 @@ impl Inbound {
         }
     }
 
-    /// The request as it arrived with `method` and a body (`body`, read
-    /// whole, then let go: only its length and digest are kept).
-    pub fn with_body(mut self, method: &::http::Method, body: &[u8]) -> Inbound {
+    /// Notes the request's `method` and body (`body`, read whole, then let
+    /// go: only its length and digest are kept). In place, as
+    /// [`Inbound::set_caller`]: the request is some 500 bytes to move.
+    pub fn set_body(&mut self, method: &::http::Method, body: &[u8]) {
         self.method = Some(method.clone());
         if !body.is_empty() {
             let digest = ring::digest::digest(&ring::digest::SHA256, body);
@@ -112,18 +113,16 @@ impl Inbound {
             }
             self.body = Some((body.len() as u64, hex));
         }
-        self
     }
 
-    /// The request with how it arrived and who sent it
+    /// Notes how the request arrived and who sent it
     /// ([`crate::caller::of_request`]).
-    pub fn with_caller(
-        mut self,
+    pub fn set_caller(
+        &mut self,
         tls: Option<crate::caller::Tls>,
         peer: Option<crate::caller::Peer>,
-    ) -> Inbound {
+    ) {
         (self.tls, self.peer) = (tls, peer);
-        self
     }
 }
 

@@ -198,8 +198,8 @@ pub(super) async fn run_call(
         .map(|plan| request_line(message, plan, rpc));
     let chosen = pipeline::check_plan(service, &admission, headers, plan)?;
     let line = line.unwrap_or_else(|| request_line(message, &chosen.plan, rpc));
-    let inbound = Inbound::new(InboundProtocol::Grpc, line, headers.clone())
-        .with_caller(caller.tls.clone(), caller.peer.clone());
+    let mut inbound = Inbound::new(InboundProtocol::Grpc, line, headers.clone());
+    inbound.set_caller(caller.tls.clone(), caller.peer.clone());
     let what = inbound.request_line.clone();
     pipeline::run(service, &chosen, &inbound, &admission, &what).await
 }

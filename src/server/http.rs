@@ -134,13 +134,13 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         Err(refused) => return refusal(&service, refused, view),
     };
     let request_line = request_line(&parts.method, target, parts.version);
-    let inbound = Inbound::new(
+    let mut inbound = Inbound::new(
         InboundProtocol::of_http(parts.version, tls.is_some()),
         request_line,
         parts.headers,
-    )
-    .with_caller(tls, peer)
-    .with_body(&parts.method, &bytes);
+    );
+    inbound.set_caller(tls, peer);
+    inbound.set_body(&parts.method, &bytes);
     drop(bytes);
     let pretty = depth == 0;
     let (report, verdict) =

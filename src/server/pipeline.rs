@@ -353,8 +353,8 @@ pub(super) async fn run_target(
     let limits = service.executor.settings().limits;
     let plan = crate::plan::path::parse_path(asked.target, &limits);
     let chosen = check_plan(service, &admission, &asked.headers, plan)?;
-    let inbound = Inbound::new(asked.protocol, asked.request_line, asked.headers)
-        .with_caller(asked.tls, asked.peer);
+    let mut inbound = Inbound::new(asked.protocol, asked.request_line, asked.headers);
+    inbound.set_caller(asked.tls, asked.peer);
     let (report, verdict) = run(service, &chosen, &inbound, &admission, asked.target).await?;
     Ok((report, verdict, admission))
 }
