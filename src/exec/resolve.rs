@@ -55,13 +55,37 @@ fn grouped(names: impl IntoIterator<Item = (String, SocketAddr)>) -> HashMap<Str
 /// The address to connect to, and the authority the call is made for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Resolved {
-    /// `host:port` to open the connection to.
-    pub connect: String,
     /// `host:port` as the caller wrote it: the Host header / `:authority`.
     pub authority: String,
+    /// `host:port` to open the connection to, when not the authority (a
+    /// name of this mesh): most hops connect where they say, and need no
+    /// second copy of it.
+    elsewhere: Option<String>,
 }
 
 impl Resolved {
+    /// A call for `authority` that connects to `connect`.
+    pub fn new(connect: String, authority: String) -> Resolved {
+        let elsewhere = (connect != authority).then_some(connect);
+        Resolved {
+            authority,
+            elsewhere,
+        }
+    }
+
+    /// A call that connects where its authority says.
+    pub fn direct(authority: String) -> Resolved {
+        Resolved {
+            authority,
+            elsewhere: None,
+        }
+    }
+
+    /// `host:port` to open the connection to.
+    pub fn connect(&self) -> &str {
+        self.elsewhere.as_deref().unwrap_or(&self.authority)
+    }
+
     /// The host part of the authority (no port, no brackets).
     pub fn host(&self) -> &str {
         let host = self
@@ -99,25 +123,14 @@ impl Resolver {
         let names = match target.port_or_default() {
             DEFAULT_PORT => &self.names,
             DEFAULT_TCP_PORT => &self.tcp_names,
-            _ => {
-                return Resolved {
-                    connect: authority.clone(),
-                    authority,
-                }
-            }
+            _ => return Resolved::direct(authority),
         };
         let local = (!names.is_empty())
             .then(|| names.get(&target.host.to_ascii_lowercase()))
             .flatten();
         match local {
-            Some(replicas) => Resolved {
-                connect: replicas.take().to_string(),
-                authority,
-            },
-            None => Resolved {
-                connect: authority.clone(),
-                authority,
-            },
+            Some(replicas) => Resolved::new(replicas.take().to_string(), authority),
+            None => Resolved::direct(authority),
         }
     }
 }
@@ -178,19 +191,22 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         let r = Resolver::with_names([("service2".to_string(), addr)]);
         let local = r.resolve(&Target::new("service2", None));
-        assert_eq!(local.connect, "127.0.0.1:9001");
+        assert_eq!(local.connect(), "127.0.0.1:9001");
         assert_eq!(local.authority, "service2:8080");
         assert_eq!(
-            r.resolve(&Target::new("service2", Some(8080))).connect,
+            r.resolve(&Target::new("service2", Some(8080))).connect(),
             "127.0.0.1:9001"
         );
         assert_eq!(
-            r.resolve(&Target::new("service2", Some(81))).connect,
+            r.resolve(&Target::new("service2", Some(81))).connect(),
             "service2:81"
         );
-        assert_eq!(r.resolve(&Target::new("other", None)).connect, "other:8080");
         assert_eq!(
-            r.resolve(&Target::new("Service2", None)).connect,
+            r.resolve(&Target::new("other", None)).connect(),
+            "other:8080"
+        );
+        assert_eq!(
+            r.resolve(&Target::new("Service2", None)).connect(),
             "127.0.0.1:9001",
             "names match whatever their case"
         );
@@ -218,7 +234,11 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:9002".parse().unwrap();
         let r = Resolver::with_names([("reviews".to_string(), a), ("Reviews".to_string(), b)]);
         let taken: Vec<String> = (0..4)
-            .map(|_| r.resolve(&Target::new("reviews", None)).connect)
+            .map(|_| {
+                r.resolve(&Target::new("reviews", None))
+                    .connect()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(
             taken,
@@ -231,7 +251,7 @@ mod tests {
         );
         let clone = r.clone();
         assert_eq!(
-            clone.resolve(&Target::new("reviews", None)).connect,
+            clone.resolve(&Target::new("reviews", None)).connect(),
             "127.0.0.1:9001",
             "clones share the turn"
         );

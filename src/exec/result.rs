@@ -112,10 +112,10 @@ impl HopResult {
         let kind = failure::classify(error);
         let message = match kind.outcome {
             Outcome::Dns => format!("cannot resolve \"{}\": {}", to.host(), kind.cause),
-            Outcome::Refused => format!("connection refused by {}", to.connect),
+            Outcome::Refused => format!("connection refused by {}", to.connect()),
             Outcome::Timeout if kind.connecting => format!(
                 "no connection to {} within the connect timeout of {}",
-                to.connect,
+                to.connect(),
                 deadline::human(connect)
             ),
             Outcome::Timeout => format!("no answer within {}", deadline::human(timer)),

@@ -158,8 +158,8 @@ impl GrpcClients {
         let origin = format!("{scheme}://{}", to.authority)
             .parse()
             .map_err(|e| format!("bad authority \"{}\": {e}", to.authority))?;
-        let endpoint = Endpoint::from_shared(format!("http://{}", to.connect))
-            .map_err(|e| format!("bad address \"{}\": {e}", to.connect))?
+        let endpoint = Endpoint::from_shared(format!("http://{}", to.connect()))
+            .map_err(|e| format!("bad address \"{}\": {e}", to.connect()))?
             .origin(origin)
             .http2_max_header_list_size(MAX_HEADER_LIST)
             .connect_timeout(key.connect);
@@ -379,10 +379,7 @@ mod tests {
     use super::*;
 
     fn target(port: u16) -> ChannelKey {
-        let to = Resolved {
-            connect: format!("127.0.0.1:{port}"),
-            authority: format!("svc:{port}"),
-        };
+        let to = Resolved::new(format!("127.0.0.1:{port}"), format!("svc:{port}"));
         ChannelKey::of(&to, &Default::default())
     }
 

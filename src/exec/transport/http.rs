@@ -223,16 +223,16 @@ impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
                 *request.uri_mut() = Uri::try_from(path).map_err(http::Error::from)?;
                 let host = HeaderValue::from_str(host_of(to)).map_err(http::Error::from)?;
                 request.headers_mut().insert(HOST, host);
-                let (response, lease) = pool.send(&to.connect, request).await?;
+                let (response, lease) = pool.send(to.connect(), request).await?;
                 Ok((response, Some(lease)))
             }
             Via::Client(client, scheme) => {
                 *request.uri_mut() = Uri::builder()
                     .scheme(scheme)
-                    .authority(to.connect.as_str())
+                    .authority(to.connect())
                     .path_and_query(path)
                     .build()?;
-                if to.connect != to.authority {
+                if to.connect() != to.authority {
                     if let Ok(host) = HeaderValue::from_str(&to.authority) {
                         request.headers_mut().insert(HOST, host);
                     }
@@ -247,10 +247,10 @@ impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
 /// wrote it, without port 80 when it is also where the hop connects (as
 /// hyper-util's client writes it from the URI).
 fn host_of(to: &super::super::resolve::Resolved) -> &str {
-    if to.connect != to.authority {
+    if to.connect() != to.authority {
         return &to.authority;
     }
-    to.connect.strip_suffix(":80").unwrap_or(&to.connect)
+    to.connect().strip_suffix(":80").unwrap_or(to.connect())
 }
 
 /// One HTTP exchange through `via`.

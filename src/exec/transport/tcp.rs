@@ -62,16 +62,16 @@ impl TcpTransport {
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&to.connect)
+            .get_mut(to.connect())
             .and_then(Vec::pop)
     }
 
     fn keep(&self, to: &Resolved, stream: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() >= MAX_POOLED_ADDRESSES && !idle.contains_key(&to.connect) {
+        if idle.len() >= MAX_POOLED_ADDRESSES && !idle.contains_key(to.connect()) {
             return;
         }
-        let kept = idle.entry(to.connect.clone()).or_default();
+        let kept = idle.entry(to.connect().to_owned()).or_default();
         if kept.len() < MAX_IDLE_PER_ADDRESS {
             kept.push(stream);
         }
@@ -80,7 +80,7 @@ impl TcpTransport {
 
 /// Opens a connection to `to` within `connect`.
 async fn open(to: &Resolved, connect: Duration) -> Result<TcpStream, BoxError> {
-    let addrs: Vec<_> = tokio::net::lookup_host(to.connect.as_str())
+    let addrs: Vec<_> = tokio::net::lookup_host(to.connect())
         .await
         .map_err(|source| LookupError {
             host: to.host().to_owned(),
