@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use ::http::header::HOST;
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
@@ -166,7 +167,10 @@ impl Executor {
                 u64::try_from(callee_budget.as_millis()).unwrap_or(u64::MAX),
             ]
         });
-        let mut headers = hop_headers(ctx, hop, number, own);
+        // A plain HTTP/1.1 hop's Host goes in with them, in the same map
+        // (added later by the transport, it would outgrow the map's room).
+        let host = (hop.protocol == crate::plan::Protocol::Http).then(|| to.http_host());
+        let mut headers = hop_headers(ctx, hop, number, own.map(|values| (values, host)));
         let span = ctx.trace.as_ref().map(|trace| {
             let span = trace.hop(hop_start(hop, url, number.unwrap_or(1)));
             span.inject(&mut headers);
@@ -271,10 +275,10 @@ fn hop_headers(
     ctx: &HopContext,
     hop: &Hop,
     number: Option<u32>,
-    own: Option<[u64; 4]>,
+    own: Option<([u64; 4], Option<&str>)>,
 ) -> HeaderMap {
     let (mut headers, id_at) = match own {
-        Some(values) => own_headers(&ctx.outbound, values),
+        Some((values, host)) => own_headers(&ctx.outbound, values, host),
         None => (
             HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 1),
             None,
@@ -282,7 +286,7 @@ fn hop_headers(
     };
     // Appended: the same name may come more than once.
     for (at, (name, value)) in ctx.outbound.iter().enumerate() {
-        if Some(at) != id_at && !(own.is_some() && is_own(name)) {
+        if Some(at) != id_at && !(own.is_some() && (is_own(name) || name == HOST)) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -302,28 +306,51 @@ fn hop_headers(
 }
 
 /// The request id and servicemock's own headers of a hop, in this order:
-/// `x-request-id`, then [`OWN`] with `values`. Their names are hashed once,
+/// `x-request-id`, then [`OWN`] with `values`, then `host` when given. Their names are hashed once,
 /// into a map each hop clones and writes its values into in place (each
 /// custom name inserted is hashed a byte at a time). The request id is the
 /// first `outbound` carries (every request has one, carried or made): its
 /// place in `outbound` comes back, not to be added twice.
-fn own_headers(outbound: &Outbound, values: [u64; 4]) -> (HeaderMap, Option<usize>) {
-    static NAMED: LazyLock<HeaderMap> = LazyLock::new(|| {
-        // Room for a few carried headers more without growing.
+fn own_headers(
+    outbound: &Outbound,
+    values: [u64; 4],
+    host: Option<&str>,
+) -> (HeaderMap, Option<usize>) {
+    fn named(host: bool) -> HeaderMap {
+        // Room for a few carried headers more without growing the index
+        // (a clone's entries are as many as these: one more moves them).
         let mut map = HeaderMap::with_capacity(8);
-        for name in std::iter::once(REQUEST_ID).chain(OWN) {
+        let host = host.then_some(HOST);
+        for name in std::iter::once(REQUEST_ID).chain(OWN).chain(host) {
             map.insert(name, HeaderValue::from_static("0"));
         }
         map
-    });
-    let mut map = NAMED.clone();
+    }
+    static NAMED: LazyLock<HeaderMap> = LazyLock::new(|| named(false));
+    static WITH_HOST: LazyLock<HeaderMap> = LazyLock::new(|| named(true));
+    let mut map = match host {
+        Some(_) => WITH_HOST.clone(),
+        None => NAMED.clone(),
+    };
     let id_at = outbound.iter().position(|(name, _)| name == REQUEST_ID);
     let mut slots = map.values_mut();
     if let (Some(slot), Some(at)) = (slots.next(), id_at) {
         slot.clone_from(&outbound[at].1);
     }
-    for (slot, value) in slots.zip(values) {
+    // Values first: a zip takes from its first side first, and the slot
+    // after the last value is the host's.
+    for (value, slot) in values.into_iter().zip(slots.by_ref()) {
         *slot = number_value(value);
+    }
+    if let (Some(slot), Some(host)) = (slots.next(), host) {
+        // An authority that is no header value fails the call as before:
+        // the transport makes it again and says why.
+        match HeaderValue::from_str(host) {
+            Ok(value) => *slot = value,
+            Err(_) => {
+                map.remove(HOST);
+            }
+        }
     }
     if id_at.is_none() {
         map.remove(REQUEST_ID);

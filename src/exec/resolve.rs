@@ -86,6 +86,19 @@ impl Resolved {
         self.elsewhere.as_deref().unwrap_or(&self.authority)
     }
 
+    /// The Host header of a plain HTTP/1.1 hop: the authority as the caller
+    /// wrote it, without port 80 when it is also where the hop connects (as
+    /// hyper-util's client writes it from the URI).
+    pub fn http_host(&self) -> &str {
+        match self.elsewhere {
+            Some(_) => &self.authority,
+            None => self
+                .authority
+                .strip_suffix(":80")
+                .unwrap_or(&self.authority),
+        }
+    }
+
     /// The host part of the authority (no port, no brackets).
     pub fn host(&self) -> &str {
         let host = self

@@ -292,8 +292,31 @@ async fn a_hop_carries_servicemocks_own_headers_over_propagated_ones() {
         value("x-servicemock-try").is_empty(),
         "tried once: {headers:?}"
     );
-    assert!(
-        value("host").is_empty(),
-        "the transport adds it: {headers:?}"
+    // Made with them on a plain HTTP/1.1 hop, as the transport would.
+    assert_eq!(value("host"), ["a:8080"], "{headers:?}");
+}
+
+#[tokio::test]
+async fn only_a_plain_http_hop_carries_its_host_among_servicemocks_own() {
+    let fake = fake(&[]);
+    let executor = executor(fake.clone(), Settings::default());
+    run(
+        &executor,
+        "/@grpc:a|h2c:b|http:c:80/end",
+        Duration::from_secs(30),
+    )
+    .await;
+    let seen = fake.seen.lock().unwrap();
+    let hosts = |host: &str| -> Vec<String> {
+        let one = seen.iter().find(|s| s.host == host).unwrap();
+        let hosts = one.headers.iter().filter(|h| h.starts_with("host: "));
+        hosts.cloned().collect()
+    };
+    assert!(hosts("a").is_empty(), "gRPC: none");
+    assert!(hosts("b").is_empty(), "h2c: its transport's choice");
+    assert_eq!(
+        hosts("c"),
+        ["host: c"],
+        "port 80 left out, as hyper-util does"
     );
 }

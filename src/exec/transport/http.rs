@@ -221,8 +221,12 @@ impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
         match *self {
             Via::KeepAlive(pool) => {
                 *request.uri_mut() = Uri::try_from(path).map_err(http::Error::from)?;
-                let host = HeaderValue::from_str(host_of(to)).map_err(http::Error::from)?;
-                request.headers_mut().insert(HOST, host);
+                // A hop to a servicemock has it already, made with its own
+                // headers (`Resolved::http_host`).
+                if !request.headers().contains_key(HOST) {
+                    let host = HeaderValue::from_str(to.http_host()).map_err(http::Error::from)?;
+                    request.headers_mut().insert(HOST, host);
+                }
                 let (response, lease) = pool.send(to.connect(), request).await?;
                 Ok((response, Some(lease)))
             }
@@ -232,7 +236,7 @@ impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
                     .authority(to.connect())
                     .path_and_query(path)
                     .build()?;
-                if to.connect() != to.authority {
+                if to.connect() != to.authority && !request.headers().contains_key(HOST) {
                     if let Ok(host) = HeaderValue::from_str(&to.authority) {
                         request.headers_mut().insert(HOST, host);
                     }
@@ -241,16 +245,6 @@ impl<'a, C: Connect + Clone + Send + Sync + 'static> Via<'a, C> {
             }
         }
     }
-}
-
-/// The Host header of a plain HTTP/1.1 hop: the authority as the caller
-/// wrote it, without port 80 when it is also where the hop connects (as
-/// hyper-util's client writes it from the URI).
-fn host_of(to: &super::super::resolve::Resolved) -> &str {
-    if to.connect() != to.authority {
-        return &to.authority;
-    }
-    to.connect().strip_suffix(":80").unwrap_or(to.connect())
 }
 
 /// One HTTP exchange through `via`.
