@@ -17,7 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_types::StatusExt as _;
 
 use super::pipeline::{self, Refused, Verdict};
-use super::{identity_headers, Service};
+use super::Service;
 use crate::codes::grpc_code_name;
 use crate::exec::Inbound;
 use crate::pb;
@@ -309,7 +309,5 @@ fn failure(service: &Service, code: Code, message: String, report: &Report) -> S
 }
 /// The identity headers of a report as gRPC metadata.
 fn identity_metadata(service: &Service, report: &Report) -> MetadataMap {
-    let mut headers = http::HeaderMap::new();
-    identity_headers(service, &mut headers, report);
-    MetadataMap::from_headers(headers)
+    MetadataMap::from_headers(service.identity_headers.of(None, report))
 }

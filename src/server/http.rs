@@ -7,13 +7,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
 use super::pipeline::{self, Refused};
-use super::{identity_headers, Service};
+use super::Service;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
@@ -219,13 +219,9 @@ fn render(
     // a content type to be replaced, and the headers a map to be merged.
     let mut response = Response::new(axum::body::Body::from(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.reserve(4);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(view.content_type()),
-    );
-    identity_headers(service, headers, report);
+    *response.headers_mut() = service
+        .identity_headers
+        .of(Some(view.content_type()), report);
     response
 }
 

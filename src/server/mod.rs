@@ -53,8 +53,8 @@ pub struct Service {
     /// Which attempt each request is (for `@first=N`).
     pub attempts: Attempts,
     pub metrics: Metrics,
-    /// `x-servicemock-service` and `-version` as header values, made once.
-    identity_values: [Option<::http::HeaderValue>; 2],
+    /// The identity headers of every answer, made once.
+    identity_headers: IdentityHeaders,
     draining: AtomicBool,
     in_flight: Arc<Semaphore>,
     /// Set when open streams must end: the shutdown grace is nearly over.
@@ -102,14 +102,13 @@ impl Service {
             );
         }
         let control = control::Control::new(executor.settings().control, defaults);
-        let identity_values = [&identity.service, &identity.version]
-            .map(|text| ::http::HeaderValue::from_str(text).ok());
+        let identity_headers = IdentityHeaders::new(&identity);
         let mut metrics = Metrics::default();
         if let Some(spans) = &tracing.spans {
             metrics.count_spans(spans.counts());
         }
         Arc::new(Service {
-            identity_values,
+            identity_headers,
             identity,
             executor,
             control,
@@ -168,20 +167,73 @@ impl Service {
 }
 
 /// `x-servicemock-service`, `x-servicemock-version` and `x-request-id` of
-/// a report of this service, as response headers (HTTP) or metadata
-/// (gRPC), so a `curl -sI` loop can count who answered.
-fn identity_headers(service: &Service, headers: &mut ::http::HeaderMap, report: &Report) {
-    const NAMES: [::http::HeaderName; 2] = [
-        ::http::HeaderName::from_static("x-servicemock-service"),
-        ::http::HeaderName::from_static("x-servicemock-version"),
-    ];
-    for (name, value) in NAMES.into_iter().zip(&service.identity_values) {
-        if let Some(value) = value {
-            headers.insert(name, value.clone());
+/// a report of this service, as response headers (HTTP, after its
+/// `content-type`) or metadata (gRPC), so a `curl -sI` loop can count who
+/// answered. The names are hashed once, into maps an answer clones and
+/// writes its values into in place: inserted one by one, each custom name
+/// was hashed a byte at a time on every answer.
+#[derive(Debug)]
+struct IdentityHeaders {
+    /// `content-type` (written per answer), identity, request id.
+    typed: ::http::HeaderMap,
+    /// Identity and request id.
+    bare: ::http::HeaderMap,
+}
+
+impl IdentityHeaders {
+    fn new(identity: &crate::config::Identity) -> IdentityHeaders {
+        const NAMES: [::http::HeaderName; 2] = [
+            ::http::HeaderName::from_static("x-servicemock-service"),
+            ::http::HeaderName::from_static("x-servicemock-version"),
+        ];
+        let made = |typed: bool| {
+            let mut map = ::http::HeaderMap::with_capacity(4);
+            if typed {
+                let json = ::http::HeaderValue::from_static("application/json");
+                map.insert(::http::header::CONTENT_TYPE, json);
+            }
+            for (name, text) in NAMES
+                .into_iter()
+                .zip([&identity.service, &identity.version])
+            {
+                if let Ok(value) = ::http::HeaderValue::from_str(text) {
+                    map.insert(name, value);
+                }
+            }
+            let id = ::http::HeaderValue::from_static("");
+            map.insert(crate::exec::context::REQUEST_ID, id);
+            map
+        };
+        IdentityHeaders {
+            typed: made(true),
+            bare: made(false),
         }
     }
-    if let Ok(id) = ::http::HeaderValue::from_str(&report.request_id) {
-        headers.insert(crate::exec::context::REQUEST_ID, id);
+
+    /// The headers of an answer: `content_type` first when given.
+    fn of(&self, content_type: Option<&'static str>, report: &Report) -> ::http::HeaderMap {
+        let mut headers = match content_type {
+            Some(content_type) => {
+                let mut headers = self.typed.clone();
+                if let Some(slot) = headers.values_mut().next() {
+                    *slot = ::http::HeaderValue::from_static(content_type);
+                }
+                headers
+            }
+            None => self.bare.clone(),
+        };
+        // The request id is the last.
+        match ::http::HeaderValue::from_str(&report.request_id) {
+            Ok(id) => {
+                if let Some(slot) = headers.values_mut().last() {
+                    *slot = id;
+                }
+            }
+            Err(_) => {
+                headers.remove(crate::exec::context::REQUEST_ID);
+            }
+        }
+        headers
     }
 }
 
@@ -311,3 +363,46 @@ pub async fn serve_on(
 
 /// Longest the spans still waiting at shutdown may take to go out.
 const SPAN_FLUSH: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(headers: &::http::HeaderMap) -> Vec<String> {
+        let line = |(n, v): (&::http::HeaderName, &::http::HeaderValue)| {
+            format!("{n}: {}", v.to_str().unwrap())
+        };
+        headers.iter().map(line).collect()
+    }
+
+    #[test]
+    fn answers_say_who_made_them_after_their_content_type() {
+        let made = IdentityHeaders::new(&crate::config::Identity::named("reviews", "v2"));
+        let report = Report {
+            request_id: "req-7".into(),
+            ..Report::default()
+        };
+        assert_eq!(
+            lines(&made.of(Some("text/plain; charset=utf-8"), &report)),
+            [
+                "content-type: text/plain; charset=utf-8",
+                "x-servicemock-service: reviews",
+                "x-servicemock-version: v2",
+                "x-request-id: req-7",
+            ]
+        );
+        assert_eq!(
+            lines(&made.of(None, &report)),
+            [
+                "x-servicemock-service: reviews",
+                "x-servicemock-version: v2",
+                "x-request-id: req-7",
+            ]
+        );
+        let unsendable = Report {
+            request_id: "a\nb".into(),
+            ..Report::default()
+        };
+        assert_eq!(made.of(None, &unsendable).len(), 2, "no request id");
+    }
+}
