@@ -69,7 +69,7 @@ impl Executor {
             let began = if number == 1 { start } else { Instant::now() };
             let said = if retrying { Some(number) } else { None };
             let mut result = self
-                .try_once(hop, ctx, (&to, &url, transport), call, said, began)
+                .try_once(hop, ctx, &to, &url, transport, call, said, began)
                 .await;
             ctx.received.fetch_add(result.bytes, Ordering::Relaxed);
             let again = number < options.tries()
@@ -111,14 +111,16 @@ impl Executor {
         }
     }
 
-    /// One try of `hop`, begun `now`, to where it goes, by what: skipped
-    /// when no time or room is left, else the transport's call with this
-    /// hop's headers and timer.
+    /// One try of `hop`, begun `now`: skipped when no time or room is
+    /// left, else the transport's call with this hop's headers and timer.
+    #[allow(clippy::too_many_arguments)]
     async fn try_once(
         &self,
         hop: &Hop,
         ctx: &HopContext,
-        (to, url, transport): (&resolve::Resolved, &HopUrl, &dyn Transport),
+        to: &resolve::Resolved,
+        url: &HopUrl,
+        transport: &dyn Transport,
         call: u64,
         number: Option<u32>,
         now: Instant,
@@ -169,8 +171,9 @@ impl Executor {
         });
         // A plain HTTP/1.1 hop's Host goes in with them, in the same map
         // (added later by the transport, it would outgrow the map's room).
-        let host = (hop.protocol == crate::plan::Protocol::Http).then(|| to.http_host());
-        let mut headers = hop_headers(ctx, hop, number, own.map(|values| (values, host)));
+        let host =
+            (own.is_some() && hop.protocol == crate::plan::Protocol::Http).then(|| to.http_host());
+        let mut headers = hop_headers(ctx, hop, number, own, host);
         let span = ctx.trace.as_ref().map(|trace| {
             let span = trace.hop(hop_start(hop, url, number.unwrap_or(1)));
             span.inject(&mut headers);
@@ -269,16 +272,18 @@ fn retryable(result: &HopResult, on: RetryOn, grpc: bool) -> bool {
 
 /// The headers of one try of a hop: on a hop to a servicemock its own
 /// (`own`: depth, calls left, call id, time budget, and which try when
-/// the hop may retry), what the request carries on (`--propagate-header`,
-/// the request id), and the hop's own `[header=…]`.
+/// the hop may retry; `host` on a plain HTTP/1.1 one), what the request
+/// carries on (`--propagate-header`, the request id), and the hop's own
+/// `[header=…]`.
 fn hop_headers(
     ctx: &HopContext,
     hop: &Hop,
     number: Option<u32>,
-    own: Option<([u64; 4], Option<&str>)>,
+    own: Option<[u64; 4]>,
+    host: Option<&str>,
 ) -> HeaderMap {
     let (mut headers, id_at) = match own {
-        Some((values, host)) => own_headers(&ctx.outbound, values, host),
+        Some(values) => own_headers(&ctx.outbound, values, host),
         None => (
             HeaderMap::with_capacity(ctx.outbound.len() + hop.headers.len() + 1),
             None,
@@ -286,7 +291,8 @@ fn hop_headers(
     };
     // Appended: the same name may come more than once.
     for (at, (name, value)) in ctx.outbound.iter().enumerate() {
-        if Some(at) != id_at && !(own.is_some() && (is_own(name) || name == HOST)) {
+        let ours = (own.is_some() && is_own(name)) || (host.is_some() && name == HOST);
+        if Some(at) != id_at && !ours {
             headers.append(name.clone(), value.clone());
         }
     }

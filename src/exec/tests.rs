@@ -320,3 +320,33 @@ async fn only_a_plain_http_hop_carries_its_host_among_servicemocks_own() {
         "port 80 left out, as hyper-util does"
     );
 }
+
+#[tokio::test]
+async fn a_propagated_host_loses_only_to_a_plain_http_hops_own() {
+    let fake = fake(&[]);
+    let mut propagate = super::context::default_propagated();
+    propagate.push(http::header::HOST);
+    let executor = Executor::with_transports(
+        Resolver::default(),
+        Settings::default(),
+        propagate,
+        Transports::all(fake.clone()),
+    );
+    let mut carried = HeaderMap::new();
+    carried.insert(http::header::HOST, "front.example".parse().unwrap());
+    run_with(
+        &executor,
+        "/@grpc:a|c/end",
+        carried,
+        Duration::from_secs(30),
+    )
+    .await;
+    let seen = fake.seen.lock().unwrap();
+    let hosts = |host: &str| -> Vec<String> {
+        let one = seen.iter().find(|s| s.host == host).unwrap();
+        let hosts = one.headers.iter().filter(|h| h.starts_with("host: "));
+        hosts.cloned().collect()
+    };
+    assert_eq!(hosts("a"), ["host: front.example"], "carried on, as before");
+    assert_eq!(hosts("c"), ["host: c:8080"], "the hop's own");
+}
