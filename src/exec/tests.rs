@@ -260,14 +260,8 @@ fn dates_are_rfc3339_with_nanoseconds_whatever_the_cache_holds() {
 #[tokio::test]
 async fn a_hop_carries_servicemocks_own_headers_over_propagated_ones() {
     let fake = fake(&[]);
-    let mut propagate = super::context::default_propagated();
-    propagate.push(http::HeaderName::from_static("x-servicemock-depth"));
-    let executor = Executor::with_transports(
-        Resolver::default(),
-        Settings::default(),
-        propagate,
-        Transports::all(fake.clone()),
-    );
+    let depth = http::HeaderName::from_static("x-servicemock-depth");
+    let executor = propagating(&fake, depth);
     let mut carried = HeaderMap::new();
     carried.insert("x-servicemock-depth", "99".parse().unwrap());
     carried.insert("x-request-id", "req-7".parse().unwrap());
@@ -306,12 +300,7 @@ async fn only_a_plain_http_hop_carries_its_host_among_servicemocks_own() {
         Duration::from_secs(30),
     )
     .await;
-    let seen = fake.seen.lock().unwrap();
-    let hosts = |host: &str| -> Vec<String> {
-        let one = seen.iter().find(|s| s.host == host).unwrap();
-        let hosts = one.headers.iter().filter(|h| h.starts_with("host: "));
-        hosts.cloned().collect()
-    };
+    let hosts = |host: &str| hosts_seen(&fake, host);
     assert!(hosts("a").is_empty(), "gRPC: none");
     assert!(hosts("b").is_empty(), "h2c: its transport's choice");
     assert_eq!(
@@ -324,14 +313,7 @@ async fn only_a_plain_http_hop_carries_its_host_among_servicemocks_own() {
 #[tokio::test]
 async fn a_propagated_host_loses_only_to_a_plain_http_hops_own() {
     let fake = fake(&[]);
-    let mut propagate = super::context::default_propagated();
-    propagate.push(http::header::HOST);
-    let executor = Executor::with_transports(
-        Resolver::default(),
-        Settings::default(),
-        propagate,
-        Transports::all(fake.clone()),
-    );
+    let executor = propagating(&fake, http::header::HOST);
     let mut carried = HeaderMap::new();
     carried.insert(http::header::HOST, "front.example".parse().unwrap());
     run_with(
@@ -341,12 +323,27 @@ async fn a_propagated_host_loses_only_to_a_plain_http_hops_own() {
         Duration::from_secs(30),
     )
     .await;
-    let seen = fake.seen.lock().unwrap();
-    let hosts = |host: &str| -> Vec<String> {
-        let one = seen.iter().find(|s| s.host == host).unwrap();
-        let hosts = one.headers.iter().filter(|h| h.starts_with("host: "));
-        hosts.cloned().collect()
-    };
+    let hosts = |host: &str| hosts_seen(&fake, host);
     assert_eq!(hosts("a"), ["host: front.example"], "carried on, as before");
     assert_eq!(hosts("c"), ["host: c:8080"], "the hop's own");
+}
+
+/// An executor through `fake` that also passes `name` on to every hop.
+fn propagating(fake: &Arc<Fake>, name: http::HeaderName) -> Executor {
+    let mut propagate = super::context::default_propagated();
+    propagate.push(name);
+    Executor::with_transports(
+        Resolver::default(),
+        Settings::default(),
+        propagate,
+        Transports::all(fake.clone()),
+    )
+}
+
+/// The `host` lines the fake transport saw on the hop to `host`.
+fn hosts_seen(fake: &Fake, host: &str) -> Vec<String> {
+    let seen = fake.seen.lock().unwrap();
+    let one = seen.iter().find(|s| s.host == host).unwrap();
+    let hosts = one.headers.iter().filter(|h| h.starts_with("host: "));
+    hosts.cloned().collect()
 }
