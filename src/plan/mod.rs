@@ -3,7 +3,8 @@
 //!
 //! A [`Plan`] is the intermediate form between the two ways of asking (an
 //! @-path over HTTP, a `CallRequest` over gRPC) and the executor. [`path`]
-//! parses and renders paths, [`proto`] converts to and from the messages. The
+//! parses and renders paths ([`recent`] keeps the plans of paths asked a
+//! moment ago), [`proto`] converts to and from the messages. The
 //! same plan can be written either way (and [`json`] reads the `CallRequest`
 //! as JSON for HTTP), so a tree that mixes protocols keeps
 //! its shape whichever edge it enters by.
@@ -13,6 +14,7 @@ pub mod json;
 pub mod options;
 pub mod path;
 pub mod proto;
+pub mod recent;
 
 pub use options::HopOptions;
 

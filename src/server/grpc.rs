@@ -196,7 +196,7 @@ pub(super) async fn run_call(
         .as_ref()
         .ok()
         .map(|plan| request_line(message, plan, rpc));
-    let chosen = pipeline::check_plan(service, &admission, headers, plan)?;
+    let chosen = pipeline::check_plan(service, &admission, headers, plan.map(Arc::new))?;
     let line = line.unwrap_or_else(|| request_line(message, &chosen.plan, rpc));
     let mut inbound = Inbound::new(InboundProtocol::Grpc, line, headers.clone());
     inbound.set_caller(caller.tls.clone(), caller.peer.clone());

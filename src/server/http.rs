@@ -17,7 +17,7 @@ use super::Service;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
-use crate::plan::path::parse_path;
+use crate::plan::recent::plan_of;
 use crate::report::InboundProtocol;
 use crate::report::{Report, View};
 
@@ -125,9 +125,9 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         Err(e) => return bad_request(format!("cannot read the request body: {e}")),
     };
     let plan = if parts.method == Method::POST && is_a_plan(&bytes) {
-        plan_from_json(&bytes, &limits)
+        plan_from_json(&bytes, &limits).map(Arc::new)
     } else {
-        parse_path(target, &limits)
+        plan_of(target, &limits)
     };
     let chosen = match pipeline::check_plan(&service, &admission, &parts.headers, plan) {
         Ok(chosen) => chosen,

@@ -3,6 +3,8 @@
 //! count it, log it, and reach a [`Verdict`]. The HTTP and gRPC edges only
 //! translate a request into a plan and the verdict into their answer.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use crate::attempts::Attempt;
@@ -114,7 +116,7 @@ pub(super) fn admit(
 /// (`--calls`) because the request's own target had no command.
 #[derive(Debug)]
 pub(super) struct Chosen {
-    pub(super) plan: Plan,
+    pub(super) plan: Arc<Plan>,
     pub(super) by_default: bool,
 }
 
@@ -126,13 +128,13 @@ pub(super) fn check_plan(
     service: &Service,
     admission: &Admission,
     headers: &HeaderMap,
-    plan: Result<Plan, PlanError>,
+    plan: Result<Arc<Plan>, PlanError>,
 ) -> Result<Chosen, Refused> {
     let limits = service.executor.settings().limits;
     let checked = plan.and_then(|plan| {
         let chosen = match &service.calls {
             Some(calls) if plan.parallel.is_empty() => Chosen {
-                plan: calls.plan_for(&plan.uri),
+                plan: Arc::new(calls.plan_for(&plan.uri)),
                 by_default: true,
             },
             _ => Chosen {
@@ -351,7 +353,7 @@ pub(super) async fn run_target(
     let caller = asked.peer.as_ref().map(|p| p.principal.as_str());
     let admission = admit(service, &asked.headers, Some(&asked.attempt), caller)?;
     let limits = service.executor.settings().limits;
-    let plan = crate::plan::path::parse_path(asked.target, &limits);
+    let plan = crate::plan::recent::plan_of(asked.target, &limits);
     let chosen = check_plan(service, &admission, &asked.headers, plan)?;
     let mut inbound = Inbound::new(asked.protocol, asked.request_line, asked.headers);
     inbound.set_caller(asked.tls, asked.peer);
