@@ -170,9 +170,11 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
                 hop
             });
         let groups = proptest::collection::vec(proptest::collection::vec(hop, 1..3), 1..3);
-        (groups, arb_uri()).prop_map(|(groups, uri)| Plan {
-            parallel: groups.into_iter().map(|hops| Sequence { hops }).collect(),
-            uri,
+        (groups, arb_uri()).prop_map(|(groups, uri)| {
+            Plan::new(
+                groups.into_iter().map(|hops| Sequence { hops }).collect(),
+                uri,
+            )
         })
     })
 }
@@ -248,8 +250,8 @@ fn plans_survive_a_real_relay_of_each_protocol() {
                 } else {
                     http_sink
                 };
-                let outer = Plan {
-                    parallel: vec![Sequence {
+                let outer = Plan::new(
+                    vec![Sequence {
                         hops: vec![Hop {
                             target: Target::new(sink.ip().to_string(), Some(sink.port())),
                             protocol,
@@ -258,8 +260,8 @@ fn plans_survive_a_real_relay_of_each_protocol() {
                             next: Arc::new(sub_plan.clone()),
                         }],
                     }],
-                    uri: sub_plan.uri.clone(),
-                };
+                    sub_plan.uri.clone(),
+                );
                 log.lock().unwrap().clear();
                 // Alternate the way in: a JSON POST, then a gRPC Call.
                 let entry_by_grpc =

@@ -11,6 +11,7 @@
 
 pub mod default;
 pub mod json;
+mod measures;
 pub mod options;
 pub mod path;
 pub mod proto;
@@ -37,6 +38,8 @@ pub struct Plan {
     pub parallel: Vec<Sequence>,
     /// The remainder (path and query) the leaves of the tree are called with.
     pub uri: String,
+    /// Its size and depth once measured (not copied with it, never compared).
+    measures: measures::Measures,
 }
 
 /// Hops that run one after another.
@@ -195,15 +198,27 @@ impl Target {
 impl fmt::Display for Target {
     /// As written in a path: the port only when one was given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut written = String::with_capacity(self.host.len() + 8);
+        self.write_into(&mut written);
+        f.write_str(&written)
+    }
+}
+
+impl Target {
+    /// Appends the target as written in a path (what [`fmt::Display`]
+    /// shows), without the formatter: paths are rendered for every hop.
+    pub fn write_into(&self, out: &mut String) {
         if self.host.contains(':') {
-            write!(f, "[{}]", self.host)?;
+            out.push('[');
+            out.push_str(&self.host);
+            out.push(']');
         } else {
-            f.write_str(&self.host)?;
+            out.push_str(&self.host);
         }
         if let Some(port) = self.port {
-            write!(f, ":{port}")?;
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(port));
         }
-        Ok(())
     }
 }
 
@@ -346,9 +361,15 @@ pub enum PlanError {
 impl Plan {
     /// A plan that calls nobody and answers with `uri` at the leaves.
     pub fn leaf(uri: impl Into<String>) -> Plan {
+        Plan::new(Vec::new(), uri.into())
+    }
+
+    /// A plan of the groups `parallel`, its leaves called with `uri`.
+    pub fn new(parallel: Vec<Sequence>, uri: String) -> Plan {
         Plan {
-            parallel: Vec::new(),
-            uri: uri.into(),
+            parallel,
+            uri,
+            measures: Default::default(),
         }
     }
 
@@ -361,15 +382,23 @@ impl Plan {
     /// once it exceeds `limit`.
     /// Stops counting at the limit, so a path that would fan out
     /// exponentially costs no more than `limit` steps to refuse.
+    /// Counted once (under the first limit asked) and kept in the plan.
     pub fn count_hops(&self, limit: usize) -> Option<usize> {
-        let mut total = 0usize;
-        count_into(self, limit, &mut total).then_some(total)
+        self.measures.calls(limit, |limit| {
+            let mut total = 0usize;
+            count_into(self, limit, &mut total).then_some(total)
+        })
     }
 
     /// How many levels of calls the tree nests: 0 for a leaf, 1 for a plan
     /// whose hops call nobody, and so on. Walks every hop once without
-    /// recursion: check the size ([`Plan::check_size`]) first.
+    /// recursion: check the size ([`Plan::check_size`]) first. Measured
+    /// once and kept in the plan.
     pub fn depth(&self) -> usize {
+        self.measures.depth(|| self.measure_depth())
+    }
+
+    fn measure_depth(&self) -> usize {
         // Each level keeps only the plans that call someone, so a plan of
         // one level is measured without a heap.
         fn callers<'p>(plans: impl Iterator<Item = &'p Plan>) -> Vec<&'p Plan> {

@@ -109,13 +109,10 @@ pub fn parse_path(path: &str, limits: &Limits) -> Result<Plan, PlanError> {
     let mut next = Arc::new(Plan::leaf(uri.clone()));
     for (i, command) in deeper.iter().enumerate().rev() {
         let parallel = parse_level(command, i + 1, commands.len(), &next, limits)?;
-        next = Arc::new(Plan {
-            parallel,
-            uri: uri.clone(),
-        });
+        next = Arc::new(Plan::new(parallel, uri.clone()));
     }
     let parallel = parse_level(first, 0, commands.len(), &next, limits)?;
-    Ok(Plan { parallel, uri })
+    Ok(Plan::new(parallel, uri))
 }
 
 /// The groups of hops of one decoded command, the `index`th (from 0) of
@@ -500,7 +497,7 @@ fn render_target(hop: &Hop, out: &mut String) {
         out.push_str(hop.protocol.as_str());
         out.push(':');
     }
-    let _ = write!(out, "{}", hop.target);
+    hop.target.write_into(out);
     for (name, value) in &hop.headers {
         let _ = write!(
             out,

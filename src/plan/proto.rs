@@ -97,7 +97,7 @@ fn plan_from_proto(
         }
         parallel.push(Sequence { hops });
     }
-    Ok(Plan { parallel, uri })
+    Ok(Plan::new(parallel, uri))
 }
 
 fn check_uri(uri: &str, field: &str, limits: &Limits) -> Result<String, PlanError> {

@@ -34,9 +34,9 @@ use std::sync::Arc;
 use super::resolve::Resolved;
 use super::{HopResult, Outgoing};
 use crate::plan::json::request_json;
-use crate::plan::path::render_path;
+use crate::plan::path::render_into;
 use crate::plan::proto::request_for;
-use crate::plan::{Hop, Protocol};
+use crate::plan::{Hop, Plan, PlanError, Protocol};
 use crate::report::Outcome;
 use grpc::GrpcClients;
 use http::{HttpClients, HttpKind, HttpRequest};
@@ -74,6 +74,21 @@ impl HopUrl {
             text,
             path_from: Some(from),
         }
+    }
+
+    /// `scheme://authority` followed by the path that carries `next` (the
+    /// path rendered straight into the URL), or why no path can.
+    pub fn rendering(scheme: &str, authority: &str, next: &Plan) -> Result<HopUrl, PlanError> {
+        let from = scheme.len() + "://".len() + authority.len();
+        let mut text = String::with_capacity(from + 64);
+        for part in [scheme, "://", authority] {
+            text.push_str(part);
+        }
+        render_into(next, &mut text)?;
+        Ok(HopUrl {
+            text,
+            path_from: Some(from),
+        })
     }
 
     /// The request path, when the URL carries the sub-plan.
@@ -197,10 +212,9 @@ impl Transport for HttpTransport {
         if let Some(path) = &hop.options.path {
             return HopUrl::with_path(self.scheme(), &to.authority, path);
         }
-        match render_path(&hop.next) {
-            Ok(path) => HopUrl::with_path(self.scheme(), &to.authority, &path),
-            Err(_) => HopUrl::new(format!("{}://{}{POSTS_PLAN}", self.scheme(), to.authority)),
-        }
+        HopUrl::rendering(self.scheme(), &to.authority, &hop.next).unwrap_or_else(|_| {
+            HopUrl::new(format!("{}://{}{POSTS_PLAN}", self.scheme(), to.authority))
+        })
     }
 
     fn call<'a>(&'a self, out: Outgoing<'a>, hop: &'a Hop) -> HopFuture<'a> {

@@ -341,10 +341,7 @@ fn arb_path_plan() -> impl Strategy<Value = Plan> {
                         .collect(),
                 })
                 .collect();
-            next = Arc::new(Plan {
-                parallel,
-                uri: uri.clone(),
-            });
+            next = Arc::new(Plan::new(parallel, uri.clone()));
         }
         Arc::unwrap_or_clone(next)
     })
