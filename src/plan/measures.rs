@@ -1,7 +1,7 @@
 //! What a plan's checks measure of it, kept once measured: a plan kept by
 //! [`super::recent`] is run by every request that asks its path, and each
-//! of those checked its size (a walk of every call) three or four times and
-//! its depth once. Kept in the plan itself, so a hop's sub-plan is measured
+//! of those checked its size (a walk of every call) three or four times,
+//! its depth once and the padding its hops ask for once. Kept in the plan itself, so a hop's sub-plan is measured
 //! once too.
 //!
 //! Never copied and never compared: a clone of a plan starts unmeasured, so
@@ -18,6 +18,7 @@ pub(super) struct Measures {
     /// (`None`: past that limit).
     calls: OnceLock<(usize, Option<usize>)>,
     depth: OnceLock<usize>,
+    padding: OnceLock<usize>,
 }
 
 impl Measures {
@@ -47,6 +48,13 @@ impl Measures {
     #[inline]
     pub(super) fn depth(&self, measure: impl FnOnce() -> usize) -> usize {
         *self.depth.get_or_init(measure)
+    }
+
+    /// The padding the plan's hops ask for, measured by `measure` the
+    /// first time.
+    #[inline]
+    pub(super) fn padding(&self, measure: impl FnOnce() -> usize) -> usize {
+        *self.padding.get_or_init(measure)
     }
 }
 

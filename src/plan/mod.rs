@@ -418,6 +418,13 @@ impl Plan {
         deepest
     }
 
+    /// The padding (bytes) its hops ask for in all, as `measure` measures
+    /// it for this plan: measured once and kept in the plan, since
+    /// the checks that ask run on every request.
+    pub fn padding(&self, measure: impl FnOnce(&Plan) -> usize) -> usize {
+        self.measures.padding(|| measure(self))
+    }
+
     /// Refuses a tree that nests deeper than `limits.max_depth` allows for
     /// a request that has passed through `passed` services already.
     pub fn check_depth(&self, limits: &Limits, passed: u32) -> Result<(), PlanError> {
