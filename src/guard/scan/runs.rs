@@ -41,12 +41,11 @@ const STEP: usize = 8;
 #[inline]
 fn special_bytes(chunk: &[u8; STEP]) -> u32 {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_set_epi64x,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
     };
-    let (low, high) = chunk.split_at(8);
-    let word = |half: &[u8]| i64::from_le_bytes(half.try_into().expect("eight bytes"));
-    let v = _mm_set_epi64x(word(high), word(low));
+    // SAFETY: `chunk` is sixteen readable bytes, and the load is unaligned.
+    let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
     let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
     let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
     // Below 0x20, unsigned: the smaller of it and 0x1f is itself.
