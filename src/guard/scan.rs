@@ -600,4 +600,4 @@ mod runs;
 mod tests;
 
 use nesting::Nesting;
-pub(crate) use runs::plain_run_end;
+pub(crate) use runs::{any_special, plain_run_end};

@@ -480,7 +480,9 @@ pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Whether any byte needs escaping in a JSON string (a control character,
-/// a quote, a backslash), eight bytes at a time without a branch per byte:
+/// a quote, a backslash): sixteen bytes a step when it is that long
+/// ([`crate::guard::scan::any_special`]), else eight at a time without a
+/// branch per byte:
 /// the classic "has a byte below n" and "has a zero byte" word tricks,
 /// exact when asked of the whole word (a string shorter than a word, byte
 /// by byte).
@@ -499,6 +501,10 @@ fn needs_escape(bytes: &[u8]) -> bool {
         word.copy_from_slice(&bytes[at..at + 8]);
         u64::from_le_bytes(word)
     };
+    // A vector's width at a time, when the string is that long.
+    if let Some(found) = crate::guard::scan::any_special(bytes) {
+        return found;
+    }
     if bytes.len() < 8 {
         return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
     }

@@ -1,7 +1,7 @@
 //! Where a run of a string's plain bytes ends (its closing quote, an
 //! escape, or a control byte that makes it an error): the search both the
 //! scanner and the re-indenting of a received report spend their time in,
-//! sixteen bytes a step.
+//! sixteen bytes a step; and whether a string written needs escaping.
 
 /// Where the run of a string's plain bytes starting at `at` ends: at its
 /// first quote, backslash or control character, or at the end of `bytes`.
@@ -27,6 +27,31 @@ pub(crate) fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .unwrap_or(rest.len())
+}
+
+/// Whether any byte of `bytes` is a quote, a backslash or a control
+/// character, a step at a time, the tail as the last step's worth (some of
+/// it seen already); `None` for fewer bytes than a step.
+#[inline]
+pub(crate) fn any_special(bytes: &[u8]) -> Option<bool> {
+    let flags = |at: usize| {
+        let chunk = bytes[at..at + STEP].try_into().expect("a step");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of x86-64 itself (see `plain_run_end`).
+        let flags = unsafe { special_bytes(chunk) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let flags = special_bytes_in_word(chunk);
+        flags
+    };
+    let last = bytes.len().checked_sub(STEP)?;
+    let mut at = 0;
+    while at < last {
+        if flags(at) != 0 {
+            return Some(true);
+        }
+        at += STEP;
+    }
+    Some(flags(last) != 0)
 }
 
 #[cfg(target_arch = "x86_64")]

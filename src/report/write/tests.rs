@@ -174,7 +174,7 @@ fn the_word_test_agrees_with_the_byte_test() {
     let specials = [
         0x00, 0x01, 0x1f, b'\n', b'"', b'\\', 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0xa2, 0xdc,
     ];
-    for len in 0..=20 {
+    for len in 0..=40 {
         for &filler in &fillers {
             let plain = vec![filler; len];
             assert_eq!(needs_escape(&plain), naive(&plain), "{filler:#x} x{len}");
