@@ -128,6 +128,14 @@ impl fmt::Display for Injection {
 }
 
 impl Directives {
+    /// Whether `headers` name any directive (`x-mock-*`): most requests
+    /// carry none, and get the defaults as they are.
+    pub fn any_in(headers: &HeaderMap) -> bool {
+        headers
+            .keys()
+            .any(|name| name.as_str().starts_with(DIRECTIVE_PREFIX))
+    }
+
     /// Reads the `x-mock-*` headers of a request; `max_delay` caps delays.
     pub fn from_headers(
         headers: &HeaderMap,
@@ -150,10 +158,7 @@ impl Directives {
         let mut d = Directives::default();
         // Most requests carry no directive: one look at the names present
         // instead of a lookup for each directive.
-        if !headers
-            .keys()
-            .any(|name| name.as_str().starts_with(DIRECTIVE_PREFIX))
-        {
+        if !Directives::any_in(headers) {
             return Ok(d);
         }
         // A misspelled directive is a mistake to name, never ignored (the

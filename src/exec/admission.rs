@@ -26,12 +26,20 @@ impl Executor {
         let depth = told.depth()?;
         let calls_left = told.calls_left(settings.limits.max_hops)?;
         let budget = told.budget(settings.request_timeout)?;
-        let directives = Directives::from_headers(headers, settings.max_delay)?.or(defaults);
+        // Without directives of its own, a request draws from the defaults
+        // as they are (no merged copy made).
+        let decision = if Directives::any_in(headers) {
+            Directives::from_headers(headers, settings.max_delay)?
+                .or(defaults)
+                .decide(here, &mut rand::rng())
+        } else {
+            defaults.decide(here, &mut rand::rng())
+        };
         Ok(Admission {
             depth,
             calls_left,
             budget,
-            decision: directives.decide(here, &mut rand::rng()),
+            decision,
             attempt: here.attempt,
             try_number: told.try_number(),
         })
