@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -25,14 +25,39 @@ const UNREADABLE: &str = "this downstream report could not be read again";
 #[derive(Default, Clone)]
 pub struct Received {
     /// The JSON text, read by [`Received::read`] when it arrived; `None`
-    /// for a report built here or read from a gRPC answer. Kept as text,
-    /// checked to be UTF-8 once (a copy of the body costs less than the
-    /// check made again at each write).
-    text: Option<Arc<str>>,
+    /// for a report built here or read from a gRPC answer. Kept as the
+    /// body it came in, checked to be UTF-8 once.
+    text: Option<Text>,
     /// How deep the text nests at most, when it was measured (an upper
     /// bound: parsing on the stack is chosen by it).
     nesting: Option<usize>,
     pub(super) parsed: OnceLock<Box<Report>>,
+}
+
+/// UTF-8 text kept in the `Bytes` it arrived in (no copy): made only from
+/// a body checked to be UTF-8 or from a `String`.
+#[derive(Clone)]
+struct Text(Bytes);
+
+impl Text {
+    /// `body`, once checked to be UTF-8 (SIMD, saying where as std's
+    /// check does).
+    fn checked(body: Bytes) -> Result<Text, simdutf8::compat::Utf8Error> {
+        simdutf8::compat::from_utf8(&body)?;
+        Ok(Text(body))
+    }
+
+    fn as_str(&self) -> &str {
+        // SAFETY: a `Text` is made only by `checked` (UTF-8 checked) or
+        // from a `String`, and its bytes are never changed.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text(Bytes::from(text))
+    }
 }
 
 /// What a caller judges a downstream's hop by.
@@ -62,9 +87,8 @@ impl Received {
     /// may be, UTF-8, with the fields of a report and the name of the
     /// service that wrote it. Keeps the text; builds nothing.
     pub fn read(body: Bytes) -> Result<(Received, Gist), String> {
-        // SIMD, saying where as std's check does.
-        let text =
-            simdutf8::compat::from_utf8(&body).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        let body = Text::checked(body).map_err(|e| format!("not UTF-8 text: {e}"))?;
+        let text = body.as_str();
         // Its nesting is measured as it is read: no deeper than any report
         // may be (the scanner does not recurse; serde_json will, later).
         let judged = super::judged::read(text).map_err(|e| e.to_string())?;
@@ -72,7 +96,7 @@ impl Received {
             return Err("it names no Service: not written by a servicemock".into());
         }
         let received = Received {
-            text: Some(Arc::from(text)),
+            text: Some(body),
             nesting: Some(judged.nesting),
             parsed: OnceLock::new(),
         };
@@ -87,7 +111,7 @@ impl Received {
 
     /// The text, when the report is still the text it came in.
     pub(super) fn text(&self) -> Option<&str> {
-        self.text.as_deref()
+        self.text.as_ref().map(Text::as_str)
     }
 
     /// Whether the report has been parsed (tests of the laziness).
@@ -154,7 +178,7 @@ impl<'de> Deserialize<'de> for Received {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         Ok(Received {
-            text: Some(Arc::from(Box::<str>::from(raw))),
+            text: Some(Text::from(String::from(Box::<str>::from(raw)))),
             nesting: None,
             parsed: OnceLock::new(),
         })
