@@ -83,18 +83,23 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// A count of a plan of `calls` calls, each taken counted in `counted`.
+    fn counting(calls: usize, counted: &Cell<usize>) -> impl Fn(usize) -> Option<usize> + '_ {
+        move |limit| {
+            counted.set(counted.get() + 1);
+            (calls <= limit).then_some(calls)
+        }
+    }
+
     #[test]
     fn a_count_is_taken_once_and_answers_every_limit_it_can() {
         let measures = Measures::default();
         let counted = Cell::new(0);
-        let count = |limit: usize| {
-            counted.set(counted.get() + 1);
-            (7 <= limit).then_some(7)
-        };
-        assert_eq!(measures.calls(100, count), Some(7));
-        assert_eq!(measures.calls(7, count), Some(7));
-        assert_eq!(measures.calls(6, count), None);
-        assert_eq!(measures.calls(usize::MAX, count), Some(7));
+        let count = counting(7, &counted);
+        assert_eq!(measures.calls(100, &count), Some(7));
+        assert_eq!(measures.calls(7, &count), Some(7));
+        assert_eq!(measures.calls(6, &count), None);
+        assert_eq!(measures.calls(usize::MAX, &count), Some(7));
         assert_eq!(counted.get(), 1);
     }
 
@@ -102,14 +107,11 @@ mod tests {
     fn a_count_past_its_limit_is_taken_again_under_a_larger_one() {
         let measures = Measures::default();
         let counted = Cell::new(0);
-        let count = |limit: usize| {
-            counted.set(counted.get() + 1);
-            (50 <= limit).then_some(50)
-        };
-        assert_eq!(measures.calls(10, count), None);
-        assert_eq!(measures.calls(5, count), None, "smaller: known past it");
+        let count = counting(50, &counted);
+        assert_eq!(measures.calls(10, &count), None);
+        assert_eq!(measures.calls(5, &count), None, "smaller: known past it");
         assert_eq!(counted.get(), 1);
-        assert_eq!(measures.calls(60, count), Some(50), "larger: counted");
+        assert_eq!(measures.calls(60, &count), Some(50), "larger: counted");
         assert_eq!(counted.get(), 2);
     }
 
