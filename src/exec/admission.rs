@@ -80,10 +80,7 @@ impl Executor {
         // counted them before this one (past the limit: more than any).
         let limit = self.inner.settings.limits.max_hops;
         let hops = plan.count_hops(limit).unwrap_or(usize::MAX);
-        let padding = admission
-            .decision
-            .size
-            .saturating_add(plan.padding(padding_asked));
+        let padding = admission.decision.size.saturating_add(plan.padding());
         let levels = hops.saturating_add(1);
         let total = padding.saturating_add(propagated.saturating_mul(levels));
         if total > budget {
@@ -93,29 +90,6 @@ impl Executor {
         }
         Ok(())
     }
-}
-
-/// The padding `plan`'s hops ask for (`x-mock-size` on every call the tree
-/// makes, each hop once per try).
-fn padding_asked(plan: &Plan) -> usize {
-    let mut padding = 0usize;
-    // Plans still to walk, with how many times each is run (a hop that
-    // retries runs its callee's plan once per try); leaves call nobody
-    // and are not kept, so a plan of one level walks without a heap.
-    let (mut first, mut more) = (Some((plan, 1usize)), Vec::new());
-    while let Some((level, runs)) = first.take().or_else(|| more.pop()) {
-        for hop in level.hops() {
-            let calls = runs.saturating_mul(hop.options.tries() as usize);
-            if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
-                let size = crate::behavior::parse_size(size.trim()).unwrap_or(0);
-                padding = padding.saturating_add(size.saturating_mul(calls));
-            }
-            if !hop.next.parallel.is_empty() {
-                more.push((&*hop.next, calls));
-            }
-        }
-    }
-    padding
 }
 
 /// The calls each direct hop of `plan` may pass on beyond its own part of

@@ -198,27 +198,27 @@ impl Target {
 impl fmt::Display for Target {
     /// As written in a path: the port only when one was given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut written = String::with_capacity(self.host.len() + 8);
-        self.write_into(&mut written);
-        f.write_str(&written)
+        self.write_to(f)
     }
 }
 
 impl Target {
-    /// Appends the target as written in a path (what [`fmt::Display`]
-    /// shows), without the formatter: paths are rendered for every hop.
-    pub fn write_into(&self, out: &mut String) {
+    /// Writes the target as written in a path (what [`fmt::Display`]
+    /// shows); into a `String` it goes without the formatter's machinery,
+    /// as paths are rendered for every hop.
+    pub fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         if self.host.contains(':') {
-            out.push('[');
-            out.push_str(&self.host);
-            out.push(']');
+            out.write_char('[')?;
+            out.write_str(&self.host)?;
+            out.write_char(']')?;
         } else {
-            out.push_str(&self.host);
+            out.write_str(&self.host)?;
         }
         if let Some(port) = self.port {
-            out.push(':');
-            out.push_str(itoa::Buffer::new().format(port));
+            out.write_char(':')?;
+            out.write_str(itoa::Buffer::new().format(port))?;
         }
+        Ok(())
     }
 }
 
@@ -418,11 +418,11 @@ impl Plan {
         deepest
     }
 
-    /// The padding (bytes) its hops ask for in all, as `measure` measures
-    /// it for this plan: measured once and kept in the plan, since
-    /// the checks that ask run on every request.
-    pub fn padding(&self, measure: impl FnOnce(&Plan) -> usize) -> usize {
-        self.measures.padding(|| measure(self))
+    /// The padding (bytes) its hops ask for in all: `x-mock-size` on every
+    /// call the tree makes, each hop once per try. Measured once and kept
+    /// in the plan.
+    pub fn padding(&self) -> usize {
+        self.measures.padding(|| padding_asked(self))
     }
 
     /// Refuses a tree that nests deeper than `limits.max_depth` allows for
@@ -469,6 +469,29 @@ fn count_into(plan: &Plan, limit: usize, total: &mut usize) -> bool {
         }
     }
     true
+}
+
+/// The padding `plan`'s hops ask for (`x-mock-size` on every call the tree
+/// makes, each hop once per try).
+fn padding_asked(plan: &Plan) -> usize {
+    let mut padding = 0usize;
+    // Plans still to walk, with how many times each is run (a hop that
+    // retries runs its callee's plan once per try); leaves call nobody
+    // and are not kept, so a plan of one level walks without a heap.
+    let (mut first, mut more) = (Some((plan, 1usize)), Vec::new());
+    while let Some((level, runs)) = first.take().or_else(|| more.pop()) {
+        for hop in level.hops() {
+            let calls = runs.saturating_mul(hop.options.tries() as usize);
+            if let Some(size) = hop.headers.get(crate::behavior::SIZE) {
+                let size = crate::behavior::parse_size(size.trim()).unwrap_or(0);
+                padding = padding.saturating_add(size.saturating_mul(calls));
+            }
+            if !hop.next.parallel.is_empty() {
+                more.push((&*hop.next, calls));
+            }
+        }
+    }
+    padding
 }
 
 #[cfg(test)]

@@ -497,7 +497,7 @@ fn render_target(hop: &Hop, out: &mut String) {
         out.push_str(hop.protocol.as_str());
         out.push(':');
     }
-    hop.target.write_into(out);
+    let _ = hop.target.write_to(out);
     for (name, value) in &hop.headers {
         let _ = write!(
             out,

@@ -18,6 +18,9 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use super::pretty::CappedPretty;
 use super::{Forward, Forwards, ParallelForward, Received, Report, Try};
 use crate::caller::{Peer, Tls, XfccElement};
+// Whether a string needs escaping (a control character, a quote, a
+// backslash): the scanner's search for them, a vector's width at a time.
+use crate::guard::scan::any_special as needs_escape;
 
 /// `report` as compact JSON.
 pub fn compact(report: &Report) -> Vec<u8> {
@@ -477,47 +480,6 @@ pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
         4..=7 => overlapping::<4>(out, bytes),
         _ => out.extend_from_slice(bytes),
     }
-}
-
-/// Whether any byte needs escaping in a JSON string (a control character,
-/// a quote, a backslash): sixteen bytes a step when it is that long
-/// ([`crate::guard::scan::any_special`]), else eight at a time without a
-/// branch per byte:
-/// the classic "has a byte below n" and "has a zero byte" word tricks,
-/// exact when asked of the whole word (a string shorter than a word, byte
-/// by byte).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let found = |word: u64| {
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
-        (below_space | zero(quote) | zero(backslash)) & HIGH != 0
-    };
-    let word_at = |at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
-    // A vector's width at a time, when the string is that long.
-    if let Some(found) = crate::guard::scan::any_special(bytes) {
-        return found;
-    }
-    if bytes.len() < 8 {
-        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-    }
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        if found(word_at(at)) {
-            return true;
-        }
-        at += 8;
-    }
-    // The tail as the last eight bytes (some of them seen already): no
-    // copy into a padded word.
-    at < bytes.len() && found(word_at(bytes.len() - 8))
 }
 
 #[cfg(test)]

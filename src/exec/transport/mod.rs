@@ -65,30 +65,31 @@ impl HopUrl {
     /// `scheme://authority` followed by the request path that carries the
     /// sub-plan.
     pub fn with_path(scheme: &str, authority: &str, path: &str) -> HopUrl {
+        let mut url = HopUrl::before_path(scheme, authority, path.len());
+        url.text.push_str(path);
+        url
+    }
+
+    /// `scheme://authority` followed by the path that carries `next` (the
+    /// path rendered straight into the URL), or why no path can.
+    pub fn rendering(scheme: &str, authority: &str, next: &Plan) -> Result<HopUrl, PlanError> {
+        let mut url = HopUrl::before_path(scheme, authority, 64);
+        render_into(next, &mut url.text)?;
+        Ok(url)
+    }
+
+    /// `scheme://authority`, with room for a path of about `room` bytes
+    /// to follow.
+    fn before_path(scheme: &str, authority: &str, room: usize) -> HopUrl {
         let from = scheme.len() + "://".len() + authority.len();
-        let mut text = String::with_capacity(from + path.len());
-        for part in [scheme, "://", authority, path] {
+        let mut text = String::with_capacity(from + room);
+        for part in [scheme, "://", authority] {
             text.push_str(part);
         }
         HopUrl {
             text,
             path_from: Some(from),
         }
-    }
-
-    /// `scheme://authority` followed by the path that carries `next` (the
-    /// path rendered straight into the URL), or why no path can.
-    pub fn rendering(scheme: &str, authority: &str, next: &Plan) -> Result<HopUrl, PlanError> {
-        let from = scheme.len() + "://".len() + authority.len();
-        let mut text = String::with_capacity(from + 64);
-        for part in [scheme, "://", authority] {
-            text.push_str(part);
-        }
-        render_into(next, &mut text)?;
-        Ok(HopUrl {
-            text,
-            path_from: Some(from),
-        })
     }
 
     /// The request path, when the URL carries the sub-plan.
