@@ -156,11 +156,6 @@ fn header_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// A duration in milliseconds with microsecond precision.
-pub fn millis(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,8 @@ mod tests;
 use admission::calls_share;
 use base::{base_report, Who};
 
+pub use crate::report::millis;
 pub use admission::{injected_failure, Admission, AdmissionError};
-pub use base::millis;
 pub(crate) use base::rfc3339;
 pub use result::HopResult;
 pub(crate) use transport::grpc::metadata_of;

@@ -83,6 +83,13 @@ pub fn render_line(report: &mut Report, view: View) -> String {
     line
 }
 
+/// A duration in milliseconds with microsecond precision, as reports
+/// carry them (`DurationMs`, `StartMs`; written by [`write`] from this
+/// form).
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -279,6 +279,56 @@ fn write_array<F: Layout, T>(
     formatter.end_array(out)
 }
 
+/// A duration in milliseconds as [`super::millis`] makes it
+/// (a whole number of microseconds over 1000): its whole milliseconds and
+/// thousandths, when `value` is the `f64` nearest that decimal. Below
+/// 10^12 such a decimal has at most 15 significant digits, so no other
+/// decimal as short reads as the same `f64`: it is the shortest form that
+/// reads back, the one serde_json writes, and it is written without the
+/// shortest-digits search.
+#[inline(always)]
+fn whole_thousandths(value: f64) -> Option<(u64, u16)> {
+    const BELOW: f64 = 1e12;
+    let thousandths = value * 1000.0;
+    // A range holds no NaN; the sign bit tells -0.0.
+    if value.is_sign_negative() || !(0.0..BELOW).contains(&thousandths) {
+        return None;
+    }
+    // Rounded by truncating half more (one instruction; `round` is a call
+    // on baseline x86-64): a wrong guess fails the check below.
+    let scaled = (thousandths + 0.5) as u64;
+    if scaled as f64 / 1000.0 != value {
+        return None;
+    }
+    Some((scaled / 1000, (scaled % 1000) as u16))
+}
+
+/// `whole.thousandths` as serde_json writes that `f64`: trailing zeros of
+/// the fraction dropped, one kept (`2.0`, `0.05`, `1.496`).
+#[inline(always)]
+fn write_thousandths<F: Formatter>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    whole: u64,
+    thousandths: u16,
+) -> io::Result<()> {
+    formatter.write_u64(out, whole)?;
+    let digits = [
+        b'.',
+        b'0' + (thousandths / 100) as u8,
+        b'0' + (thousandths / 10 % 10) as u8,
+        b'0' + (thousandths % 10) as u8,
+    ];
+    let len = match thousandths {
+        0 => 2,
+        t if t % 100 == 0 => 2,
+        t if t % 10 == 0 => 3,
+        _ => 4,
+    };
+    out.extend_from_slice(&digits[..len]);
+    Ok(())
+}
+
 /// A JSON object being written: its fields in order, each a key and a
 /// value, as serde_json's serializer asks its formatter for them.
 struct Object<'a, F> {
@@ -352,7 +402,9 @@ impl<'a, F: Layout> Object<'a, F> {
     #[inline(always)]
     fn f64(&mut self, key: &str, value: f64) -> io::Result<()> {
         self.key(key)?;
-        if value.is_finite() {
+        if let Some((whole, thousandths)) = whole_thousandths(value) {
+            write_thousandths(self.out, self.formatter, whole, thousandths)?;
+        } else if value.is_finite() {
             self.formatter.write_f64(self.out, value)?;
         } else {
             self.formatter.write_null(self.out)?;

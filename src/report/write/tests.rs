@@ -249,3 +249,47 @@ fn runs_of_every_length_are_appended_whole() {
         assert_eq!(out.len(), 5 + len);
     }
 }
+
+/// `{"k":value}` as the report writer writes a duration.
+fn duration_written(value: f64) -> String {
+    let (mut out, mut formatter) = (Vec::new(), CompactFormatter);
+    let mut object = Object::open(&mut out, &mut formatter).unwrap();
+    object.f64("k", value).unwrap();
+    object.close().unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn durations_are_written_as_serde_json_writes_them() {
+    let by_serde = |value: f64| format!("{{\"k\":{}}}", serde_json::to_string(&value).unwrap());
+    // Every duration up to 2 s, a microsecond apart, as `millis` makes them.
+    for micros in 0..2_000_000u64 {
+        let value = crate::report::millis(std::time::Duration::from_micros(micros));
+        assert_eq!(duration_written(value), by_serde(value), "{micros} us");
+    }
+    // Longer ones, spread up to and past where the short form stops (10^12 ms).
+    let mut micros = 2_000_000u64;
+    while micros < 10_000_000_000_000_000 {
+        for near in [micros - 1, micros, micros + 1, micros * 10 - 1] {
+            let value = crate::report::millis(std::time::Duration::from_micros(near));
+            assert_eq!(duration_written(value), by_serde(value), "{near} us");
+        }
+        micros = micros * 3 + 7;
+    }
+    // Numbers no duration makes go the general way, as serde_json's.
+    for value in [
+        0.1 + 0.2,
+        1e-7,
+        0.0005,
+        1.0 / 3.0,
+        -0.0,
+        -1.5,
+        5e-324,
+        1e300,
+        2.5e12,
+    ] {
+        assert_eq!(duration_written(value), by_serde(value), "{value}");
+    }
+    assert_eq!(duration_written(f64::NAN), "{\"k\":null}");
+    assert_eq!(duration_written(f64::INFINITY), "{\"k\":null}");
+}
