@@ -13,16 +13,18 @@ use crate::report::InboundProtocol;
 
 impl Executor {
     /// Reads what an inbound request's own headers ask — its depth, the time
-    /// it allows, and the behaviour directives (with `defaults` for those not
-    /// given) — and draws the behaviour for it. Both edges admit this way.
+    /// it allows (as `told`, read from `headers` by the edge, which also
+    /// counted the attempt with it), and the behaviour directives (with
+    /// `defaults` for those not given) — and draws the behaviour for it.
+    /// Both edges admit this way.
     pub fn admit(
         &self,
+        told: &context::Told<'_>,
         headers: &HeaderMap,
         defaults: &Directives,
         here: &Here<'_>,
     ) -> Result<Admission, AdmissionError> {
         let settings = &self.inner.settings;
-        let told = context::Told::of(headers);
         let depth = told.depth()?;
         let calls_left = told.calls_left(settings.limits.max_hops)?;
         let budget = told.budget(settings.request_timeout)?;

@@ -123,8 +123,8 @@ pub struct Told<'a> {
     pub envoy_attempt: Option<&'a HeaderValue>,
     /// `grpc-previous-rpc-attempts` ([`crate::attempts`]).
     pub grpc_previous: Option<&'a HeaderValue>,
-    /// `x-mock-reset`: read before the request is steered
-    /// (`server::front`), the other directives after.
+    /// `x-mock-reset`: read before anything else is done with the request
+    /// (`server::front::attempt_or_reset`), the other directives after.
     pub reset: Option<&'a HeaderValue>,
 }
 

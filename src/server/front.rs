@@ -5,7 +5,9 @@
 //! shed, answered 503 / RESOURCE_EXHAUSTED at once instead of queueing
 //! (probes, metrics and gRPC health never are); a request that runs a plan
 //! is told which attempt it is, and `x-mock-reset` / `--reset-rate` may drop
-//! its connection; then `application/grpc*` goes to the tonic services,
+//! its connection (an HTTP one's by the planner, [`attempt_or_reset`], which
+//! reads its headers once for this and for the plan); then
+//! `application/grpc*` goes to the tonic services,
 //! requests that run a plan straight to the planner, and the rest (health,
 //! readiness, metrics, `/control`, the web view) to the HTTP routes.
 //!
@@ -22,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::OwnedSemaphorePermit;
@@ -196,10 +198,11 @@ impl Parts {
         }
     }
 
-    /// For a request that runs a plan: counts which attempt it is (kept in
-    /// the request's extensions for the pipeline), and drops the connection
-    /// when `x-mock-reset` (or `--reset-rate`) draws so for this attempt
-    /// here: then the answer is the reset.
+    /// For a gRPC call or stream, or a WebSocket, that runs a plan: counts
+    /// which attempt it is (kept in the request's extensions for the
+    /// pipeline), and drops the connection when `x-mock-reset` (or
+    /// `--reset-rate`) draws so for this attempt here: then the answer is
+    /// the reset. The planner does the same for the other HTTP requests.
     fn attempt_and_reset(
         &self,
         grpc: bool,
@@ -207,17 +210,17 @@ impl Parts {
         mut request: Request,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Admitted {
+        // The planner tells an HTTP request itself, reading its headers
+        // once for this and for what they ask of the plan (`http.rs`).
         let runs_plan = if grpc {
             let path = request.uri().path();
             path == CALL_PATH || is_stream(path)
         } else {
-            route == PLAN
+            route == PLAN && super::websocket::is_websocket(&request)
         };
         if runs_plan {
-            let service = &self.service;
             let line = request.uri().path_and_query().map_or("/", |p| p.as_str());
             let told = Told::of(request.headers());
-            let attempt = service.attempts.observe(&told, line);
             // Who called is read only for a reset aimed at a caller (`@from=`).
             let caller = || {
                 let connection = request.extensions().get::<super::connection::Connection>();
@@ -225,10 +228,9 @@ impl Parts {
                     .1
                     .map(|p| p.principal)
             };
-            if draws_reset(service, told.reset, attempt.number, caller) {
-                service.metrics.reset();
+            let Ok(attempt) = attempt_or_reset(&self.service, &told, line, caller) else {
                 return Admitted::Answered(reset());
-            }
+            };
             // A first attempt is what the pipeline assumes when none is recorded.
             if attempt != Attempt::default() {
                 request.extensions_mut().insert(attempt);
@@ -249,7 +251,7 @@ impl Parts {
         } else if let (REQUESTS, Some(recorder)) = (route, &self.service.recorder) {
             return super::recorder::answer(recorder, request.uri().query());
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
-            return http::planner(State(self.service.clone()), request).await;
+            return http::run_plan(self.service.clone(), request, route == PLAN).await;
         } else {
             self.http.clone().oneshot(request).await
         };
@@ -367,7 +369,30 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
 /// every edge (HTTP, gRPC, TCP lines). `caller` (the caller's principal) is asked only for a reset
 /// aimed at one (`@from=`). A bad value does not reset; the handlers refuse
 /// it with 400/INVALID_ARGUMENT.
-pub(super) fn draws_reset(
+/// Which attempt a request that runs a plan is, by what its headers
+/// `told` and its request `line` (counted in `service`'s attempts); or
+/// [`ResetDrawn`] (counted) when `x-mock-reset` (or `--reset-rate`) draws
+/// a reset for this attempt here: each edge then drops the request its own
+/// way. `caller` is asked only for a reset aimed at a caller.
+pub(super) fn attempt_or_reset(
+    service: &Service,
+    told: &Told<'_>,
+    line: &str,
+    caller: impl FnOnce() -> Option<String>,
+) -> Result<Attempt, ResetDrawn> {
+    let attempt = service.attempts.observe(told, line);
+    if draws_reset(service, told.reset, attempt.number, caller) {
+        service.metrics.reset();
+        return Err(ResetDrawn);
+    }
+    Ok(attempt)
+}
+
+/// A request's connection is to be dropped ([`attempt_or_reset`]).
+#[derive(Debug)]
+pub(super) struct ResetDrawn;
+
+fn draws_reset(
     service: &Service,
     reset: Option<&::http::HeaderValue>,
     attempt: u32,
@@ -392,7 +417,7 @@ pub(super) fn draws_reset(
 
 /// An answer whose body fails at once: hyper aborts the connection
 /// (HTTP/1.1) or resets the stream (HTTP/2), what a crashing peer does.
-fn reset() -> Response {
+pub(super) fn reset() -> Response {
     let failing = futures::stream::once(async {
         Err::<bytes::Bytes, _>(std::io::Error::other(
             "connection reset on purpose (x-mock-reset)",

@@ -19,6 +19,7 @@ use tonic_types::StatusExt as _;
 use super::pipeline::{self, Refused, Verdict};
 use super::Service;
 use crate::codes::grpc_code_name;
+use crate::exec::context::Told;
 use crate::exec::Inbound;
 use crate::pb;
 use crate::pb::mock_service_server::{MockService, MockServiceServer};
@@ -186,6 +187,7 @@ pub(super) async fn run_call(
     let headers = &caller.headers;
     let admission = pipeline::admit(
         service,
+        &Told::of(headers),
         headers,
         caller.attempt.as_ref(),
         caller.principal(),

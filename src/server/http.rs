@@ -14,6 +14,8 @@ use axum::Router;
 
 use super::pipeline::{self, Refused};
 use super::Service;
+use crate::attempts::Attempt;
+use crate::exec::context::Told;
 use crate::exec::Inbound;
 use crate::metrics::Refusal;
 use crate::plan::json::plan_from_json;
@@ -70,7 +72,30 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, &'static str
 /// any other body (a form, text, someone's JSON) is read up to
 /// `--max-body`, counted, digested and let go.
 pub(super) async fn planner(State(service): State<Arc<Service>>, request: Request) -> Response {
+    run_plan(service, request, false).await
+}
+
+/// [`planner`]'s work. A request `counted` is told here which attempt it
+/// is, and may draw a reset (`x-mock-reset`, `--reset-rate`), before
+/// anything else is done with it (the front does so for the rest of the
+/// requests that run a plan): its headers are read once, for its attempt
+/// and for what they ask of the plan.
+pub(super) async fn run_plan(service: Arc<Service>, request: Request, counted: bool) -> Response {
     let (parts, body) = request.into_parts();
+    let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let connection = parts.extensions.get::<super::connection::Connection>();
+    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
+    let caller = peer.as_ref().map(|p| p.principal.as_str());
+    let told = Told::of(&parts.headers);
+    let attempt = if counted {
+        let principal = || caller.map(str::to_owned);
+        match super::front::attempt_or_reset(&service, &told, full_target, principal) {
+            Ok(attempt) => attempt,
+            Err(super::front::ResetDrawn) => return super::front::reset(),
+        }
+    } else {
+        Attempt::default()
+    };
     if parts.method == Method::CONNECT {
         let allow = [(
             header::ALLOW,
@@ -79,13 +104,8 @@ pub(super) async fn planner(State(service): State<Arc<Service>>, request: Reques
         let message = "CONNECT is not served: servicemock is no proxy\n";
         return (StatusCode::METHOD_NOT_ALLOWED, allow, message).into_response();
     }
-    let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let limits = service.executor.settings().limits;
-    let connection = parts.extensions.get::<super::connection::Connection>();
-    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
-    let caller = peer.as_ref().map(|p| p.principal.as_str());
-    let admission = match pipeline::admit(&service, &parts.headers, parts.extensions.get(), caller)
-    {
+    let admission = match pipeline::admit(&service, &told, &parts.headers, Some(&attempt), caller) {
         Ok(a) => a,
         Err(refused) => return refusal(&service, refused, View::Json),
     };

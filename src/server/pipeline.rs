@@ -10,7 +10,7 @@ use http::HeaderMap;
 use crate::attempts::Attempt;
 
 use super::Service;
-use crate::exec::context::trace_id;
+use crate::exec::context::{trace_id, Told};
 use crate::exec::{injected_failure, Admission, Inbound};
 use crate::metrics::Refusal;
 use crate::plan::{Limits, Plan, PlanError};
@@ -94,6 +94,7 @@ pub(super) enum Verdict {
 /// call from `caller` (its principal, when known).
 pub(super) fn admit(
     service: &Service,
+    told: &Told<'_>,
     headers: &HeaderMap,
     attempt: Option<&Attempt>,
     caller: Option<&str>,
@@ -102,6 +103,7 @@ pub(super) fn admit(
     service
         .executor
         .admit(
+            told,
             headers,
             &service.control.defaults(),
             &service.here(attempt.number, caller),
@@ -351,7 +353,8 @@ pub(super) async fn run_target(
     asked: Target<'_>,
 ) -> Result<(Report, Verdict, Admission), Refused> {
     let caller = asked.peer.as_ref().map(|p| p.principal.as_str());
-    let admission = admit(service, &asked.headers, Some(&asked.attempt), caller)?;
+    let told = Told::of(&asked.headers);
+    let admission = admit(service, &told, &asked.headers, Some(&asked.attempt), caller)?;
     let limits = service.executor.settings().limits;
     let plan = crate::plan::recent::plan_of(asked.target, &limits);
     let chosen = check_plan(service, &admission, &asked.headers, plan)?;

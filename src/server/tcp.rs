@@ -223,17 +223,16 @@ impl Lines<'_> {
         };
         let request_line = format!("TCP {target}");
         let told = crate::exec::context::Told::of(&headers);
-        let attempt = service.attempts.observe(&told, &request_line);
         let session = self.session.as_deref();
         let caller = || {
             crate::caller::of_request(session, &headers)
                 .1
                 .map(|p| p.principal)
         };
-        if super::front::draws_reset(service, told.reset, attempt.number, caller) {
-            service.metrics.reset();
+        let Ok(attempt) = super::front::attempt_or_reset(service, &told, &request_line, caller)
+        else {
             return (String::new(), Next::Reset);
-        }
+        };
         let (tls, peer) = crate::caller::of_request(self.session.as_deref(), &headers);
         let asked = pipeline::Target {
             target: &target,
