@@ -2,9 +2,11 @@
 //! hop (depth, calls left, call id, time budget, try). A `HeaderValue`
 //! owns its bytes, so each one written is an allocation; the small numbers
 //! most of them are (a depth, the calls a cascade has left under
-//! `--max-hops`) point into one table made at compile time instead.
+//! `--max-hops`) are values made once, pointing into one table made at
+//! compile time, which a hop clones without allocating or checking them.
 
-use bytes::Bytes;
+use std::sync::LazyLock;
+
 use http::HeaderValue;
 
 /// The largest number the table holds: `--max-hops`' default.
@@ -13,16 +15,26 @@ const TABLE_MAX: u64 = 1024;
 /// The numbers 0 to [`TABLE_MAX`] written one after another: `0123…1024`.
 static DIGITS: [u8; table_len()] = table();
 
-/// `n` as a header value: from the table without allocating when it is
-/// there, else written out in one allocation.
+/// The numbers 0 to [`TABLE_MAX`] as header values, each its digits in
+/// [`DIGITS`].
+static VALUES: LazyLock<Box<[HeaderValue]>> = LazyLock::new(|| {
+    (0..=TABLE_MAX)
+        .map(|n| {
+            let at = offset(n);
+            let digits = std::str::from_utf8(&DIGITS[at..at + width(n)]);
+            HeaderValue::from_static(digits.expect("digits are ASCII"))
+        })
+        .collect()
+});
+
+/// `n` as a header value: a copy of one made once when it is in the
+/// table, else written out in one allocation (by `http`, which knows
+/// digits need no check).
 pub(super) fn number_value(n: u64) -> HeaderValue {
-    if n <= TABLE_MAX {
-        let at = offset(n);
-        let digits = Bytes::from_static(&DIGITS[at..at + width(n)]);
-        return HeaderValue::from_maybe_shared(digits).expect("digits are a header value");
+    match usize::try_from(n).ok().and_then(|n| VALUES.get(n)) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(n),
     }
-    let mut digits = itoa::Buffer::new();
-    HeaderValue::from_str(digits.format(n)).expect("digits are a header value")
 }
 
 /// How many digits `n` (at most [`TABLE_MAX`]) has.
