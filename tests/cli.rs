@@ -523,7 +523,7 @@ async fn the_demo_mesh_explains_what_went_wrong() {
         .unwrap();
     assert_eq!(form.status(), 200);
     let r: Report = serde_json::from_str(&form.text().await.unwrap()).unwrap();
-    assert_eq!((r.method.as_str(), r.body_bytes), ("POST", 3));
+    assert_eq!((&*r.method, r.body_bytes), ("POST", 3));
 
     interrupt_stops_at_once(&mut child).await;
     let mut printed = String::new();

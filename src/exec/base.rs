@@ -91,11 +91,7 @@ pub(super) fn base_report(
         plan: String::new(),
         tls: inbound.tls.clone(),
         peer: inbound.peer.clone(),
-        method: inbound
-            .method
-            .as_ref()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default(),
+        method: inbound.method.as_ref().map(method_text).unwrap_or_default(),
         body_bytes: inbound.body.as_ref().map_or(0, |(len, _)| *len),
         body_sha256: inbound
             .body
@@ -108,6 +104,19 @@ pub(super) fn base_report(
         },
         span_id: trace.map(|t| t.span_id().to_owned()).unwrap_or_default(),
         trace_url: String::new(),
+    }
+}
+
+/// A method as the report says it: HTTP's own methods as constants, an
+/// extension method copied.
+fn method_text(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    const OWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    let text = method.as_str();
+    match OWN.iter().find(|own| **own == text) {
+        Some(own) => std::borrow::Cow::Borrowed(own),
+        None => std::borrow::Cow::Owned(text.to_owned()),
     }
 }
 
@@ -159,6 +168,20 @@ fn header_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_are_said_as_they_came() {
+        use std::borrow::Cow;
+        for method in [http::Method::GET, http::Method::PATCH, http::Method::TRACE] {
+            let said = method_text(&method);
+            assert!(matches!(said, Cow::Borrowed(_)), "{method} a constant");
+            assert_eq!(said, method.as_str());
+        }
+        let purge = http::Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method_text(&purge), "PURGE");
+        let lower = http::Method::from_bytes(b"get").unwrap();
+        assert_eq!(method_text(&lower), "get", "methods are case-sensitive");
+    }
 
     #[test]
     fn messages_say_who_called_how_many_and_how_it_went() {

@@ -19,6 +19,7 @@ pub mod trim;
 mod word;
 pub mod write;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -120,9 +121,10 @@ pub struct Report {
     /// How the request arrived: `http/1.0`, `http/1.1`, `h2c` or `grpc`.
     #[serde(with = "word")]
     pub protocol: InboundProtocol,
-    /// The HTTP method it arrived with (empty for gRPC calls).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub method: String,
+    /// The HTTP method it arrived with (empty for gRPC calls): one of
+    /// HTTP's own methods is a constant, not a copy made per request.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub method: Cow<'static, str>,
     /// Bytes of request body received (and discarded), when there were any.
     #[serde(skip_serializing_if = "is_zero")]
     pub body_bytes: u64,

@@ -73,7 +73,7 @@ impl From<&Report> for pb::CallResponse {
             r#try: r.try_number,
             stream_message: r.stream_message,
             plan: r.plan.clone(),
-            method: r.method.clone(),
+            method: r.method.to_string(),
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256.clone(),
             tls: r.tls.as_ref().map(tls_to_proto),
@@ -169,7 +169,7 @@ impl From<pb::CallResponse> for Report {
             try_number: r.r#try,
             stream_message: r.stream_message,
             plan: r.plan,
-            method: r.method,
+            method: r.method.into(),
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256,
             tls: r.tls.map(|t| Tls {
