@@ -155,10 +155,7 @@ impl<'a> Told<'a> {
     /// Which try of its caller's retries the request is (0 when the caller
     /// does not retry, or says nothing readable).
     pub fn try_number(&self) -> u32 {
-        self.try_number
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        number(self.try_number, TRY).ok().flatten().unwrap_or(0)
     }
 
     /// The depth counter of the request (0 when absent).
@@ -197,22 +194,40 @@ impl<'a> Told<'a> {
 }
 
 /// A header holding a whole number, if present; `name` names it when it
-/// holds something else.
-fn number<N: std::str::FromStr>(
+/// holds something else. Read from its bytes as `to_str`, `trim` and
+/// `parse` read it (a test holds them together): a header value holds no
+/// control character but tab, so trimming ASCII whitespace trims what
+/// `trim` would, and a byte that is not visible ASCII is no digit either.
+fn number<N: TryFrom<u64>>(
     value: Option<&HeaderValue>,
     name: HeaderName,
 ) -> Result<Option<N>, ContextError> {
-    value
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| ContextError::BadNumber {
-                    name,
-                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                })
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    whole_number(value.as_bytes().trim_ascii())
+        .and_then(|n| N::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| ContextError::BadNumber {
+            name,
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
         })
-        .transpose()
+}
+
+/// Decimal digits after an optional `+`, as an unsigned integer's
+/// `from_str` reads them; none past `u64::MAX`.
+fn whole_number(text: &[u8]) -> Option<u64> {
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &byte| {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H M S m u n).
@@ -452,5 +467,49 @@ mod tests {
         assert_eq!(Told::of(&h).depth(), Ok(7));
         h.insert(DEPTH_HEADER, HeaderValue::from_static("x"));
         assert!(Told::of(&h).depth().is_err());
+    }
+
+    #[test]
+    fn numbers_are_read_as_str_trim_and_parse_read_them() {
+        fn as_before<N: std::str::FromStr>(value: &HeaderValue) -> Option<N> {
+            value.to_str().ok()?.trim().parse().ok()
+        }
+        let said: [&[u8]; 24] = [
+            b"7",
+            b" 7\t",
+            b"\t 12 ",
+            b"+7",
+            b"-7",
+            b"0x7",
+            b"7 7",
+            b"",
+            b"  ",
+            b"+",
+            b"++7",
+            b"7+",
+            b"007",
+            b"4294967295",
+            b"4294967296",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"99999999999999999999",
+            "\u{a0}7".as_bytes(),
+            "7\u{85}".as_bytes(),
+            "\u{2003}7".as_bytes(),
+            "\u{ff17}".as_bytes(),
+            b"\xff7",
+            b"7\x80",
+        ];
+        for bytes in said {
+            let value = HeaderValue::from_bytes(bytes).unwrap();
+            let shown = String::from_utf8_lossy(bytes);
+            let read = number::<u32>(Some(&value), DEPTH).ok().flatten();
+            assert_eq!(read, as_before::<u32>(&value), "u32 {shown:?}");
+            let wide = number::<u64>(Some(&value), DEPTH).ok().flatten();
+            assert_eq!(wide, as_before::<u64>(&value), "u64 {shown:?}");
+            let mut h = HeaderMap::new();
+            h.insert(DEPTH_HEADER, value);
+            assert_eq!(Told::of(&h).depth().ok(), read, "as the depth {shown:?}");
+        }
     }
 }
