@@ -364,11 +364,6 @@ fn overloaded(grpc: bool, limit: usize) -> Response {
     }
 }
 
-/// Whether `x-mock-reset` (`reset`, the request's header if it has one) or
-/// `--reset-rate` drops a request arriving as `attempt`: the one draw of
-/// every edge (HTTP, gRPC, TCP lines). `caller` (the caller's principal) is asked only for a reset
-/// aimed at one (`@from=`). A bad value does not reset; the handlers refuse
-/// it with 400/INVALID_ARGUMENT.
 /// Which attempt a request that runs a plan is, by what its headers
 /// `told` and its request `line` (counted in `service`'s attempts); or
 /// [`ResetDrawn`] (counted) when `x-mock-reset` (or `--reset-rate`) draws
@@ -392,6 +387,12 @@ pub(super) fn attempt_or_reset(
 #[derive(Debug)]
 pub(super) struct ResetDrawn;
 
+/// Whether `x-mock-reset` (`reset`, the request's header if it has one) or
+/// `--reset-rate` drops a request arriving as `attempt`: the one draw of
+/// every edge (HTTP, gRPC, TCP lines, WebSockets). `caller` (the
+/// caller's principal) is asked only for a reset aimed at one (`@from=`).
+/// A bad value does not reset; the handlers refuse it with
+/// 400/INVALID_ARGUMENT.
 fn draws_reset(
     service: &Service,
     reset: Option<&::http::HeaderValue>,
