@@ -2,7 +2,8 @@
 //! `websockets`): reports and echoes as text messages, a socket open longer
 //! than `--header-read-timeout`, pings, the close codes RFC 6455 gives
 //! (1003 binary, 1007 text that is not UTF-8, 1009 too big, 1001 on
-//! shutdown), 426 for another version,
+//! shutdown), 426 for another version, the opening counted as an attempt
+//! and reset by `x-mock-reset`,
 //! and through HAProxy speaking h2 to the server (RFC 8441 extended
 //! CONNECT).
 
@@ -110,6 +111,30 @@ async fn a_websocket_answers_reports_and_echoes() {
     let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 426"), "{head}");
     assert!(head.contains("sec-websocket-version: 13"), "{head}");
+}
+
+/// A socket opened again with the same request id is the next attempt,
+/// and `x-mock-reset` drops the connection before the handshake is
+/// answered, as for any request that runs a plan.
+#[ignore = "needs the test virtualenv: scripts/test installs it and runs ignored tests"]
+#[tokio::test]
+async fn a_websocket_opening_is_an_attempt_and_may_be_reset() {
+    let mesh = mesh_with(&["a"], Settings::default()).await;
+    let a = mesh.at("a");
+    let out = python_json(
+        "websocket_client.py",
+        vec![a.to_string(), "--attempts".into()],
+    )
+    .await;
+    assert_eq!(out["attempts"], serde_json::json!([1, 2]), "{out}");
+    assert_ne!(out["reset"], "opened", "{out}");
+    let (_, metrics) = get(a, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "servicemock_injected_faults_total{kind=\"reset\"} 1"),
+        "the reset counted: {metrics}"
+    );
 }
 
 /// HAProxy speaks h2 to the server, so a client's HTTP/1.1 WebSocket

@@ -5,8 +5,9 @@
 //! shed, answered 503 / RESOURCE_EXHAUSTED at once instead of queueing
 //! (probes, metrics and gRPC health never are); a request that runs a plan
 //! is told which attempt it is, and `x-mock-reset` / `--reset-rate` may drop
-//! its connection (an HTTP one's by the planner, [`attempt_or_reset`], which
-//! reads its headers once for this and for the plan); then
+//! its connection (a gRPC one's here, an HTTP one's by the planner and a
+//! WebSocket's as it opens, [`attempt_or_reset`], each reading the headers
+//! once for this and the rest); then
 //! `application/grpc*` goes to the tonic services,
 //! requests that run a plan straight to the planner, and the rest (health,
 //! readiness, metrics, `/control`, the web view) to the HTTP routes.
@@ -157,7 +158,7 @@ impl Parts {
             return shed;
         };
         // The stream holds its permit in its body (below), not here.
-        let response = match self.attempt_and_reset(true, route, request, None) {
+        let response = match self.attempt_and_reset(true, request, None) {
             Admitted::Steer(request, _) => self.steer(true, route, request).await,
             Admitted::Answered(reset) => reset,
         };
@@ -190,7 +191,7 @@ impl Parts {
         }
         let service = &self.service;
         match service.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => self.attempt_and_reset(grpc, route, request, Some(permit)),
+            Ok(permit) => self.attempt_and_reset(grpc, request, Some(permit)),
             Err(_) => {
                 service.metrics.refused(Refusal::Overloaded);
                 Admitted::Answered(overloaded(grpc, service.executor.settings().max_concurrent))
@@ -198,27 +199,20 @@ impl Parts {
         }
     }
 
-    /// For a gRPC call or stream, or a WebSocket, that runs a plan: counts
-    /// which attempt it is (kept in the request's extensions for the
-    /// pipeline), and drops the connection when `x-mock-reset` (or
-    /// `--reset-rate`) draws so for this attempt here: then the answer is
-    /// the reset. The planner does the same for the other HTTP requests.
+    /// For a gRPC call or stream that runs a plan: counts which attempt it
+    /// is (kept in the request's extensions for the pipeline), and drops
+    /// the connection when `x-mock-reset` (or `--reset-rate`) draws so for
+    /// this attempt here: then the answer is the reset. An HTTP request
+    /// and a WebSocket are told by the planner and the socket's opening,
+    /// which read the headers for the rest too ([`attempt_or_reset`]).
     fn attempt_and_reset(
         &self,
         grpc: bool,
-        route: &'static str,
         mut request: Request,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Admitted {
-        // The planner tells an HTTP request itself, reading its headers
-        // once for this and for what they ask of the plan (`http.rs`).
-        let runs_plan = if grpc {
-            let path = request.uri().path();
-            path == CALL_PATH || is_stream(path)
-        } else {
-            route == PLAN && super::websocket::is_websocket(&request)
-        };
-        if runs_plan {
+        let path = request.uri().path();
+        if grpc && (path == CALL_PATH || is_stream(path)) {
             let line = request.uri().path_and_query().map_or("/", |p| p.as_str());
             let told = Told::of(request.headers());
             // Who called is read only for a reset aimed at a caller (`@from=`).
@@ -247,7 +241,7 @@ impl Parts {
         let routed = if grpc {
             self.grpc.clone().oneshot(request).await
         } else if super::websocket::is_websocket(&request) {
-            return super::websocket::open(self.service.clone(), request).await;
+            return super::websocket::open(self.service.clone(), request, route == PLAN).await;
         } else if let (REQUESTS, Some(recorder)) = (route, &self.service.recorder) {
             return super::recorder::answer(recorder, request.uri().query());
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {

@@ -46,9 +46,24 @@ pub(super) fn is_websocket(request: &Request) -> bool {
     }
 }
 
-/// Answers the opening handshake and serves the socket.
-pub(super) async fn open(service: Arc<Service>, request: Request) -> Response {
+/// Answers the opening handshake and serves the socket. A socket opened
+/// on a path that runs a plan (`counted`) is told first which attempt it
+/// is, and may draw a reset (`x-mock-reset`, `--reset-rate`) instead.
+pub(super) async fn open(service: Arc<Service>, request: Request, counted: bool) -> Response {
     let (mut parts, _) = request.into_parts();
+    let connection = parts.extensions.get::<super::connection::Connection>();
+    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
+    let attempt = if counted {
+        let line = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let told = crate::exec::context::Told::of(&parts.headers);
+        let caller = || peer.as_ref().map(|p| p.principal.clone());
+        match super::front::attempt_or_reset(&service, &told, line, caller) {
+            Ok(attempt) => attempt,
+            Err(super::front::ResetDrawn) => return super::front::reset(),
+        }
+    } else {
+        Attempt::default()
+    };
     if parts
         .headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -66,8 +81,6 @@ pub(super) async fn open(service: Arc<Service>, request: Request) -> Response {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let connection = parts.extensions.get::<super::connection::Connection>();
-    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
     let mut headers = parts.headers;
     for name in [header::UPGRADE, header::CONNECTION] {
         headers.remove(name);
@@ -78,11 +91,7 @@ pub(super) async fn open(service: Arc<Service>, request: Request) -> Response {
         headers,
         tls,
         peer,
-        attempt: parts
-            .extensions
-            .get::<Attempt>()
-            .copied()
-            .unwrap_or_default(),
+        attempt,
         sent: 0,
     };
     upgrade

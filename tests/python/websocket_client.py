@@ -9,6 +9,11 @@ Usage:
   websocket_client.py ADDR --until-closed
                                      sends "/" every 100 ms until the server
                                      closes the socket
+  websocket_client.py ADDR --attempts
+                                     opens /chat twice with one x-request-id
+                                     (a report from each: which attempt it
+                                     was), then once with x-mock-reset: true
+                                     (how the opening failed)
   websocket_client.py ADDR --bad-utf8
                                      a text frame that is not UTF-8, written
                                      by hand (no library sends one): prints
@@ -73,6 +78,22 @@ async def until_closed(addr):
             return {"answered": sent, "closed": code}
 
 
+async def attempts(addr):
+    out = {"attempts": []}
+    same = {"x-request-id": "ws-attempts-1"}
+    for _ in range(2):
+        async with connect(f"ws://{addr}/chat", additional_headers=same) as ws:
+            await ws.send("/")
+            out["attempts"].append(json.loads(await ws.recv())["Attempt"])
+    try:
+        reset = {"x-mock-reset": "true"}
+        async with connect(f"ws://{addr}/chat", additional_headers=reset) as ws:
+            out["reset"] = "opened"
+    except Exception as e:  # the opening itself fails: no handshake answer
+        out["reset"] = type(e).__name__
+    return out
+
+
 def bad_utf8(addr):
     host, port = addr.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -103,6 +124,8 @@ def main() -> int:
     addr, mode = sys.argv[1], sys.argv[2]
     if mode == "--until-closed":
         out = asyncio.run(until_closed(addr))
+    elif mode == "--attempts":
+        out = asyncio.run(attempts(addr))
     elif mode == "--bad-utf8":
         out = bad_utf8(addr)
     else:
