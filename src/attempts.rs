@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use nohash_hasher::IntMap;
 
-use crate::exec::context::Told;
+use crate::exec::context::{header_number, Told};
 
 /// How long a request id is remembered (a retry comes within seconds).
 pub const REMEMBER: Duration = Duration::from_secs(60);
@@ -92,11 +92,7 @@ impl Attempts {
     /// retry header when there is one, else by counting the caller's
     /// `x-request-id` with `request_line`.
     pub fn observe(&self, told: &Told<'_>, request_line: &str) -> Attempt {
-        let number = |value: Option<&HeaderValue>| {
-            value
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u32>().ok())
-        };
+        let number = |value: Option<&HeaderValue>| value.and_then(header_number::<u32>);
         if let Some(n) = number(told.envoy_attempt).filter(|n| *n >= 1) {
             return Attempt {
                 number: n,

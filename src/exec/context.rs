@@ -155,7 +155,7 @@ impl<'a> Told<'a> {
     /// Which try of its caller's retries the request is (0 when the caller
     /// does not retry, or says nothing readable).
     pub fn try_number(&self) -> u32 {
-        number(self.try_number, TRY).ok().flatten().unwrap_or(0)
+        self.try_number.and_then(header_number).unwrap_or(0)
     }
 
     /// The depth counter of the request (0 when absent).
@@ -205,13 +205,18 @@ fn number<N: TryFrom<u64>>(
     let Some(value) = value else {
         return Ok(None);
     };
-    whole_number(value.as_bytes().trim_ascii())
-        .and_then(|n| N::try_from(n).ok())
+    header_number(value)
         .map(Some)
         .ok_or_else(|| ContextError::BadNumber {
             name,
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
         })
+}
+
+/// The whole number a header value holds, read as [`number`] reads it;
+/// `None` when it holds anything else.
+pub fn header_number<N: TryFrom<u64>>(value: &HeaderValue) -> Option<N> {
+    whole_number(value.as_bytes().trim_ascii()).and_then(|n| N::try_from(n).ok())
 }
 
 /// Decimal digits after an optional `+`, as an unsigned integer's

@@ -320,7 +320,6 @@ fn write_thousandths<F: Formatter>(
         b'0' + (thousandths % 10) as u8,
     ];
     let len = match thousandths {
-        0 => 2,
         t if t % 100 == 0 => 2,
         t if t % 10 == 0 => 3,
         _ => 4,
