@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Admission, Inbound};
 use crate::config::Identity;
-use crate::report::{Forwards, Report};
+use crate::report::{Forwards, Report, RequestInfo};
 
 /// `service version`, as a report's message names its writer.
 pub(super) struct Who<'a>(pub(super) &'a Identity);
@@ -59,16 +59,8 @@ pub(super) fn base_report(
     admission: &Admission,
     trace: Option<&crate::spans::Trace>,
 ) -> Report {
-    let mut request_info = Vec::with_capacity(inbound.headers.len() + 1);
-    request_info.push(inbound.request_line.clone());
-    for (name, value) in &inbound.headers {
-        let value = header_text(value.as_bytes());
-        let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
-        line.push_str(name.as_str());
-        line.push_str(": ");
-        line.push_str(&value);
-        request_info.push(line);
-    }
+    // The request's own header map, shared: its lines are written from it.
+    let request_info = RequestInfo::received(inbound.request_line.clone(), inbound.headers.clone());
     Report {
         received_date: rfc3339(inbound.received),
         message: String::new(),
@@ -153,18 +145,6 @@ pub(crate) fn rfc3339(at: SystemTime) -> String {
     })
 }
 
-/// A header value as text. Values are nearly always ASCII, checked a word
-/// at a time (`str::from_utf8` spends about a hundred instructions on a
-/// value of a few dozen bytes); one with other bytes is read lossily.
-fn header_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII bytes are UTF-8.
-        std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        String::from_utf8_lossy(bytes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,14 +171,6 @@ mod tests {
         assert_eq!(who.called(12, 3), "reviews v2 called 12 hop(s), 3 failed");
         assert_eq!(who.called(0, 0), format!("{who} called 0 hop(s), all ok"));
         assert_eq!(who.then(" answered"), "reviews v2 answered");
-    }
-
-    #[test]
-    fn header_values_read_as_text_whatever_their_bytes() {
-        assert_eq!(header_text(b"curl/8.5.0"), "curl/8.5.0");
-        assert_eq!(header_text(b""), "");
-        assert_eq!(header_text("caf\u{e9} ok".as_bytes()), "caf\u{e9} ok");
-        assert_eq!(header_text(b"obs-text \xe9 here"), "obs-text \u{fffd} here");
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub struct Inbound {
     pub protocol: InboundProtocol,
     /// e.g. `GET /@service2/end HTTP/1.1`.
     pub request_line: String,
-    pub headers: HeaderMap,
+    /// Shared with the report's `RequestInfo`, which is written from it.
+    pub headers: Arc<HeaderMap>,
     pub received: SystemTime,
     pub started: Instant,
     /// The TLS session it came on, if any.
@@ -89,7 +90,7 @@ impl Inbound {
         Inbound {
             protocol,
             request_line,
-            headers,
+            headers: Arc::new(headers),
             received: SystemTime::now(),
             started: Instant::now(),
             tls: None,

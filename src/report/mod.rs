@@ -14,6 +14,7 @@ mod judged;
 pub mod pretty;
 pub mod proto;
 pub mod received;
+mod request_info;
 pub mod text;
 pub mod trim;
 mod word;
@@ -29,6 +30,8 @@ use crate::plan::Protocol;
 pub use answered_by::{AnsweredBy, Maker};
 pub use forwards::Forwards;
 pub use received::{Gist, Received};
+pub(crate) use request_info::header_text;
+pub use request_info::RequestInfo;
 
 /// The ways a report is shown to a person: the entry's choice over HTTP
 /// (`?view=`), `servicemock call`'s flags.
@@ -108,7 +111,7 @@ pub struct Report {
     /// One line on what the service did.
     pub message: String,
     /// The request as received: request line, then `name: value` per header.
-    pub request_info: Vec<String>,
+    pub request_info: RequestInfo,
     /// The name the service was deployed under.
     pub service: String,
     pub version: String,

@@ -53,7 +53,7 @@ impl From<&Report> for pb::CallResponse {
             received_date: r.received_date.clone(),
             message: r.message.clone(),
             duration_ms: r.duration_ms,
-            request_info: r.request_info.clone(),
+            request_info: r.request_info.to_vec(),
             request_id: r.request_id.clone(),
             parallel_forwards: r
                 .parallel_forwards
@@ -142,7 +142,7 @@ impl From<pb::CallResponse> for Report {
         Report {
             received_date: r.received_date,
             message,
-            request_info: r.request_info,
+            request_info: r.request_info.into(),
             service: r.service,
             version: r.version,
             host: r.host,
@@ -322,7 +322,7 @@ mod tests {
         Report {
             service: "a".into(),
             version: "v2".into(),
-            request_info: vec!["GET / HTTP/1.1".into()],
+            request_info: vec!["GET / HTTP/1.1".to_string()].into(),
             parallel_forwards: vec![ParallelForward {
                 sequential_forwards: vec![
                     Forward {

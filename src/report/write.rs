@@ -16,7 +16,7 @@ use std::io;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 
 use super::pretty::CappedPretty;
-use super::{Forward, Forwards, ParallelForward, Received, Report, Try};
+use super::{header_text, Forward, Forwards, ParallelForward, Received, Report, RequestInfo, Try};
 use crate::caller::{Peer, Tls, XfccElement};
 // Whether a string needs escaping (a control character, a quote, a
 // backslash): the scanner's search for them, a vector's width at a time.
@@ -71,7 +71,9 @@ pub fn write_report<F: Layout>(
     let mut o = Object::open(out, formatter)?;
     o.str("ReceivedDate", &report.received_date)?;
     o.str("Message", &report.message)?;
-    o.strs("RequestInfo", &report.request_info)?;
+    o.key("RequestInfo")?;
+    write_request_info(o.out, o.formatter, &report.request_info)?;
+    o.end_value()?;
     o.str("Service", &report.service)?;
     o.str("Version", &report.version)?;
     o.str("Host", &report.host)?;
@@ -274,6 +276,42 @@ fn write_array<F: Layout, T>(
     for (i, item) in items.iter().enumerate() {
         formatter.begin_array_value(out, i == 0)?;
         write(out, formatter, item)?;
+        formatter.end_array_value(out)?;
+    }
+    formatter.end_array(out)
+}
+
+/// A report's `RequestInfo`: from the request's own header map when the
+/// report is this service's (no line made as a string), else its lines.
+fn write_request_info<F: Layout>(
+    out: &mut Vec<u8>,
+    formatter: &mut F,
+    info: &RequestInfo,
+) -> io::Result<()> {
+    let Some((line, headers)) = info.head() else {
+        return write_array(out, formatter, info, |out, formatter, line| {
+            write_str(out, formatter, line)
+        });
+    };
+    formatter.begin_array(out)?;
+    formatter.begin_array_value(out, true)?;
+    write_str(out, formatter, line)?;
+    formatter.end_array_value(out)?;
+    for (name, value) in headers {
+        formatter.begin_array_value(out, false)?;
+        let value = header_text(value.as_bytes());
+        // A header's name is a token: nothing in it is ever escaped.
+        if needs_escape(value.as_bytes()) {
+            write_str(out, formatter, &format!("{name}: {value}"))?;
+        } else {
+            let name = name.as_str().as_bytes();
+            out.reserve(name.len() + value.len() + 4);
+            out.push(b'"');
+            put(out, name);
+            out.extend_from_slice(b": ");
+            put(out, value.as_bytes());
+            out.push(b'"');
+        }
         formatter.end_array_value(out)?;
     }
     formatter.end_array(out)

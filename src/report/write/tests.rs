@@ -95,7 +95,8 @@ fn rich() -> Report {
             "GET /@b HTTP/1.1".into(),
             "x-weird: \"q\" \\ \u{7f}".into(),
             String::new(),
-        ],
+        ]
+        .into(),
         service: "a".into(),
         version: "v1".into(),
         host: "pod-1".into(),
@@ -129,13 +130,25 @@ fn rich() -> Report {
     }
 }
 
-/// Reports as they come: empty, rich, and rich read back from its JSON
-/// (groups and children kept as text).
+/// Reports as they come: empty, rich, rich read back from its JSON
+/// (groups and children kept as text), and rich as this service's own,
+/// its `RequestInfo` the request's header map (values to escape, bytes
+/// that are not UTF-8, a name twice).
 fn reports() -> Vec<Report> {
     let rich = rich();
     let text = serde_json::to_string(&rich).unwrap();
     let read_back: Report = serde_json::from_str(&text).unwrap();
-    vec![Report::default(), rich, read_back]
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", "b:8080".parse().unwrap());
+    for value in [&b"\"q\" \\ \t"[..], b"", b"caf\xe9", b"plain"] {
+        let value = http::HeaderValue::from_bytes(value).unwrap();
+        headers.append("x-weird", value);
+    }
+    let own = Report {
+        request_info: RequestInfo::received("POST /@b HTTP/1.1".into(), headers.into()),
+        ..rich.clone()
+    };
+    vec![Report::default(), rich, read_back, own]
 }
 
 #[test]
