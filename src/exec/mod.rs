@@ -75,10 +75,11 @@ pub struct Inbound {
     pub headers: Arc<HeaderMap>,
     pub received: SystemTime,
     pub started: Instant,
-    /// The TLS session it came on, if any.
-    pub tls: Option<crate::caller::Tls>,
+    /// The TLS session it came on, if any (boxed, as in [`Report`]: a
+    /// request and its report are moved from future to future whole).
+    pub tls: Option<Box<crate::caller::Tls>>,
     /// Who sent it, when known.
-    pub peer: Option<crate::caller::Peer>,
+    pub peer: Option<Box<crate::caller::Peer>>,
     /// The HTTP method (none for gRPC).
     pub method: Option<::http::Method>,
     /// The request body's length and SHA-256 (hex), when it had one.
@@ -123,7 +124,7 @@ impl Inbound {
         tls: Option<crate::caller::Tls>,
         peer: Option<crate::caller::Peer>,
     ) {
-        (self.tls, self.peer) = (tls, peer);
+        (self.tls, self.peer) = (tls.map(Box::new), peer.map(Box::new));
     }
 }
 

@@ -168,10 +168,10 @@ pub struct Report {
     pub plan: String,
     /// How the request's connection was secured, when it came over TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::caller::Tls>,
+    pub tls: Option<Box<crate::caller::Tls>>,
     /// Who sent the request, when known (client certificate or XFCC).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub peer: Option<crate::caller::Peer>,
+    pub peer: Option<Box<crate::caller::Peer>>,
     /// The trace this request is part of, when known (32 hex digits).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub trace_id: String,

@@ -76,8 +76,8 @@ impl From<&Report> for pb::CallResponse {
             method: r.method.to_string(),
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256.clone(),
-            tls: r.tls.as_ref().map(tls_to_proto),
-            peer: r.peer.as_ref().map(peer_to_proto),
+            tls: r.tls.as_deref().map(tls_to_proto),
+            peer: r.peer.as_deref().map(peer_to_proto),
             trace_id: r.trace_id.clone(),
             span_id: r.span_id.clone(),
             trace_url: r.trace_url.clone(),
@@ -172,13 +172,15 @@ impl From<pb::CallResponse> for Report {
             method: r.method.into(),
             body_bytes: r.body_bytes,
             body_sha256: r.body_sha256,
-            tls: r.tls.map(|t| Tls {
-                version: t.version,
-                cipher: t.cipher,
-                alpn: t.alpn,
-                sni: t.sni,
+            tls: r.tls.map(|t| {
+                Box::new(Tls {
+                    version: t.version,
+                    cipher: t.cipher,
+                    alpn: t.alpn,
+                    sni: t.sni,
+                })
             }),
-            peer: r.peer.map(peer_from_proto),
+            peer: r.peer.map(|p| Box::new(peer_from_proto(p))),
             trace_id: r.trace_id,
             span_id: r.span_id,
             trace_url: r.trace_url,

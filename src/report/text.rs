@@ -282,17 +282,17 @@ mod tests {
     #[test]
     fn each_level_says_how_it_arrived_and_from_whom() {
         let mut leaf = named("c", vec![]);
-        leaf.tls = Some(crate::caller::Tls {
+        leaf.tls = Some(Box::new(crate::caller::Tls {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_128_GCM_SHA256".into(),
             alpn: "h2".into(),
             sni: "c".into(),
-        });
-        leaf.peer = Some(crate::caller::Peer {
+        }));
+        leaf.peer = Some(Box::new(crate::caller::Peer {
             source: "tls".into(),
             principal: "spiffe://cluster.local/ns/m/sa/a".into(),
             ..Default::default()
-        });
+        }));
         let root = named("a", vec![vec![hop("http", 0.0, 6.0, Some(leaf))]]);
         let text = render_tree(&root);
         let lines: Vec<&str> = text.lines().collect();

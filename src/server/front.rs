@@ -115,9 +115,11 @@ impl Parts {
         }
         let draft = recorder.and_then(|r| draft(r, grpc, route, &request, protocol));
         if grpc && is_stream(request.uri().path()) {
-            return self
-                .count_stream(protocol, route, started, request, draft)
-                .await;
+            // Boxed: inline, the stream's opening (some 5 KB of future)
+            // would be the size of every request's future, and copied
+            // with it at each move.
+            let opening = self.count_stream(protocol, route, started, request, draft);
+            return Box::pin(opening).await;
         }
         let metrics = &self.service.metrics;
         let _in_flight = metrics.in_flight();

@@ -19,13 +19,13 @@ fn rich() -> Report {
         version: "v2".into(),
         protocol: InboundProtocol::H2c,
         duration_ms: 1.25,
-        tls: Some(Tls {
+        tls: Some(Box::new(Tls {
             version: "TLSv1_3".into(),
             cipher: "TLS13_AES_128_GCM_SHA256".into(),
             alpn: "h2".into(),
             sni: String::new(),
-        }),
-        peer: Some(Peer {
+        })),
+        peer: Some(Box::new(Peer {
             source: "xfcc".into(),
             principal: "spiffe://cluster.local/ns/a/sa/b".into(),
             subject: "CN=\"b, inc\";O=x".into(),
@@ -46,7 +46,7 @@ fn rich() -> Report {
             omitted: 3,
             unparsed: "\u{7}bell".into(),
             error: "bad \t tab".into(),
-        }),
+        })),
         parallel_forwards: vec![ParallelForward {
             sequential_forwards: vec![Forward {
                 url: "http://d:8080/".into(),
