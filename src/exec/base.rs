@@ -140,7 +140,7 @@ pub(crate) fn rfc3339(at: SystemTime) -> String {
         }
         let mut out = String::with_capacity(cached.1.len() + fraction.len());
         out.push_str(&cached.1);
-        out.extend(fraction.map(char::from));
+        out.push_str(std::str::from_utf8(&fraction).unwrap_or_default());
         out
     })
 }

@@ -224,11 +224,16 @@ impl Executor {
                 deadline::human(budget),
                 deadline::human(decision.delay)
             );
-            report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+            if !plan.parallel.is_empty() {
+                report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+            }
         } else if injected_failure(decision, inbound.protocol) {
             report.message = format!("{who} failed on purpose ({})", report.injected.join(", "));
         } else {
-            report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+            // A leaf's groups stay unset: nothing to run, nothing to make.
+            if !plan.parallel.is_empty() {
+                report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+            }
             report.message = match (report.forwards().count(), report.failed_hops()) {
                 (0, _) => who.then(" answered, calling nobody"),
                 (n, f) => who.called(n, f),

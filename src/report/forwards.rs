@@ -53,6 +53,11 @@ impl Deref for Forwards {
     type Target = Vec<ParallelForward>;
 
     fn deref(&self) -> &Vec<ParallelForward> {
+        // A leaf's: no hops, nothing to make (its cell is never set).
+        static NONE: Vec<ParallelForward> = Vec::new();
+        if let (None, None) = (self.parsed.get(), &self.raw) {
+            return &NONE;
+        }
         self.parsed.get_or_init(|| {
             let Some(raw) = &self.raw else {
                 return Vec::new();
