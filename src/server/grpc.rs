@@ -311,5 +311,5 @@ fn failure(service: &Service, code: Code, message: String, report: &Report) -> S
 }
 /// The identity headers of a report as gRPC metadata.
 fn identity_metadata(service: &Service, report: &Report) -> MetadataMap {
-    MetadataMap::from_headers(service.identity_headers.of(None, report))
+    MetadataMap::from_headers(service.identity_headers.of(None, report, None))
 }

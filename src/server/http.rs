@@ -87,6 +87,8 @@ pub(super) async fn run_plan(service: Arc<Service>, request: Request, counted: b
     let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
     let caller = peer.as_ref().map(|p| p.principal.as_str());
     let told = Told::of(&parts.headers);
+    // Answered as it came, when the report's id is this one.
+    let carried_id = told.request_id.cloned();
     let attempt = if counted {
         let principal = || caller.map(str::to_owned);
         match super::front::attempt_or_reset(&service, &told, full_target, principal) {
@@ -170,7 +172,7 @@ pub(super) async fn run_plan(service: Arc<Service>, request: Request, counted: b
         };
     let status = StatusCode::from_u16(verdict.http_status(&admission))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    render(&service, view, status, &report, pretty)
+    render(&service, view, status, &report, pretty, carried_id.as_ref())
 }
 
 /// Whether a body reached its bound (not another read error).
@@ -229,6 +231,7 @@ fn render(
     status: StatusCode,
     report: &Report,
     pretty: bool,
+    carried_id: Option<&http::HeaderValue>,
 ) -> Response {
     let body = if pretty || view != View::Json {
         crate::report::render(report, view)
@@ -239,9 +242,10 @@ fn render(
     // a content type to be replaced, and the headers a map to be merged.
     let mut response = Response::new(axum::body::Body::from(body));
     *response.status_mut() = status;
-    *response.headers_mut() = service
-        .identity_headers
-        .of(Some(view.content_type()), report);
+    *response.headers_mut() =
+        service
+            .identity_headers
+            .of(Some(view.content_type()), report, carried_id);
     response
 }
 
@@ -251,7 +255,7 @@ fn refusal(service: &Service, refused: Refused, view: View) -> Response {
     let status = StatusCode::from_u16(refused.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     match refused {
         Refused::BadRequest { message, .. } => (status, format!("{message}\n")).into_response(),
-        Refused::TooDeep(report) => render(service, view, status, &report, false),
+        Refused::TooDeep(report) => render(service, view, status, &report, false, None),
     }
 }
 

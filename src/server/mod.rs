@@ -210,8 +210,15 @@ impl IdentityHeaders {
         }
     }
 
-    /// The headers of an answer: `content_type` first when given.
-    fn of(&self, content_type: Option<&'static str>, report: &Report) -> ::http::HeaderMap {
+    /// The headers of an answer: `content_type` first when given. The
+    /// request id is the `carried` value itself when the report's is the
+    /// one the request carried (shared, not checked and copied again).
+    fn of(
+        &self,
+        content_type: Option<&'static str>,
+        report: &Report,
+        carried: Option<&::http::HeaderValue>,
+    ) -> ::http::HeaderMap {
         let mut headers = match content_type {
             Some(content_type) => {
                 let mut headers = self.typed.clone();
@@ -223,7 +230,11 @@ impl IdentityHeaders {
             None => self.bare.clone(),
         };
         // The request id is the last.
-        match ::http::HeaderValue::from_str(&report.request_id) {
+        let carried = carried.filter(|id| id.as_bytes() == report.request_id.as_bytes());
+        match carried.map_or_else(
+            || ::http::HeaderValue::from_str(&report.request_id),
+            |id| Ok(id.clone()),
+        ) {
             Ok(id) => {
                 if let Some(slot) = headers.values_mut().last() {
                     *slot = id;
@@ -383,7 +394,7 @@ mod tests {
             ..Report::default()
         };
         assert_eq!(
-            lines(&made.of(Some("text/plain; charset=utf-8"), &report)),
+            lines(&made.of(Some("text/plain; charset=utf-8"), &report, None)),
             [
                 "content-type: text/plain; charset=utf-8",
                 "x-servicemock-service: reviews",
@@ -391,18 +402,21 @@ mod tests {
                 "x-request-id: req-7",
             ]
         );
-        assert_eq!(
-            lines(&made.of(None, &report)),
-            [
-                "x-servicemock-service: reviews",
-                "x-servicemock-version: v2",
-                "x-request-id: req-7",
-            ]
-        );
+        // The id the request carried is answered when it is the report's,
+        // never when it is not.
+        let bare = [
+            "x-servicemock-service: reviews",
+            "x-servicemock-version: v2",
+            "x-request-id: req-7",
+        ];
+        for carried in [None, Some("req-7"), Some("req-8"), Some("")] {
+            let carried = carried.map(::http::HeaderValue::from_static);
+            assert_eq!(lines(&made.of(None, &report, carried.as_ref())), bare);
+        }
         let unsendable = Report {
             request_id: "a\nb".into(),
             ..Report::default()
         };
-        assert_eq!(made.of(None, &unsendable).len(), 2, "no request id");
+        assert_eq!(made.of(None, &unsendable, None).len(), 2, "no request id");
     }
 }
