@@ -30,8 +30,8 @@ use crate::plan::Protocol;
 pub use answered_by::{AnsweredBy, Maker};
 pub use forwards::Forwards;
 pub use received::{Gist, Received};
-pub(crate) use request_info::header_text;
 pub use request_info::RequestInfo;
+pub(crate) use request_info::{header_line, header_text};
 
 /// The ways a report is shown to a person: the entry's choice over HTTP
 /// (`?view=`), `servicemock call`'s flags.

@@ -55,19 +55,22 @@ impl Deref for RequestInfo {
             Some((line, headers)) => {
                 let mut lines = Vec::with_capacity(headers.len() + 1);
                 lines.push(line.clone());
-                lines.extend(headers.iter().map(|(name, value)| {
-                    let value = header_text(value.as_bytes());
-                    let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
-                    line.push_str(name.as_str());
-                    line.push_str(": ");
-                    line.push_str(&value);
-                    line
-                }));
+                lines.extend(headers.iter().map(|(name, value)| header_line(name, value)));
                 lines
             }
             None => Vec::new(),
         })
     }
+}
+
+/// `name: value`, a header as a line of `RequestInfo`.
+pub(crate) fn header_line(name: &http::HeaderName, value: &http::HeaderValue) -> String {
+    let value = header_text(value.as_bytes());
+    let mut line = String::with_capacity(name.as_str().len() + 2 + value.len());
+    line.push_str(name.as_str());
+    line.push_str(": ");
+    line.push_str(&value);
+    line
 }
 
 /// A header value as text. Values are nearly always ASCII, checked a word

@@ -16,7 +16,10 @@ use std::io;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 
 use super::pretty::CappedPretty;
-use super::{header_text, Forward, Forwards, ParallelForward, Received, Report, RequestInfo, Try};
+use super::{
+    header_line, header_text, Forward, Forwards, ParallelForward, Received, Report, RequestInfo,
+    Try,
+};
 use crate::caller::{Peer, Tls, XfccElement};
 // Whether a string needs escaping (a control character, a quote, a
 // backslash): the scanner's search for them, a vector's width at a time.
@@ -297,12 +300,12 @@ fn write_request_info<F: Layout>(
     formatter.begin_array_value(out, true)?;
     write_str(out, formatter, line)?;
     formatter.end_array_value(out)?;
-    for (name, value) in headers {
+    for (name, header) in headers {
         formatter.begin_array_value(out, false)?;
-        let value = header_text(value.as_bytes());
+        let value = header_text(header.as_bytes());
         // A header's name is a token: nothing in it is ever escaped.
         if needs_escape(value.as_bytes()) {
-            write_str(out, formatter, &format!("{name}: {value}"))?;
+            write_str(out, formatter, &header_line(name, header))?;
         } else {
             let name = name.as_str().as_bytes();
             out.reserve(name.len() + value.len() + 4);
