@@ -40,11 +40,6 @@ impl RequestInfo {
             .as_ref()
             .map(|(line, headers)| (line.as_str(), &**headers))
     }
-
-    /// No lines at all (a report trimmed to fit).
-    pub fn clear(&mut self) {
-        *self = RequestInfo::default();
-    }
 }
 
 impl Deref for RequestInfo {
@@ -166,8 +161,5 @@ mod tests {
         assert_eq!(json, serde_json::to_string(&given).unwrap());
         let read: RequestInfo = serde_json::from_str(&json).unwrap();
         assert_eq!(read, made);
-        let mut cleared = made.clone();
-        cleared.clear();
-        assert!(cleared.is_empty() && cleared.head().is_none());
     }
 }
