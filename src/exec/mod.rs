@@ -218,27 +218,27 @@ impl Executor {
             bare: false,
             trace: trace.cloned(),
         };
-        if report.timed_out {
-            report.message = format!(
+        // Out of time, the hops still run (each with what little is left,
+        // so each is reported); failing on purpose, none does.
+        let on_purpose = !report.timed_out && injected_failure(decision, inbound.protocol);
+        // A leaf's groups stay unset: nothing to run, nothing to make.
+        if !on_purpose && !plan.parallel.is_empty() {
+            report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
+        }
+        report.message = if report.timed_out {
+            format!(
                 "{who} ran out of time: the caller allowed {}, its delay asked {}",
                 deadline::human(budget),
                 deadline::human(decision.delay)
-            );
-            if !plan.parallel.is_empty() {
-                report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
-            }
-        } else if injected_failure(decision, inbound.protocol) {
-            report.message = format!("{who} failed on purpose ({})", report.injected.join(", "));
+            )
+        } else if on_purpose {
+            format!("{who} failed on purpose ({})", report.injected.join(", "))
         } else {
-            // A leaf's groups stay unset: nothing to run, nothing to make.
-            if !plan.parallel.is_empty() {
-                report.parallel_forwards = self.run_plan(plan, &ctx).await.into();
-            }
-            report.message = match (report.forwards().count(), report.failed_hops()) {
+            match (report.forwards().count(), report.failed_hops()) {
                 (0, _) => who.then(" answered, calling nobody"),
                 (n, f) => who.called(n, f),
-            };
-        }
+            }
+        };
         if decision.size > 0 {
             report.padding = "x".repeat(decision.size);
         }
