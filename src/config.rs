@@ -6,16 +6,17 @@
 use std::time::Duration;
 
 use crate::plan::Limits;
+use crate::shared::SharedStr;
 
 /// The identity a service reports in every answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     /// The name it is deployed under, e.g. `service2`.
-    pub service: String,
+    pub service: SharedStr,
     /// Its version, e.g. `v1`; what traffic-split experiments count.
-    pub version: String,
+    pub version: SharedStr,
     /// Host or pod name.
-    pub host: String,
+    pub host: SharedStr,
     /// Kubernetes namespace, when known.
     pub namespace: String,
     /// Pod IP, when known.
@@ -26,9 +27,9 @@ impl Identity {
     /// An identity with the given name and version on this host.
     pub fn named(service: &str, version: &str) -> Identity {
         Identity {
-            service: service.to_owned(),
-            version: version.to_owned(),
-            host: local_host_name(),
+            service: service.into(),
+            version: version.into(),
+            host: local_host_name().into(),
             ..Identity::default()
         }
     }

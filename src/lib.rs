@@ -85,6 +85,8 @@
 //!   input), and the ceilings they hold. A leaf.
 //! * [`wire`]: the tonic codec, decoding behind the guard.
 //! * [`units`]: durations and sizes as people write them. A leaf.
+//! * [`shared`]: text made once and shared (a service's name, version and
+//!   host, in every report it writes). A leaf.
 //! * [`pb`]: the code generated from `proto/servicemock/v1/servicemock.proto`.
 //!
 //! The binary adds `cli/` (every flag; the clients', `serve`'s and the
@@ -110,6 +112,7 @@ pub mod pb;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod shared;
 pub mod spans;
 pub mod topology;
 pub mod units;

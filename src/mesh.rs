@@ -270,7 +270,7 @@ impl Mesh {
             let mut identity = Identity::named(&member.name, &version);
             if count > members.len() || member.version.is_some() {
                 // A pod's name, so replicas tell apart in a report.
-                identity.host = format!("{}-{version}-{}", member.name, b.replica);
+                identity.host = format!("{}-{version}-{}", member.name, b.replica).into();
             }
             versions.push(version);
             let spans = match &options.spans {

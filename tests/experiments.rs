@@ -302,7 +302,7 @@ async fn who_answers(entry: SocketAddr, proxy: SocketAddr, n: usize) -> Vec<(Str
         let who = h
             .response
             .as_ref()
-            .map_or("proxy".to_owned(), |r| r.version.clone());
+            .map_or("proxy".to_owned(), |r| r.version.to_string());
         out.push((who, h.error.is_some()));
     }
     out

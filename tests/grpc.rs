@@ -59,7 +59,7 @@ fn chain(report: &Report) -> Vec<(String, String)> {
     let mut level = report;
     while let Some(hop) = level.forwards().next() {
         let child = hop.response.as_deref().expect("nested report");
-        out.push((hop.protocol.to_string(), child.service.clone()));
+        out.push((hop.protocol.to_string(), child.service.to_string()));
         level = child;
     }
     out
@@ -224,7 +224,7 @@ async fn divergent_subtrees_over_grpc() {
         .map(|f| {
             (
                 f.protocol.to_string(),
-                f.response.as_ref().unwrap().service.clone(),
+                f.response.as_ref().unwrap().service.to_string(),
             )
         })
         .collect();

@@ -500,7 +500,7 @@ async fn json_plans_over_http_reach_trees_no_path_can_say() {
         .map(|h| {
             (
                 h.protocol.to_string(),
-                h.response.as_ref().unwrap().service.clone(),
+                h.response.as_ref().unwrap().service.to_string(),
             )
         })
         .collect();

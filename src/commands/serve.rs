@@ -16,9 +16,9 @@ use crate::cli::{self, ServeArgs};
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let host = args.host_name.unwrap_or_else(local_host_name);
     let identity = Identity {
-        service: args.name.unwrap_or_else(|| host.clone()),
-        version: args.version,
-        host,
+        service: args.name.unwrap_or_else(|| host.clone()).into(),
+        version: args.version.into(),
+        host: host.into(),
         namespace: args.namespace,
         pod_ip: args.pod_ip,
     };

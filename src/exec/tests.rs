@@ -69,7 +69,7 @@ impl Transport for Fake {
                 return HopResult::failed(Outcome::Timeout, "no answer".into());
             }
             let report = Report {
-                service: host,
+                service: host.into(),
                 ..Report::default()
             };
             HopResult::from_ok_report(200, &"200 OK", Received::judged(report))
@@ -160,7 +160,7 @@ async fn the_report_keeps_the_written_order_not_the_finishing_one() {
     let report = run(&executor, "/@slow|fast/", Duration::from_secs(30)).await;
     let hosts: Vec<String> = report
         .forwards()
-        .map(|f| f.response.as_ref().unwrap().service.clone())
+        .map(|f| f.response.as_ref().unwrap().service.to_string())
         .collect();
     assert_eq!(hosts, ["slow", "fast"]);
 }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::plan::Protocol;
+pub use crate::shared::SharedStr;
 pub use answered_by::{AnsweredBy, Maker};
 pub use forwards::Forwards;
 pub use received::{Gist, Received};
@@ -113,10 +114,10 @@ pub struct Report {
     /// The request as received: request line, then `name: value` per header.
     pub request_info: RequestInfo,
     /// The name the service was deployed under.
-    pub service: String,
-    pub version: String,
+    pub service: SharedStr,
+    pub version: SharedStr,
     /// Host or pod name.
-    pub host: String,
+    pub host: SharedStr,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -44,9 +44,9 @@ pub fn decode_status_details(details: &[u8]) -> Option<pb::CallResponse> {
 impl From<&Report> for pb::CallResponse {
     fn from(r: &Report) -> Self {
         pb::CallResponse {
-            service: r.service.clone(),
-            version: r.version.clone(),
-            host: r.host.clone(),
+            service: r.service.to_string(),
+            version: r.version.to_string(),
+            host: r.host.to_string(),
             namespace: r.namespace.clone(),
             pod_ip: r.pod_ip.clone(),
             protocol: r.protocol.as_str().to_owned(),
@@ -143,9 +143,9 @@ impl From<pb::CallResponse> for Report {
             received_date: r.received_date,
             message,
             request_info: r.request_info.into(),
-            service: r.service,
-            version: r.version,
-            host: r.host,
+            service: r.service.into(),
+            version: r.version.into(),
+            host: r.host.into(),
             namespace: r.namespace,
             pod_ip: r.pod_ip,
             protocol,

@@ -162,22 +162,22 @@ impl Spans {
 /// for a mesh member's name).
 fn resource(settings: &SpanSettings, identity: &Identity, naming: Naming) -> Resource {
     let mut ours = vec![
-        KeyValue::new("service.version", identity.version.clone()),
-        KeyValue::new("host.name", identity.host.clone()),
+        KeyValue::new("service.version", identity.version.to_string()),
+        KeyValue::new("host.name", identity.host.to_string()),
     ];
     if !identity.namespace.is_empty() {
         ours.push(KeyValue::new(
             "k8s.namespace.name",
             identity.namespace.clone(),
         ));
-        ours.push(KeyValue::new("k8s.pod.name", identity.host.clone()));
+        ours.push(KeyValue::new("k8s.pod.name", identity.host.to_string()));
     }
     if !identity.pod_ip.is_empty() {
         ours.push(KeyValue::new("k8s.pod.ip", identity.pod_ip.clone()));
     }
     let from_env = EnvResourceDetector::new().detect();
     let name = match naming {
-        Naming::Member => identity.service.clone(),
+        Naming::Member => identity.service.to_string(),
         Naming::Service => settings
             .service_name
             .clone()
@@ -186,7 +186,7 @@ fn resource(settings: &SpanSettings, identity: &Identity, naming: Naming) -> Res
                     .get(&opentelemetry::Key::from_static_str("service.name"))
                     .map(|v| v.to_string())
             })
-            .unwrap_or_else(|| identity.service.clone()),
+            .unwrap_or_else(|| identity.service.to_string()),
     };
     Resource::builder_empty()
         .with_attributes(ours)

@@ -271,9 +271,9 @@ fn echoed(answer: &str, sent: &str) -> HopResult {
     let who: Vec<&str> = prefix.map(|p| p.split(' ').collect()).unwrap_or_default();
     match who.as_slice() {
         [service, version, host] => HopResult::echoed(Received::from(crate::report::Report {
-            service: (*service).to_owned(),
-            version: (*version).to_owned(),
-            host: (*host).to_owned(),
+            service: (*service).into(),
+            version: (*version).into(),
+            host: (*host).into(),
             protocol: crate::report::InboundProtocol::Tcp,
             attempt: 1,
             ..Default::default()
