@@ -187,7 +187,7 @@ impl Executor {
         inbound: &Inbound,
         admission: &Admission,
         trace: Option<&crate::spans::Trace>,
-    ) -> Report {
+    ) -> Box<Report> {
         let Admission {
             depth,
             calls_left,
@@ -257,7 +257,7 @@ impl Executor {
         admission: &Admission,
         too_deep: Option<String>,
         trace: Option<&crate::spans::Trace>,
-    ) -> Option<Report> {
+    ) -> Option<Box<Report>> {
         let depth = admission.depth;
         let max = self.inner.settings.limits.max_depth;
         let message = match too_deep {

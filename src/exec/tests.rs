@@ -115,7 +115,7 @@ async fn run_with(executor: &Executor, path: &str, headers: HeaderMap, budget: D
         attempt: 1,
         try_number: 0,
     };
-    executor
+    *executor
         .answer(
             &Identity::named("entry", "v1"),
             &plan,

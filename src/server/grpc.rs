@@ -182,7 +182,7 @@ pub(super) async fn run_call(
     caller: &Caller,
     message: &pb::CallRequest,
     rpc: &str,
-) -> Result<(Report, Verdict), Refused> {
+) -> Result<(Box<Report>, Verdict), Refused> {
     let limits = service.executor.settings().limits;
     let headers = &caller.headers;
     let admission = pipeline::admit(

@@ -181,7 +181,7 @@ pub(super) async fn run(
     inbound: &Inbound,
     admission: &Admission,
     what: &str,
-) -> Result<(Report, Verdict), Refused> {
+) -> Result<(Box<Report>, Verdict), Refused> {
     let executor = &service.executor;
     let plan = &chosen.plan;
     let refusal = below_the_entry(chosen, admission, &executor.settings().limits);
@@ -196,7 +196,7 @@ pub(super) async fn run(
     {
         service.metrics.refused(Refusal::Loop);
         service.link_trace(&mut report);
-        let refused = Refused::TooDeep(Box::new(report));
+        let refused = Refused::TooDeep(report);
         if let (Some(trace), Refused::TooDeep(report)) = (trace, &refused) {
             let status = refused.on_edge(inbound.protocol);
             trace.end(server_end(
@@ -351,7 +351,7 @@ pub(super) struct Target<'a> {
 pub(super) async fn run_target(
     service: &Service,
     asked: Target<'_>,
-) -> Result<(Report, Verdict, Admission), Refused> {
+) -> Result<(Box<Report>, Verdict, Admission), Refused> {
     let caller = asked.peer.as_ref().map(|p| p.principal.as_str());
     let told = Told::of(&asked.headers);
     let admission = admit(service, &told, &asked.headers, Some(&asked.attempt), caller)?;

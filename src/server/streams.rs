@@ -258,7 +258,7 @@ impl Flow {
                 if stop_on_failure && verdict != Verdict::Ok {
                     self.ending = failed(&service, &report, &verdict);
                 }
-                Some(Ok(pb::CallResponse::from(&report)))
+                Some(Ok(pb::CallResponse::from(&*report)))
             }
         }
     }
