@@ -304,14 +304,18 @@ pub fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a 
 /// order. A request carries a few headers and the list names a dozen, so
 /// the names it carries are compared instead of each name looked up (which
 /// parses and hashes it), and only a name of a length some carried name
-/// has is compared at all.
+/// has is compared at all. A leaf passes on nothing: an empty list reads
+/// no name.
 pub fn carried<'a>(
     inbound: &'a HeaderMap,
     propagate: &'a [HeaderName],
 ) -> impl Iterator<Item = &'a HeaderName> {
-    let lengths = inbound
-        .keys()
-        .fold(0u64, |lengths, name| lengths | length_bit(name));
+    let lengths = match propagate {
+        [] => 0,
+        _ => inbound
+            .keys()
+            .fold(0u64, |lengths, name| lengths | length_bit(name)),
+    };
     propagate
         .iter()
         .filter(move |name| lengths & length_bit(name) != 0 && inbound.keys().any(|k| k == *name))
@@ -396,6 +400,7 @@ mod tests {
         list.push(HeaderName::from_bytes("x".repeat(70).as_bytes()).unwrap());
         let found: Vec<&str> = carried(&h, &list).map(HeaderName::as_str).collect();
         assert_eq!(found, ["tracestate", "x-b3-sampled", long.as_str()]);
+        assert_eq!(carried(&h, &[]).count(), 0, "a leaf's empty list");
     }
 
     #[test]
@@ -434,6 +439,9 @@ mod tests {
         let (out, id) = outbound_headers(&h, &default_propagated());
         assert_eq!(id, "given");
         assert_eq!(texts(&out)[0], ("x-request-id".into(), "given".into()));
+        // A leaf passes nothing on; its report keeps the id all the same.
+        let (out, id) = outbound_headers(&h, &[]);
+        assert_eq!((texts(&out).len(), id.as_str()), (0, "given"));
         // An empty id carried is replaced by a new one, not sent twice.
         h.insert("x-request-id", HeaderValue::from_static(""));
         let (out, id) = outbound_headers(&h, &default_propagated());
