@@ -100,21 +100,29 @@ pub struct XfccElement {
 }
 
 /// The name of Envoy's header.
-pub const XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
+pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
+/// [`XFCC_HEADER`] as a header name.
+pub const XFCC: http::HeaderName = http::HeaderName::from_static(XFCC_HEADER);
+
+/// The first `x-forwarded-client-cert` `headers` carry, found among the
+/// names carried rather than by hashing its 23 bytes: nearly every request
+/// has none. (An edge that reads the request's other headers in one pass,
+/// `exec::context::Told`, finds it there.)
+pub fn forwarded(headers: &HeaderMap) -> Option<&http::HeaderValue> {
+    headers
+        .iter()
+        .find_map(|(name, value)| (name == XFCC).then_some(value))
+}
 
 /// How a request arrived and who sent it: the connection's TLS session (if
 /// any) and the caller, from the verified client certificate first, else
-/// from `x-forwarded-client-cert`.
+/// from the request's `x-forwarded-client-cert` (`forwarded`).
 pub fn of_request(
     session: Option<&TlsSession>,
-    headers: &HeaderMap,
+    forwarded: Option<&http::HeaderValue>,
 ) -> (Option<Tls>, Option<Peer>) {
     let tls = session.map(|s| s.tls.clone());
-    // Found among the names carried rather than by hashing its 23 bytes:
-    // nearly every request has none.
-    let forwarded = headers
-        .iter()
-        .find_map(|(name, value)| (name == XFCC).then(|| xfcc::peer(value.as_bytes())));
+    let forwarded = forwarded.map(|value| xfcc::peer(value.as_bytes()));
     let peer = match (session.and_then(|s| s.client.clone()), forwarded) {
         (Some(mut client), Some(forwarded)) => {
             // The certificate is the direct caller; the header says what

@@ -126,6 +126,9 @@ pub struct Told<'a> {
     /// `x-mock-reset`: read before anything else is done with the request
     /// (`server::front::attempt_or_reset`), the other directives after.
     pub reset: Option<&'a HeaderValue>,
+    /// `x-forwarded-client-cert`: who a sidecar says called
+    /// ([`crate::caller::of_request`]).
+    pub forwarded: Option<&'a HeaderValue>,
 }
 
 impl<'a> Told<'a> {
@@ -145,6 +148,7 @@ impl<'a> Told<'a> {
                 ENVOY_ATTEMPT_COUNT => &mut told.envoy_attempt,
                 GRPC_PREVIOUS_ATTEMPTS => &mut told.grpc_previous,
                 crate::behavior::RESET => &mut told.reset,
+                crate::caller::XFCC_HEADER => &mut told.forwarded,
                 _ => continue,
             };
             slot.get_or_insert(value);
@@ -461,11 +465,16 @@ mod tests {
         h.insert(TRY_HEADER, HeaderValue::from_static(" 2 "));
         h.insert(REQUEST_ID_HEADER, HeaderValue::from_static("r1"));
         h.insert(crate::behavior::RESET, HeaderValue::from_static("1"));
+        assert_eq!(Told::of(&h).forwarded, None);
+        h.append(crate::caller::XFCC, HeaderValue::from_static("By=a;URI=b"));
+        h.append(crate::caller::XFCC, HeaderValue::from_static("By=c;URI=d"));
         let told = Told::of(&h);
         assert_eq!(told.depth(), Ok(3), "the first value, as get() gives");
         assert_eq!(told.try_number(), 2);
         assert_eq!(told.request_id, h.get(REQUEST_ID_HEADER));
         assert_eq!(told.reset, h.get(crate::behavior::RESET));
+        assert_eq!(told.forwarded, h.get(crate::caller::XFCC));
+        assert_eq!(told.forwarded, crate::caller::forwarded(&h));
         assert_eq!((told.call, told.envoy_attempt), (None, None));
         assert_eq!(told.calls_left(50), Ok(50), "none said: all of them");
         h.insert(CALLS_LEFT_HEADER, HeaderValue::from_static("70"));

@@ -220,7 +220,7 @@ impl Parts {
             // Who called is read only for a reset aimed at a caller (`@from=`).
             let caller = || {
                 let connection = request.extensions().get::<super::connection::Connection>();
-                crate::caller::of_request(connection.map(|c| &*c.tls), request.headers())
+                crate::caller::of_request(connection.map(|c| &*c.tls), told.forwarded)
                     .1
                     .map(|p| p.principal)
             };
@@ -297,7 +297,8 @@ fn draft(
         return None;
     }
     let connection = request.extensions().get::<super::connection::Connection>();
-    let principal = crate::caller::of_request(connection.map(|c| &*c.tls), request.headers())
+    let forwarded = crate::caller::forwarded(request.headers());
+    let principal = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded)
         .1
         .map(|p| p.principal)
         .filter(|p| !p.is_empty());

@@ -155,7 +155,8 @@ pub(super) struct Caller {
 impl Caller {
     pub(super) fn of(extensions: &http::Extensions, headers: http::HeaderMap) -> Caller {
         let connection = extensions.get::<super::connection::Connection>();
-        let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &headers);
+        let forwarded = crate::caller::forwarded(&headers);
+        let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded);
         Caller {
             attempt: extensions.get().copied(),
             headers,

@@ -84,9 +84,9 @@ pub(super) async fn run_plan(service: Arc<Service>, request: Request, counted: b
     let (parts, body) = request.into_parts();
     let full_target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let connection = parts.extensions.get::<super::connection::Connection>();
-    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
-    let caller = peer.as_ref().map(|p| p.principal.as_str());
     let told = Told::of(&parts.headers);
+    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), told.forwarded);
+    let caller = peer.as_ref().map(|p| p.principal.as_str());
     // Answered as it came, when the report's id is this one.
     let carried_id = told.request_id.cloned();
     let attempt = if counted {

@@ -225,7 +225,7 @@ impl Lines<'_> {
         let told = crate::exec::context::Told::of(&headers);
         let session = self.session.as_deref();
         let caller = || {
-            crate::caller::of_request(session, &headers)
+            crate::caller::of_request(session, told.forwarded)
                 .1
                 .map(|p| p.principal)
         };
@@ -233,7 +233,7 @@ impl Lines<'_> {
         else {
             return (String::new(), Next::Reset);
         };
-        let (tls, peer) = crate::caller::of_request(self.session.as_deref(), &headers);
+        let (tls, peer) = crate::caller::of_request(session, told.forwarded);
         let asked = pipeline::Target {
             target: &target,
             headers,

@@ -52,7 +52,8 @@ pub(super) fn is_websocket(request: &Request) -> bool {
 pub(super) async fn open(service: Arc<Service>, request: Request, counted: bool) -> Response {
     let (mut parts, _) = request.into_parts();
     let connection = parts.extensions.get::<super::connection::Connection>();
-    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), &parts.headers);
+    let forwarded = crate::caller::forwarded(&parts.headers);
+    let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded);
     let attempt = if counted {
         let line = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let told = crate::exec::context::Told::of(&parts.headers);
