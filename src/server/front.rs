@@ -28,6 +28,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt as _;
 
@@ -79,7 +80,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answering;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -89,14 +90,24 @@ where
         if let Some(connection) = &self.1 {
             request.extensions_mut().insert(connection.clone());
         }
-        let parts = self.0.clone();
-        Box::pin(async move { Ok(parts.count(request.map(Body::new)).await) })
+        self.0.count(request.map(Body::new))
     }
 }
 
+/// One request's future at the front: boxed once, it holds the route's
+/// own future and its [`Tally`], and nothing else.
+type Answering = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 impl Parts {
-    /// Counts and times every request, and keeps the in-flight gauge.
-    async fn count(&self, request: Request) -> Response {
+    /// Counts and times every request, and keeps the in-flight gauge: a
+    /// [`Tally`] taken here is closed when the route's future answers.
+    ///
+    /// Everything before the route's future is decided here, without
+    /// awaiting: each `async` layer between the box and that future would
+    /// hold its own copy of the request and of the layers below it (an
+    /// `async fn`'s arguments are kept twice), and a box is filled by
+    /// copying the whole of what it holds.
+    fn count(self: &Arc<Self>, request: Request) -> Answering {
         let started = Instant::now();
         let grpc = is_grpc(&request);
         let protocol = if grpc {
@@ -115,24 +126,34 @@ impl Parts {
         }
         let draft = recorder.and_then(|r| draft(r, grpc, route, &request, protocol));
         if grpc && is_stream(request.uri().path()) {
-            // Boxed: inline, the stream's opening (some 5 KB of future)
-            // would be the size of every request's future, and copied
-            // with it at each move.
-            let opening = self.count_stream(protocol, route, started, request, draft);
-            return Box::pin(opening).await;
+            let parts = self.clone();
+            return Box::pin(async move {
+                Ok(parts
+                    .count_stream(protocol, route, started, request, draft)
+                    .await)
+            });
         }
-        let metrics = &self.service.metrics;
-        let _in_flight = metrics.in_flight();
-        let response = match self.shed(grpc, route, request) {
-            Admitted::Steer(request, _permit) => self.steer(grpc, route, request).await,
-            Admitted::Answered(response) => response,
+        let tally = Tally {
+            service: self.service.clone(),
+            grpc,
+            protocol,
+            route,
+            started,
+            // Boxed: only with `--record`, and the future stays small.
+            draft: draft.map(Box::new),
+            _in_flight: self.service.metrics.in_flight_owned(),
+            _permit: None,
         };
-        let status = response_status(grpc, &response);
-        metrics.request(protocol, route, status, started.elapsed());
-        if let (Some(recorder), Some(draft)) = (recorder, draft) {
-            recorder.keep(draft, status);
+        match self.shed(grpc, route, request) {
+            Admitted::Steer(request, permit) => {
+                let tally = Tally {
+                    _permit: permit,
+                    ..tally
+                };
+                self.steer(tally, grpc, route, request)
+            }
+            Admitted::Answered(response) => tally.answered(response),
         }
-        response
     }
 
     /// A stream is counted, holds its permit and stays in flight until its
@@ -161,7 +182,7 @@ impl Parts {
         };
         // The stream holds its permit in its body (below), not here.
         let response = match self.attempt_and_reset(true, request, None) {
-            Admitted::Steer(request, _) => self.steer(true, route, request).await,
+            Admitted::Steer(request, _) => infallible(self.grpc.clone().oneshot(request).await),
             Admitted::Answered(reset) => reset,
         };
         let (parts, body) = response.into_parts();
@@ -183,10 +204,8 @@ impl Parts {
     /// busy pod is not a dead one. What passes is then told its attempt
     /// ([`Parts::attempt_and_reset`]), probes excepted.
     ///
-    /// It and `attempt_and_reset` decide without awaiting anything, so the
-    /// one future a request runs in holds `steer`'s alone: each `async`
-    /// layer around it would hold its own copy of the request and move
-    /// kilobytes of nested futures on every request.
+    /// It and `attempt_and_reset` decide without awaiting anything (see
+    /// [`Parts::count`]).
     fn shed(&self, grpc: bool, route: &'static str, request: Request) -> Admitted {
         if is_probe(grpc, route, request.uri().path()) {
             return Admitted::Steer(request, None);
@@ -239,22 +258,73 @@ impl Parts {
     /// the planner, with no route to match (so a remainder such as
     /// `/health` or `/ui` at a leaf, which arrives with the depth header, is
     /// answered with a report like any other); the rest to the HTTP routes.
-    async fn steer(&self, grpc: bool, route: &'static str, request: Request) -> Response {
-        let routed = if grpc {
-            self.grpc.clone().oneshot(request).await
+    fn steer(&self, tally: Tally, grpc: bool, route: &'static str, request: Request) -> Answering {
+        if grpc {
+            tally.around(self.grpc.clone().oneshot(request).map(infallible))
         } else if super::websocket::is_websocket(&request) {
-            return super::websocket::open(self.service.clone(), request, route == PLAN).await;
+            tally.around(super::websocket::open(
+                self.service.clone(),
+                request,
+                route == PLAN,
+            ))
         } else if let (REQUESTS, Some(recorder)) = (route, &self.service.recorder) {
-            return super::recorder::answer(recorder, request.uri().query());
+            tally.answered(super::recorder::answer(recorder, request.uri().query()))
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
-            return http::run_plan(self.service.clone(), request, route == PLAN).await;
+            tally.around(http::run_plan(self.service.clone(), request, route == PLAN))
         } else {
-            self.http.clone().oneshot(request).await
-        };
-        match routed {
-            Ok(response) => response,
-            Err(never) => match never {},
+            tally.around(self.http.clone().oneshot(request).map(infallible))
         }
+    }
+}
+
+/// What counting a request needs once it is answered: taken as it
+/// arrives, closed with its answer's status. Dropped unanswered (the
+/// client went away), the request is not counted, and still leaves the
+/// in-flight gauge and its place under `--max-concurrent`.
+struct Tally {
+    service: Arc<Service>,
+    grpc: bool,
+    protocol: InboundProtocol,
+    route: &'static str,
+    started: Instant,
+    draft: Option<Box<super::recorder::Entry>>,
+    _in_flight: crate::metrics::OwnedInFlight,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Tally {
+    /// `answering`, boxed with this tally, closed when it answers.
+    fn around<F>(self, answering: F) -> Answering
+    where
+        F: Future<Output = Response> + Send + 'static,
+    {
+        Box::pin(answering.map(move |response| self.close(response)))
+    }
+
+    /// An answer there at once (shed, reset, the recorder's list).
+    fn answered(self, response: Response) -> Answering {
+        Box::pin(std::future::ready(self.close(response)))
+    }
+
+    fn close(self, response: Response) -> Result<Response, Infallible> {
+        let status = response_status(self.grpc, &response);
+        let service = &self.service;
+        let elapsed = self.started.elapsed();
+        service
+            .metrics
+            .request(self.protocol, self.route, status, elapsed);
+        if let (Some(recorder), Some(draft)) = (service.recorder.as_ref(), self.draft) {
+            recorder.keep(*draft, status);
+        }
+        Ok(response)
+    }
+}
+
+/// A router's answer, which cannot be an error.
+fn infallible(routed: Result<Response, Infallible>) -> Response {
+    match routed {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
