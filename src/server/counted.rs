@@ -1,4 +1,6 @@
-//! A stream counted as a stream: the in-flight gauge, the
+//! Each request counted when it is answered ([`Tally`]: its duration and
+//! `servicemock_requests_total{status}`, and what `/requests` keeps of it),
+//! and a stream counted as a stream: the in-flight gauge, the
 //! `--max-concurrent` permit, the request duration and
 //! `servicemock_requests_total{status}` cover a gRPC stream until its body
 //! ends, with the `grpc-status` its trailers carry (a request is counted when
@@ -13,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::response::Response;
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::sync::OwnedSemaphorePermit;
@@ -24,18 +27,56 @@ use crate::report::InboundProtocol;
 /// gRPC's CANCELLED: what a stream the client went away from counts as.
 const CANCELLED: i32 = 1;
 
-/// What a stream holds until it ends, and counts then.
-pub(super) struct StreamCount {
+/// What counting a request needs once it is answered: taken as it
+/// arrives (`front`), counted with its answer's status ([`Tally::close`])
+/// or, for a stream, with its end's ([`StreamCount`]). Dropped uncounted
+/// (the client went away before an answer), it still leaves the
+/// in-flight gauge and gives back its place under `--max-concurrent`.
+pub(super) struct Tally {
     pub(super) service: Arc<Service>,
     pub(super) protocol: InboundProtocol,
     pub(super) route: &'static str,
     pub(super) started: Instant,
+    /// What `/requests` keeps of it (with `--record`); boxed, so a
+    /// request's future stays small without it.
+    pub(super) draft: Option<Box<super::recorder::Entry>>,
+    pub(super) _in_flight: OwnedInFlight,
+    pub(super) _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Tally {
+    /// Counts the request with `status` (a stream with the `messages` it
+    /// carried) and keeps what `/requests` shows of it.
+    fn count(&mut self, status: i32, messages: Option<u64>) {
+        let elapsed = self.started.elapsed();
+        let service = &self.service;
+        service
+            .metrics
+            .request(self.protocol, self.route, status, elapsed);
+        if let (Some(recorder), Some(mut entry)) = (service.recorder.as_ref(), self.draft.take()) {
+            entry.messages = messages;
+            recorder.keep(*entry, status);
+        }
+    }
+
+    /// Counts the request with the status of `response`, its answer.
+    pub(super) fn close(mut self, response: Response) -> Response {
+        let status = if self.protocol == InboundProtocol::Grpc {
+            // A trailers-only answer's; 0 (OK) when it comes in trailers.
+            grpc_status(response.headers()).unwrap_or(0)
+        } else {
+            i32::from(response.status().as_u16())
+        };
+        self.count(status, None);
+        response
+    }
+}
+
+/// What a stream holds until it ends, and counts then.
+pub(super) struct StreamCount {
+    pub(super) tally: Tally,
     /// The status seen so far: a trailers-only answer's, then the trailers'.
     pub(super) status: Option<i32>,
-    pub(super) _in_flight: OwnedInFlight,
-    pub(super) _permit: OwnedSemaphorePermit,
-    /// What `/requests` keeps of it (with `--record`), kept at its end.
-    pub(super) received: Option<super::recorder::Entry>,
     /// gRPC messages sent, read off the length prefixes of the body.
     pub(super) messages: Messages,
 }
@@ -43,15 +84,7 @@ pub(super) struct StreamCount {
 impl Drop for StreamCount {
     fn drop(&mut self) {
         let status = self.status.unwrap_or(CANCELLED);
-        self.service
-            .metrics
-            .request(self.protocol, self.route, status, self.started.elapsed());
-        if let (Some(recorder), Some(mut entry)) =
-            (self.service.recorder.as_ref(), self.received.take())
-        {
-            entry.messages = Some(self.messages.count);
-            recorder.keep(entry, status);
-        }
+        self.tally.count(status, Some(self.messages.count));
     }
 }
 

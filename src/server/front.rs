@@ -32,6 +32,7 @@ use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tower::ServiceExt as _;
 
+use super::counted::Tally;
 use super::{http, is_grpc, Service};
 use crate::attempts::Attempt;
 use crate::behavior::{self, Directives, Here};
@@ -125,76 +126,46 @@ impl Parts {
             route = REQUESTS;
         }
         let draft = recorder.and_then(|r| draft(r, grpc, route, &request, protocol));
-        if grpc && is_stream(request.uri().path()) {
-            let parts = self.clone();
-            return Box::pin(async move {
-                Ok(parts
-                    .count_stream(protocol, route, started, request, draft)
-                    .await)
-            });
-        }
-        let tally = Tally {
+        let mut tally = Tally {
             service: self.service.clone(),
-            grpc,
             protocol,
             route,
             started,
-            // Boxed: only with `--record`, and the future stays small.
             draft: draft.map(Box::new),
             _in_flight: self.service.metrics.in_flight_owned(),
             _permit: None,
         };
+        if grpc && is_stream(request.uri().path()) {
+            let parts = self.clone();
+            return Box::pin(async move { Ok(parts.count_stream(tally, request).await) });
+        }
         match self.shed(grpc, route, request) {
             Admitted::Steer(request, permit) => {
-                let tally = Tally {
-                    _permit: permit,
-                    ..tally
-                };
+                tally._permit = permit;
                 self.steer(tally, grpc, route, request)
             }
-            Admitted::Answered(response) => tally.answered(response),
+            Admitted::Answered(response) => answered(tally, response),
         }
     }
 
     /// A stream is counted, holds its permit and stays in flight until its
     /// body ends ([`super::counted`]); over `--max-concurrent` it is shed.
-    async fn count_stream(
-        &self,
-        protocol: InboundProtocol,
-        route: &'static str,
-        started: Instant,
-        request: Request,
-        received: Option<super::recorder::Entry>,
-    ) -> Response {
+    async fn count_stream(&self, mut tally: Tally, request: Request) -> Response {
         let service = &self.service;
-        let in_flight = service.metrics.in_flight_owned();
         let Ok(permit) = service.in_flight.clone().try_acquire_owned() else {
             service.metrics.refused(Refusal::Overloaded);
-            let shed = overloaded(true, service.executor.settings().max_concurrent);
-            let status = response_status(true, &shed);
-            service
-                .metrics
-                .request(protocol, route, status, started.elapsed());
-            if let (Some(recorder), Some(entry)) = (service.recorder.as_ref(), received) {
-                recorder.keep(entry, status);
-            }
-            return shed;
+            return tally.close(overloaded(true, service.executor.settings().max_concurrent));
         };
         // The stream holds its permit in its body (below), not here.
+        tally._permit = Some(permit);
         let response = match self.attempt_and_reset(true, request, None) {
             Admitted::Steer(request, _) => infallible(self.grpc.clone().oneshot(request).await),
             Admitted::Answered(reset) => reset,
         };
         let (parts, body) = response.into_parts();
         let count = super::counted::StreamCount {
-            service: service.clone(),
-            protocol,
-            route,
-            started,
             status: super::counted::grpc_status(&parts.headers),
-            _in_flight: in_flight,
-            _permit: permit,
-            received,
+            tally,
             messages: Default::default(),
         };
         Response::from_parts(parts, Body::new(super::counted::Counted::new(body, count)))
@@ -260,64 +231,39 @@ impl Parts {
     /// answered with a report like any other); the rest to the HTTP routes.
     fn steer(&self, tally: Tally, grpc: bool, route: &'static str, request: Request) -> Answering {
         if grpc {
-            tally.around(self.grpc.clone().oneshot(request).map(infallible))
+            around(tally, self.grpc.clone().oneshot(request).map(infallible))
         } else if super::websocket::is_websocket(&request) {
-            tally.around(super::websocket::open(
-                self.service.clone(),
-                request,
-                route == PLAN,
-            ))
+            around(
+                tally,
+                super::websocket::open(self.service.clone(), request, route == PLAN),
+            )
         } else if let (REQUESTS, Some(recorder)) = (route, &self.service.recorder) {
-            tally.answered(super::recorder::answer(recorder, request.uri().query()))
+            answered(
+                tally,
+                super::recorder::answer(recorder, request.uri().query()),
+            )
         } else if route == PLAN || request.headers().contains_key(crate::exec::context::DEPTH) {
-            tally.around(http::run_plan(self.service.clone(), request, route == PLAN))
+            around(
+                tally,
+                http::run_plan(self.service.clone(), request, route == PLAN),
+            )
         } else {
-            tally.around(self.http.clone().oneshot(request).map(infallible))
+            around(tally, self.http.clone().oneshot(request).map(infallible))
         }
     }
 }
 
-/// What counting a request needs once it is answered: taken as it
-/// arrives, closed with its answer's status. Dropped unanswered (the
-/// client went away), the request is not counted, and still leaves the
-/// in-flight gauge and its place under `--max-concurrent`.
-struct Tally {
-    service: Arc<Service>,
-    grpc: bool,
-    protocol: InboundProtocol,
-    route: &'static str,
-    started: Instant,
-    draft: Option<Box<super::recorder::Entry>>,
-    _in_flight: crate::metrics::OwnedInFlight,
-    _permit: Option<OwnedSemaphorePermit>,
+/// `answering`, boxed with its tally, counted when it answers.
+fn around<F>(tally: Tally, answering: F) -> Answering
+where
+    F: Future<Output = Response> + Send + 'static,
+{
+    Box::pin(answering.map(move |response| Ok(tally.close(response))))
 }
 
-impl Tally {
-    /// `answering`, boxed with this tally, closed when it answers.
-    fn around<F>(self, answering: F) -> Answering
-    where
-        F: Future<Output = Response> + Send + 'static,
-    {
-        Box::pin(answering.map(move |response| self.close(response)))
-    }
-
-    /// An answer there at once (shed, reset, the recorder's list).
-    fn answered(self, response: Response) -> Answering {
-        Box::pin(std::future::ready(self.close(response)))
-    }
-
-    fn close(self, response: Response) -> Result<Response, Infallible> {
-        let status = response_status(self.grpc, &response);
-        let service = &self.service;
-        let elapsed = self.started.elapsed();
-        service
-            .metrics
-            .request(self.protocol, self.route, status, elapsed);
-        if let (Some(recorder), Some(draft)) = (service.recorder.as_ref(), self.draft) {
-            recorder.keep(*draft, status);
-        }
-        Ok(response)
-    }
+/// An answer there at once (shed, reset, the recorder's list), counted.
+fn answered(tally: Tally, response: Response) -> Answering {
+    Box::pin(std::future::ready(Ok(tally.close(response))))
 }
 
 /// A router's answer, which cannot be an error.
@@ -406,16 +352,6 @@ fn route_class(grpc: bool, path: &str) -> &'static str {
         "/control" => "control",
         p if p == "/ui" || p.starts_with("/ui/") => "ui",
         _ => PLAN,
-    }
-}
-
-/// The status a request is counted with: the HTTP status, or for gRPC the
-/// `grpc-status` of a trailers-only answer (0 when it comes in trailers: OK).
-fn response_status(grpc: bool, response: &Response) -> i32 {
-    if grpc {
-        super::counted::grpc_status(response.headers()).unwrap_or(0)
-    } else {
-        i32::from(response.status().as_u16())
     }
 }
 
