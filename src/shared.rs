@@ -10,10 +10,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A string shared by every clone. Reads as `&str` (`Deref`), compares
-/// with `str`, `&str` and `String`, and is serialized as the plain string.
+/// with `str` and `&str`, and is serialized as the plain string.
 /// The empty string holds nothing, so a default one costs no allocation;
 /// a `String` is kept as it is (no copy), behind the shared counter.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SharedStr(Option<Arc<String>>);
 
 impl SharedStr {
@@ -31,12 +31,6 @@ impl Deref for SharedStr {
     }
 }
 
-impl AsRef<str> for SharedStr {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl From<&str> for SharedStr {
     fn from(text: &str) -> SharedStr {
         SharedStr::from(text.to_owned())
@@ -49,12 +43,6 @@ impl From<String> for SharedStr {
     }
 }
 
-impl From<SharedStr> for String {
-    fn from(text: SharedStr) -> String {
-        text.as_str().to_owned()
-    }
-}
-
 impl PartialEq<str> for SharedStr {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -64,12 +52,6 @@ impl PartialEq<str> for SharedStr {
 impl PartialEq<&str> for SharedStr {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for SharedStr {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
     }
 }
 
@@ -108,7 +90,6 @@ mod tests {
         assert!(std::ptr::eq(name.as_str(), copy.as_str()), "shared");
         assert_eq!(copy, "reviews");
         assert_eq!(copy, *"reviews");
-        assert_eq!(copy, String::from("reviews"));
         assert_eq!(copy.len(), 7, "reads as a str");
         assert_eq!(format!("{copy} {copy:?}"), "reviews \"reviews\"");
     }
