@@ -47,11 +47,14 @@ pub enum View {
 }
 
 impl View {
-    /// The content type of the view.
-    pub fn content_type(self) -> &'static str {
+    /// The content type of the view, as a header's value made at compile
+    /// time (made from text at run time, its every byte is checked again).
+    pub fn content_type(self) -> http::HeaderValue {
+        const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
+        const TEXT: http::HeaderValue = http::HeaderValue::from_static("text/plain; charset=utf-8");
         match self {
-            View::Json | View::Flat => "application/json",
-            View::Tree => "text/plain; charset=utf-8",
+            View::Json | View::Flat => JSON,
+            View::Tree => TEXT,
         }
     }
 }

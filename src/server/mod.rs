@@ -215,7 +215,7 @@ impl IdentityHeaders {
     /// one the request carried (shared, not checked and copied again).
     fn of(
         &self,
-        content_type: Option<&'static str>,
+        content_type: Option<::http::HeaderValue>,
         report: &Report,
         carried: Option<&::http::HeaderValue>,
     ) -> ::http::HeaderMap {
@@ -223,7 +223,7 @@ impl IdentityHeaders {
             Some(content_type) => {
                 let mut headers = self.typed.clone();
                 if let Some(slot) = headers.values_mut().next() {
-                    *slot = ::http::HeaderValue::from_static(content_type);
+                    *slot = content_type;
                 }
                 headers
             }
@@ -394,7 +394,11 @@ mod tests {
             ..Report::default()
         };
         assert_eq!(
-            lines(&made.of(Some("text/plain; charset=utf-8"), &report, None)),
+            lines(&made.of(
+                Some(crate::report::View::Tree.content_type()),
+                &report,
+                None
+            )),
             [
                 "content-type: text/plain; charset=utf-8",
                 "x-servicemock-service: reviews",
