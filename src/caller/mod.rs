@@ -7,7 +7,6 @@
 pub mod cert;
 pub mod xfcc;
 
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 /// What a TLS handshake showed, kept for every request of the connection.
@@ -104,19 +103,13 @@ pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
 /// [`XFCC_HEADER`] as a header name.
 pub const XFCC: http::HeaderName = http::HeaderName::from_static(XFCC_HEADER);
 
-/// The first `x-forwarded-client-cert` `headers` carry, found among the
-/// names carried rather than by hashing its 23 bytes: nearly every request
-/// has none. (An edge that reads the request's other headers in one pass,
-/// `exec::context::Told`, finds it there.)
-pub fn forwarded(headers: &HeaderMap) -> Option<&http::HeaderValue> {
-    headers
-        .iter()
-        .find_map(|(name, value)| (name == XFCC).then_some(value))
-}
-
 /// How a request arrived and who sent it: the connection's TLS session (if
 /// any) and the caller, from the verified client certificate first, else
-/// from the request's `x-forwarded-client-cert` (`forwarded`).
+/// from the request's `x-forwarded-client-cert` (`forwarded`: the edge's
+/// `exec::context::Told` finds it in its one pass over the headers, an
+/// edge without one by `exec::context::first_value`, which compares the
+/// names carried rather than hashing its 23 bytes: nearly every request
+/// has none).
 pub fn of_request(
     session: Option<&TlsSession>,
     forwarded: Option<&http::HeaderValue>,

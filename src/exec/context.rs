@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(told.request_id, h.get(REQUEST_ID_HEADER));
         assert_eq!(told.reset, h.get(crate::behavior::RESET));
         assert_eq!(told.forwarded, h.get(crate::caller::XFCC));
-        assert_eq!(told.forwarded, crate::caller::forwarded(&h));
+        assert_eq!(told.forwarded, first_value(&h, &crate::caller::XFCC));
         assert_eq!((told.call, told.envoy_attempt), (None, None));
         assert_eq!(told.calls_left(50), Ok(50), "none said: all of them");
         h.insert(CALLS_LEFT_HEADER, HeaderValue::from_static("70"));

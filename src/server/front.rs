@@ -313,7 +313,7 @@ fn draft(
         return None;
     }
     let connection = request.extensions().get::<super::connection::Connection>();
-    let forwarded = crate::caller::forwarded(request.headers());
+    let forwarded = crate::exec::context::first_value(request.headers(), &crate::caller::XFCC);
     let principal = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded)
         .1
         .map(|p| p.principal)

@@ -155,7 +155,7 @@ pub(super) struct Caller {
 impl Caller {
     pub(super) fn of(extensions: &http::Extensions, headers: http::HeaderMap) -> Caller {
         let connection = extensions.get::<super::connection::Connection>();
-        let forwarded = crate::caller::forwarded(&headers);
+        let forwarded = crate::exec::context::first_value(&headers, &crate::caller::XFCC);
         let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded);
         Caller {
             attempt: extensions.get().copied(),

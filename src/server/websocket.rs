@@ -52,7 +52,7 @@ pub(super) fn is_websocket(request: &Request) -> bool {
 pub(super) async fn open(service: Arc<Service>, request: Request, counted: bool) -> Response {
     let (mut parts, _) = request.into_parts();
     let connection = parts.extensions.get::<super::connection::Connection>();
-    let forwarded = crate::caller::forwarded(&parts.headers);
+    let forwarded = crate::exec::context::first_value(&parts.headers, &crate::caller::XFCC);
     let (tls, peer) = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded);
     let attempt = if counted {
         let line = parts.uri.path_and_query().map_or("/", |p| p.as_str());
