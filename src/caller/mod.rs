@@ -129,6 +129,15 @@ pub fn of_request(
     (tls, peer)
 }
 
+/// The caller's principal alone, as [`of_request`] finds it: what a reset
+/// aimed at a caller (`@from=`) and `/requests` go by.
+pub fn principal(
+    session: Option<&TlsSession>,
+    forwarded: Option<&http::HeaderValue>,
+) -> Option<String> {
+    of_request(session, forwarded).1.map(|peer| peer.principal)
+}
+
 impl Peer {
     /// The service account of a SPIFFE principal (`.../sa/NAME`), for
     /// `@from=NAME`.

@@ -210,9 +210,7 @@ impl Parts {
             // Who called is read only for a reset aimed at a caller (`@from=`).
             let caller = || {
                 let connection = request.extensions().get::<super::connection::Connection>();
-                crate::caller::of_request(connection.map(|c| &*c.tls), told.forwarded)
-                    .1
-                    .map(|p| p.principal)
+                crate::caller::principal(connection.map(|c| &*c.tls), told.forwarded)
             };
             let Ok(attempt) = attempt_or_reset(&self.service, &told, line, caller) else {
                 return Admitted::Answered(reset());
@@ -314,10 +312,8 @@ fn draft(
     }
     let connection = request.extensions().get::<super::connection::Connection>();
     let forwarded = crate::exec::context::first_value(request.headers(), &crate::caller::XFCC);
-    let principal = crate::caller::of_request(connection.map(|c| &*c.tls), forwarded)
-        .1
-        .map(|p| p.principal)
-        .filter(|p| !p.is_empty());
+    let principal =
+        crate::caller::principal(connection.map(|c| &*c.tls), forwarded).filter(|p| !p.is_empty());
     Some(recorder.draft(request, protocol.as_str(), principal))
 }
 

@@ -223,17 +223,12 @@ impl Lines<'_> {
         };
         let request_line = format!("TCP {target}");
         let told = crate::exec::context::Told::of(&headers);
-        let session = self.session.as_deref();
-        let caller = || {
-            crate::caller::of_request(session, told.forwarded)
-                .1
-                .map(|p| p.principal)
-        };
+        let (tls, peer) = crate::caller::of_request(self.session.as_deref(), told.forwarded);
+        let caller = || peer.as_ref().map(|p| p.principal.clone());
         let Ok(attempt) = super::front::attempt_or_reset(service, &told, &request_line, caller)
         else {
             return (String::new(), Next::Reset);
         };
-        let (tls, peer) = crate::caller::of_request(session, told.forwarded);
         let asked = pipeline::Target {
             target: &target,
             headers,
