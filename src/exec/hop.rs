@@ -241,9 +241,11 @@ fn hop_start<'a>(hop: &'a Hop, url: &'a HopUrl, try_number: u32) -> crate::spans
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let mut target = String::new();
+    let _ = hop.target.write_to(&mut target);
     crate::spans::HopStart {
         protocol: hop.protocol.as_str(),
-        target: hop.target.to_string(),
+        target,
         host: &hop.target.host,
         port: hop.target.port.unwrap_or(hop.protocol.default_port()),
         url: url.as_str(),

@@ -140,10 +140,11 @@ impl Spans {
                 attributes.push(KeyValue::new("url.path", start.path.to_owned()));
             }
         }
+        // Joined, not formatted: a span's name is made for every request.
         let name = match (start.grpc_method, start.method) {
-            (Some(method), _) => format!("servicemock servicemock.v1.MockService/{method}"),
-            (None, Some(method)) => format!("servicemock {method} /{{plan}}"),
-            (None, None) => format!("servicemock {}", start.protocol),
+            (Some(method), _) => ["servicemock servicemock.v1.MockService/", method].concat(),
+            (None, Some(method)) => ["servicemock ", method, " /{plan}"].concat(),
+            (None, None) => ["servicemock ", start.protocol].concat(),
         };
         let tracer = &self.inner.tracer;
         let span = tracer
@@ -218,16 +219,16 @@ impl Trace {
             let own = cx.span();
             let context = own.span_context();
             (
-                context.trace_id().to_string(),
-                context.span_id().to_string(),
+                propagate::Hex::<32>::of(&context.trace_id().to_bytes()),
+                propagate::Hex::<16>::of(&context.span_id().to_bytes()),
             )
         };
         Trace {
             tracer,
             cx,
             formats,
-            trace_id: trace_id.into(),
-            span_id: span_id.into(),
+            trace_id: trace_id.as_str().into(),
+            span_id: span_id.as_str().into(),
         }
     }
 
@@ -320,7 +321,7 @@ impl Trace {
         }
         let span = self
             .tracer
-            .span_builder(format!("{} {}", start.protocol, start.target))
+            .span_builder([start.protocol, " ", &start.target].concat())
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &self.cx);
