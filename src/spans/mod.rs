@@ -122,10 +122,13 @@ impl Spans {
     /// in the trace they name (a new one when they name none).
     pub fn server(&self, headers: &HeaderMap, start: ServerStart<'_>) -> Trace {
         let parent = propagate::extract(headers);
-        let mut attributes = vec![
+        // Each list made as long as it can grow: spans are made for every
+        // request, and a list that grows is copied.
+        let mut attributes = Vec::with_capacity(5);
+        attributes.extend([
             KeyValue::new("network.protocol.name", start.network_protocol()),
             KeyValue::new("servicemock.protocol", start.protocol.to_owned()),
-        ];
+        ]);
         match start.grpc_method {
             Some(method) => attributes.extend([
                 KeyValue::new("rpc.system", "grpc"),
@@ -255,11 +258,12 @@ impl Trace {
                 ],
             );
         }
-        let mut attributes = vec![
+        let mut attributes = Vec::with_capacity(7);
+        attributes.extend([
             KeyValue::new("servicemock.result", end.result.to_owned()),
             KeyValue::new("servicemock.attempt", i64::from(end.attempt)),
             KeyValue::new("servicemock.hops", end.hops as i64),
-        ];
+        ]);
         if end.grpc {
             attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(end.status)));
         } else if end.http {
@@ -287,11 +291,12 @@ impl Trace {
 
     /// Starts the CLIENT span of one try of a hop, child of the SERVER span.
     pub fn hop(&self, start: HopStart<'_>) -> HopSpan {
-        let mut attributes = vec![
+        let mut attributes = Vec::with_capacity(10);
+        attributes.extend([
             KeyValue::new("server.address", start.host.to_owned()),
             KeyValue::new("server.port", i64::from(start.port)),
             KeyValue::new("servicemock.attempt", i64::from(start.try_number)),
-        ];
+        ]);
         if start.try_number > 1 {
             attributes.push(KeyValue::new(
                 "http.request.resend_count",
@@ -351,7 +356,8 @@ impl HopSpan {
     /// Ends the span with what the try came to.
     pub fn end(self, end: HopEnd<'_>) {
         let span = self.cx.span();
-        let mut attributes = vec![KeyValue::new("servicemock.result", end.outcome.to_owned())];
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(KeyValue::new("servicemock.result", end.outcome.to_owned()));
         if let Some(status) = end.status {
             let key = if end.grpc {
                 "rpc.grpc.status_code"
