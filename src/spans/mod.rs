@@ -222,8 +222,8 @@ impl Trace {
             let own = cx.span();
             let context = own.span_context();
             (
-                propagate::Hex::<32>::of(&context.trace_id().to_bytes()),
-                propagate::Hex::<16>::of(&context.span_id().to_bytes()),
+                propagate::Hex::trace(context.trace_id()),
+                propagate::Hex::span(context.span_id()),
             )
         };
         Trace {

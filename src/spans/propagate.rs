@@ -168,8 +168,8 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
     if !context.is_valid() {
         return;
     }
-    let trace = Hex::<32>::of(&context.trace_id().to_bytes());
-    let id = Hex::<16>::of(&context.span_id().to_bytes());
+    let trace = Hex::trace(context.trace_id());
+    let id = Hex::span(context.span_id());
     let sampled = context.is_sampled();
     let mut put = |name: HeaderName, value: &[u8]| {
         if let Ok(value) = HeaderValue::from_bytes(value) {
@@ -212,12 +212,25 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
     }
 }
 
-/// An id's bytes as `N` lowercase hex digits, as W3C and B3 write ids
-/// (`N` is twice the id's length in bytes).
+/// An id as lowercase hex digits, as W3C and B3 write ids: 32 for a trace
+/// id, 16 for a span id.
 pub(super) struct Hex<const N: usize>([u8; N]);
 
+impl Hex<32> {
+    pub(super) fn trace(id: TraceId) -> Hex<32> {
+        Hex::of(&id.to_bytes())
+    }
+}
+
+impl Hex<16> {
+    pub(super) fn span(id: SpanId) -> Hex<16> {
+        Hex::of(&id.to_bytes())
+    }
+}
+
 impl<const N: usize> Hex<N> {
-    pub(super) fn of(id: &[u8]) -> Hex<N> {
+    /// `id`'s bytes, `N / 2` of them, as `N` digits.
+    fn of(id: &[u8]) -> Hex<N> {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut digits = [0; N];
         for (pair, byte) in digits.chunks_exact_mut(2).zip(id) {
@@ -407,10 +420,10 @@ mod tests {
             "f0000000000000000000000000000001",
         ] {
             let id = TraceId::from_hex(trace).unwrap();
-            assert_eq!(Hex::<32>::of(&id.to_bytes()).as_str(), id.to_string());
+            assert_eq!(Hex::trace(id).as_str(), id.to_string());
         }
         let span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
-        assert_eq!(Hex::<16>::of(&span.to_bytes()).as_str(), span.to_string());
+        assert_eq!(Hex::span(span).as_str(), span.to_string());
     }
 
     #[test]
