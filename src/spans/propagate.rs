@@ -35,24 +35,16 @@ pub struct Formats {
 }
 
 impl Formats {
-    /// The formats `headers` carry; W3C and B3 multi when none. One pass
-    /// over the names rather than three hashed look-ups.
+    /// The formats `headers` carry; W3C and B3 multi when none.
     pub fn of(headers: &HeaderMap) -> Formats {
-        let mut carried = Formats {
-            w3c: false,
-            b3_single: false,
-            b3_multi: false,
+        let carried = Carried::of(headers);
+        let formats = Formats {
+            w3c: carried.w3c.is_some(),
+            b3_single: carried.b3_single.is_some(),
+            b3_multi: carried.b3_multi.is_some(),
         };
-        for name in headers.keys() {
-            match name.as_str() {
-                "traceparent" => carried.w3c = true,
-                "b3" => carried.b3_single = true,
-                "x-b3-traceid" => carried.b3_multi = true,
-                _ => {}
-            }
-        }
-        if carried.w3c || carried.b3_single || carried.b3_multi {
-            carried
+        if formats.w3c || formats.b3_single || formats.b3_multi {
+            formats
         } else {
             Formats {
                 w3c: true,
@@ -60,6 +52,35 @@ impl Formats {
                 b3_multi: true,
             }
         }
+    }
+}
+
+/// The first value of each header that names a request's trace, found in
+/// one pass over its names rather than by three hashed look-ups of names a
+/// request mostly does not carry.
+#[derive(Default)]
+struct Carried<'a> {
+    /// `traceparent`.
+    w3c: Option<&'a HeaderValue>,
+    /// `b3`.
+    b3_single: Option<&'a HeaderValue>,
+    /// `x-b3-traceid`.
+    b3_multi: Option<&'a HeaderValue>,
+}
+
+impl<'a> Carried<'a> {
+    fn of(headers: &'a HeaderMap) -> Carried<'a> {
+        let mut carried = Carried::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "traceparent" => &mut carried.w3c,
+                "b3" => &mut carried.b3_single,
+                "x-b3-traceid" => &mut carried.b3_multi,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        carried
     }
 }
 
@@ -251,20 +272,13 @@ impl<const N: usize> Hex<N> {
 }
 
 /// The trace id a request names in its headers (W3C, else B3), when spans
-/// are off: the report still shows which trace it belongs to. One pass
-/// over the header names rather than three hashed look-ups of names a
-/// request mostly does not carry.
+/// are off: the report still shows which trace it belongs to.
 pub fn carried_trace_id(headers: &HeaderMap) -> Option<String> {
-    let (mut w3c, mut b3_single, mut b3_multi) = (None, None, None);
-    for (name, value) in headers {
-        let slot = match name.as_str() {
-            "traceparent" => &mut w3c,
-            "b3" => &mut b3_single,
-            "x-b3-traceid" => &mut b3_multi,
-            _ => continue,
-        };
-        slot.get_or_insert(value);
-    }
+    let Carried {
+        w3c,
+        b3_single,
+        b3_multi,
+    } = Carried::of(headers);
     if let Some(parent) = w3c.and_then(|v| v.to_str().ok()) {
         return parent
             .split('-')
