@@ -104,6 +104,7 @@ pub mod config;
 pub mod exec;
 pub mod fuzzing;
 pub mod guard;
+pub mod hex;
 pub mod load;
 pub mod manifests;
 pub mod mesh;

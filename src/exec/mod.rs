@@ -108,11 +108,8 @@ impl Inbound {
         self.method = Some(method.clone());
         if !body.is_empty() {
             let digest = ring::digest::digest(&ring::digest::SHA256, body);
-            let mut hex = String::with_capacity(64);
-            for byte in digest.as_ref() {
-                use std::fmt::Write as _;
-                let _ = write!(hex, "{byte:02x}");
-            }
+            let mut hex = String::new();
+            crate::hex::push(&mut hex, digest.as_ref());
             self.body = Some((body.len() as u64, hex));
         }
     }

@@ -28,6 +28,7 @@ pub use config::SpanSettings;
 use propagate::Formats;
 
 use crate::config::Identity;
+use crate::hex::Hex;
 
 /// One service's spans: its tracer (its own `service.name`), the batch
 /// processor behind it and what became of its spans.
@@ -222,8 +223,8 @@ impl Trace {
             let own = cx.span();
             let context = own.span_context();
             (
-                propagate::Hex::trace(context.trace_id()),
-                propagate::Hex::span(context.span_id()),
+                Hex::<32>::of(context.trace_id().to_bytes()),
+                Hex::<16>::of(context.span_id().to_bytes()),
             )
         };
         Trace {

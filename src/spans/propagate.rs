@@ -17,6 +17,8 @@ use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
+use crate::hex::Hex;
+
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const B3_SINGLE: HeaderName = HeaderName::from_static("b3");
@@ -189,8 +191,8 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
     if !context.is_valid() {
         return;
     }
-    let trace = Hex::trace(context.trace_id());
-    let id = Hex::span(context.span_id());
+    let trace = Hex::<32>::of(context.trace_id().to_bytes());
+    let id = Hex::<16>::of(context.span_id().to_bytes());
     let sampled = context.is_sampled();
     let mut put = |name: HeaderName, value: &[u8]| {
         if let Ok(value) = HeaderValue::from_bytes(value) {
@@ -201,7 +203,7 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
         let flags: &[u8] = if sampled { b"01" } else { b"00" };
         put(
             TRACEPARENT,
-            &[b"00-", trace.bytes(), b"-", id.bytes(), b"-", flags].concat(),
+            &[b"00-", trace.as_bytes(), b"-", id.as_bytes(), b"-", flags].concat(),
         );
         // W3C says a vendor SHOULD avoid sending an empty `tracestate`.
         let state = context.trace_state().header();
@@ -214,9 +216,9 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
         put(
             B3_SINGLE,
             &[
-                trace.bytes(),
+                trace.as_bytes(),
                 b"-",
-                id.bytes(),
+                id.as_bytes(),
                 b"-",
                 sampled,
                 b"-",
@@ -226,48 +228,10 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
         );
     }
     if formats.b3_multi {
-        put(B3_TRACE_ID, trace.bytes());
-        put(B3_SPAN_ID, id.bytes());
+        put(B3_TRACE_ID, trace.as_bytes());
+        put(B3_SPAN_ID, id.as_bytes());
         put(B3_PARENT, parent_span_id.as_bytes());
         put(B3_SAMPLED, sampled);
-    }
-}
-
-/// An id as lowercase hex digits, as W3C and B3 write ids: 32 for a trace
-/// id, 16 for a span id.
-pub(super) struct Hex<const N: usize>([u8; N]);
-
-impl Hex<32> {
-    pub(super) fn trace(id: TraceId) -> Hex<32> {
-        Hex::of(&id.to_bytes())
-    }
-}
-
-impl Hex<16> {
-    pub(super) fn span(id: SpanId) -> Hex<16> {
-        Hex::of(&id.to_bytes())
-    }
-}
-
-impl<const N: usize> Hex<N> {
-    /// `id`'s bytes, `N / 2` of them, as `N` digits.
-    fn of(id: &[u8]) -> Hex<N> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut digits = [0; N];
-        for (pair, byte) in digits.chunks_exact_mut(2).zip(id) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0x0f)];
-        }
-        Hex(digits)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The digits as text (always ASCII).
-    pub(super) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -434,10 +398,10 @@ mod tests {
             "f0000000000000000000000000000001",
         ] {
             let id = TraceId::from_hex(trace).unwrap();
-            assert_eq!(Hex::trace(id).as_str(), id.to_string());
+            assert_eq!(Hex::<32>::of(id.to_bytes()).as_str(), id.to_string());
         }
         let span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
-        assert_eq!(Hex::span(span).as_str(), span.to_string());
+        assert_eq!(Hex::<16>::of(span.to_bytes()).as_str(), span.to_string());
     }
 
     #[test]
