@@ -10,6 +10,8 @@
 //! had one (opentelemetry-zipkin) is deprecated whole, and B3 is two
 //! header layouts of hex ids and a sampling flag.
 
+use bytes::Bytes;
+use http::header::InvalidHeaderValue;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -194,44 +196,48 @@ pub fn inject(cx: &Context, parent_span_id: &str, formats: Formats, headers: &mu
     let trace = Hex::<32>::of(context.trace_id().to_bytes());
     let id = Hex::<16>::of(context.span_id().to_bytes());
     let sampled = context.is_sampled();
-    let mut put = |name: HeaderName, value: &[u8]| {
-        if let Ok(value) = HeaderValue::from_bytes(value) {
+    let mut put = |name: HeaderName, value: Result<HeaderValue, InvalidHeaderValue>| {
+        if let Ok(value) = value {
             headers.insert(name, value);
         }
     };
+    // A value joined here is handed to the header as it is, not copied again.
+    let joined = |parts: &[&[u8]]| HeaderValue::from_maybe_shared(Bytes::from(parts.concat()));
     if formats.w3c {
         let flags: &[u8] = if sampled { b"01" } else { b"00" };
         put(
             TRACEPARENT,
-            &[b"00-", trace.as_bytes(), b"-", id.as_bytes(), b"-", flags].concat(),
+            joined(&[b"00-", trace.as_bytes(), b"-", id.as_bytes(), b"-", flags]),
         );
         // W3C says a vendor SHOULD avoid sending an empty `tracestate`.
         let state = context.trace_state().header();
         if !state.is_empty() {
-            put(TRACESTATE, state.as_bytes());
+            put(
+                TRACESTATE,
+                HeaderValue::from_maybe_shared(Bytes::from(state)),
+            );
         }
     }
-    let sampled: &[u8] = if sampled { b"1" } else { b"0" };
+    let sampled = if sampled { "1" } else { "0" };
     if formats.b3_single {
         put(
             B3_SINGLE,
-            &[
+            joined(&[
                 trace.as_bytes(),
                 b"-",
                 id.as_bytes(),
                 b"-",
-                sampled,
+                sampled.as_bytes(),
                 b"-",
                 parent_span_id.as_bytes(),
-            ]
-            .concat(),
+            ]),
         );
     }
     if formats.b3_multi {
-        put(B3_TRACE_ID, trace.as_bytes());
-        put(B3_SPAN_ID, id.as_bytes());
-        put(B3_PARENT, parent_span_id.as_bytes());
-        put(B3_SAMPLED, sampled);
+        put(B3_TRACE_ID, HeaderValue::from_bytes(trace.as_bytes()));
+        put(B3_SPAN_ID, HeaderValue::from_bytes(id.as_bytes()));
+        put(B3_PARENT, HeaderValue::from_str(parent_span_id));
+        put(B3_SAMPLED, Ok(HeaderValue::from_static(sampled)));
     }
 }
 
